@@ -1,0 +1,115 @@
+//! How the CLI prints results: readable by default, JSON with `--json`.
+
+use crate::engine::{EngineError, Finding, PruneReport};
+use crate::result::RunResult;
+use crate::store::IssueSession;
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot encode JSON: {e}"),
+    }
+}
+
+pub fn print_result(r: &RunResult, json: bool) {
+    if json {
+        return print_json(r);
+    }
+    println!("{}", r.answer);
+    println!();
+    println!("issue:    {}", r.issue);
+    println!("session:  {}", r.session_id);
+    match &r.pushed_to {
+        Some(remote) => println!("branch:   {} (pushed to {remote})", r.branch),
+        None => println!("branch:   {} (nothing new to push)", r.branch),
+    }
+    for c in &r.commits {
+        println!("commit:   {} {}", &c.sha[..c.sha.len().min(10)], c.subject);
+    }
+    if !r.files_changed.is_empty() {
+        println!("files:    {}", r.files_changed.join(", "));
+    }
+    for d in &r.denied {
+        println!("denied:   {d}");
+    }
+    println!(
+        "tokens:   {} in, {} out, {} cache read; cost ${:.4}",
+        r.tokens.input, r.tokens.output, r.tokens.cache_read, r.cost
+    );
+    println!(
+        "duration: {}",
+        humantime::format_duration(std::time::Duration::from_secs(r.duration.as_secs()))
+    );
+}
+
+pub fn print_error_json(e: &EngineError) {
+    print_json(&serde_json::json!({ "error": { "kind": e.kind(), "message": e.to_string() } }));
+}
+
+pub fn print_list(records: &[IssueSession], json: bool) {
+    if json {
+        return print_json(&records);
+    }
+    if records.is_empty() {
+        println!("no issues tracked yet");
+        return;
+    }
+    for r in records {
+        let last_run = r
+            .last_run_at
+            .map_or_else(|| "never".to_owned(), format_millis);
+        println!(
+            "{}  {}  session {}  branch {}  last run {}\n    worktree {}",
+            r.issue,
+            r.status.as_str(),
+            r.session_id.as_deref().unwrap_or("-"),
+            r.branch,
+            last_run,
+            r.worktree.display()
+        );
+        if let Some(error) = &r.last_error {
+            println!("    last error: {error}");
+        }
+    }
+}
+
+fn format_millis(ms: i64) -> String {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+pub fn print_prune(report: &PruneReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    if report.findings.is_empty() {
+        println!("nothing to prune");
+    }
+    let verb = if report.removed { "removed" } else { "found" };
+    for f in &report.findings {
+        match f {
+            Finding::MissingSession { issue, session_id } => {
+                println!("{verb}: {issue}: its session {session_id} no longer exists")
+            }
+            Finding::MissingWorktree { issue, worktree } => {
+                println!(
+                    "{verb}: {issue}: its worktree {} no longer exists",
+                    worktree.display()
+                )
+            }
+            Finding::OrphanWorktree { path } => {
+                println!("{verb}: worktree {} has no record", path.display())
+            }
+            Finding::OrphanSession { session_id, title } => {
+                println!("{verb}: session {session_id} ({title}) has no record")
+            }
+        }
+    }
+    if !report.removed && !report.findings.is_empty() {
+        println!("run `kugetsu prune --force` to remove these");
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+}

@@ -1,0 +1,312 @@
+//! The one TOML configuration file, loaded once at start-up.
+//!
+//! Secrets never live in the file: an instance names the environment variables that
+//! hold its token and webhook secret, and those are read here, once, into
+//! [`SecretString`]s whose `Debug` output is redacted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::issue_ref::InstanceName;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    Gitea,
+    Forgejo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// One supervised `opencode serve`, spoken to over HTTP.
+    #[default]
+    Server,
+    /// One `opencode run` process per prompt.
+    Cli,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: PathBuf,
+    #[serde(default)]
+    opencode: OpencodeSettings,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    git: GitSettings,
+    #[serde(default)]
+    instances: BTreeMap<InstanceName, RawInstance>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    kind: ForgeKind,
+    api_url: String,
+    git_url: String,
+    token_env: Option<String>,
+    webhook_secret_env: Option<String>,
+}
+
+/// A configured forge instance with its secrets resolved.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: InstanceName,
+    pub kind: ForgeKind,
+    /// Base of the forge's REST API, e.g. `https://api.github.com` or `http://gitea:3000/api/v1`.
+    pub api_url: String,
+    /// Base that clone URLs are built from: `{git_url}/{owner}/{repo}.git`.
+    pub git_url: String,
+    pub token_env: Option<String>,
+    pub token: Option<SecretString>,
+    pub webhook_secret_env: Option<String>,
+    pub webhook_secret: Option<SecretString>,
+}
+
+impl Instance {
+    pub fn clone_url(&self, owner: &str, repo: &str) -> String {
+        format!("{}/{owner}/{repo}.git", self.git_url.trim_end_matches('/'))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpencodeSettings {
+    /// The opencode executable; a bare name is looked up on `PATH`.
+    pub binary: PathBuf,
+    pub driver: DriverKind,
+    /// `provider/model`; when unset, the opencode config file's `model` applies.
+    pub model: Option<String>,
+    pub agent: Option<String>,
+    /// Passed to opencode as `OPENCODE_CONFIG`: providers, model, permission rules.
+    pub config: Option<PathBuf>,
+    /// Names of environment variables that opencode may see, such as the provider's API key.
+    /// Everything else is scrubbed from its environment.
+    pub env: Vec<String>,
+    /// Where opencode installs provider packages (its `XDG_CONFIG_HOME`).
+    /// Defaults to `<state_dir>/opencode/config`.
+    pub package_dir: Option<PathBuf>,
+    /// The server driver restarts `opencode serve` between runs once it uses more than this.
+    pub memory_limit_mib: u64,
+    /// A run is aborted once opencode has retried a failing model call this many times.
+    pub max_model_retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+}
+
+impl Default for OpencodeSettings {
+    fn default() -> Self {
+        Self {
+            binary: PathBuf::from("opencode"),
+            driver: DriverKind::Server,
+            model: None,
+            agent: None,
+            config: None,
+            env: Vec::new(),
+            package_dir: None,
+            memory_limit_mib: 2048,
+            max_model_retries: 3,
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock limit of one agent run; the session is aborted when it passes.
+    #[serde(with = "humantime_serde")]
+    pub run_timeout: Duration,
+    /// How many agent runs may proceed at once across all issues.
+    pub concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            run_timeout: Duration::from_secs(30 * 60),
+            concurrency: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitSettings {
+    pub user_name: String,
+    pub user_email: String,
+    /// Issue branches are `<branch_prefix><number>`.
+    pub branch_prefix: String,
+    /// Limit for one git command; a fetch of a large repository needs the most.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for GitSettings {
+    fn default() -> Self {
+        Self {
+            user_name: "kugetsu".into(),
+            user_email: "kugetsu@localhost".into(),
+            branch_prefix: "kugetsu/".into(),
+            timeout: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub opencode: OpencodeSettings,
+    pub limits: Limits,
+    pub git: GitSettings,
+    pub instances: BTreeMap<InstanceName, Instance>,
+}
+
+impl Config {
+    /// Loads the file and resolves secrets from the process environment.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base, |name| std::env::var(name).ok())
+            .with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses config text; relative paths are taken from `base`, secrets from `env`.
+    pub fn parse(
+        text: &str,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let raw: RawConfig = toml::from_str(text)?;
+        let mut opencode = raw.opencode;
+        opencode.config = opencode.config.map(|p| base.join(p));
+        opencode.package_dir = opencode.package_dir.map(|p| base.join(p));
+        if opencode.binary.components().count() > 1 {
+            opencode.binary = base.join(&opencode.binary);
+        }
+        if raw.limits.concurrency == 0 {
+            bail!("limits.concurrency must be at least 1");
+        }
+        validate_branch_prefix(&raw.git.branch_prefix)?;
+        let instances = raw
+            .instances
+            .into_iter()
+            .map(|(name, raw)| {
+                let instance = resolve_instance(name.clone(), raw, &env)
+                    .with_context(|| format!("instance `{name}`"))?;
+                Ok((name, instance))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            state_dir: base.join(raw.state_dir),
+            opencode,
+            limits: raw.limits,
+            git: raw.git,
+            instances,
+        })
+    }
+
+    pub fn instance(&self, name: &InstanceName) -> Option<&Instance> {
+        self.instances.get(name)
+    }
+}
+
+fn resolve_instance(
+    name: InstanceName,
+    raw: RawInstance,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Instance> {
+    let secret = |var: &Option<String>| var.as_deref().and_then(env).filter(|v| !v.is_empty());
+    for url in [&raw.api_url, &raw.git_url] {
+        if url.trim().is_empty() {
+            bail!("api_url and git_url must not be empty");
+        }
+    }
+    Ok(Instance {
+        name,
+        kind: raw.kind,
+        token: secret(&raw.token_env).map(SecretString::from),
+        webhook_secret: secret(&raw.webhook_secret_env).map(SecretString::from),
+        api_url: raw.api_url,
+        git_url: raw.git_url,
+        token_env: raw.token_env,
+        webhook_secret_env: raw.webhook_secret_env,
+    })
+}
+
+fn validate_branch_prefix(prefix: &str) -> anyhow::Result<()> {
+    let ok = !prefix.is_empty()
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'))
+        && !prefix.starts_with(['/', '-'])
+        && !prefix.contains("//");
+    if !ok {
+        bail!(
+            "git.branch_prefix `{prefix}` must be ASCII letters, digits, `-`, `_` and single `/`"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const MINIMAL: &str = r#"
+        state_dir = "state"
+        [instances.gitea]
+        kind = "gitea"
+        api_url = "http://gitea:3000/api/v1"
+        git_url = "http://gitea:3000"
+        token_env = "T"
+        webhook_secret_env = "S"
+    "#;
+
+    #[test]
+    fn resolves_secrets_from_env_and_redacts_them() {
+        let env = |k: &str| match k {
+            "T" => Some("tok-canary-123".to_owned()),
+            "S" => Some("sec-canary-456".to_owned()),
+            _ => None,
+        };
+        let config = Config::parse(MINIMAL, Path::new("/etc/kugetsu"), env).unwrap();
+        let gitea = config.instance(&"gitea".parse().unwrap()).unwrap();
+        assert_eq!(
+            gitea.token.as_ref().unwrap().expose_secret(),
+            "tok-canary-123"
+        );
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("tok-canary-123") && !debug.contains("sec-canary-456"),
+            "{debug}"
+        );
+        assert_eq!(config.state_dir, PathBuf::from("/etc/kugetsu/state"));
+        assert_eq!(
+            gitea.clone_url("acme", "widget"),
+            "http://gitea:3000/acme/widget.git"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        let unknown = format!("{MINIMAL}\nsurprise = 1");
+        assert!(Config::parse(&unknown, Path::new("/"), |_| None).is_err());
+        let bad_kind = MINIMAL.replace("kind = \"gitea\"", "kind = \"gitlab\"");
+        assert!(Config::parse(&bad_kind, Path::new("/"), |_| None).is_err());
+        let bad_name = MINIMAL.replace("instances.gitea", "instances.\"Git Ea\"");
+        assert!(Config::parse(&bad_name, Path::new("/"), |_| None).is_err());
+        let bad_prefix = format!("{MINIMAL}\n[git]\nbranch_prefix = \"../x\"");
+        assert!(Config::parse(&bad_prefix, Path::new("/"), |_| None).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+use std::path::{Path, PathBuf};
+
+use crate::issue_ref::{IssueRef, RepoRef};
+
+/// Where everything lives under the state directory. Paths are built only from
+/// validated refs, so no payload can steer them outside it.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+/// Name of a repository's base-session checkout, beside its issue worktrees
+/// (which are named by number, so the two never collide).
+pub const BASE_WORKTREE: &str = "base";
+
+impl Layout {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.root.join("kugetsu.db")
+    }
+
+    pub fn mirror(&self, repo: &RepoRef) -> PathBuf {
+        with_suffix(self.root.join("mirrors").join(repo.rel_path()), ".git")
+    }
+
+    pub fn mirror_lock(&self, repo: &RepoRef) -> PathBuf {
+        self.lock("mirrors", &repo.rel_path())
+    }
+
+    pub fn issue_lock(&self, issue: &IssueRef) -> PathBuf {
+        self.lock("issues", &issue.rel_path())
+    }
+
+    fn lock(&self, kind: &str, rel: &Path) -> PathBuf {
+        with_suffix(self.root.join("locks").join(kind).join(rel), ".lock")
+    }
+
+    pub fn worktrees_root(&self) -> PathBuf {
+        self.root.join("worktrees")
+    }
+
+    pub fn worktree(&self, issue: &IssueRef) -> PathBuf {
+        self.worktrees_root().join(issue.rel_path())
+    }
+
+    pub fn base_worktree(&self, repo: &RepoRef) -> PathBuf {
+        self.worktrees_root()
+            .join(repo.rel_path())
+            .join(BASE_WORKTREE)
+    }
+
+    /// Per-session files such as `--debug` logs.
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.root.join("sessions")
+    }
+}
+
+/// Appends to the last component; `set_extension` would eat a `.` inside a repo name.
+fn with_suffix(path: PathBuf, suffix: &str) -> PathBuf {
+    let mut os = path.into_os_string();
+    os.push(suffix);
+    PathBuf::from(os)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_repo_names_keep_distinct_paths() {
+        let layout = Layout::new(Path::new("/s"));
+        let a: RepoRef = "g/o/a.b".parse().unwrap();
+        let b: RepoRef = "g/o/a.c".parse().unwrap();
+        assert_eq!(layout.mirror(&a), PathBuf::from("/s/mirrors/g/o/a.b.git"));
+        assert_ne!(layout.mirror(&a), layout.mirror(&b));
+        assert_eq!(
+            layout.mirror_lock(&a),
+            PathBuf::from("/s/locks/mirrors/g/o/a.b.lock")
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! Listing, destroying and pruning what the engine keeps.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{Engine, EngineError};
+use crate::git::Worktree;
+use crate::issue_ref::{IssueRef, RepoRef};
+use crate::opencode::SESSION_TITLE_PREFIX;
+use crate::store::IssueSession;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// A record whose opencode session no longer exists.
+    MissingSession { issue: IssueRef, session_id: String },
+    /// A record whose worktree no longer exists.
+    MissingWorktree { issue: IssueRef, worktree: PathBuf },
+    /// A worktree directory that no record points to.
+    OrphanWorktree { path: PathBuf },
+    /// A session kugetsu created that no record points to.
+    OrphanSession { session_id: String, title: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    pub findings: Vec<Finding>,
+    /// Whether the findings were removed (`--force`) or only reported.
+    pub removed: bool,
+    /// Clean-up steps that failed; the rest still went ahead.
+    pub warnings: Vec<String>,
+}
+
+impl Engine {
+    pub async fn list(&self) -> Result<Vec<IssueSession>, EngineError> {
+        Ok(self.store.issue_sessions().await?)
+    }
+
+    /// Removes the issue's worktree, local branch, session and record. The pushed
+    /// branch stays on the remote. Returns warnings for steps that could not be done.
+    pub async fn destroy(&self, issue: &IssueRef) -> Result<Vec<String>, EngineError> {
+        let record =
+            self.store.issue_session(issue).await?.ok_or_else(|| {
+                EngineError::BadInput(format!("kugetsu has no record of {issue}"))
+            })?;
+        let _issue_lock = self.lock_issue(issue)?;
+        let warnings = self.remove_issue(&record).await;
+        Ok(warnings)
+    }
+
+    async fn remove_issue(&self, record: &IssueSession) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let repo = record.issue.repo();
+        if let (Some(id), Some(dir)) = (&record.session_id, self.worktree_dir_for_lookup(record))
+            && let Err(e) = self.driver.delete_session(id, &dir).await
+        {
+            warnings.push(format!("session {id} was not deleted: {e}"));
+        }
+        if let Err(e) = self
+            .remove_checkout(repo, &record.worktree, Some(&record.branch))
+            .await
+        {
+            warnings.push(format!(
+                "worktree {} was not removed: {e}",
+                record.worktree.display()
+            ));
+        }
+        if let Err(e) = self.store.delete_issue_session(&record.issue).await {
+            warnings.push(format!("record was not deleted: {e:#}"));
+        }
+        warnings
+    }
+
+    async fn remove_checkout(
+        &self,
+        repo: &RepoRef,
+        path: &Path,
+        branch: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let mirror = match self.instance(repo) {
+            Ok(instance) => self.mirror(repo, instance),
+            // An instance removed from the config: there is no mirror to tidy.
+            Err(_) => crate::git::Mirror::new(self.layout.mirror(repo), String::new()),
+        };
+        let _lock = self.lock_mirror(repo).await?;
+        Worktree::at(path.to_owned())
+            .remove(&self.git, &mirror)
+            .await?;
+        if let (Some(branch), true) = (branch, mirror.exists()) {
+            mirror.delete_local_branch(&self.git, branch).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn destroy_base(&self, repo: &RepoRef) -> Result<Vec<String>, EngineError> {
+        let base = self
+            .store
+            .base_session(repo)
+            .await?
+            .ok_or_else(|| EngineError::BadInput(format!("{repo} has no base session")))?;
+        let mut warnings = Vec::new();
+        if base.worktree.join(".git").exists()
+            && let Err(e) = self
+                .driver
+                .delete_session(&base.session_id, &base.worktree)
+                .await
+        {
+            warnings.push(format!("session {} was not deleted: {e}", base.session_id));
+        }
+        if let Err(e) = self.remove_checkout(repo, &base.worktree, None).await {
+            warnings.push(format!(
+                "worktree {} was not removed: {e}",
+                base.worktree.display()
+            ));
+        }
+        self.store.delete_base_session(repo).await?;
+        Ok(warnings)
+    }
+
+    /// Finds records whose session or worktree is gone, and worktrees or sessions
+    /// that no record points to; with `force`, removes them.
+    pub async fn prune(&self, force: bool) -> Result<PruneReport, EngineError> {
+        let mut report = PruneReport {
+            removed: force,
+            ..PruneReport::default()
+        };
+        let records = self.store.issue_sessions().await?;
+        let bases = self.store.base_sessions().await?;
+        for record in &records {
+            let findings = self.check_record(record).await;
+            if findings.is_empty() {
+                continue;
+            }
+            if force {
+                report.warnings.extend(self.remove_issue(record).await);
+            }
+            report.findings.extend(findings);
+        }
+        let mut known_paths: HashSet<PathBuf> =
+            records.iter().map(|r| r.worktree.clone()).collect();
+        known_paths.extend(bases.iter().map(|b| b.worktree.clone()));
+        for (repo, path) in self.worktree_dirs() {
+            if known_paths.contains(&path) {
+                continue;
+            }
+            if force && let Err(e) = self.remove_checkout(&repo, &path, None).await {
+                report.warnings.push(format!("{}: {e}", path.display()));
+            }
+            report.findings.push(Finding::OrphanWorktree { path });
+        }
+        let known_ids: HashSet<&str> = records
+            .iter()
+            .filter_map(|r| r.session_id.as_deref())
+            .chain(bases.iter().map(|b| b.session_id.as_str()))
+            .collect();
+        let mut seen_repos = HashSet::new();
+        for record in records
+            .iter()
+            .filter(|r| seen_repos.insert(r.issue.repo().clone()))
+        {
+            let Some(dir) = self.worktree_dir_for_lookup(record) else {
+                continue;
+            };
+            let sessions = match self.driver.list_sessions(&dir).await {
+                Ok(s) => s,
+                Err(e) => {
+                    report.warnings.push(format!(
+                        "cannot list sessions of {}: {e}",
+                        record.issue.repo()
+                    ));
+                    continue;
+                }
+            };
+            for session in sessions {
+                if !session.title.starts_with(SESSION_TITLE_PREFIX)
+                    || known_ids.contains(session.id.as_str())
+                {
+                    continue;
+                }
+                if force && let Err(e) = self.driver.delete_session(&session.id, &dir).await {
+                    report.warnings.push(format!("session {}: {e}", session.id));
+                }
+                report.findings.push(Finding::OrphanSession {
+                    session_id: session.id,
+                    title: session.title,
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    async fn check_record(&self, record: &IssueSession) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        if !record.worktree.join(".git").exists() {
+            findings.push(Finding::MissingWorktree {
+                issue: record.issue.clone(),
+                worktree: record.worktree.clone(),
+            });
+        }
+        if let (Some(id), Some(dir)) = (&record.session_id, self.worktree_dir_for_lookup(record))
+            && let Ok(false) = self.driver.session_exists(id, &dir).await
+        {
+            findings.push(Finding::MissingSession {
+                issue: record.issue.clone(),
+                session_id: id.clone(),
+            });
+        }
+        findings
+    }
+
+    /// Every `worktrees/<instance>/<owner>/<repo>/<entry>` directory on disk.
+    fn worktree_dirs(&self) -> Vec<(RepoRef, PathBuf)> {
+        let mut found = Vec::new();
+        for instance in subdirs(&self.layout.worktrees_root()) {
+            for owner in subdirs(&instance) {
+                for repo_dir in subdirs(&owner) {
+                    let repo = format!(
+                        "{}/{}/{}",
+                        file_name(&instance),
+                        file_name(&owner),
+                        file_name(&repo_dir)
+                    );
+                    let Ok(repo) = repo.parse::<RepoRef>() else {
+                        continue;
+                    };
+                    found.extend(subdirs(&repo_dir).into_iter().map(|p| (repo.clone(), p)));
+                }
+            }
+        }
+        found
+    }
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,437 @@
+//! The engine: one issue, one worktree, one opencode session, one branch.
+//!
+//! The CLI and the webhook bot both drive it. Operations on one repository's
+//! mirror are serialised with a file lock; different repositories run in parallel.
+
+mod error;
+mod layout;
+mod maintenance;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{Config, Instance};
+use crate::git::{Credentials, Git, GitError, Mirror, Worktree};
+use crate::issue_ref::{IssueRef, RepoRef};
+use crate::lock::{FileLock, lock_exclusive, try_lock_exclusive};
+use crate::opencode::{Driver, Prompt, SESSION_TITLE_PREFIX, SessionTarget, driver_for};
+use crate::result::RunResult;
+use crate::store::{BaseSession, IssueSession, SessionStatus, SqliteStore, Store, now_millis};
+
+pub use error::EngineError;
+pub use layout::Layout;
+pub use maintenance::{Finding, PruneReport};
+
+/// Whether a run may create the issue's session, continue it, or either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Start,
+    Continue,
+    /// Start if the issue has no session yet, continue otherwise (the bot's mode).
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Write the run's full opencode event stream to the session's debug log.
+    pub debug: bool,
+}
+
+pub struct Engine {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    driver: Arc<dyn Driver>,
+    git: Git,
+    layout: Layout,
+}
+
+impl Engine {
+    /// Opens the state directory's database and sets up the configured driver.
+    pub async fn open(config: Config) -> Result<Self, EngineError> {
+        let layout = Layout::new(&config.state_dir);
+        let store = SqliteStore::open(&layout.database()).await?;
+        let driver = driver_for(&config);
+        Ok(Self::new(Arc::new(config), Arc::new(store), driver))
+    }
+
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, driver: Arc<dyn Driver>) -> Self {
+        Self {
+            git: Git::new(&config.git),
+            layout: Layout::new(&config.state_dir),
+            config,
+            store,
+            driver,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub async fn shutdown(&self) {
+        self.driver.shutdown().await;
+    }
+
+    pub fn branch_for(&self, issue: &IssueRef) -> String {
+        format!("{}{}", self.config.git.branch_prefix, issue.number())
+    }
+
+    fn instance(&self, repo: &RepoRef) -> Result<&Instance, EngineError> {
+        self.config.instance(repo.instance()).ok_or_else(|| {
+            let known: Vec<&str> = self.config.instances.keys().map(|k| k.as_str()).collect();
+            EngineError::BadInput(format!(
+                "unknown instance `{}`; configured instances: {}",
+                repo.instance(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    fn mirror(&self, repo: &RepoRef, instance: &Instance) -> Mirror {
+        Mirror::new(
+            self.layout.mirror(repo),
+            instance.clone_url(repo.owner(), repo.name()),
+        )
+    }
+
+    /// Push and fetch credentials: the forge token, sent as HTTP basic auth.
+    fn credentials(instance: &Instance) -> Option<Credentials> {
+        let username = match instance.kind {
+            crate::config::ForgeKind::Github => "x-access-token",
+            _ => "kugetsu",
+        };
+        instance.token.clone().map(|password| Credentials {
+            username: username.to_owned(),
+            password,
+        })
+    }
+
+    async fn lock_mirror(&self, repo: &RepoRef) -> Result<FileLock, EngineError> {
+        Ok(lock_exclusive(&self.layout.mirror_lock(repo)).await?)
+    }
+
+    fn lock_issue(&self, issue: &IssueRef) -> Result<FileLock, EngineError> {
+        try_lock_exclusive(&self.layout.issue_lock(issue))?.ok_or_else(|| {
+            EngineError::BadInput(format!(
+                "another run on {issue} is in progress; try again when it ends"
+            ))
+        })
+    }
+
+    /// Fetches the mirror, creating it on first use.
+    async fn sync_mirror(
+        &self,
+        repo: &RepoRef,
+        mirror: &Mirror,
+        creds: Option<&Credentials>,
+    ) -> Result<(), EngineError> {
+        mirror.sync(&self.git, creds).await.map_err(|e| match e {
+            e if e.is_missing_repository() => EngineError::BadInput(format!(
+                "repository {repo} was not found at {}: {e}",
+                mirror.url()
+            )),
+            e => EngineError::Infra(format!("cannot fetch {repo} from {}: {e}", mirror.url())),
+        })
+    }
+
+    /// Runs `message` in the issue's session, then commits, pushes and records.
+    #[tracing::instrument(skip_all, fields(issue = %issue))]
+    pub async fn run(
+        &self,
+        issue: &IssueRef,
+        message: &str,
+        mode: Mode,
+        opts: RunOptions,
+    ) -> Result<RunResult, EngineError> {
+        let started = Instant::now();
+        let instance = self.instance(issue.repo())?;
+        let _issue_lock = self.lock_issue(issue)?;
+        let existing = self.store.issue_session(issue).await?;
+        match (mode, &existing) {
+            (Mode::Start, Some(_)) => {
+                return Err(EngineError::BadInput(format!(
+                    "{issue} was already started; use `kugetsu continue`, or `kugetsu destroy` it first"
+                )));
+            }
+            (Mode::Continue, None) => {
+                return Err(EngineError::BadInput(format!(
+                    "{issue} was never started; use `kugetsu start`"
+                )));
+            }
+            _ => {}
+        }
+        let creds = Self::credentials(instance);
+        let mirror = self.mirror(issue.repo(), instance);
+        let branch = self.branch_for(issue);
+        let (worktree, remote_sha) = self
+            .prepare_worktree(issue, &mirror, &branch, creds.as_ref())
+            .await?;
+        let base_sha = worktree.head(&self.git).await?;
+
+        let now = now_millis();
+        let mut record = existing.unwrap_or_else(|| IssueSession {
+            issue: issue.clone(),
+            session_id: None,
+            branch: branch.clone(),
+            worktree: worktree.path().to_owned(),
+            status: SessionStatus::Running,
+            last_pushed_sha: None,
+            last_result: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            last_run_at: None,
+        });
+        record.status = SessionStatus::Running;
+        record.updated_at = now;
+        record.last_run_at = Some(now);
+        self.store.save_issue_session(&record).await?;
+
+        let outcome = self
+            .run_agent(issue, &mut record, &worktree, message, opts)
+            .await;
+        let reply = match outcome {
+            Ok(reply) => reply,
+            Err(e) => return Err(self.record_failure(&mut record, e).await),
+        };
+        let finished = self
+            .finish_run(
+                issue,
+                &mirror,
+                &worktree,
+                &branch,
+                &base_sha,
+                remote_sha,
+                creds.as_ref(),
+                &mut record,
+            )
+            .await;
+        let (commits, files_changed, pushed_to) = match finished {
+            Ok(done) => done,
+            Err(e) => return Err(self.record_failure(&mut record, e).await),
+        };
+        let result = RunResult {
+            issue: issue.clone(),
+            session_id: reply.session_id,
+            answer: reply.answer,
+            commits,
+            files_changed,
+            branch,
+            pushed_to,
+            tokens: reply.tokens,
+            cost: reply.cost,
+            duration: started.elapsed(),
+            denied: reply.denied,
+        };
+        record.status = SessionStatus::Idle;
+        record.last_error = None;
+        record.last_result = Some(result.clone());
+        record.updated_at = now_millis();
+        self.store.save_issue_session(&record).await?;
+        Ok(result)
+    }
+
+    /// Syncs the mirror and makes sure the issue's worktree exists. Returns the
+    /// worktree and the remote branch's commit as last fetched.
+    async fn prepare_worktree(
+        &self,
+        issue: &IssueRef,
+        mirror: &Mirror,
+        branch: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<(Worktree, Option<String>), EngineError> {
+        let _lock = self.lock_mirror(issue.repo()).await?;
+        self.sync_mirror(issue.repo(), mirror, creds).await?;
+        let worktree = Worktree::at(self.layout.worktree(issue));
+        let worktree = if worktree.exists() {
+            worktree
+        } else {
+            let default = mirror.default_branch(&self.git).await?;
+            let start = format!("refs/remotes/origin/{default}");
+            Worktree::create(
+                &self.git,
+                mirror,
+                worktree.path().to_owned(),
+                Some(branch),
+                &start,
+            )
+            .await?
+        };
+        let remote_sha = mirror.remote_branch_sha(&self.git, branch).await?;
+        Ok((worktree, remote_sha))
+    }
+
+    async fn run_agent(
+        &self,
+        issue: &IssueRef,
+        record: &mut IssueSession,
+        worktree: &Worktree,
+        message: &str,
+        opts: RunOptions,
+    ) -> Result<crate::opencode::AgentReply, EngineError> {
+        let title = format!("{SESSION_TITLE_PREFIX}{issue}");
+        let base = match record.session_id {
+            Some(_) => None,
+            None => self.store.base_session(issue.repo()).await?,
+        };
+        let target = match (&record.session_id, &base) {
+            (Some(id), _) => SessionTarget::Existing(id),
+            (None, Some(base)) => SessionTarget::ForkOf {
+                base: &base.session_id,
+                title: &title,
+            },
+            (None, None) => SessionTarget::New { title: &title },
+        };
+        let debug_dir = self.layout.sessions_dir();
+        let prompt = Prompt {
+            dir: worktree.path(),
+            target,
+            text: Some(message),
+            timeout: self.config.limits.run_timeout,
+            debug_dir: opts.debug.then_some(debug_dir.as_path()),
+        };
+        match self.driver.run(prompt).await {
+            Ok(reply) => {
+                record.session_id = Some(reply.session_id.clone());
+                self.store.save_issue_session(record).await?;
+                Ok(reply)
+            }
+            Err(e) => {
+                if let Some(id) = &e.session_id {
+                    record.session_id = Some(id.clone());
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Commits leftovers and pushes the branch if it moved.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_run(
+        &self,
+        issue: &IssueRef,
+        mirror: &Mirror,
+        worktree: &Worktree,
+        branch: &str,
+        base_sha: &str,
+        remote_sha: Option<String>,
+        creds: Option<&Credentials>,
+        record: &mut IssueSession,
+    ) -> Result<(Vec<crate::git::Commit>, Vec<String>, Option<String>), EngineError> {
+        let message = format!("kugetsu: work on {issue}\n\nChanges the agent left uncommitted.");
+        worktree.commit_leftovers(&self.git, &message).await?;
+        let commits = worktree.commits_since(&self.git, base_sha).await?;
+        let files = worktree.files_changed_since(&self.git, base_sha).await?;
+        let head = worktree.head(&self.git).await?;
+        // Lease against what we pushed last; on a first push, against what we fetched.
+        let lease = record.last_pushed_sha.clone().or(remote_sha);
+        if lease.as_deref() == Some(head.as_str()) {
+            return Ok((commits, files, None));
+        }
+        let _lock = self.lock_mirror(issue.repo()).await?;
+        mirror
+            .push_branch(&self.git, branch, lease.as_deref(), creds)
+            .await
+            .map_err(|e| push_error(branch, e))?;
+        record.last_pushed_sha = Some(head);
+        Ok((commits, files, Some(mirror.url().to_owned())))
+    }
+
+    async fn record_failure(&self, record: &mut IssueSession, error: EngineError) -> EngineError {
+        record.status = SessionStatus::Failed;
+        record.last_error = Some(error.to_string());
+        record.updated_at = now_millis();
+        if let Err(e) = self.store.save_issue_session(record).await {
+            tracing::error!(error = %e, "could not record a failed run");
+        }
+        error
+    }
+
+    /// Creates (or with `force` replaces) the repository's base session, which new
+    /// issue sessions are forked from. `message` primes it.
+    pub async fn init(
+        &self,
+        repo: &RepoRef,
+        message: Option<&str>,
+        force: bool,
+    ) -> Result<BaseSession, EngineError> {
+        let instance = self.instance(repo)?;
+        let previous = self.store.base_session(repo).await?;
+        if let (Some(previous), false) = (&previous, force) {
+            return Err(EngineError::BadInput(format!(
+                "{repo} already has a base session ({}); pass --force to replace it",
+                previous.session_id
+            )));
+        }
+        let mirror = self.mirror(repo, instance);
+        let path = self.layout.base_worktree(repo);
+        {
+            let _lock = self.lock_mirror(repo).await?;
+            self.sync_mirror(repo, &mirror, Self::credentials(instance).as_ref())
+                .await?;
+            let default = mirror.default_branch(&self.git).await?;
+            let start = format!("refs/remotes/origin/{default}");
+            Worktree::at(path.clone())
+                .remove(&self.git, &mirror)
+                .await?;
+            Worktree::create(&self.git, &mirror, path.clone(), None, &start).await?;
+        }
+        let title = format!("{SESSION_TITLE_PREFIX}base {repo}");
+        let prompt = Prompt {
+            dir: &path,
+            target: SessionTarget::New { title: &title },
+            text: message,
+            timeout: self.config.limits.run_timeout,
+            debug_dir: None,
+        };
+        let reply = self.driver.run(prompt).await?;
+        if let Some(previous) = previous
+            && let Err(e) = self
+                .driver
+                .delete_session(&previous.session_id, &path)
+                .await
+        {
+            tracing::warn!(error = %e, "could not delete the replaced base session");
+        }
+        let base = BaseSession {
+            repo: repo.clone(),
+            session_id: reply.session_id,
+            worktree: path,
+            created_at: now_millis(),
+        };
+        self.store.save_base_session(&base).await?;
+        Ok(base)
+    }
+
+    fn worktree_dir_for_lookup(&self, record: &IssueSession) -> Option<PathBuf> {
+        let base = self.layout.base_worktree(record.issue.repo());
+        [record.worktree.clone(), base]
+            .into_iter()
+            .find(|p| p.join(".git").exists())
+    }
+}
+
+fn push_error(branch: &str, e: GitError) -> EngineError {
+    let text = e.to_string();
+    if text.contains("stale info") || text.contains("rejected") {
+        EngineError::Infra(format!(
+            "the remote branch `{branch}` changed since kugetsu last pushed it, so kugetsu did not overwrite it; \
+             the work is kept in the issue's worktree ({text})"
+        ))
+    } else {
+        EngineError::Infra(format!("pushing `{branch}` failed: {text}"))
+    }
+}

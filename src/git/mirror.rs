@@ -1,0 +1,169 @@
+use std::path::{Path, PathBuf};
+
+use super::{Credentials, Git, GitError};
+
+/// A bare clone of one remote repository; every issue's worktree hangs off it, so
+/// objects are fetched once per repository, not once per issue.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    path: PathBuf,
+    url: String,
+}
+
+impl Mirror {
+    pub fn new(path: PathBuf, url: String) -> Self {
+        Self { path, url }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.join("HEAD").is_file()
+    }
+
+    /// Creates the mirror if needed, then fetches every branch.
+    ///
+    /// A first clone is built in a scratch directory and renamed into place, so a
+    /// failed clone (a missing repository, say) leaves nothing behind.
+    pub async fn sync(&self, git: &Git, creds: Option<&Credentials>) -> Result<(), GitError> {
+        if self.exists() {
+            return self.fetch(git, &self.path, creds).await;
+        }
+        let parent = self.path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(parent).map_err(GitError::Spawn)?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".clone-")
+            .tempdir_in(parent)
+            .map_err(GitError::Spawn)?;
+        let dir = scratch.path();
+        git.run(dir, &["init", "--bare", "-q", "."]).await?;
+        git.run(dir, &["config", "remote.origin.url", &self.url])
+            .await?;
+        git.run(
+            dir,
+            &[
+                "config",
+                "remote.origin.fetch",
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+        )
+        .await?;
+        self.fetch(git, dir, creds).await?;
+        git.run_authenticated(
+            dir,
+            &["remote", "set-head", "origin", "--auto"],
+            self.auth(creds),
+        )
+        .await?;
+        std::fs::rename(scratch.keep(), &self.path).map_err(GitError::Spawn)?;
+        Ok(())
+    }
+
+    fn auth<'a>(&'a self, creds: Option<&'a Credentials>) -> Option<(&'a Credentials, &'a str)> {
+        creds.map(|c| (c, self.url.as_str()))
+    }
+
+    async fn fetch(
+        &self,
+        git: &Git,
+        dir: &Path,
+        creds: Option<&Credentials>,
+    ) -> Result<(), GitError> {
+        git.run_authenticated(
+            dir,
+            &["fetch", "-q", "--prune", "--no-tags", "origin"],
+            self.auth(creds),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The remote's default branch, as recorded when the mirror was created.
+    pub async fn default_branch(&self, git: &Git) -> Result<String, GitError> {
+        let full = git
+            .run(
+                &self.path,
+                &["symbolic-ref", "-q", "refs/remotes/origin/HEAD"],
+            )
+            .await?;
+        Ok(full
+            .trim()
+            .trim_start_matches("refs/remotes/origin/")
+            .to_owned())
+    }
+
+    /// The commit a remote branch pointed at when we last fetched, if it exists.
+    pub async fn remote_branch_sha(
+        &self,
+        git: &Git,
+        branch: &str,
+    ) -> Result<Option<String>, GitError> {
+        let name = format!("refs/remotes/origin/{branch}");
+        match git
+            .run(&self.path, &["rev-parse", "-q", "--verify", &name])
+            .await
+        {
+            Ok(sha) => Ok(Some(sha.trim().to_owned())),
+            Err(GitError::Failed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pushes `branch`, refusing if the remote branch is no longer at `expected`
+    /// (`None`: it must not exist yet), so kugetsu never overwrites someone else's push.
+    pub async fn push_branch(
+        &self,
+        git: &Git,
+        branch: &str,
+        expected: Option<&str>,
+        creds: Option<&Credentials>,
+    ) -> Result<(), GitError> {
+        let full = format!("refs/heads/{branch}");
+        let lease = format!("--force-with-lease={full}:{}", expected.unwrap_or(""));
+        let refspec = format!("{full}:{full}");
+        git.run_authenticated(
+            &self.path,
+            &["push", "-q", "--no-verify", &lease, "origin", &refspec],
+            self.auth(creds),
+        )
+        .await?;
+        // Keep the remote-tracking ref in step, as a fetch would.
+        let tracking = format!("refs/remotes/origin/{branch}");
+        git.run(&self.path, &["update-ref", &tracking, &full])
+            .await
+            .map(drop)
+    }
+
+    pub async fn delete_local_branch(&self, git: &Git, branch: &str) -> Result<(), GitError> {
+        let full = format!("refs/heads/{branch}");
+        if git
+            .run(&self.path, &["rev-parse", "-q", "--verify", &full])
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        git.run(&self.path, &["update-ref", "-d", &full])
+            .await
+            .map(drop)
+    }
+
+    /// Paths of all worktrees git knows for this mirror (the mirror itself excluded).
+    pub async fn worktree_paths(&self, git: &Git) -> Result<Vec<PathBuf>, GitError> {
+        let out = git
+            .run(&self.path, &["worktree", "list", "--porcelain"])
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix("worktree "))
+            .map(PathBuf::from)
+            .filter(|p| p != &self.path)
+            .collect())
+    }
+}

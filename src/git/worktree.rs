@@ -1,0 +1,175 @@
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Git, GitError, Mirror};
+
+/// One issue's checkout, on the issue's own branch.
+#[derive(Debug, Clone)]
+pub struct Worktree {
+    path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    pub sha: String,
+    pub subject: String,
+}
+
+impl Worktree {
+    pub fn at(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.join(".git").exists()
+    }
+
+    /// Checks out `branch` in a new worktree. An existing local branch is reused (a
+    /// worktree lost behind our back keeps its work); otherwise the branch is cut
+    /// from `start_point`.
+    pub async fn create(
+        git: &Git,
+        mirror: &Mirror,
+        path: PathBuf,
+        branch: Option<&str>,
+        start_point: &str,
+    ) -> Result<Self, GitError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(GitError::Spawn)?;
+        }
+        // A directory left by a crash would make `worktree add` fail.
+        git.run(mirror.path(), &["worktree", "prune"]).await?;
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(GitError::Spawn)?;
+        }
+        let path_str = path.to_string_lossy().into_owned();
+        match branch {
+            None => {
+                git.run(
+                    mirror.path(),
+                    &[
+                        "worktree",
+                        "add",
+                        "-q",
+                        "--detach",
+                        "--",
+                        &path_str,
+                        start_point,
+                    ],
+                )
+                .await?;
+            }
+            Some(branch) => {
+                let full = format!("refs/heads/{branch}");
+                let exists = git
+                    .run(mirror.path(), &["rev-parse", "-q", "--verify", &full])
+                    .await
+                    .is_ok();
+                let mut args = vec!["worktree", "add", "-q"];
+                if !exists {
+                    args.extend(["-b", branch]);
+                }
+                args.extend(["--", &path_str]);
+                args.push(if exists { branch } else { start_point });
+                git.run(mirror.path(), &args).await?;
+            }
+        }
+        Ok(Self { path })
+    }
+
+    /// Removes the checkout and git's record of it; the branch stays in the mirror.
+    pub async fn remove(&self, git: &Git, mirror: &Mirror) -> Result<(), GitError> {
+        let path_str = self.path.to_string_lossy().into_owned();
+        if mirror.exists() {
+            // Ignore failure: the worktree may already be unknown to git.
+            let _ = git
+                .run(
+                    mirror.path(),
+                    &["worktree", "remove", "--force", "--", &path_str],
+                )
+                .await;
+        }
+        if self.path.exists() {
+            std::fs::remove_dir_all(&self.path).map_err(GitError::Spawn)?;
+        }
+        if mirror.exists() {
+            git.run(mirror.path(), &["worktree", "prune"]).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn head(&self, git: &Git) -> Result<String, GitError> {
+        Ok(git
+            .run(&self.path, &["rev-parse", "HEAD"])
+            .await?
+            .trim()
+            .to_owned())
+    }
+
+    /// Commits whatever the agent left uncommitted; `None` when the tree was clean.
+    pub async fn commit_leftovers(
+        &self,
+        git: &Git,
+        message: &str,
+    ) -> Result<Option<String>, GitError> {
+        let status = git
+            .run(
+                &self.path,
+                &["status", "--porcelain", "--untracked-files=all"],
+            )
+            .await?;
+        if status.trim().is_empty() {
+            return Ok(None);
+        }
+        git.run(&self.path, &["add", "-A", "--", "."]).await?;
+        git.run(&self.path, &["commit", "-q", "--no-verify", "-m", message])
+            .await?;
+        self.head(git).await.map(Some)
+    }
+
+    /// Commits in `since..HEAD`, oldest first.
+    pub async fn commits_since(&self, git: &Git, since: &str) -> Result<Vec<Commit>, GitError> {
+        let range = format!("{since}..HEAD");
+        let out = git
+            .run(
+                &self.path,
+                &["log", "--reverse", "--format=%H%x09%s", &range, "--"],
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(sha, subject)| Commit {
+                sha: sha.to_owned(),
+                subject: subject.to_owned(),
+            })
+            .collect())
+    }
+
+    pub async fn files_changed_since(
+        &self,
+        git: &Git,
+        since: &str,
+    ) -> Result<Vec<String>, GitError> {
+        let out = git
+            .run(
+                &self.path,
+                &[
+                    "diff",
+                    "--no-ext-diff",
+                    "--no-textconv",
+                    "--name-only",
+                    since,
+                    "HEAD",
+                    "--",
+                ],
+            )
+            .await?;
+        Ok(out.lines().map(str::to_owned).collect())
+    }
+}

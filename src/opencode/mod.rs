@@ -1,0 +1,177 @@
+//! The opencode driver: runs a message in an issue's session, headlessly.
+//!
+//! Two implementations share one trait: [`ServerDriver`] supervises one
+//! `opencode serve` and speaks its HTTP API (the default), and [`CliDriver`] runs one
+//! `opencode run` process per prompt for hosts that cannot keep a server running.
+
+mod api;
+mod cli;
+mod env;
+mod process;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::config::{Config, DriverKind};
+use crate::result::Tokens;
+
+pub use cli::CliDriver;
+pub use env::OpencodeEnv;
+pub use server::ServerDriver;
+
+/// Which session a prompt runs in.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionTarget<'a> {
+    New {
+        title: &'a str,
+    },
+    Existing(&'a str),
+    /// A copy of a repository's base session, re-rooted in the prompt's directory.
+    ForkOf {
+        base: &'a str,
+        title: &'a str,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Prompt<'a> {
+    /// The worktree the agent works in.
+    pub dir: &'a Path,
+    pub target: SessionTarget<'a>,
+    /// `None` only creates (or forks) the session.
+    pub text: Option<&'a str>,
+    pub timeout: Duration,
+    /// When set, the run's full event stream is written to `<debug_dir>/<session>/debug.log`.
+    pub debug_dir: Option<&'a Path>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AgentReply {
+    pub session_id: String,
+    pub answer: String,
+    pub tokens: Tokens,
+    pub cost: f64,
+    /// Permission requests and questions that were refused so the run could finish.
+    pub denied: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The driver cannot do what was asked (a configuration or usage problem).
+    Unsupported,
+    /// The agent or its model failed: errors, a timeout.
+    Agent,
+    /// opencode itself could not be started or reached, or it died.
+    Infra,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct RunError {
+    pub kind: FailureKind,
+    pub message: String,
+    /// The session, when it was created before the failure.
+    pub session_id: Option<String>,
+}
+
+impl RunError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            session_id: None,
+        }
+    }
+
+    pub fn infra(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Infra, message)
+    }
+
+    pub fn agent(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Agent, message)
+    }
+
+    pub fn in_session(mut self, id: &str) -> Self {
+        self.session_id.get_or_insert_with(|| id.to_owned());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub directory: PathBuf,
+}
+
+#[async_trait]
+pub trait Driver: Send + Sync {
+    /// Runs the prompt to completion, within its timeout.
+    async fn run(&self, prompt: Prompt<'_>) -> Result<AgentReply, RunError>;
+    /// Whether opencode still has the session; `dir` is any checkout of its repository.
+    async fn session_exists(&self, id: &str, dir: &Path) -> Result<bool, RunError>;
+    /// Deletes the session; a session that is already gone is not an error.
+    async fn delete_session(&self, id: &str, dir: &Path) -> Result<(), RunError>;
+    /// Sessions of the repository checked out at `dir`.
+    async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError>;
+    /// Stops anything the driver started.
+    async fn shutdown(&self);
+}
+
+/// Title prefix of every session kugetsu creates, so `prune` never touches others.
+pub const SESSION_TITLE_PREFIX: &str = "kugetsu ";
+
+pub fn driver_for(config: &Config) -> Arc<dyn Driver> {
+    let env = OpencodeEnv::new(config);
+    match config.opencode.driver {
+        DriverKind::Server => Arc::new(ServerDriver::new(
+            config.opencode.clone(),
+            env,
+            &config.state_dir,
+        )),
+        DriverKind::Cli => Arc::new(CliDriver::new(config.opencode.clone(), env)),
+    }
+}
+
+/// Splits `provider/model` as opencode expects it in API calls.
+fn split_model(model: &str) -> Option<(&str, &str)> {
+    model
+        .split_once('/')
+        .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+}
+
+/// Appends one line to a run's debug log; failures to log never fail the run.
+fn append_debug(debug_dir: Option<&Path>, session: &str, line: &str) {
+    use std::io::Write;
+    let Some(dir) = debug_dir else { return };
+    let dir = dir.join(session);
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("debug.log"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+fn spawn_error(binary: &Path, e: &std::io::Error) -> RunError {
+    let hint = if e.kind() == std::io::ErrorKind::NotFound {
+        " (not found: install it with `npm install -g opencode-ai@1.18.33`, or set opencode.binary)"
+    } else {
+        ""
+    };
+    RunError::infra(format!(
+        "cannot start opencode `{}`: {e}{hint}",
+        binary.display()
+    ))
+}

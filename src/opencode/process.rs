@@ -1,0 +1,63 @@
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// Kills a whole process group when dropped: opencode starts helpers (shells,
+/// language servers) that would outlive a kill of the main process alone.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    pgid: Option<i32>,
+}
+
+impl ProcessGroup {
+    /// `child` must have been spawned with `process_group(0)`.
+    pub fn of(child: &tokio::process::Child) -> Self {
+        Self {
+            pgid: child.id().and_then(|id| i32::try_from(id).ok()),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+
+    /// Resident memory of every process in the group, in MiB.
+    pub fn resident_mib(&self) -> u64 {
+        let Some(pgid) = self.pgid else { return 0 };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let kib: u64 = entries
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .filter(|e| process_group_of(&e.path()) == Some(pgid))
+            .filter_map(|e| resident_kib(&e.path()))
+            .sum();
+        kib / 1024
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn process_group_of(proc_dir: &std::path::Path) -> Option<i32> {
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+    // The command name may hold spaces and parentheses; fields resume after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn resident_kib(proc_dir: &std::path::Path) -> Option<u64> {
+    let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

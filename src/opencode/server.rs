@@ -1,0 +1,369 @@
+//! The default driver: one supervised `opencode serve` for all issues.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use rand::distr::{Alphanumeric, SampleString};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use super::api::{Api, Message};
+use super::process::ProcessGroup;
+use super::{
+    AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget,
+    append_debug, spawn_error, split_model,
+};
+use crate::config::OpencodeSettings;
+use crate::result::Tokens;
+
+/// How often a running prompt is checked for permission prompts, questions,
+/// model retries and the deadline.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// How long an aborted prompt may take to return before we stop waiting for it.
+const ABORT_GRACE: Duration = Duration::from_secs(10);
+
+struct Server {
+    _child: Child,
+    group: ProcessGroup,
+    api: Api,
+}
+
+pub struct ServerDriver {
+    settings: OpencodeSettings,
+    env: OpencodeEnv,
+    log_path: PathBuf,
+    http: reqwest::Client,
+    server: Mutex<Option<Server>>,
+    active_runs: AtomicUsize,
+}
+
+impl ServerDriver {
+    pub fn new(settings: OpencodeSettings, env: OpencodeEnv, state_dir: &Path) -> Self {
+        Self {
+            settings,
+            env,
+            log_path: state_dir.join("opencode").join("serve.log"),
+            http: reqwest::Client::new(),
+            server: Mutex::new(None),
+            active_runs: AtomicUsize::new(0),
+        }
+    }
+
+    /// The running server's API, starting (or restarting) the server if needed.
+    async fn api(&self) -> Result<Api, RunError> {
+        let mut guard = self.server.lock().await;
+        if let Some(server) = guard.as_mut() {
+            let alive = matches!(server._child.try_wait(), Ok(None));
+            if alive {
+                return Ok(server.api.clone());
+            }
+            tracing::warn!("opencode serve exited; restarting it");
+            *guard = None;
+        }
+        let server = self.start().await?;
+        let api = server.api.clone();
+        *guard = Some(server);
+        Ok(api)
+    }
+
+    async fn start(&self) -> Result<Server, RunError> {
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
+        if let Some(dir) = self.log_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RunError::infra(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(|e| {
+                RunError::infra(format!("cannot open {}: {e}", self.log_path.display()))
+            })?;
+        let mut cmd = Command::new(&self.settings.binary);
+        self.env.apply(&mut cmd);
+        cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
+            .env("OPENCODE_SERVER_PASSWORD", &password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| spawn_error(&self.settings.binary, &e))?;
+        let group = ProcessGroup::of(&child);
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
+        let base = tokio::time::timeout(self.settings.startup_timeout, listening_url(stdout))
+            .await
+            .map_err(|_| RunError::infra("opencode serve did not start listening in time"))?
+            .ok_or_else(|| {
+                RunError::infra(format!(
+                    "opencode serve exited before listening; see {}",
+                    self.log_path.display()
+                ))
+            })?;
+        let api = Api::new(self.http.clone(), base, SecretString::from(password));
+        let deadline = Instant::now() + self.settings.startup_timeout;
+        while !api.healthy().await {
+            if Instant::now() > deadline {
+                return Err(RunError::infra("opencode serve never became healthy"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!(pid = child.id(), "opencode serve is up");
+        Ok(Server {
+            _child: child,
+            group,
+            api,
+        })
+    }
+
+    /// Restarts the server between runs once it holds more memory than allowed:
+    /// opencode frees little on its own, and sessions survive a restart.
+    async fn recycle_if_bloated(&self) {
+        if self.active_runs.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        let mut guard = self.server.lock().await;
+        let resident = guard.as_ref().map_or(0, |s| s.group.resident_mib());
+        if resident > self.settings.memory_limit_mib {
+            tracing::info!(resident_mib = resident, "recycling opencode serve");
+            *guard = None;
+        }
+    }
+
+    async fn open_session(&self, api: &Api, prompt: &Prompt<'_>) -> Result<String, RunError> {
+        let info = match prompt.target {
+            SessionTarget::Existing(id) => return Ok(id.to_owned()),
+            SessionTarget::New { title } => api.create_session(prompt.dir, title).await?,
+            SessionTarget::ForkOf { base, .. } => {
+                let base_dir = self.base_dir(api, base, prompt.dir).await;
+                api.fork_into(base, prompt.dir, &base_dir).await?
+            }
+        };
+        Ok(info.id)
+    }
+
+    /// The directory a base session lives in, so the fork request reaches its instance.
+    async fn base_dir(&self, api: &Api, base: &str, fallback: &Path) -> PathBuf {
+        match api.sessions(fallback).await {
+            Ok(list) => list
+                .into_iter()
+                .find(|s| s.id == base)
+                .map_or_else(|| fallback.to_owned(), |s| s.directory),
+            Err(_) => fallback.to_owned(),
+        }
+    }
+
+    async fn prompt_in(
+        &self,
+        api: &Api,
+        id: &str,
+        prompt: &Prompt<'_>,
+        text: &str,
+    ) -> Result<AgentReply, RunError> {
+        let before = api.session(id, prompt.dir).await?.ok_or_else(|| {
+            RunError::new(
+                FailureKind::Agent,
+                format!("opencode has no session {id}; it was deleted"),
+            )
+        })?;
+        let mut body = json!({ "parts": [{ "type": "text", "text": text }] });
+        if let Some((provider, model)) = self.settings.model.as_deref().and_then(split_model) {
+            body["model"] = json!({ "providerID": provider, "modelID": model });
+        }
+        if let Some(agent) = &self.settings.agent {
+            body["agent"] = json!(agent);
+        }
+        let debug = prompt.debug_dir.map(|dir| {
+            tokio::spawn(log_events(
+                api.clone(),
+                prompt.dir.to_owned(),
+                dir.to_owned(),
+                id.to_owned(),
+            ))
+        });
+        let mut denied = Vec::new();
+        let outcome = {
+            let reply = api.prompt(id, prompt.dir, &body);
+            tokio::pin!(reply);
+            let deadline = tokio::time::Instant::now() + prompt.timeout;
+            let mut ticker = tokio::time::interval(WATCH_INTERVAL);
+            loop {
+                tokio::select! {
+                    res = &mut reply => break res,
+                    _ = ticker.tick() => {
+                        if let Some(failure) = self.watch(api, id, prompt, deadline, &mut denied).await {
+                            api.abort(id, prompt.dir).await;
+                            let _ = tokio::time::timeout(ABORT_GRACE, &mut reply).await;
+                            break Err(failure);
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(task) = debug {
+            task.abort();
+        }
+        let message: Message = outcome?;
+        if let Some(error) = message.error() {
+            return Err(RunError::agent(format!("the agent's turn failed: {error}")));
+        }
+        let after = api.session(id, prompt.dir).await?.unwrap_or_default();
+        Ok(AgentReply {
+            session_id: id.to_owned(),
+            answer: message.text(),
+            tokens: Tokens::from(&after.tokens).since(&Tokens::from(&before.tokens)),
+            cost: (after.cost - before.cost).max(0.0),
+            denied,
+        })
+    }
+
+    /// One look at a running prompt. Refuses anything that waits for a human, and
+    /// says why the run must stop, if it must.
+    async fn watch(
+        &self,
+        api: &Api,
+        id: &str,
+        prompt: &Prompt<'_>,
+        deadline: tokio::time::Instant,
+        denied: &mut Vec<String>,
+    ) -> Option<RunError> {
+        if tokio::time::Instant::now() >= deadline {
+            return Some(RunError::agent(format!(
+                "the run took longer than {} and was aborted",
+                humantime::format_duration(prompt.timeout)
+            )));
+        }
+        for request in api.permissions(prompt.dir).await.unwrap_or_default() {
+            if request.session_id != id {
+                continue;
+            }
+            let what = describe_permission(&request.rest);
+            let why = "kugetsu runs unattended and denies permission prompts; configure opencode's permission rules to allow this";
+            if api
+                .reject_permission(&request.id, prompt.dir, why)
+                .await
+                .is_ok()
+            {
+                denied.push(format!("permission: {what}"));
+            }
+        }
+        for question in api.questions(prompt.dir).await.unwrap_or_default() {
+            if question.session_id == id
+                && api.reject_question(&question.id, prompt.dir).await.is_ok()
+            {
+                denied.push("question: the agent asked a question, which was declined".to_owned());
+            }
+        }
+        let statuses = api.statuses(prompt.dir).await.unwrap_or_default();
+        match statuses.get(id) {
+            Some(s) if s.kind == "retry" && s.attempt > self.settings.max_model_retries => {
+                Some(RunError::agent(format!(
+                    "the model keeps failing ({} attempts): {}",
+                    s.attempt, s.message
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn describe_permission(rest: &std::collections::HashMap<String, Value>) -> String {
+    let kind = rest
+        .get("permission")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let patterns: Vec<&str> = rest
+        .get("patterns")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if patterns.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind} `{}`", patterns.join("`, `"))
+    }
+}
+
+/// Reads `opencode serve`'s stdout until it says where it listens, then keeps
+/// draining it so the pipe never fills.
+async fn listening_url(stdout: tokio::process::ChildStdout) -> Option<String> {
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(at) = line.find("http://") {
+            let url = line[at..].trim().trim_end_matches('/').to_owned();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Some(url);
+        }
+    }
+    None
+}
+
+async fn log_events(api: Api, dir: PathBuf, debug_dir: PathBuf, session: String) {
+    let Ok(resp) = api.events(&dir).await else {
+        return;
+    };
+    let mut stream = resp.bytes_stream();
+    let mut pending = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            if let Some(data) = line.trim_end().strip_prefix("data: ") {
+                append_debug(Some(&debug_dir), &session, data);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for ServerDriver {
+    async fn run(&self, prompt: Prompt<'_>) -> Result<AgentReply, RunError> {
+        self.active_runs.fetch_add(1, Ordering::SeqCst);
+        let result = async {
+            let api = self.api().await?;
+            let id = self.open_session(&api, &prompt).await?;
+            match prompt.text {
+                None => Ok(AgentReply {
+                    session_id: id,
+                    ..AgentReply::default()
+                }),
+                Some(text) => self
+                    .prompt_in(&api, &id, &prompt, text)
+                    .await
+                    .map_err(|e| e.in_session(&id)),
+            }
+        }
+        .await;
+        self.active_runs.fetch_sub(1, Ordering::SeqCst);
+        self.recycle_if_bloated().await;
+        result
+    }
+
+    async fn session_exists(&self, id: &str, dir: &Path) -> Result<bool, RunError> {
+        Ok(self.api().await?.session(id, dir).await?.is_some())
+    }
+
+    async fn delete_session(&self, id: &str, dir: &Path) -> Result<(), RunError> {
+        self.api().await?.delete(id, dir).await
+    }
+
+    async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
+        self.api().await?.sessions(dir).await
+    }
+
+    async fn shutdown(&self) {
+        self.server.lock().await.take();
+    }
+}

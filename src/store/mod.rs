@@ -1,0 +1,86 @@
+//! Durable state behind a small interface, so another database can replace SQLite
+//! (for several replicas) without touching its callers.
+
+mod sqlite;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::issue_ref::{IssueRef, RepoRef};
+use crate::result::RunResult;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Idle,
+    Running,
+    Failed,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Running => "running",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "idle" => Ok(Self::Idle),
+            "running" => Ok(Self::Running),
+            "failed" => Ok(Self::Failed),
+            other => anyhow::bail!("unknown session status `{other}` in the database"),
+        }
+    }
+}
+
+/// What kugetsu keeps per issue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueSession {
+    pub issue: IssueRef,
+    pub session_id: Option<String>,
+    pub branch: String,
+    pub worktree: PathBuf,
+    pub status: SessionStatus,
+    pub last_pushed_sha: Option<String>,
+    pub last_result: Option<RunResult>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_run_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaseSession {
+    pub repo: RepoRef,
+    pub session_id: String,
+    pub worktree: PathBuf,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn issue_session(&self, issue: &IssueRef) -> anyhow::Result<Option<IssueSession>>;
+    /// Inserts or replaces the issue's record.
+    async fn save_issue_session(&self, record: &IssueSession) -> anyhow::Result<()>;
+    async fn delete_issue_session(&self, issue: &IssueRef) -> anyhow::Result<()>;
+    async fn issue_sessions(&self) -> anyhow::Result<Vec<IssueSession>>;
+
+    async fn base_session(&self, repo: &RepoRef) -> anyhow::Result<Option<BaseSession>>;
+    async fn save_base_session(&self, base: &BaseSession) -> anyhow::Result<()>;
+    async fn delete_base_session(&self, repo: &RepoRef) -> anyhow::Result<()>;
+    async fn base_sessions(&self) -> anyhow::Result<Vec<BaseSession>>;
+}
+
+/// Milliseconds since the Unix epoch, the store's timestamp unit.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,238 @@
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{BaseSession, IssueSession, SessionStatus, Store};
+use crate::issue_ref::{IssueRef, RepoRef};
+
+/// SQLite in WAL mode: readers never block the single writer, and a crash loses
+/// nothing that was committed.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+#[derive(sqlx::FromRow)]
+struct IssueRow {
+    issue: String,
+    session_id: Option<String>,
+    branch: String,
+    worktree: String,
+    status: String,
+    last_pushed_sha: Option<String>,
+    last_result: Option<String>,
+    last_error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    last_run_at: Option<i64>,
+}
+
+impl TryFrom<IssueRow> for IssueSession {
+    type Error = anyhow::Error;
+    fn try_from(row: IssueRow) -> anyhow::Result<Self> {
+        Ok(Self {
+            issue: IssueRef::from_str(&row.issue)?,
+            session_id: row.session_id,
+            branch: row.branch,
+            worktree: PathBuf::from(row.worktree),
+            status: SessionStatus::parse(&row.status)?,
+            last_pushed_sha: row.last_pushed_sha,
+            last_result: row
+                .last_result
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_run_at: row.last_run_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct BaseRow {
+    repo: String,
+    session_id: String,
+    worktree: String,
+    created_at: i64,
+}
+
+impl TryFrom<BaseRow> for BaseSession {
+    type Error = anyhow::Error;
+    fn try_from(row: BaseRow) -> anyhow::Result<Self> {
+        Ok(Self {
+            repo: RepoRef::from_str(&row.repo)?,
+            session_id: row.session_id,
+            worktree: PathBuf::from(row.worktree),
+            created_at: row.created_at,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open database {}", path.display()))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .context("database migration failed")?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for modules that keep their own tables in the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn issue_session(&self, issue: &IssueRef) -> anyhow::Result<Option<IssueSession>> {
+        let row: Option<IssueRow> = sqlx::query_as("SELECT * FROM issue_sessions WHERE issue = ?")
+            .bind(issue.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(IssueSession::try_from).transpose()
+    }
+
+    async fn save_issue_session(&self, r: &IssueSession) -> anyhow::Result<()> {
+        let last_result = r
+            .last_result
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO issue_sessions (issue, repo, session_id, branch, worktree, status, \
+             last_pushed_sha, last_result, last_error, created_at, updated_at, last_run_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.issue.to_string())
+        .bind(r.issue.repo().to_string())
+        .bind(&r.session_id)
+        .bind(&r.branch)
+        .bind(r.worktree.to_string_lossy())
+        .bind(r.status.as_str())
+        .bind(&r.last_pushed_sha)
+        .bind(last_result)
+        .bind(&r.last_error)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.last_run_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_issue_session(&self, issue: &IssueRef) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM issue_sessions WHERE issue = ?")
+            .bind(issue.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn issue_sessions(&self) -> anyhow::Result<Vec<IssueSession>> {
+        let rows: Vec<IssueRow> = sqlx::query_as("SELECT * FROM issue_sessions ORDER BY issue")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(IssueSession::try_from).collect()
+    }
+
+    async fn base_session(&self, repo: &RepoRef) -> anyhow::Result<Option<BaseSession>> {
+        let row: Option<BaseRow> = sqlx::query_as("SELECT * FROM base_sessions WHERE repo = ?")
+            .bind(repo.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(BaseSession::try_from).transpose()
+    }
+
+    async fn save_base_session(&self, b: &BaseSession) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO base_sessions (repo, session_id, worktree, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(b.repo.to_string())
+        .bind(&b.session_id)
+        .bind(b.worktree.to_string_lossy())
+        .bind(b.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_base_session(&self, repo: &RepoRef) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM base_sessions WHERE repo = ?")
+            .bind(repo.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn base_sessions(&self) -> anyhow::Result<Vec<BaseSession>> {
+        let rows: Vec<BaseRow> = sqlx::query_as("SELECT * FROM base_sessions ORDER BY repo")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(BaseSession::try_from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::now_millis;
+
+    #[tokio::test]
+    async fn issue_sessions_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("k.db");
+        let store = SqliteStore::open(&db).await.unwrap();
+        let issue: IssueRef = "gitea/acme/widget#4".parse().unwrap();
+        let record = IssueSession {
+            issue: issue.clone(),
+            session_id: Some("ses_1".into()),
+            branch: "kugetsu/4".into(),
+            worktree: dir.path().join("wt"),
+            status: SessionStatus::Running,
+            last_pushed_sha: None,
+            last_result: None,
+            last_error: Some("boom".into()),
+            created_at: now_millis(),
+            updated_at: now_millis(),
+            last_run_at: None,
+        };
+        store.save_issue_session(&record).await.unwrap();
+        drop(store);
+        let store = SqliteStore::open(&db).await.unwrap();
+        assert_eq!(store.issue_session(&issue).await.unwrap(), Some(record));
+        assert_eq!(store.issue_sessions().await.unwrap().len(), 1);
+        store.delete_issue_session(&issue).await.unwrap();
+        assert_eq!(store.issue_session(&issue).await.unwrap(), None);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}
