@@ -160,6 +160,31 @@ impl Api {
             .map_err(|e| RunError::infra(format!("opencode {what} sent an unexpected answer: {e}")))
     }
 
+    /// For calls whose answer body does not matter (and is not always JSON).
+    async fn send_expecting_success(
+        &self,
+        req: RequestBuilder,
+        what: &str,
+    ) -> Result<(), RunError> {
+        let resp = req.send().await.map_err(|e| {
+            RunError::infra(format!("opencode server unreachable during {what}: {e}"))
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect();
+        Err(RunError::infra(format!(
+            "opencode {what} answered {status}: {body}"
+        )))
+    }
+
     pub async fn healthy(&self) -> bool {
         let req = self.request(Method::GET, "/global/health", None);
         matches!(req.send().await, Ok(r) if r.status().is_success())
@@ -195,8 +220,7 @@ impl Api {
                 None,
             )
             .json(&json!({ "sessionID": fork.id, "destination": { "directory": dir } }));
-        let _: Value = self
-            .send(req, "session move")
+        self.send_expecting_success(req, "session move")
             .await
             .map_err(|e| e.in_session(&fork.id))?;
         Ok(fork)
@@ -277,7 +301,7 @@ impl Api {
         let req = self
             .request(Method::POST, &format!("/permission/{id}/reply"), Some(dir))
             .json(&json!({ "reply": "reject", "message": why }));
-        self.send::<Value>(req, "permission reply").await.map(drop)
+        self.send_expecting_success(req, "permission reply").await
     }
 
     pub async fn questions(&self, dir: &Path) -> Result<Vec<PendingRequest>, RunError> {
@@ -290,7 +314,7 @@ impl Api {
 
     pub async fn reject_question(&self, id: &str, dir: &Path) -> Result<(), RunError> {
         let req = self.request(Method::POST, &format!("/question/{id}/reject"), Some(dir));
-        self.send::<Value>(req, "question reply").await.map(drop)
+        self.send_expecting_success(req, "question reply").await
     }
 
     /// The server's event stream for `dir`, for debug logs.

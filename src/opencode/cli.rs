@@ -69,6 +69,19 @@ impl RunLog {
         }
     }
 
+    /// opencode's log names the session even when the run fails before any event.
+    fn note_log_line(&mut self, line: &str) {
+        if self.session_id.is_some() {
+            return;
+        }
+        let id = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("session.id="));
+        if let Some(id) = id.filter(|id| id.starts_with("ses_")) {
+            self.session_id = Some(id.trim_matches('"').to_owned());
+        }
+    }
+
     /// The text of the agent's last message: its final answer.
     fn answer(&self) -> String {
         let last = self.last_message.as_deref().unwrap_or_default();
@@ -101,6 +114,17 @@ fn model_failure(log_line: &str) -> Option<String> {
 impl CliDriver {
     pub fn new(settings: OpencodeSettings, env: OpencodeEnv) -> Self {
         Self { settings, env }
+    }
+
+    /// The newest session with this title: a run stopped before printing any event
+    /// has still created its session, and the next run should continue it.
+    async fn find_session_by_title(&self, dir: &Path, title: &str) -> Option<String> {
+        let sessions = self.list_sessions(dir).await.ok()?;
+        sessions
+            .into_iter()
+            .filter(|s| s.title == title)
+            .max_by_key(|s| s.created)
+            .map(|s| s.id)
     }
 
     fn command(&self, dir: &Path) -> Command {
@@ -182,7 +206,10 @@ impl CliDriver {
                     _ => break Ok(()),
                 },
                 line = logs.next_line(), if logs_open => match line {
-                    Ok(Some(line)) => if let Some(error) = model_failure(&line) {
+                    Ok(Some(line)) => if let Some(error) = {
+                        log.note_log_line(&line);
+                        model_failure(&line)
+                    } {
                         failures += 1;
                         if failures > self.settings.max_model_retries {
                             break Err(RunError::agent(format!("the model keeps failing ({failures} attempts): {error}")));
@@ -207,6 +234,11 @@ impl CliDriver {
             Err(e) => Err(e),
         };
         group.kill();
+        if let (Err(_), None, SessionTarget::New { title }) =
+            (&outcome, &log.session_id, prompt.target)
+        {
+            log.session_id = self.find_session_by_title(prompt.dir, title).await;
+        }
         let with_session = |e: RunError| match &log.session_id {
             Some(id) => e.in_session(id),
             None => e,

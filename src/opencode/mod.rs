@@ -109,6 +109,9 @@ pub struct SessionInfo {
     pub title: String,
     #[serde(default)]
     pub directory: PathBuf,
+    /// Creation time in ms; the CLI lists it as `created`, the API as `time.created`.
+    #[serde(default)]
+    pub created: i64,
 }
 
 #[async_trait]
