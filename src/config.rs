@@ -43,6 +43,8 @@ struct RawConfig {
     #[serde(default)]
     git: GitSettings,
     #[serde(default)]
+    bot: BotSettings,
+    #[serde(default)]
     instances: BTreeMap<InstanceName, RawInstance>,
 }
 
@@ -54,6 +56,7 @@ struct RawInstance {
     git_url: String,
     token_env: Option<String>,
     webhook_secret_env: Option<String>,
+    bot_login: Option<String>,
 }
 
 /// A configured forge instance with its secrets resolved.
@@ -69,6 +72,9 @@ pub struct Instance {
     pub token: Option<SecretString>,
     pub webhook_secret_env: Option<String>,
     pub webhook_secret: Option<SecretString>,
+    /// The bot account's login on this forge; its own comments are ignored.
+    /// Defaults to `bot.handle`.
+    pub bot_login: String,
 }
 
 impl Instance {
@@ -161,12 +167,42 @@ impl Default for GitSettings {
     }
 }
 
+/// How the webhook bot listens and what triggers it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotSettings {
+    /// The handle people mention, without `@`.
+    pub handle: String,
+    /// Address `kugetsu serve` listens on.
+    pub listen: String,
+    /// Labels that start a run when put on an issue (or present when it is opened).
+    pub trigger_labels: Vec<String>,
+    /// One-line reply to people without write access who mention the bot; unset: no reply.
+    pub deny_reply: Option<String>,
+    /// How long a collaborator-permission answer is trusted.
+    #[serde(with = "humantime_serde")]
+    pub permission_cache: Duration,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        Self {
+            handle: "kugetsu".into(),
+            listen: "127.0.0.1:8080".into(),
+            trigger_labels: vec!["kugetsu".into()],
+            deny_reply: None,
+            permission_cache: Duration::from_secs(60),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
     pub opencode: OpencodeSettings,
     pub limits: Limits,
     pub git: GitSettings,
+    pub bot: BotSettings,
     pub instances: BTreeMap<InstanceName, Instance>,
 }
 
@@ -197,11 +233,15 @@ impl Config {
             bail!("limits.concurrency must be at least 1");
         }
         validate_branch_prefix(&raw.git.branch_prefix)?;
+        let raw_bot_handle = raw.bot.handle.clone();
+        if raw_bot_handle.is_empty() || raw_bot_handle.starts_with('@') {
+            bail!("bot.handle must be a login without `@`");
+        }
         let instances = raw
             .instances
             .into_iter()
             .map(|(name, raw)| {
-                let instance = resolve_instance(name.clone(), raw, &env)
+                let instance = resolve_instance(name.clone(), raw, &raw_bot_handle, &env)
                     .with_context(|| format!("instance `{name}`"))?;
                 Ok((name, instance))
             })
@@ -211,6 +251,7 @@ impl Config {
             opencode,
             limits: raw.limits,
             git: raw.git,
+            bot: raw.bot,
             instances,
         })
     }
@@ -223,6 +264,7 @@ impl Config {
 fn resolve_instance(
     name: InstanceName,
     raw: RawInstance,
+    handle: &str,
     env: &impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Instance> {
     let secret = |var: &Option<String>| var.as_deref().and_then(env).filter(|v| !v.is_empty());
@@ -240,6 +282,7 @@ fn resolve_instance(
         git_url: raw.git_url,
         token_env: raw.token_env,
         webhook_secret_env: raw.webhook_secret_env,
+        bot_login: raw.bot_login.unwrap_or_else(|| handle.to_owned()),
     })
 }
 

@@ -3,12 +3,19 @@
 //!
 //! Data flows one way: webhook → event → job → engine → result → comment.
 
+pub mod bot;
 pub mod cli;
+pub mod comment;
 pub mod config;
 pub mod engine;
+pub mod event;
+pub mod forge;
 pub mod git;
 pub mod issue_ref;
 pub mod lock;
 pub mod opencode;
+pub mod queue;
 pub mod result;
 pub mod store;
+pub mod trigger;
+pub mod webhook;

@@ -34,6 +34,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the webhook bot until SIGINT or SIGTERM.
+    Serve,
     /// Create the repository's base session, which new issue sessions are forked from.
     Init {
         /// instance/owner/repo
@@ -118,6 +120,11 @@ pub async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), EngineError> {
     let config = Config::load(&cli.config).map_err(|e| EngineError::BadInput(format!("{e:#}")))?;
+    if let Command::Serve = cli.command {
+        return crate::bot::serve(config)
+            .await
+            .map_err(|e| EngineError::Infra(format!("{e:#}")));
+    }
     let engine = Engine::open(config).await?;
     let result = dispatch(&engine, cli.command).await;
     engine.shutdown().await;
@@ -126,6 +133,7 @@ async fn run(cli: Cli) -> Result<(), EngineError> {
 
 async fn dispatch(engine: &Engine, command: Command) -> Result<(), EngineError> {
     match command {
+        Command::Serve => unreachable!("serve is dispatched before the engine opens"),
         Command::Init {
             repo,
             message,

@@ -1,9 +1,11 @@
 //! Shared test harness: a scripted model, real opencode, real git with bare
 //! remotes on disk, and a kugetsu config pointing at all of them.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod fake_forge;
 pub mod fake_model;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +15,7 @@ use kugetsu::config::Config;
 use kugetsu::engine::Engine;
 use tempfile::TempDir;
 
+pub use fake_forge::FakeForge;
 pub use fake_model::{FakeModel, Step, transcript};
 
 /// The pinned opencode the test command installs. Tests fail, never skip, without it.
@@ -158,6 +161,7 @@ concurrency = 2
 kind = "gitea"
 api_url = "http://127.0.0.1:9/api/v1"
 git_url = "{remotes}"
+webhook_secret_env = "LOCAL_WEBHOOK_SECRET"
 {extra}
 "#,
             opencode = opencode.display(),
@@ -181,6 +185,17 @@ git_url = "{remotes}"
 
     pub fn config(&self) -> Config {
         Config::load(&self.config_path).expect("test config loads")
+    }
+
+    /// The config with secrets taken from `vars` instead of the process environment.
+    pub fn config_with_env(&self, vars: &[(&str, &str)]) -> Config {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        Config::parse(&text, self.dir.path(), lookup).expect("test config parses")
     }
 
     pub async fn engine(&self) -> Engine {

@@ -1,0 +1,166 @@
+//! `kugetsu serve`: the webhook server and the workers that run its jobs.
+
+mod permissions;
+pub mod prompt;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::forge::forge_for;
+use crate::queue::Queue;
+use crate::store::SqliteStore;
+use crate::webhook::{Hook, Intake, router};
+
+pub use worker::Worker;
+
+/// A running bot; dropping it does not stop it, [`Bot::shutdown`] does.
+pub struct Bot {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    worker: JoinHandle<()>,
+    engine: Arc<Engine>,
+}
+
+/// Refuses configurations that would accept unsigned deliveries.
+fn hooks(config: &Config) -> anyhow::Result<HashMap<crate::issue_ref::InstanceName, Hook>> {
+    if config.instances.is_empty() {
+        bail!("no instances are configured");
+    }
+    config
+        .instances
+        .values()
+        .map(|i| {
+            let Some(secret) = i.webhook_secret.clone() else {
+                let var = i
+                    .webhook_secret_env
+                    .as_deref()
+                    .unwrap_or("(webhook_secret_env is not set)");
+                bail!(
+                    "instance `{}` has no webhook secret: set the environment variable {var}",
+                    i.name
+                );
+            };
+            Ok((
+                i.name.clone(),
+                Hook {
+                    kind: i.kind,
+                    secret,
+                    bot_login: i.bot_login.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+impl Bot {
+    /// Starts serving on `listener` and working through the queue, including jobs
+    /// left over from before a restart.
+    pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        let hooks = hooks(&config)?;
+        let forges = config
+            .instances
+            .values()
+            .map(|i| {
+                Ok((
+                    i.name.clone(),
+                    forge_for(i).with_context(|| format!("instance `{}`", i.name))?,
+                ))
+            })
+            .collect::<anyhow::Result<HashMap<_, _>>>()?;
+        let layout = crate::engine::Layout::new(&config.state_dir);
+        let store = SqliteStore::open(&layout.database()).await?;
+        let queue = Queue::new(store.pool().clone());
+        let requeued = queue.requeue_interrupted().await?;
+        if requeued > 0 {
+            tracing::info!(
+                jobs = requeued,
+                "re-queued jobs interrupted by the last shutdown"
+            );
+        }
+        let config = Arc::new(config);
+        let driver = crate::opencode::driver_for(&config);
+        let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver));
+        let intake = Arc::new(Intake {
+            hooks,
+            queue: queue.clone(),
+            bot: config.bot.clone(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let worker = Worker::new(engine.clone(), queue, forges, config.clone());
+        let worker = tokio::spawn(worker.run(stopped.clone()));
+        let addr = listener.local_addr()?;
+        let app = router(intake);
+        let mut until_stopped = stopped;
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = until_stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "webhook server failed");
+            }
+        });
+        tracing::info!(%addr, "kugetsu is listening");
+        Ok(Self {
+            addr,
+            stop,
+            server,
+            worker,
+            engine,
+        })
+    }
+
+    /// Stops taking deliveries and jobs. Runs still in progress are interrupted;
+    /// their jobs stay in the queue and run again after a restart.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = self.worker.await;
+        self.engine.shutdown().await;
+    }
+}
+
+/// Runs the bot until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&config.bot.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bot.listen))?;
+    let bot = Bot::start(config, listener).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    bot.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,172 @@
+//! Every text the bot posts. Each carries a hidden marker, so the bot knows its
+//! own comments and never answers itself.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::engine::EngineError;
+use crate::result::RunResult;
+
+const MARKER_PREFIX: &str = "<!-- kugetsu:";
+
+fn marker(job_id: i64) -> String {
+    format!("{MARKER_PREFIX}job:{job_id} -->")
+}
+
+/// Whether a comment body was written by kugetsu.
+pub fn is_bot_comment(body: &str) -> bool {
+    body.contains(MARKER_PREFIX)
+}
+
+/// Whether a comment for this job was already posted.
+pub fn is_comment_for_job(body: &str, job_id: i64) -> bool {
+    body.contains(&marker(job_id))
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(10)]
+}
+
+fn rounded(duration: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(duration.as_secs().max(1))).to_string()
+}
+
+/// The answer to a successful run.
+pub fn result_comment(result: &RunResult, compare_url: Option<&str>, job_id: i64) -> String {
+    let mut out = String::new();
+    let answer = result.answer.trim();
+    out.push_str(if answer.is_empty() {
+        "_The agent finished without a written answer._"
+    } else {
+        answer
+    });
+    out.push_str("\n\n---\n");
+    match (&result.pushed_to, compare_url) {
+        (Some(_), Some(url)) => {
+            let _ = writeln!(
+                out,
+                "**Branch:** `{}` ([compare or open a pull request]({url}))",
+                result.branch
+            );
+        }
+        (Some(_), None) => {
+            let _ = writeln!(out, "**Branch:** `{}`", result.branch);
+        }
+        (None, _) => {
+            let _ = writeln!(out, "**Branch:** `{}` (nothing new to push)", result.branch);
+        }
+    }
+    if !result.commits.is_empty() {
+        out.push_str("**Commits:**\n");
+        for c in &result.commits {
+            let _ = writeln!(out, "- `{}` {}", short(&c.sha), c.subject);
+        }
+    }
+    for d in &result.denied {
+        let _ = writeln!(out, "**Denied:** {d}");
+    }
+    let _ = writeln!(
+        out,
+        "**Run:** {} · {} tokens in, {} out · ${:.4}",
+        rounded(result.duration),
+        result.tokens.input,
+        result.tokens.output,
+        result.cost
+    );
+    out.push_str(&marker(job_id));
+    out
+}
+
+/// The answer to a run that failed, in words a user can act on.
+pub fn failure_comment(error: &EngineError, job_id: i64) -> String {
+    let advice = match error {
+        EngineError::BadInput(_) => "This needs a change on your side before a retry.",
+        EngineError::Agent(_) => {
+            "Mention me again to retry; the session keeps what happened so far."
+        }
+        EngineError::Infra(_) => {
+            "This is a problem on the bot's host; its operator has the details in the logs."
+        }
+    };
+    format!("The run failed: {error}\n\n{advice}\n{}", marker(job_id))
+}
+
+/// The polite one-line reply to someone without write access.
+pub fn not_allowed_comment(text: &str, job_id: i64) -> String {
+    format!("{text}\n{}", marker(job_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::Commit;
+    use crate::result::Tokens;
+
+    fn sample() -> RunResult {
+        RunResult {
+            issue: "gitea/acme/widget#7".parse().unwrap(),
+            session_id: "ses_1".into(),
+            answer: "Fixed the flaky test by seeding the RNG.".into(),
+            commits: vec![Commit {
+                sha: "0123456789abcdef".into(),
+                subject: "Seed the RNG in parser tests".into(),
+            }],
+            files_changed: vec!["src/parser.rs".into()],
+            branch: "kugetsu/7".into(),
+            pushed_to: Some("http://gitea:3000/acme/widget.git".into()),
+            tokens: Tokens {
+                input: 1200,
+                output: 340,
+                ..Tokens::default()
+            },
+            cost: 0.0123,
+            duration: Duration::from_secs(75),
+            denied: vec![],
+        }
+    }
+
+    #[test]
+    fn result_comment_snapshot() {
+        let text = result_comment(
+            &sample(),
+            Some("https://git.example.com/acme/widget/compare/main...kugetsu/7"),
+            42,
+        );
+        insta::assert_snapshot!(text);
+        assert!(
+            is_bot_comment(&text) && is_comment_for_job(&text, 42) && !is_comment_for_job(&text, 4)
+        );
+    }
+
+    #[test]
+    fn result_without_push_or_answer_snapshot() {
+        let mut r = sample();
+        r.pushed_to = None;
+        r.commits.clear();
+        r.answer = "  ".into();
+        r.denied = vec!["permission: bash `rm -rf /`".into()];
+        insta::assert_snapshot!(result_comment(&r, None, 1));
+    }
+
+    #[test]
+    fn failure_comment_snapshots() {
+        insta::assert_snapshot!(
+            "failure_agent",
+            failure_comment(
+                &EngineError::Agent("the run took longer than 30m and was aborted".into()),
+                3
+            )
+        );
+        insta::assert_snapshot!(
+            "failure_infra",
+            failure_comment(&EngineError::Infra("cannot start opencode".into()), 3)
+        );
+        insta::assert_snapshot!(
+            "not_allowed",
+            not_allowed_comment(
+                "Sorry, only people with write access can ask me to work.",
+                5
+            )
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Forge event normalisation: GitHub and Gitea/Forgejo payloads become one
+//! [`ForgeEvent`] at the edge, so nothing past here knows which forge spoke.
+
+mod wire;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ForgeKind;
+use crate::issue_ref::{InstanceName, IssueRef, RefError, RepoRef};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    IssueOpened,
+    /// Labels changed. GitHub names the added label; Gitea sends only the full set.
+    IssueLabeled {
+        added: Option<String>,
+    },
+    IssueEdited,
+    IssueClosed,
+    CommentCreated,
+    CommentEdited,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentInfo {
+    pub id: u64,
+    pub body: String,
+}
+
+/// One issue or comment event, whichever forge sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgeEvent {
+    pub delivery_id: String,
+    pub issue: IssueRef,
+    pub kind: EventKind,
+    /// Who caused the event.
+    pub author: String,
+    pub author_is_bot: bool,
+    pub title: String,
+    pub body: String,
+    /// The issue's labels after the event.
+    pub labels: Vec<String>,
+    pub is_pull_request: bool,
+    pub comment: Option<CommentInfo>,
+    /// The repository's web page, for compare links.
+    pub repo_html_url: Option<String>,
+    pub default_branch: Option<String>,
+    /// The forge's numeric repository id, stable across renames.
+    pub repo_id: Option<u64>,
+}
+
+/// What a delivery turned out to be.
+#[derive(Debug)]
+pub enum Normalized {
+    Event(Box<ForgeEvent>),
+    /// A delivery kugetsu does not act on (ping, push, pull_request, unknown actions).
+    Ignored(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("payload is not the JSON this event should carry: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("payload names an invalid repository or issue: {0}")]
+    Ref(#[from] RefError),
+}
+
+/// Turns a verified delivery into an event. `event` is the event header's value.
+pub fn normalize(
+    kind: ForgeKind,
+    instance: &InstanceName,
+    event: &str,
+    delivery_id: &str,
+    body: &[u8],
+) -> Result<Normalized, NormalizeError> {
+    let ignored = |why: &str| Ok(Normalized::Ignored(why.to_owned()));
+    if !matches!(event, "issues" | "issue_comment") {
+        return ignored(&format!("`{event}` events are not acted on"));
+    }
+    let payload: wire::Payload = serde_json::from_slice(body)?;
+    let (Some(issue), Some(repo)) = (&payload.issue, &payload.repository) else {
+        return ignored("no issue or repository in the payload");
+    };
+    let action = payload.action.as_deref().unwrap_or_default();
+    let event_kind = match (event, action) {
+        ("issues", "opened") => EventKind::IssueOpened,
+        ("issues", "labeled") => EventKind::IssueLabeled {
+            added: payload.label.as_ref().map(|l| l.name.clone()),
+        },
+        ("issues", "label_updated") => EventKind::IssueLabeled { added: None },
+        ("issues", "edited") => EventKind::IssueEdited,
+        ("issues", "closed") => EventKind::IssueClosed,
+        ("issue_comment", "created") => EventKind::CommentCreated,
+        ("issue_comment", "edited") => EventKind::CommentEdited,
+        (_, action) => return ignored(&format!("`{event}` action `{action}` is not acted on")),
+    };
+    let repo_ref = RepoRef::new(instance.clone(), &repo.owner.login, &repo.name)?;
+    let sender = payload
+        .sender
+        .as_ref()
+        .or(payload.comment.as_ref().map(|c| &c.user))
+        .unwrap_or(&issue.user);
+    let author_is_bot =
+        sender.is_bot() || kind == ForgeKind::Github && sender.kind.as_deref() == Some("Bot");
+    Ok(Normalized::Event(Box::new(ForgeEvent {
+        delivery_id: delivery_id.to_owned(),
+        issue: repo_ref.issue(issue.number)?,
+        kind: event_kind,
+        author: sender.login.clone(),
+        author_is_bot,
+        title: issue.title.clone(),
+        body: issue.body.clone().unwrap_or_default(),
+        labels: issue
+            .labels
+            .iter()
+            .flatten()
+            .map(|l| l.name.clone())
+            .collect(),
+        is_pull_request: issue.pull_request.as_ref().is_some_and(|v| !v.is_null()),
+        comment: payload.comment.as_ref().map(|c| CommentInfo {
+            id: c.id,
+            body: c.body.clone().unwrap_or_default(),
+        }),
+        repo_html_url: repo.html_url.clone(),
+        default_branch: repo.default_branch.clone(),
+        repo_id: repo.id,
+    })))
+}

@@ -1,0 +1,128 @@
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{Forge, ForgeComment, ForgeError, Permission, ReactionTarget};
+use crate::config::Instance;
+use crate::issue_ref::{IssueRef, RepoRef};
+
+/// Gitea and Forgejo share this API (`/api/v1`).
+pub struct GiteaForge {
+    http: reqwest::Client,
+    api_url: String,
+    token: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct PermissionAnswer {
+    permission: String,
+}
+
+#[derive(Deserialize)]
+struct CommentAnswer {
+    id: u64,
+    #[serde(default)]
+    body: String,
+}
+
+impl GiteaForge {
+    pub fn new(instance: &Instance) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kugetsu/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            api_url: instance.api_url.trim_end_matches('/').to_owned(),
+            token: instance.token.clone(),
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.api_url));
+        match &self.token {
+            Some(token) => req.header("Authorization", format!("token {}", token.expose_secret())),
+            None => req,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ForgeError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ForgeError::Other(format!("cannot reach the forge: {e}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(ForgeError::from_status(status.as_u16(), message));
+        }
+        resp.json()
+            .await
+            .map_err(|e| ForgeError::Other(format!("unexpected answer from the forge: {e}")))
+    }
+}
+
+fn repo_path(repo: &RepoRef) -> String {
+    format!("/repos/{}/{}", repo.owner(), repo.name())
+}
+
+#[async_trait]
+impl Forge for GiteaForge {
+    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
+        let path = format!("{}/collaborators/{user}/permission", repo_path(repo));
+        let answer: PermissionAnswer = self.send(self.request(Method::GET, &path)).await?;
+        Ok(Permission::parse(&answer.permission))
+    }
+
+    async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError> {
+        let path = match target {
+            ReactionTarget::Issue(n) => format!("{}/issues/{n}/reactions", repo_path(repo)),
+            ReactionTarget::Comment(id) => {
+                format!("{}/issues/comments/{id}/reactions", repo_path(repo))
+            }
+        };
+        let req = self
+            .request(Method::POST, &path)
+            .json(&json!({ "content": "eyes" }));
+        self.send::<serde_json::Value>(req).await.map(drop)
+    }
+
+    async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError> {
+        let path = format!(
+            "{}/issues/{}/comments",
+            repo_path(issue.repo()),
+            issue.number()
+        );
+        let answer: CommentAnswer = self
+            .send(
+                self.request(Method::POST, &path)
+                    .json(&json!({ "body": body })),
+            )
+            .await?;
+        Ok(answer.id)
+    }
+
+    async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError> {
+        // Gitea returns every comment at once; it does not paginate this list.
+        let path = format!(
+            "{}/issues/{}/comments",
+            repo_path(issue.repo()),
+            issue.number()
+        );
+        let answer: Vec<CommentAnswer> = self.send(self.request(Method::GET, &path)).await?;
+        Ok(answer
+            .into_iter()
+            .map(|c| ForgeComment {
+                id: c.id,
+                body: c.body,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,167 @@
+//! Forge API clients behind one trait: GitHub through octocrab, Gitea and
+//! Forgejo through reqwest against `/api/v1`.
+
+mod gitea;
+mod github;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{ForgeKind, Instance};
+use crate::issue_ref::{IssueRef, RepoRef};
+
+pub use gitea::GiteaForge;
+pub use github::GithubForge;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    None,
+    Read,
+    Write,
+    Admin,
+}
+
+impl Permission {
+    /// Maps the `permission` field of both forges' collaborator-permission answer.
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "admin" | "owner" => Self::Admin,
+            "write" | "maintain" | "push" => Self::Write,
+            "read" | "triage" | "pull" => Self::Read,
+            _ => Self::None,
+        }
+    }
+
+    pub fn can_trigger(self) -> bool {
+        self >= Self::Write
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReactionTarget {
+    Issue(u64),
+    Comment(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgeComment {
+    pub id: u64,
+    pub body: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error("the forge refused our credentials")]
+    Unauthorized,
+    #[error("the forge forbade this: {0}")]
+    Forbidden(String),
+    #[error("not found on the forge")]
+    NotFound,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ForgeError {
+    pub fn from_status(status: u16, message: String) -> Self {
+        match status {
+            401 => Self::Unauthorized,
+            403 => Self::Forbidden(message),
+            404 => Self::NotFound,
+            _ => Self::Other(format!("the forge answered {status}: {message}")),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Forge: Send + Sync {
+    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError>;
+    async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError>;
+    async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError>;
+    async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError>;
+}
+
+/// The API client for an instance.
+pub fn forge_for(instance: &Instance) -> anyhow::Result<Arc<dyn Forge>> {
+    Ok(match instance.kind {
+        ForgeKind::Github => Arc::new(GithubForge::new(instance)?),
+        ForgeKind::Gitea | ForgeKind::Forgejo => Arc::new(GiteaForge::new(instance)?),
+    })
+}
+
+/// A link that shows the branch against the default branch, with a button to
+/// open a pull request.
+pub fn compare_url(kind: ForgeKind, repo_html_url: &str, base: &str, branch: &str) -> String {
+    let root = repo_html_url.trim_end_matches('/');
+    let escape = |s: &str| {
+        s.split('/')
+            .map(urlencoding_path)
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    match kind {
+        ForgeKind::Github => format!(
+            "{root}/compare/{}...{}?quick_pull=1",
+            escape(base),
+            escape(branch)
+        ),
+        ForgeKind::Gitea | ForgeKind::Forgejo => {
+            format!("{root}/compare/{}...{}", escape(base), escape(branch))
+        }
+    }
+}
+
+fn urlencoding_path(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_map_both_forges_values() {
+        for (value, can) in [
+            ("admin", true),
+            ("owner", true),
+            ("write", true),
+            ("maintain", true),
+            ("read", false),
+            ("triage", false),
+            ("none", false),
+            ("weird", false),
+        ] {
+            assert_eq!(Permission::parse(value).can_trigger(), can, "{value}");
+        }
+    }
+
+    #[test]
+    fn compare_urls_follow_each_forge() {
+        assert_eq!(
+            compare_url(
+                ForgeKind::Github,
+                "https://github.com/acme/widget",
+                "main",
+                "kugetsu/3"
+            ),
+            "https://github.com/acme/widget/compare/main...kugetsu/3?quick_pull=1"
+        );
+        assert_eq!(
+            compare_url(
+                ForgeKind::Gitea,
+                "https://git.example.com/acme/widget/",
+                "main",
+                "kugetsu/3"
+            ),
+            "https://git.example.com/acme/widget/compare/main...kugetsu/3"
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! The durable job queue in SQLite: webhook intake stores jobs here before it
+//! answers, and the workers take them out one issue at a time, in order.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+
+use crate::event::CommentInfo;
+use crate::issue_ref::IssueRef;
+use crate::store::now_millis;
+use crate::trigger::Trigger;
+
+/// Everything a run needs, captured when the trigger arrived, so later edits of
+/// the issue change nothing about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub issue: IssueRef,
+    pub delivery_id: String,
+    pub trigger: JobTrigger,
+    pub author: String,
+    pub title: String,
+    pub issue_body: String,
+    pub comment: Option<CommentInfo>,
+    pub is_pull_request: bool,
+    pub repo_html_url: Option<String>,
+    pub default_branch: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobTrigger {
+    Mention,
+    Label { name: String },
+}
+
+impl From<Trigger> for JobTrigger {
+    fn from(t: Trigger) -> Self {
+        match t {
+            Trigger::Mention => Self::Mention,
+            Trigger::Label(name) => Self::Label { name },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    pub id: i64,
+    pub job: Job,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued(i64),
+    /// The delivery was seen before; nothing was stored.
+    Duplicate,
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    pool: SqlitePool,
+    wake: Arc<Notify>,
+}
+
+impl Queue {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Records the delivery and stores its job, atomically.
+    pub async fn enqueue(&self, instance: &str, job: &Job) -> anyhow::Result<Enqueued> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query("INSERT OR IGNORE INTO deliveries (instance, delivery_id, received_at) VALUES (?, ?, ?)")
+            .bind(instance)
+            .bind(&job.delivery_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            return Ok(Enqueued::Duplicate);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (issue, job, status, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?) RETURNING id",
+        )
+        .bind(job.issue.to_string())
+        .bind(serde_json::to_string(job)?)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(Enqueued::Queued(id))
+    }
+
+    /// Takes up to `limit` jobs: for each issue with no running job, its oldest
+    /// pending one. Claimed jobs are marked running.
+    pub async fn claim(&self, limit: usize) -> anyhow::Result<Vec<QueuedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_millis();
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id IN (
+                SELECT j.id FROM jobs j
+                WHERE j.status = 'pending'
+                  AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.issue = j.issue AND r.status = 'running')
+                  AND j.id = (SELECT MIN(p.id) FROM jobs p WHERE p.issue = j.issue AND p.status = 'pending')
+                ORDER BY j.id LIMIT ?2
+            ) RETURNING id, job",
+        )
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs: Vec<QueuedJob> = rows
+            .into_iter()
+            .filter_map(|(id, json)| match serde_json::from_str(&json) {
+                Ok(job) => Some(QueuedJob { id, job }),
+                Err(e) => {
+                    tracing::error!(job = id, error = %e, "unreadable job left in the queue");
+                    None
+                }
+            })
+            .collect();
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    pub async fn finish(&self, id: i64, outcome: Result<(), String>) -> anyhow::Result<()> {
+        let (status, error) = match outcome {
+            Ok(()) => ("done", None),
+            Err(e) => ("failed", Some(e)),
+        };
+        sqlx::query("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(error)
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Jobs that were running when the process stopped go back to the queue.
+    pub async fn requeue_interrupted(&self) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'pending', updated_at = ? WHERE status = 'running'",
+        )
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn waiting_for(&self, issue: &IssueRef) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE issue = ? AND status IN ('pending', 'running')",
+        )
+        .bind(issue.to_string())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn labels(&self, issue: &IssueRef) -> anyhow::Result<Option<Vec<String>>> {
+        let json: Option<String> =
+            sqlx::query_scalar("SELECT labels FROM issue_labels WHERE issue = ?")
+                .bind(issue.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
+
+    pub async fn set_labels(&self, issue: &IssueRef, labels: &[String]) -> anyhow::Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO issue_labels (issue, labels) VALUES (?, ?)")
+            .bind(issue.to_string())
+            .bind(serde_json::to_string(labels)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Resolves when a job was added or finished.
+    pub async fn changed(&self) {
+        self.wake.notified().await;
+    }
+}

@@ -1,0 +1,214 @@
+//! Webhook intake: verify the signature over the raw body, normalise, decide
+//! whether it triggers, store the job, answer. Nothing here waits on git, the
+//! forge API or the agent.
+
+pub mod signature;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use secrecy::SecretString;
+
+use crate::comment::is_bot_comment;
+use crate::config::{BotSettings, ForgeKind};
+use crate::event::{EventKind, ForgeEvent, Normalized, normalize};
+use crate::issue_ref::InstanceName;
+use crate::queue::{Enqueued, Job, Queue};
+use crate::trigger::trigger_for;
+
+/// GitHub caps payloads at 25 MB; leave room for form encoding.
+pub const BODY_LIMIT: usize = 26 * 1024 * 1024;
+
+/// One instance's webhook endpoint settings.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub kind: ForgeKind,
+    pub secret: SecretString,
+    pub bot_login: String,
+}
+
+pub struct Intake {
+    pub hooks: HashMap<InstanceName, Hook>,
+    pub queue: Queue,
+    pub bot: BotSettings,
+}
+
+pub fn router(intake: Arc<Intake>) -> Router {
+    Router::new()
+        .route("/webhooks/{instance}", post(receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(intake)
+}
+
+type Reply = (StatusCode, String);
+
+fn reply(status: StatusCode, text: impl Into<String>) -> Reply {
+    (status, text.into())
+}
+
+/// The headers that matter, read the way each forge sends them. Gitea and
+/// Forgejo also send `X-GitHub-*` headers, so their own headers are read first.
+struct Delivery<'a> {
+    event: &'a str,
+    id: &'a str,
+    signature: &'a str,
+}
+
+fn delivery_headers(kind: ForgeKind, headers: &HeaderMap) -> Result<Delivery<'_>, Reply> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let is_gitea_family = header("x-gitea-event").is_some() || header("x-forgejo-event").is_some();
+    let found = match kind {
+        ForgeKind::Github if is_gitea_family => {
+            return Err(reply(
+                StatusCode::BAD_REQUEST,
+                "this endpoint is configured for GitHub, but Gitea sent it",
+            ));
+        }
+        ForgeKind::Github => (
+            header("x-github-event"),
+            header("x-github-delivery"),
+            header("x-hub-signature-256").map(|s| s.strip_prefix("sha256=").unwrap_or("")),
+        ),
+        ForgeKind::Gitea | ForgeKind::Forgejo => (
+            header("x-forgejo-event").or(header("x-gitea-event")),
+            header("x-forgejo-delivery").or(header("x-gitea-delivery")),
+            header("x-forgejo-signature").or(header("x-gitea-signature")),
+        ),
+    };
+    match found {
+        (_, _, None | Some("")) => {
+            Err(reply(StatusCode::UNAUTHORIZED, "missing webhook signature"))
+        }
+        (Some(event), Some(id), Some(signature)) => Ok(Delivery {
+            event,
+            id,
+            signature,
+        }),
+        _ => Err(reply(
+            StatusCode::BAD_REQUEST,
+            "missing event or delivery header",
+        )),
+    }
+}
+
+/// The JSON document inside a form-encoded delivery (`payload=<json>`).
+fn form_payload(body: &[u8]) -> Option<Vec<u8>> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned().into_bytes())
+}
+
+async fn receive(
+    State(intake): State<Arc<Intake>>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let Some((name, hook)) = instance
+        .parse::<InstanceName>()
+        .ok()
+        .and_then(|n| intake.hooks.get_key_value(&n))
+    else {
+        return reply(StatusCode::NOT_FOUND, "no such instance");
+    };
+    let delivery = match delivery_headers(hook.kind, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let is_form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    // GitHub signs the body as sent; Gitea signs the JSON even in a form delivery.
+    let json = if is_form {
+        form_payload(&body)
+    } else {
+        Some(body.to_vec())
+    };
+    let signed: &[u8] = match hook.kind {
+        ForgeKind::Github => &body,
+        _ => json.as_deref().unwrap_or(&body),
+    };
+    if !signature::verify(&hook.secret, signed, delivery.signature) {
+        return reply(StatusCode::UNAUTHORIZED, "bad webhook signature");
+    }
+    let Some(json) = json else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "form delivery without a payload field",
+        );
+    };
+    let event = match normalize(hook.kind, name, delivery.event, delivery.id, &json) {
+        Ok(Normalized::Event(event)) => event,
+        Ok(Normalized::Ignored(why)) => return reply(StatusCode::OK, format!("ignored: {why}")),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match accept(&intake, name, hook, &event).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "could not store a webhook delivery");
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not store the delivery; please redeliver",
+            )
+        }
+    }
+}
+
+async fn accept(
+    intake: &Intake,
+    instance: &InstanceName,
+    hook: &Hook,
+    event: &ForgeEvent,
+) -> anyhow::Result<Reply> {
+    let from_bot = event.author_is_bot
+        || event.author.eq_ignore_ascii_case(&hook.bot_login)
+        || event
+            .comment
+            .as_ref()
+            .is_some_and(|c| is_bot_comment(&c.body));
+    if from_bot {
+        return Ok(reply(StatusCode::OK, "ignored: written by a bot"));
+    }
+    let previous = match event.kind {
+        EventKind::IssueLabeled { .. } | EventKind::IssueOpened | EventKind::IssueEdited => {
+            let previous = intake.queue.labels(&event.issue).await?;
+            intake.queue.set_labels(&event.issue, &event.labels).await?;
+            previous
+        }
+        _ => None,
+    };
+    let Some(trigger) = trigger_for(
+        event,
+        &intake.bot.handle,
+        &intake.bot.trigger_labels,
+        previous.as_deref(),
+    ) else {
+        return Ok(reply(
+            StatusCode::OK,
+            "ignored: no mention or trigger label",
+        ));
+    };
+    let job = Job {
+        issue: event.issue.clone(),
+        delivery_id: event.delivery_id.clone(),
+        trigger: trigger.into(),
+        author: event.author.clone(),
+        title: event.title.clone(),
+        issue_body: event.body.clone(),
+        comment: event.comment.clone(),
+        is_pull_request: event.is_pull_request,
+        repo_html_url: event.repo_html_url.clone(),
+        default_branch: event.default_branch.clone(),
+    };
+    Ok(match intake.queue.enqueue(instance.as_str(), &job).await? {
+        Enqueued::Queued(id) => reply(StatusCode::ACCEPTED, format!("queued job {id}")),
+        Enqueued::Duplicate => reply(StatusCode::OK, "duplicate delivery"),
+    })
+}

@@ -1,0 +1,502 @@
+//! The webhook bot end to end: real payloads in, real opencode and git runs, a
+//! fake forge recording what the bot does.
+
+mod support;
+
+use std::time::Duration;
+
+use kugetsu::bot::Bot;
+use serde_json::Value;
+use support::webhook::{self, Delivery, fixture, retarget, with_comment};
+use support::{EnvOptions, FakeForge, Step, TestEnv, transcript};
+
+const GH_SECRET: &str = "gh-secret-canary";
+const TEA_SECRET: &str = "tea-secret-canary";
+
+struct BotEnv {
+    env: TestEnv,
+    forge: FakeForge,
+    bot: Option<Bot>,
+}
+
+impl BotEnv {
+    async fn new() -> Self {
+        let forge = FakeForge::start().await;
+        let extra = format!(
+            r#"
+[bot]
+handle = "kugetsu"
+trigger_labels = ["kugetsu"]
+
+[instances.gh]
+kind = "github"
+api_url = "{gh}"
+git_url = "{{remotes}}"
+token_env = "GH_TOKEN"
+webhook_secret_env = "GH_SECRET"
+
+[instances.tea]
+kind = "gitea"
+api_url = "{tea}"
+git_url = "{{remotes}}"
+token_env = "TEA_TOKEN"
+webhook_secret_env = "TEA_SECRET"
+"#,
+            gh = forge.github_api(),
+            tea = forge.gitea_api(),
+        );
+        let env = TestEnv::with(EnvOptions {
+            extra,
+            ..EnvOptions::default()
+        })
+        .await;
+        let text = std::fs::read_to_string(&env.config_path)
+            .unwrap()
+            .replace("{remotes}", env.remotes.to_str().unwrap());
+        std::fs::write(&env.config_path, text).unwrap();
+        forge.set_permission("alice", "write");
+        forge.set_permission("mallory", "read");
+        let mut this = Self {
+            env,
+            forge,
+            bot: None,
+        };
+        this.start().await;
+        this
+    }
+
+    async fn start(&mut self) {
+        let config = self.env.config_with_env(&[
+            ("GH_TOKEN", "gh-token-canary"),
+            ("GH_SECRET", GH_SECRET),
+            ("TEA_TOKEN", "tea-token-canary"),
+            ("TEA_SECRET", TEA_SECRET),
+            ("LOCAL_WEBHOOK_SECRET", "local-secret"),
+        ]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.bot = Some(Bot::start(config, listener).await.expect("bot starts"));
+    }
+
+    async fn stop(&mut self) {
+        if let Some(bot) = self.bot.take() {
+            bot.shutdown().await;
+        }
+    }
+
+    fn url(&self, instance: &str) -> String {
+        format!(
+            "http://{}/webhooks/{instance}",
+            self.bot.as_ref().expect("bot running").addr
+        )
+    }
+
+    async fn jobs(&self) -> Vec<(i64, String, String)> {
+        let db = self.env.state_dir().join("kugetsu.db");
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let rows = sqlx::query_as("SELECT id, issue, status FROM jobs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    }
+
+    async fn wait_for_jobs_done(&self, count: usize) -> Vec<(i64, String, String)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let jobs = self.jobs().await;
+            if jobs.len() >= count && jobs.iter().all(|(_, _, s)| s == "done" || s == "failed") {
+                return jobs;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "jobs never finished: {jobs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn gh_comment(number: u64, comment_id: u64, body: &str, author: &str) -> Value {
+    let p = retarget(
+        fixture("github/issue_comment.created.json"),
+        "acme",
+        "widget",
+        number,
+        author,
+    );
+    with_comment(p, comment_id, body)
+}
+
+fn tea_comment(number: u64, comment_id: u64, body: &str, author: &str) -> Value {
+    let p = retarget(
+        fixture("gitea/issue_comment.created.json"),
+        "acme",
+        "widget",
+        number,
+        author,
+    );
+    with_comment(p, comment_id, body)
+}
+
+fn gh(payload: &Value, delivery: &str) -> Delivery {
+    webhook::github("issue_comment", delivery, payload, GH_SECRET)
+}
+
+fn tea(payload: &Value, delivery: &str) -> Delivery {
+    webhook::gitea(
+        "issue_comment",
+        "issue_comment",
+        delivery,
+        payload,
+        TEA_SECRET,
+    )
+}
+
+async fn mention_runs_pushes_and_comments_then_continues(instance: &str, number: u64) {
+    let mut t = BotEnv::new().await;
+    t.env.model.on(
+        "MARK-FIRST",
+        vec![
+            Step::Bash(
+                "echo fixed > fix.txt && git add fix.txt && git commit -q -m 'agent: fix'".into(),
+            ),
+            Step::Answer("Fixed it, FIRSTANSWER".into()),
+        ],
+    );
+    t.env
+        .model
+        .on("MARK-SECOND", vec![Step::Answer("still here".into())]);
+    let first = "@kugetsu please fix the flaky test MARK-FIRST";
+    let (delivery, repo_path) = match instance {
+        "gh" => (
+            gh(&gh_comment(number, 501, first, "alice"), "d-1"),
+            format!("gh/acme/widget#{number}"),
+        ),
+        _ => (
+            tea(&tea_comment(number, 501, first, "alice"), "d-1"),
+            format!("tea/acme/widget#{number}"),
+        ),
+    };
+    let (status, text) = delivery.post(&t.url(instance)).await;
+    assert_eq!(status, 202, "{text}");
+
+    let comments = t.forge.wait_for_comments("acme/widget", number, 1).await;
+    let body = &comments[0].body;
+    let branch = format!("kugetsu/{number}");
+    assert!(
+        body.contains("FIRSTANSWER") && body.contains(&branch) && body.contains("agent: fix"),
+        "{body}"
+    );
+    assert!(
+        body.contains("https://forge.example.com/acme/widget/compare/main...kugetsu/"),
+        "{body}"
+    );
+    assert!(body.contains("<!-- kugetsu:job:"), "{body}");
+    assert!(
+        t.forge
+            .reactions()
+            .contains(&"acme/widget comment 501 eyes".to_owned()),
+        "{:?}",
+        t.forge.reactions()
+    );
+    assert!(t.env.remote_files(&branch).contains(&"fix.txt".to_owned()));
+    for secret in [GH_SECRET, TEA_SECRET, "gh-token-canary", "tea-token-canary"] {
+        assert!(!body.contains(secret));
+    }
+    let seen = transcript(&t.env.model.requests_for("MARK-FIRST")[0]);
+    assert!(
+        seen.contains(&repo_path) && seen.contains(&branch) && seen.contains("USER-CONTENT"),
+        "{seen}"
+    );
+
+    let second = "@kugetsu what did you change? MARK-SECOND";
+    let delivery = match instance {
+        "gh" => gh(&gh_comment(number, 502, second, "alice"), "d-2"),
+        _ => tea(&tea_comment(number, 502, second, "alice"), "d-2"),
+    };
+    assert_eq!(delivery.post(&t.url(instance)).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", number, 2).await;
+    assert!(comments[1].body.contains("still here") && comments[1].body.contains(&branch));
+    let seen = transcript(&t.env.model.requests_for("MARK-SECOND")[0]);
+    assert!(
+        seen.contains("FIRSTANSWER"),
+        "the second run continues the first session: {seen}"
+    );
+
+    let out = t.env.kugetsu().args(["list", "--json"]).output().unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        list[0]["issue"],
+        repo_path.as_str(),
+        "kugetsu list shows the bot's session"
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_mention_runs_pushes_and_comments_then_continues() {
+    mention_runs_pushes_and_comments_then_continues("gh", 31).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_mention_runs_pushes_and_comments_then_continues() {
+    mention_runs_pushes_and_comments_then_continues("tea", 32).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_labels_start_runs_on_both_forges() {
+    let mut t = BotEnv::new().await;
+    let mut labeled = retarget(
+        fixture("github/issues.labeled.json"),
+        "acme",
+        "widget",
+        33,
+        "alice",
+    );
+    labeled["label"]["name"] = "kugetsu".into();
+    let d = webhook::github("issues", "l-1", &labeled, GH_SECRET);
+    assert_eq!(d.post(&t.url("gh")).await.0, 202);
+
+    let mut updated = retarget(
+        fixture("gitea/issues.label_updated.json"),
+        "acme",
+        "widget",
+        34,
+        "alice",
+    );
+    updated["issue"]["labels"][0]["name"] = "kugetsu".into();
+    let d = webhook::gitea("issues", "issue_label", "l-2", &updated, TEA_SECRET);
+    assert_eq!(d.post(&t.url("tea")).await.0, 202);
+    // The same label set again adds nothing: no second run.
+    let d = webhook::gitea("issues", "issue_label", "l-3", &updated, TEA_SECRET);
+    let (status, text) = d.post(&t.url("tea")).await;
+    assert_eq!(status, 200, "{text}");
+
+    t.forge.wait_for_comments("acme/widget", 33, 1).await;
+    t.forge.wait_for_comments("acme/widget", 34, 1).await;
+    assert!(
+        t.forge
+            .reactions()
+            .contains(&"acme/widget issue 33 eyes".to_owned())
+    );
+    assert_eq!(t.wait_for_jobs_done(2).await.len(), 2);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_missing_and_empty_signatures_get_401_and_store_nothing() {
+    let mut t = BotEnv::new().await;
+    let payload = gh_comment(35, 1, "@kugetsu hi", "alice");
+    let cases = [
+        gh(&payload, "s-1").with("x-hub-signature-256", &format!("sha256={}", "0".repeat(64))),
+        gh(&payload, "s-2").without("x-hub-signature-256"),
+        gh(&payload, "s-3").with("x-hub-signature-256", "sha256="),
+        gh(&payload, "s-4").with(
+            "x-hub-signature-256",
+            &format!(
+                "sha256={}",
+                kugetsu::webhook::signature::sign("wrong", b"x")
+            ),
+        ),
+    ];
+    for d in cases {
+        let (status, _) = d.post(&t.url("gh")).await;
+        assert_eq!(status, 401);
+    }
+    let tea_payload = tea_comment(35, 1, "@kugetsu hi", "alice");
+    for d in [
+        tea(&tea_payload, "s-5").with("x-gitea-signature", ""),
+        tea(&tea_payload, "s-6").without("x-gitea-signature"),
+    ] {
+        assert_eq!(d.post(&t.url("tea")).await.0, 401);
+    }
+    // A Gitea delivery signed with GitHub's instance secret is still wrong.
+    let d = webhook::gitea(
+        "issue_comment",
+        "issue_comment",
+        "s-7",
+        &tea_payload,
+        GH_SECRET,
+    );
+    assert_eq!(d.post(&t.url("tea")).await.0, 401);
+    assert!(t.jobs().await.is_empty());
+    assert!(t.forge.calls().is_empty(), "{:?}", t.forge.calls());
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_runs_once_and_comments_once() {
+    let mut t = BotEnv::new().await;
+    let d = gh(
+        &gh_comment(36, 601, "@kugetsu once please", "alice"),
+        "same-id",
+    );
+    assert_eq!(d.post(&t.url("gh")).await.0, 202);
+    let (status, text) = d.post(&t.url("gh")).await;
+    assert_eq!((status, text.as_str()), (200, "duplicate delivery"));
+    t.wait_for_jobs_done(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(t.forge.comments("acme/widget", 36).len(), 1);
+    assert_eq!(t.jobs().await.len(), 1);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_and_people_without_write_access_trigger_nothing() {
+    let mut t = BotEnv::new().await;
+    let own = gh_comment(37, 701, "@kugetsu done\n<!-- kugetsu:job:1 -->", "alice");
+    assert_eq!(gh(&own, "b-1").post(&t.url("gh")).await.0, 200);
+    let from_app = gh_comment(37, 702, "@kugetsu do it", "some-app[bot]");
+    assert_eq!(gh(&from_app, "b-2").post(&t.url("gh")).await.0, 200);
+    let from_self = tea_comment(37, 703, "@kugetsu do it", "kugetsu");
+    assert_eq!(tea(&from_self, "b-3").post(&t.url("tea")).await.0, 200);
+    assert!(t.jobs().await.is_empty(), "bot comments store no job");
+
+    let reader = gh_comment(38, 704, "@kugetsu do it", "mallory");
+    assert_eq!(gh(&reader, "b-4").post(&t.url("gh")).await.0, 202);
+    t.wait_for_jobs_done(1).await;
+    t.forge.fail_permissions(500);
+    let writer_but_api_down = gh_comment(39, 705, "@kugetsu do it", "alice");
+    assert_eq!(
+        gh(&writer_but_api_down, "b-5").post(&t.url("gh")).await.0,
+        202
+    );
+    let jobs = t.wait_for_jobs_done(2).await;
+    assert_eq!(jobs[1].2, "failed", "a failing permission API fails closed");
+    assert!(
+        t.forge.comments("acme/widget", 38).is_empty()
+            && t.forge.comments("acme/widget", 39).is_empty()
+    );
+    assert!(
+        t.forge.reactions().is_empty(),
+        "no run started: {:?}",
+        t.forge.reactions()
+    );
+    assert!(t.env.model.requests().is_empty(), "the agent never ran");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_issue_runs_in_order_and_two_issues_run_in_parallel() {
+    let mut t = BotEnv::new().await;
+    t.env
+        .model
+        .on("MARK-P1", vec![Step::Answer("p1 done".into())]);
+    t.env
+        .model
+        .on("MARK-P2", vec![Step::Answer("p2 done".into())]);
+    let d1 = gh(&gh_comment(40, 801, "@kugetsu MARK-P1", "alice"), "o-1");
+    let d2 = gh(&gh_comment(40, 802, "@kugetsu MARK-P2", "alice"), "o-2");
+    assert_eq!(d1.post(&t.url("gh")).await.0, 202);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(d2.post(&t.url("gh")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 40, 2).await;
+    assert!(comments[0].body.contains("p1 done") && comments[1].body.contains("p2 done"));
+    let seen = transcript(&t.env.model.requests_for("MARK-P2")[0]);
+    assert!(
+        seen.contains("p1 done"),
+        "the second mention ran after the first, in its session"
+    );
+
+    t.env.model.on("MARK-SLOW", vec![Step::Hang]);
+    let a = gh(&gh_comment(41, 803, "@kugetsu MARK-SLOW a", "alice"), "o-3");
+    let b = tea(
+        &tea_comment(42, 804, "@kugetsu MARK-SLOW b", "alice"),
+        "o-4",
+    );
+    assert_eq!(a.post(&t.url("gh")).await.0, 202);
+    assert_eq!(b.post(&t.url("tea")).await.0, 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while t.env.model.requests_for("MARK-SLOW").len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the two issues did not run at the same time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_push_and_unknown_events_are_acknowledged_and_ignored() {
+    let mut t = BotEnv::new().await;
+    let ping = webhook::github("ping", "p-1", &fixture("github/ping.json"), GH_SECRET);
+    assert_eq!(ping.post(&t.url("gh")).await.0, 200);
+    let push = webhook::gitea_raw(
+        "push",
+        "push",
+        "p-2",
+        webhook::fixture_bytes("gitea/push.json"),
+        TEA_SECRET,
+    );
+    assert_eq!(push.post(&t.url("tea")).await.0, 200);
+    let weird = webhook::github(
+        "star",
+        "p-3",
+        &serde_json::json!({ "action": "created" }),
+        GH_SECRET,
+    );
+    assert_eq!(weird.post(&t.url("gh")).await.0, 200);
+    let closed = retarget(
+        fixture("github/issues.closed.json"),
+        "acme",
+        "widget",
+        43,
+        "alice",
+    );
+    assert_eq!(
+        webhook::github("issues", "p-4", &closed, GH_SECRET)
+            .post(&t.url("gh"))
+            .await
+            .0,
+        200
+    );
+    let (status, _) = webhook::github("ping", "p-5", &fixture("github/ping.json"), GH_SECRET)
+        .post(&t.url("nope"))
+        .await;
+    assert_eq!(status, 404);
+    let bad = webhook::github(
+        "issue_comment",
+        "p-6",
+        &serde_json::json!({ "issue": "nope" }),
+        GH_SECRET,
+    );
+    assert_eq!(bad.post(&t.url("gh")).await.0, 400);
+    assert!(t.jobs().await.is_empty());
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_left_at_shutdown_run_once_after_a_restart() {
+    let mut t = BotEnv::new().await;
+    t.env.model.on("MARK-R1", vec![Step::Hang]);
+    let d1 = gh(&gh_comment(44, 901, "@kugetsu MARK-R1", "alice"), "r-1");
+    let d2 = gh(&gh_comment(44, 902, "@kugetsu MARK-R2", "alice"), "r-2");
+    assert_eq!(d1.post(&t.url("gh")).await.0, 202);
+    assert_eq!(d2.post(&t.url("gh")).await.0, 202);
+    t.env
+        .model
+        .wait_for_request("MARK-R1", Duration::from_secs(90))
+        .await;
+    t.stop().await;
+    let statuses: Vec<String> = t.jobs().await.into_iter().map(|(_, _, s)| s).collect();
+    assert_eq!(statuses, vec!["running".to_owned(), "pending".to_owned()]);
+
+    t.env
+        .model
+        .on("MARK-R1", vec![Step::Answer("r1 done".into())]);
+    t.start().await;
+    let comments = t.forge.wait_for_comments("acme/widget", 44, 2).await;
+    t.wait_for_jobs_done(2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let comments_now = t.forge.comments("acme/widget", 44);
+    assert_eq!(comments_now.len(), 2, "{comments_now:?}");
+    assert!(
+        comments[0].body.contains("r1 done") && comments[0].body.contains("<!-- kugetsu:job:1 -->")
+    );
+    assert!(comments[1].body.contains("<!-- kugetsu:job:2 -->"));
+    t.stop().await;
+}
