@@ -79,13 +79,11 @@ mod tests {
                 && prompt.contains("pushes")
         );
         assert!(prompt.contains("@kugetsu please fix") && prompt.contains("@alice"));
-        let nonce = prompt
-            .split("<<<USER-CONTENT ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
+        let fence_line = prompt
+            .lines()
+            .find(|l| l.starts_with("<<<USER-CONTENT "))
             .unwrap();
+        let nonce = fence_line.split(' ').nth(1).unwrap();
         assert_eq!(
             prompt
                 .matches(&format!(">>>USER-CONTENT {nonce} END"))

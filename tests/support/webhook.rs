@@ -124,7 +124,11 @@ impl Delivery {
     }
 
     pub async fn post(&self, url: &str) -> (u16, String) {
-        let client = reqwest::Client::new();
+        self.post_with(&reqwest::Client::new(), url).await
+    }
+
+    /// Posts with a caller's client, which keeps its connection alive as a forge does.
+    pub async fn post_with(&self, client: &reqwest::Client, url: &str) -> (u16, String) {
         let mut req = client.post(url).body(self.body.clone());
         for (k, v) in &self.headers {
             req = req.header(*k, v);
