@@ -32,35 +32,16 @@ fn report(label: &str, mut samples: Vec<Duration>) {
 }
 
 fn mention(number: u64, comment_id: u64, text: &str, author: &str) -> webhook::Delivery {
-    let payload = retarget(
-        fixture("gitea/issue_comment.created.json"),
-        "acme",
-        "widget",
-        number,
-        author,
-    );
+    let payload = retarget(fixture("gitea/issue_comment.created.json"), "acme", "widget", number, author);
     let payload = with_comment(payload, comment_id, text);
-    webhook::gitea(
-        "issue_comment",
-        "issue_comment",
-        &format!("bench-{comment_id}"),
-        &payload,
-        SECRET,
-    )
+    webhook::gitea("issue_comment", "issue_comment", &format!("bench-{comment_id}"), &payload, SECRET)
 }
 
-async fn time_to_first_request(
-    env: &TestEnv,
-    url: &str,
-    delivery: webhook::Delivery,
-    marker: &str,
-) -> Duration {
+async fn time_to_first_request(env: &TestEnv, url: &str, delivery: webhook::Delivery, marker: &str) -> Duration {
     let started = Instant::now();
     let (status, text) = delivery.post(url).await;
     assert_eq!(status, 202, "{text}");
-    env.model
-        .wait_for_request(marker, Duration::from_secs(120))
-        .await;
+    env.model.wait_for_request(marker, Duration::from_secs(120)).await;
     started.elapsed()
 }
 
@@ -72,15 +53,8 @@ async fn main() {
         "\n[instances.tea]\nkind = \"gitea\"\napi_url = \"{}\"\ngit_url = \"{{remotes}}\"\nwebhook_secret_env = \"SECRET\"\n",
         forge.gitea_api()
     );
-    let env = TestEnv::with(EnvOptions {
-        extra,
-        run_timeout: "10m",
-        ..EnvOptions::default()
-    })
-    .await;
-    let text = std::fs::read_to_string(&env.config_path)
-        .unwrap()
-        .replace("{remotes}", env.remotes.to_str().unwrap());
+    let env = TestEnv::with(EnvOptions { extra, run_timeout: "10m", ..EnvOptions::default() }).await;
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace("{remotes}", env.remotes.to_str().unwrap());
     std::fs::write(&env.config_path, text).unwrap();
     let config = env.config_with_env(&[("SECRET", SECRET), ("LOCAL_WEBHOOK_SECRET", SECRET)]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,9 +71,7 @@ async fn main() {
         let d = mention(number, id, &format!("@kugetsu {marker}"), "alice");
         let took = time_to_first_request(&env, &url, d, marker).await;
         println!("  {label:<46} {:>8.0} ms", took.as_secs_f64() * 1e3);
-        forge
-            .wait_for_comments("acme/widget", number, if id == 3 { 2 } else { 1 })
-            .await;
+        forge.wait_for_comments("acme/widget", number, if id == 3 { 2 } else { 1 }).await;
     }
 
     // Two runs that never finish keep both worker slots busy while we measure.
@@ -108,9 +80,7 @@ async fn main() {
         let d = mention(number, id, "@kugetsu BUSY", "alice");
         assert_eq!(d.post(&url).await.0, 202);
     }
-    env.model
-        .wait_for_request("BUSY", Duration::from_secs(120))
-        .await;
+    env.model.wait_for_request("BUSY", Duration::from_secs(120)).await;
 
     println!("webhook answer time with 2 agent runs in progress");
     let client = reqwest::Client::new();
@@ -121,12 +91,7 @@ async fn main() {
         let started = Instant::now();
         assert_eq!(plain.post_with(&client, &url).await.0, 200);
         ignored.push(started.elapsed());
-        let triggering = mention(
-            100 + i,
-            20_000 + i,
-            "@kugetsu queued behind the busy runs",
-            "alice",
-        );
+        let triggering = mention(100 + i, 20_000 + i, "@kugetsu queued behind the busy runs", "alice");
         let started = Instant::now();
         assert_eq!(triggering.post_with(&client, &url).await.0, 202);
         queued.push(started.elapsed());

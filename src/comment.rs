@@ -35,19 +35,11 @@ fn rounded(duration: Duration) -> String {
 pub fn result_comment(result: &RunResult, compare_url: Option<&str>, job_id: i64) -> String {
     let mut out = String::new();
     let answer = result.answer.trim();
-    out.push_str(if answer.is_empty() {
-        "_The agent finished without a written answer._"
-    } else {
-        answer
-    });
+    out.push_str(if answer.is_empty() { "_The agent finished without a written answer._" } else { answer });
     out.push_str("\n\n---\n");
     match (&result.pushed_to, compare_url) {
         (Some(_), Some(url)) => {
-            let _ = writeln!(
-                out,
-                "**Branch:** `{}` ([compare or open a pull request]({url}))",
-                result.branch
-            );
+            let _ = writeln!(out, "**Branch:** `{}` ([compare or open a pull request]({url}))", result.branch);
         }
         (Some(_), None) => {
             let _ = writeln!(out, "**Branch:** `{}`", result.branch);
@@ -81,12 +73,8 @@ pub fn result_comment(result: &RunResult, compare_url: Option<&str>, job_id: i64
 pub fn failure_comment(error: &EngineError, job_id: i64) -> String {
     let advice = match error {
         EngineError::BadInput(_) => "This needs a change on your side before a retry.",
-        EngineError::Agent(_) => {
-            "Mention me again to retry; the session keeps what happened so far."
-        }
-        EngineError::Infra(_) => {
-            "This is a problem on the bot's host; its operator has the details in the logs."
-        }
+        EngineError::Agent(_) => "Mention me again to retry; the session keeps what happened so far.",
+        EngineError::Infra(_) => "This is a problem on the bot's host; its operator has the details in the logs.",
     };
     format!("The run failed: {error}\n\n{advice}\n{}", marker(job_id))
 }
@@ -107,18 +95,11 @@ mod tests {
             issue: "gitea/acme/widget#7".parse().unwrap(),
             session_id: "ses_1".into(),
             answer: "Fixed the flaky test by seeding the RNG.".into(),
-            commits: vec![Commit {
-                sha: "0123456789abcdef".into(),
-                subject: "Seed the RNG in parser tests".into(),
-            }],
+            commits: vec![Commit { sha: "0123456789abcdef".into(), subject: "Seed the RNG in parser tests".into() }],
             files_changed: vec!["src/parser.rs".into()],
             branch: "kugetsu/7".into(),
             pushed_to: Some("http://gitea:3000/acme/widget.git".into()),
-            tokens: Tokens {
-                input: 1200,
-                output: 340,
-                ..Tokens::default()
-            },
+            tokens: Tokens { input: 1200, output: 340, ..Tokens::default() },
             cost: 0.0123,
             duration: Duration::from_secs(75),
             denied: vec![],
@@ -127,15 +108,9 @@ mod tests {
 
     #[test]
     fn result_comment_snapshot() {
-        let text = result_comment(
-            &sample(),
-            Some("https://git.example.com/acme/widget/compare/main...kugetsu/7"),
-            42,
-        );
+        let text = result_comment(&sample(), Some("https://git.example.com/acme/widget/compare/main...kugetsu/7"), 42);
         insta::assert_snapshot!(text);
-        assert!(
-            is_bot_comment(&text) && is_comment_for_job(&text, 42) && !is_comment_for_job(&text, 4)
-        );
+        assert!(is_bot_comment(&text) && is_comment_for_job(&text, 42) && !is_comment_for_job(&text, 4));
     }
 
     #[test]
@@ -152,10 +127,7 @@ mod tests {
     fn failure_comment_snapshots() {
         insta::assert_snapshot!(
             "failure_agent",
-            failure_comment(
-                &EngineError::Agent("the run took longer than 30m and was aborted".into()),
-                3
-            )
+            failure_comment(&EngineError::Agent("the run took longer than 30m and was aborted".into()), 3)
         );
         insta::assert_snapshot!(
             "failure_infra",
@@ -163,10 +135,7 @@ mod tests {
         );
         insta::assert_snapshot!(
             "not_allowed",
-            not_allowed_comment(
-                "Sorry, only people with write access can ask me to work.",
-                5
-            )
+            not_allowed_comment("Sorry, only people with write access can ask me to work.", 5)
         );
     }
 }

@@ -57,6 +57,19 @@ struct RawInstance {
     token_env: Option<String>,
     webhook_secret_env: Option<String>,
     bot_login: Option<String>,
+    /// GitHub App authentication instead of a token: all three, or none.
+    app_id: Option<u64>,
+    app_key_env: Option<String>,
+    installation_id: Option<u64>,
+}
+
+/// A GitHub App installation the bot acts as.
+#[derive(Debug, Clone)]
+pub struct GithubApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    /// The app's RSA private key (PEM).
+    pub private_key: SecretString,
 }
 
 /// A configured forge instance with its secrets resolved.
@@ -75,6 +88,7 @@ pub struct Instance {
     /// The bot account's login on this forge; its own comments are ignored.
     /// Defaults to `bot.handle`.
     pub bot_login: String,
+    pub github_app: Option<GithubApp>,
 }
 
 impl Instance {
@@ -137,10 +151,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            run_timeout: Duration::from_secs(30 * 60),
-            concurrency: 2,
-        }
+        Self { run_timeout: Duration::from_secs(30 * 60), concurrency: 2 }
     }
 }
 
@@ -209,19 +220,15 @@ pub struct Config {
 impl Config {
     /// Loads the file and resolves secrets from the process environment.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base, |name| std::env::var(name).ok())
             .with_context(|| format!("invalid config file {}", path.display()))
     }
 
     /// Parses config text; relative paths are taken from `base`, secrets from `env`.
-    pub fn parse(
-        text: &str,
-        base: &Path,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<Self> {
+    pub fn parse(text: &str, base: &Path, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let raw: RawConfig = toml::from_str(text)?;
         let mut opencode = raw.opencode;
         opencode.config = opencode.config.map(|p| base.join(p));
@@ -273,7 +280,19 @@ fn resolve_instance(
             bail!("api_url and git_url must not be empty");
         }
     }
+    let github_app = match (raw.app_id, &raw.app_key_env, raw.installation_id) {
+        (None, None, None) => None,
+        (Some(app_id), Some(var), Some(installation_id)) if raw.kind == ForgeKind::Github => {
+            let private_key = env(var).filter(|v| !v.is_empty()).map(SecretString::from);
+            let Some(private_key) = private_key else {
+                bail!("the GitHub App key variable {var} (app_key_env) is not set");
+            };
+            Some(GithubApp { app_id, installation_id, private_key })
+        }
+        _ => bail!("a GitHub App needs app_id, app_key_env and installation_id, on a github instance"),
+    };
     Ok(Instance {
+        github_app,
         name,
         kind: raw.kind,
         token: secret(&raw.token_env).map(SecretString::from),
@@ -288,15 +307,11 @@ fn resolve_instance(
 
 fn validate_branch_prefix(prefix: &str) -> anyhow::Result<()> {
     let ok = !prefix.is_empty()
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'))
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'))
         && !prefix.starts_with(['/', '-'])
         && !prefix.contains("//");
     if !ok {
-        bail!(
-            "git.branch_prefix `{prefix}` must be ASCII letters, digits, `-`, `_` and single `/`"
-        );
+        bail!("git.branch_prefix `{prefix}` must be ASCII letters, digits, `-`, `_` and single `/`");
     }
     Ok(())
 }
@@ -325,20 +340,11 @@ mod tests {
         };
         let config = Config::parse(MINIMAL, Path::new("/etc/kugetsu"), env).unwrap();
         let gitea = config.instance(&"gitea".parse().unwrap()).unwrap();
-        assert_eq!(
-            gitea.token.as_ref().unwrap().expose_secret(),
-            "tok-canary-123"
-        );
+        assert_eq!(gitea.token.as_ref().unwrap().expose_secret(), "tok-canary-123");
         let debug = format!("{config:?}");
-        assert!(
-            !debug.contains("tok-canary-123") && !debug.contains("sec-canary-456"),
-            "{debug}"
-        );
+        assert!(!debug.contains("tok-canary-123") && !debug.contains("sec-canary-456"), "{debug}");
         assert_eq!(config.state_dir, PathBuf::from("/etc/kugetsu/state"));
-        assert_eq!(
-            gitea.clone_url("acme", "widget"),
-            "http://gitea:3000/acme/widget.git"
-        );
+        assert_eq!(gitea.clone_url("acme", "widget"), "http://gitea:3000/acme/widget.git");
     }
 
     #[test]

@@ -17,11 +17,7 @@ pub enum RefError {
     #[error("`{input}` is not a ref of the form instance/owner/repo#number")]
     Shape { input: String },
     #[error("invalid {what} `{value}`: {why}")]
-    Segment {
-        what: &'static str,
-        value: String,
-        why: &'static str,
-    },
+    Segment { what: &'static str, value: String, why: &'static str },
     #[error("invalid issue number `{0}`: expected a whole number above 0 without leading zeros")]
     Number(String),
 }
@@ -40,8 +36,7 @@ impl InstanceName {
 impl TryFrom<String> for InstanceName {
     type Error = RefError;
     fn try_from(value: String) -> Result<Self, RefError> {
-        let valid_char =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         let why = if value.is_empty() {
             Some("it is empty")
         } else if value.len() > 63 {
@@ -54,11 +49,7 @@ impl TryFrom<String> for InstanceName {
             None
         };
         match why {
-            Some(why) => Err(RefError::Segment {
-                what: "instance name",
-                value,
-                why,
-            }),
+            Some(why) => Err(RefError::Segment { what: "instance name", value, why }),
             None => Ok(Self(value)),
         }
     }
@@ -101,11 +92,7 @@ fn forge_name(what: &'static str, value: &str) -> Result<String, RefError> {
         None
     };
     match why {
-        Some(why) => Err(RefError::Segment {
-            what,
-            value: value.to_owned(),
-            why,
-        }),
+        Some(why) => Err(RefError::Segment { what, value: value.to_owned(), why }),
         None => Ok(value.to_ascii_lowercase()),
     }
 }
@@ -121,11 +108,7 @@ pub struct RepoRef {
 
 impl RepoRef {
     pub fn new(instance: InstanceName, owner: &str, name: &str) -> Result<Self, RefError> {
-        Ok(Self {
-            instance,
-            owner: forge_name("owner", owner)?,
-            name: forge_name("repository name", name)?,
-        })
+        Ok(Self { instance, owner: forge_name("owner", owner)?, name: forge_name("repository name", name)? })
     }
 
     pub fn instance(&self) -> &InstanceName {
@@ -142,31 +125,23 @@ impl RepoRef {
 
     /// `instance/owner/repo` as a relative path; safe because every segment is validated.
     pub fn rel_path(&self) -> PathBuf {
-        [self.instance.as_str(), &self.owner, &self.name]
-            .iter()
-            .collect()
+        [self.instance.as_str(), &self.owner, &self.name].iter().collect()
     }
 
     pub fn issue(&self, number: u64) -> Result<IssueRef, RefError> {
         if number == 0 {
             return Err(RefError::Number("0".into()));
         }
-        Ok(IssueRef {
-            repo: self.clone(),
-            number,
-        })
+        Ok(IssueRef { repo: self.clone(), number })
     }
 }
 
 impl FromStr for RepoRef {
     type Err = RefError;
     fn from_str(s: &str) -> Result<Self, RefError> {
-        let shape = || RefError::Shape {
-            input: s.to_owned(),
-        };
+        let shape = || RefError::Shape { input: s.to_owned() };
         let mut parts = s.split('/');
-        let (Some(instance), Some(owner), Some(name), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(instance), Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(shape());
         };
@@ -220,14 +195,10 @@ impl FromStr for IssueRef {
     type Err = RefError;
     fn from_str(s: &str) -> Result<Self, RefError> {
         let Some((repo, number)) = s.split_once('#') else {
-            return Err(RefError::Shape {
-                input: s.to_owned(),
-            });
+            return Err(RefError::Shape { input: s.to_owned() });
         };
         let repo: RepoRef = repo.parse()?;
-        let canonical = !number.is_empty()
-            && number.bytes().all(|b| b.is_ascii_digit())
-            && !number.starts_with('0');
+        let canonical = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) && !number.starts_with('0');
         let parsed = canonical.then(|| number.parse::<u64>().ok()).flatten();
         match parsed {
             Some(n) => repo.issue(n),
@@ -261,11 +232,7 @@ mod tests {
 
     #[test]
     fn parses_and_prints_round_trip() {
-        for s in [
-            "github/acme/widget#1",
-            "gitea-1/a_b/c.d-e#12345",
-            "x/o/r#18446744073709551615",
-        ] {
+        for s in ["github/acme/widget#1", "gitea-1/a_b/c.d-e#12345", "x/o/r#18446744073709551615"] {
             let r: IssueRef = s.parse().unwrap();
             assert_eq!(r.to_string(), s);
             assert_eq!(r.to_string().parse::<IssueRef>().unwrap(), r);

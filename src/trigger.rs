@@ -15,9 +15,7 @@ pub fn mentions(text: &str, handle: &str) -> bool {
     let mut hidden_depth = 0usize;
     for event in Parser::new(text) {
         match event {
-            Event::Start(Tag::CodeBlock(_) | Tag::BlockQuote(_) | Tag::HtmlBlock) => {
-                hidden_depth += 1
-            }
+            Event::Start(Tag::CodeBlock(_) | Tag::BlockQuote(_) | Tag::HtmlBlock) => hidden_depth += 1,
             Event::End(TagEnd::CodeBlock | TagEnd::BlockQuote(_) | TagEnd::HtmlBlock) => {
                 hidden_depth = hidden_depth.saturating_sub(1)
             }
@@ -37,8 +35,7 @@ fn text_mentions(text: &str, handle: &str) -> bool {
         let before = lower[..at].chars().next_back();
         let after = lower[at + needle.len()..].chars().next();
         // `a@kugetsu` is an address, `@kugetsu-other` another account.
-        let starts_word =
-            before.is_none_or(|c| !(is_handle_char(c) || c == '.' || c == '@' || c == '/'));
+        let starts_word = before.is_none_or(|c| !(is_handle_char(c) || c == '.' || c == '@' || c == '/'));
         let ends_word = after.is_none_or(|c| !is_handle_char(c) && c != '[');
         if starts_word && ends_word {
             return true;
@@ -75,12 +72,7 @@ pub fn trigger_for(
             if mentions(&event.body, handle) {
                 return Some(Trigger::Mention);
             }
-            event
-                .labels
-                .iter()
-                .find(|l| is_trigger_label(l))
-                .cloned()
-                .map(Trigger::Label)
+            event.labels.iter().find(|l| is_trigger_label(l)).cloned().map(Trigger::Label)
         }
         EventKind::IssueLabeled { added: Some(label) } => {
             is_trigger_label(label).then(|| Trigger::Label(label.clone()))

@@ -17,11 +17,19 @@ struct BotEnv {
     env: TestEnv,
     forge: FakeForge,
     bot: Option<Bot>,
+    vars: Vec<(&'static str, String)>,
 }
 
 impl BotEnv {
     async fn new() -> Self {
+        Self::with("", Vec::new()).await
+    }
+
+    /// `more` is TOML appended to the config (`{forge}` is the fake forge's base
+    /// URL, `{remotes}` the remotes dir); `vars` are extra environment variables.
+    async fn with(more: &str, vars: Vec<(&'static str, String)>) -> Self {
         let forge = FakeForge::start().await;
+        let more = more.replace("{forge}", &forge.github_api());
         let extra = format!(
             r#"
 [bot]
@@ -44,35 +52,28 @@ webhook_secret_env = "TEA_SECRET"
 "#,
             gh = forge.github_api(),
             tea = forge.gitea_api(),
-        );
-        let env = TestEnv::with(EnvOptions {
-            extra,
-            ..EnvOptions::default()
-        })
-        .await;
-        let text = std::fs::read_to_string(&env.config_path)
-            .unwrap()
-            .replace("{remotes}", env.remotes.to_str().unwrap());
+        ) + &more;
+        let env = TestEnv::with(EnvOptions { extra, ..EnvOptions::default() }).await;
+        let text =
+            std::fs::read_to_string(&env.config_path).unwrap().replace("{remotes}", env.remotes.to_str().unwrap());
         std::fs::write(&env.config_path, text).unwrap();
         forge.set_permission("alice", "write");
         forge.set_permission("mallory", "read");
-        let mut this = Self {
-            env,
-            forge,
-            bot: None,
-        };
+        let mut this = Self { env, forge, bot: None, vars };
         this.start().await;
         this
     }
 
     async fn start(&mut self) {
-        let config = self.env.config_with_env(&[
+        let mut vars: Vec<(&str, &str)> = vec![
             ("GH_TOKEN", "gh-token-canary"),
             ("GH_SECRET", GH_SECRET),
             ("TEA_TOKEN", "tea-token-canary"),
             ("TEA_SECRET", TEA_SECRET),
             ("LOCAL_WEBHOOK_SECRET", "local-secret"),
-        ]);
+        ];
+        vars.extend(self.vars.iter().map(|(k, v)| (*k, v.as_str())));
+        let config = self.env.config_with_env(&vars);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.bot = Some(Bot::start(config, listener).await.expect("bot starts"));
     }
@@ -84,21 +85,13 @@ webhook_secret_env = "TEA_SECRET"
     }
 
     fn url(&self, instance: &str) -> String {
-        format!(
-            "http://{}/webhooks/{instance}",
-            self.bot.as_ref().expect("bot running").addr
-        )
+        format!("http://{}/webhooks/{instance}", self.bot.as_ref().expect("bot running").addr)
     }
 
     async fn jobs(&self) -> Vec<(i64, String, String)> {
         let db = self.env.state_dir().join("kugetsu.db");
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        let rows = sqlx::query_as("SELECT id, issue, status FROM jobs ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let rows = sqlx::query_as("SELECT id, issue, status FROM jobs ORDER BY id").fetch_all(&pool).await.unwrap();
         pool.close().await;
         rows
     }
@@ -110,34 +103,19 @@ webhook_secret_env = "TEA_SECRET"
             if jobs.len() >= count && jobs.iter().all(|(_, _, s)| s == "done" || s == "failed") {
                 return jobs;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "jobs never finished: {jobs:?}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "jobs never finished: {jobs:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
 
 fn gh_comment(number: u64, comment_id: u64, body: &str, author: &str) -> Value {
-    let p = retarget(
-        fixture("github/issue_comment.created.json"),
-        "acme",
-        "widget",
-        number,
-        author,
-    );
+    let p = retarget(fixture("github/issue_comment.created.json"), "acme", "widget", number, author);
     with_comment(p, comment_id, body)
 }
 
 fn tea_comment(number: u64, comment_id: u64, body: &str, author: &str) -> Value {
-    let p = retarget(
-        fixture("gitea/issue_comment.created.json"),
-        "acme",
-        "widget",
-        number,
-        author,
-    );
+    let p = retarget(fixture("gitea/issue_comment.created.json"), "acme", "widget", number, author);
     with_comment(p, comment_id, body)
 }
 
@@ -146,13 +124,7 @@ fn gh(payload: &Value, delivery: &str) -> Delivery {
 }
 
 fn tea(payload: &Value, delivery: &str) -> Delivery {
-    webhook::gitea(
-        "issue_comment",
-        "issue_comment",
-        delivery,
-        payload,
-        TEA_SECRET,
-    )
+    webhook::gitea("issue_comment", "issue_comment", delivery, payload, TEA_SECRET)
 }
 
 async fn mention_runs_pushes_and_comments_then_continues(instance: &str, number: u64) {
@@ -160,25 +132,15 @@ async fn mention_runs_pushes_and_comments_then_continues(instance: &str, number:
     t.env.model.on(
         "MARK-FIRST",
         vec![
-            Step::Bash(
-                "echo fixed > fix.txt && git add fix.txt && git commit -q -m 'agent: fix'".into(),
-            ),
+            Step::Bash("echo fixed > fix.txt && git add fix.txt && git commit -q -m 'agent: fix'".into()),
             Step::Answer("Fixed it, FIRSTANSWER".into()),
         ],
     );
-    t.env
-        .model
-        .on("MARK-SECOND", vec![Step::Answer("still here".into())]);
+    t.env.model.on("MARK-SECOND", vec![Step::Answer("still here".into())]);
     let first = "@kugetsu please fix the flaky test MARK-FIRST";
     let (delivery, repo_path) = match instance {
-        "gh" => (
-            gh(&gh_comment(number, 501, first, "alice"), "d-1"),
-            format!("gh/acme/widget#{number}"),
-        ),
-        _ => (
-            tea(&tea_comment(number, 501, first, "alice"), "d-1"),
-            format!("tea/acme/widget#{number}"),
-        ),
+        "gh" => (gh(&gh_comment(number, 501, first, "alice"), "d-1"), format!("gh/acme/widget#{number}")),
+        _ => (tea(&tea_comment(number, 501, first, "alice"), "d-1"), format!("tea/acme/widget#{number}")),
     };
     let (status, text) = delivery.post(&t.url(instance)).await;
     assert_eq!(status, 202, "{text}");
@@ -186,31 +148,16 @@ async fn mention_runs_pushes_and_comments_then_continues(instance: &str, number:
     let comments = t.forge.wait_for_comments("acme/widget", number, 1).await;
     let body = &comments[0].body;
     let branch = format!("kugetsu/{number}");
-    assert!(
-        body.contains("FIRSTANSWER") && body.contains(&branch) && body.contains("agent: fix"),
-        "{body}"
-    );
-    assert!(
-        body.contains("https://forge.example.com/acme/widget/compare/main...kugetsu/"),
-        "{body}"
-    );
+    assert!(body.contains("FIRSTANSWER") && body.contains(&branch) && body.contains("agent: fix"), "{body}");
+    assert!(body.contains("https://forge.example.com/acme/widget/compare/main...kugetsu/"), "{body}");
     assert!(body.contains("<!-- kugetsu:job:"), "{body}");
-    assert!(
-        t.forge
-            .reactions()
-            .contains(&"acme/widget comment 501 eyes".to_owned()),
-        "{:?}",
-        t.forge.reactions()
-    );
+    assert!(t.forge.reactions().contains(&"acme/widget comment 501 eyes".to_owned()), "{:?}", t.forge.reactions());
     assert!(t.env.remote_files(&branch).contains(&"fix.txt".to_owned()));
     for secret in [GH_SECRET, TEA_SECRET, "gh-token-canary", "tea-token-canary"] {
         assert!(!body.contains(secret));
     }
     let seen = transcript(&t.env.model.requests_for("MARK-FIRST")[0]);
-    assert!(
-        seen.contains(&repo_path) && seen.contains(&branch) && seen.contains("USER-CONTENT"),
-        "{seen}"
-    );
+    assert!(seen.contains(&repo_path) && seen.contains(&branch) && seen.contains("USER-CONTENT"), "{seen}");
 
     let second = "@kugetsu what did you change? MARK-SECOND";
     let delivery = match instance {
@@ -221,18 +168,11 @@ async fn mention_runs_pushes_and_comments_then_continues(instance: &str, number:
     let comments = t.forge.wait_for_comments("acme/widget", number, 2).await;
     assert!(comments[1].body.contains("still here") && comments[1].body.contains(&branch));
     let seen = transcript(&t.env.model.requests_for("MARK-SECOND")[0]);
-    assert!(
-        seen.contains("FIRSTANSWER"),
-        "the second run continues the first session: {seen}"
-    );
+    assert!(seen.contains("FIRSTANSWER"), "the second run continues the first session: {seen}");
 
     let out = t.env.kugetsu().args(["list", "--json"]).output().unwrap();
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        list[0]["issue"],
-        repo_path.as_str(),
-        "kugetsu list shows the bot's session"
-    );
+    assert_eq!(list[0]["issue"], repo_path.as_str(), "kugetsu list shows the bot's session");
     t.stop().await;
 }
 
@@ -249,24 +189,12 @@ async fn gitea_mention_runs_pushes_and_comments_then_continues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_labels_start_runs_on_both_forges() {
     let mut t = BotEnv::new().await;
-    let mut labeled = retarget(
-        fixture("github/issues.labeled.json"),
-        "acme",
-        "widget",
-        33,
-        "alice",
-    );
+    let mut labeled = retarget(fixture("github/issues.labeled.json"), "acme", "widget", 33, "alice");
     labeled["label"]["name"] = "kugetsu".into();
     let d = webhook::github("issues", "l-1", &labeled, GH_SECRET);
     assert_eq!(d.post(&t.url("gh")).await.0, 202);
 
-    let mut updated = retarget(
-        fixture("gitea/issues.label_updated.json"),
-        "acme",
-        "widget",
-        34,
-        "alice",
-    );
+    let mut updated = retarget(fixture("gitea/issues.label_updated.json"), "acme", "widget", 34, "alice");
     updated["issue"]["labels"][0]["name"] = "kugetsu".into();
     let d = webhook::gitea("issues", "issue_label", "l-2", &updated, TEA_SECRET);
     assert_eq!(d.post(&t.url("tea")).await.0, 202);
@@ -277,11 +205,7 @@ async fn trigger_labels_start_runs_on_both_forges() {
 
     t.forge.wait_for_comments("acme/widget", 33, 1).await;
     t.forge.wait_for_comments("acme/widget", 34, 1).await;
-    assert!(
-        t.forge
-            .reactions()
-            .contains(&"acme/widget issue 33 eyes".to_owned())
-    );
+    assert!(t.forge.reactions().contains(&"acme/widget issue 33 eyes".to_owned()));
     assert_eq!(t.wait_for_jobs_done(2).await.len(), 2);
     t.stop().await;
 }
@@ -294,33 +218,21 @@ async fn bad_missing_and_empty_signatures_get_401_and_store_nothing() {
         gh(&payload, "s-1").with("x-hub-signature-256", &format!("sha256={}", "0".repeat(64))),
         gh(&payload, "s-2").without("x-hub-signature-256"),
         gh(&payload, "s-3").with("x-hub-signature-256", "sha256="),
-        gh(&payload, "s-4").with(
-            "x-hub-signature-256",
-            &format!(
-                "sha256={}",
-                kugetsu::webhook::signature::sign("wrong", b"x")
-            ),
-        ),
+        gh(&payload, "s-4")
+            .with("x-hub-signature-256", &format!("sha256={}", kugetsu::webhook::signature::sign("wrong", b"x"))),
     ];
     for d in cases {
         let (status, _) = d.post(&t.url("gh")).await;
         assert_eq!(status, 401);
     }
     let tea_payload = tea_comment(35, 1, "@kugetsu hi", "alice");
-    for d in [
-        tea(&tea_payload, "s-5").with("x-gitea-signature", ""),
-        tea(&tea_payload, "s-6").without("x-gitea-signature"),
-    ] {
+    for d in
+        [tea(&tea_payload, "s-5").with("x-gitea-signature", ""), tea(&tea_payload, "s-6").without("x-gitea-signature")]
+    {
         assert_eq!(d.post(&t.url("tea")).await.0, 401);
     }
     // A Gitea delivery signed with GitHub's instance secret is still wrong.
-    let d = webhook::gitea(
-        "issue_comment",
-        "issue_comment",
-        "s-7",
-        &tea_payload,
-        GH_SECRET,
-    );
+    let d = webhook::gitea("issue_comment", "issue_comment", "s-7", &tea_payload, GH_SECRET);
     assert_eq!(d.post(&t.url("tea")).await.0, 401);
     assert!(t.jobs().await.is_empty());
     assert!(t.forge.calls().is_empty(), "{:?}", t.forge.calls());
@@ -330,10 +242,7 @@ async fn bad_missing_and_empty_signatures_get_401_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivery_runs_once_and_comments_once() {
     let mut t = BotEnv::new().await;
-    let d = gh(
-        &gh_comment(36, 601, "@kugetsu once please", "alice"),
-        "same-id",
-    );
+    let d = gh(&gh_comment(36, 601, "@kugetsu once please", "alice"), "same-id");
     assert_eq!(d.post(&t.url("gh")).await.0, 202);
     let (status, text) = d.post(&t.url("gh")).await;
     assert_eq!((status, text.as_str()), (200, "duplicate delivery"));
@@ -360,21 +269,11 @@ async fn bots_and_people_without_write_access_trigger_nothing() {
     t.wait_for_jobs_done(1).await;
     t.forge.fail_permissions(500);
     let writer_but_api_down = gh_comment(39, 705, "@kugetsu do it", "alice");
-    assert_eq!(
-        gh(&writer_but_api_down, "b-5").post(&t.url("gh")).await.0,
-        202
-    );
+    assert_eq!(gh(&writer_but_api_down, "b-5").post(&t.url("gh")).await.0, 202);
     let jobs = t.wait_for_jobs_done(2).await;
     assert_eq!(jobs[1].2, "failed", "a failing permission API fails closed");
-    assert!(
-        t.forge.comments("acme/widget", 38).is_empty()
-            && t.forge.comments("acme/widget", 39).is_empty()
-    );
-    assert!(
-        t.forge.reactions().is_empty(),
-        "no run started: {:?}",
-        t.forge.reactions()
-    );
+    assert!(t.forge.comments("acme/widget", 38).is_empty() && t.forge.comments("acme/widget", 39).is_empty());
+    assert!(t.forge.reactions().is_empty(), "no run started: {:?}", t.forge.reactions());
     assert!(t.env.model.requests().is_empty(), "the agent never ran");
     t.stop().await;
 }
@@ -382,12 +281,8 @@ async fn bots_and_people_without_write_access_trigger_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_issue_runs_in_order_and_two_issues_run_in_parallel() {
     let mut t = BotEnv::new().await;
-    t.env
-        .model
-        .on("MARK-P1", vec![Step::Answer("p1 done".into())]);
-    t.env
-        .model
-        .on("MARK-P2", vec![Step::Answer("p2 done".into())]);
+    t.env.model.on("MARK-P1", vec![Step::Answer("p1 done".into())]);
+    t.env.model.on("MARK-P2", vec![Step::Answer("p2 done".into())]);
     let d1 = gh(&gh_comment(40, 801, "@kugetsu MARK-P1", "alice"), "o-1");
     let d2 = gh(&gh_comment(40, 802, "@kugetsu MARK-P2", "alice"), "o-2");
     assert_eq!(d1.post(&t.url("gh")).await.0, 202);
@@ -396,25 +291,16 @@ async fn one_issue_runs_in_order_and_two_issues_run_in_parallel() {
     let comments = t.forge.wait_for_comments("acme/widget", 40, 2).await;
     assert!(comments[0].body.contains("p1 done") && comments[1].body.contains("p2 done"));
     let seen = transcript(&t.env.model.requests_for("MARK-P2")[0]);
-    assert!(
-        seen.contains("p1 done"),
-        "the second mention ran after the first, in its session"
-    );
+    assert!(seen.contains("p1 done"), "the second mention ran after the first, in its session");
 
     t.env.model.on("MARK-SLOW", vec![Step::Hang]);
     let a = gh(&gh_comment(41, 803, "@kugetsu MARK-SLOW a", "alice"), "o-3");
-    let b = tea(
-        &tea_comment(42, 804, "@kugetsu MARK-SLOW b", "alice"),
-        "o-4",
-    );
+    let b = tea(&tea_comment(42, 804, "@kugetsu MARK-SLOW b", "alice"), "o-4");
     assert_eq!(a.post(&t.url("gh")).await.0, 202);
     assert_eq!(b.post(&t.url("tea")).await.0, 202);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while t.env.model.requests_for("MARK-SLOW").len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the two issues did not run at the same time"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the two issues did not run at the same time");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     t.stop().await;
@@ -425,45 +311,16 @@ async fn ping_push_and_unknown_events_are_acknowledged_and_ignored() {
     let mut t = BotEnv::new().await;
     let ping = webhook::github("ping", "p-1", &fixture("github/ping.json"), GH_SECRET);
     assert_eq!(ping.post(&t.url("gh")).await.0, 200);
-    let push = webhook::gitea_raw(
-        "push",
-        "push",
-        "p-2",
-        webhook::fixture_bytes("gitea/push.json"),
-        TEA_SECRET,
-    );
+    let push = webhook::gitea_raw("push", "push", "p-2", webhook::fixture_bytes("gitea/push.json"), TEA_SECRET);
     assert_eq!(push.post(&t.url("tea")).await.0, 200);
-    let weird = webhook::github(
-        "star",
-        "p-3",
-        &serde_json::json!({ "action": "created" }),
-        GH_SECRET,
-    );
+    let weird = webhook::github("star", "p-3", &serde_json::json!({ "action": "created" }), GH_SECRET);
     assert_eq!(weird.post(&t.url("gh")).await.0, 200);
-    let closed = retarget(
-        fixture("github/issues.closed.json"),
-        "acme",
-        "widget",
-        43,
-        "alice",
-    );
-    assert_eq!(
-        webhook::github("issues", "p-4", &closed, GH_SECRET)
-            .post(&t.url("gh"))
-            .await
-            .0,
-        200
-    );
-    let (status, _) = webhook::github("ping", "p-5", &fixture("github/ping.json"), GH_SECRET)
-        .post(&t.url("nope"))
-        .await;
+    let closed = retarget(fixture("github/issues.closed.json"), "acme", "widget", 43, "alice");
+    assert_eq!(webhook::github("issues", "p-4", &closed, GH_SECRET).post(&t.url("gh")).await.0, 200);
+    let (status, _) =
+        webhook::github("ping", "p-5", &fixture("github/ping.json"), GH_SECRET).post(&t.url("nope")).await;
     assert_eq!(status, 404);
-    let bad = webhook::github(
-        "issue_comment",
-        "p-6",
-        &serde_json::json!({ "issue": "nope" }),
-        GH_SECRET,
-    );
+    let bad = webhook::github("issue_comment", "p-6", &serde_json::json!({ "issue": "nope" }), GH_SECRET);
     assert_eq!(bad.post(&t.url("gh")).await.0, 400);
     assert!(t.jobs().await.is_empty());
     t.stop().await;
@@ -477,26 +334,134 @@ async fn jobs_left_at_shutdown_run_once_after_a_restart() {
     let d2 = gh(&gh_comment(44, 902, "@kugetsu MARK-R2", "alice"), "r-2");
     assert_eq!(d1.post(&t.url("gh")).await.0, 202);
     assert_eq!(d2.post(&t.url("gh")).await.0, 202);
-    t.env
-        .model
-        .wait_for_request("MARK-R1", Duration::from_secs(90))
-        .await;
+    t.env.model.wait_for_request("MARK-R1", Duration::from_secs(90)).await;
     t.stop().await;
     let statuses: Vec<String> = t.jobs().await.into_iter().map(|(_, _, s)| s).collect();
     assert_eq!(statuses, vec!["running".to_owned(), "pending".to_owned()]);
 
-    t.env
-        .model
-        .on("MARK-R1", vec![Step::Answer("r1 done".into())]);
+    t.env.model.on("MARK-R1", vec![Step::Answer("r1 done".into())]);
     t.start().await;
     let comments = t.forge.wait_for_comments("acme/widget", 44, 2).await;
     t.wait_for_jobs_done(2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let comments_now = t.forge.comments("acme/widget", 44);
     assert_eq!(comments_now.len(), 2, "{comments_now:?}");
-    assert!(
-        comments[0].body.contains("r1 done") && comments[0].body.contains("<!-- kugetsu:job:1 -->")
-    );
+    assert!(comments[0].body.contains("r1 done") && comments[0].body.contains("<!-- kugetsu:job:1 -->"));
     assert!(comments[1].body.contains("<!-- kugetsu:job:2 -->"));
+    t.stop().await;
+}
+
+fn rsa_key_pem() -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-outform", "PEM"])
+        .output()
+        .expect("openssl runs (scripts/test installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_app_installation_token_is_fetched_and_used() {
+    let app = r#"
+[instances.app]
+kind = "github"
+api_url = "{forge}"
+git_url = "{remotes}"
+webhook_secret_env = "GH_SECRET"
+app_id = 12345
+app_key_env = "APP_KEY"
+installation_id = 77
+"#;
+    let mut t = BotEnv::with(app, vec![("APP_KEY", rsa_key_pem())]).await;
+    let d = gh(&gh_comment(45, 1101, "@kugetsu hello from an app", "alice"), "a-1");
+    assert_eq!(d.post(&t.url("app")).await.0, 202);
+    t.forge.wait_for_comments("acme/widget", 45, 1).await;
+    let calls = t.forge.calls();
+    assert!(calls.iter().any(|c| c.starts_with("POST /app/installations/77/access_tokens [Bearer ey")), "{calls:?}");
+    let bearer = format!("[Bearer {}]", support::fake_forge::INSTALLATION_TOKEN);
+    assert!(
+        calls.iter().any(|c| c.starts_with("POST /repos/acme/widget/issues/45/comments") && c.ends_with(&bearer)),
+        "{calls:?}"
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgejo_headers_form_deliveries_and_pull_request_comments_work() {
+    let forgejo = r#"
+[instances.fj]
+kind = "forgejo"
+api_url = "{forge}/api/v1"
+git_url = "{remotes}"
+webhook_secret_env = "FJ_SECRET"
+"#;
+    let mut t = BotEnv::with(forgejo, vec![("FJ_SECRET", "fj-secret".into())]).await;
+    t.env.model.on("MARK-FJ", vec![Step::Answer("forgejo ok".into())]);
+    let payload = tea_comment(46, 1201, "@kugetsu MARK-FJ", "alice");
+    let body = serde_json::to_vec_pretty(&payload).unwrap();
+    let sig = kugetsu::webhook::signature::sign("fj-secret", &body);
+    let d = webhook::gitea_raw("issue_comment", "issue_comment", "f-1", body, "not-the-secret")
+        .with("x-forgejo-event", "issue_comment")
+        .with("x-forgejo-delivery", "f-1")
+        .with("x-forgejo-signature", &sig);
+    let (status, text) = d.post(&t.url("fj")).await;
+    assert_eq!(status, 202, "Forgejo's own signature header is the one checked: {text}");
+    t.forge.wait_for_comments("acme/widget", 46, 1).await;
+
+    // GitHub's form encoding signs the form body as sent.
+    let json = serde_json::to_string(&gh_comment(47, 1202, "@kugetsu from a form", "alice")).unwrap();
+    let form: String = form_urlencoded::Serializer::new(String::new()).append_pair("payload", &json).finish();
+    let d = Delivery {
+        headers: vec![
+            ("x-github-event", "issue_comment".into()),
+            ("x-github-delivery", "f-2".into()),
+            (
+                "x-hub-signature-256",
+                format!("sha256={}", kugetsu::webhook::signature::sign(GH_SECRET, form.as_bytes())),
+            ),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+        ],
+        body: form.into_bytes(),
+    };
+    assert_eq!(d.post(&t.url("gh")).await.0, 202);
+
+    t.env.model.on("MARK-PR", vec![Step::Answer("pr ok".into())]);
+    let pr = retarget(fixture("gitea/issue_comment.created.pull_request.json"), "acme", "widget", 48, "alice");
+    let pr = with_comment(pr, 1203, "@kugetsu MARK-PR review this");
+    let d = webhook::gitea("issue_comment", "pull_request_comment", "f-3", &pr, TEA_SECRET);
+    assert_eq!(d.post(&t.url("tea")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 48, 1).await;
+    assert!(comments[0].body.contains("pr ok") && comments[0].body.contains("kugetsu/48"));
+    let seen = transcript(&t.env.model.requests_for("MARK-PR")[0]);
+    assert!(seen.contains("pull request tea/acme/widget#48"), "{seen}");
+    t.forge.wait_for_comments("acme/widget", 47, 1).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_without_write_access_get_the_polite_reply_once() {
+    let mut t = BotEnv::with("", Vec::new()).await;
+    let config = std::fs::read_to_string(&t.env.config_path).unwrap().replace(
+        "trigger_labels = [\"kugetsu\"]",
+        "trigger_labels = [\"kugetsu\"]\ndeny_reply = \"Sorry, only people with write access can ask me to work.\"",
+    );
+    std::fs::write(&t.env.config_path, config).unwrap();
+    t.stop().await;
+    t.start().await;
+    let d = gh(&gh_comment(49, 1301, "@kugetsu let me in", "mallory"), "n-1");
+    assert_eq!(d.post(&t.url("gh")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 49, 1).await;
+    assert!(comments[0].body.starts_with("Sorry, only people with write access"), "{comments:?}");
+    assert!(t.env.model.requests().is_empty());
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_refused_with_413() {
+    let mut t = BotEnv::new().await;
+    let body = vec![b' '; kugetsu::webhook::BODY_LIMIT + 1];
+    let d = webhook::gitea_raw("issue_comment", "issue_comment", "big", body, TEA_SECRET);
+    assert_eq!(d.post(&t.url("tea")).await.0, 413);
+    assert!(t.jobs().await.is_empty());
     t.stop().await;
 }

@@ -22,41 +22,23 @@ async fn bad_input_exits_2_with_a_clear_message() {
 
     let (code, _, err) = run(env.kugetsu().args(["start", "nowhere/acme/widget#1", "hi"]));
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("unknown instance `nowhere`") && err.contains("local"),
-        "{err}"
-    );
+    assert!(err.contains("unknown instance `nowhere`") && err.contains("local"), "{err}");
 
     let (code, _, err) = run(env.kugetsu().args(["start", "local/acme/missing#1", "hi"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("was not found"), "{err}");
-    assert!(
-        !env.state_dir()
-            .join("mirrors/local/acme/missing.git")
-            .exists(),
-        "a failed clone leaves nothing"
-    );
+    assert!(!env.state_dir().join("mirrors/local/acme/missing.git").exists(), "a failed clone leaves nothing");
 
-    let (code, _, err) = run(env
-        .kugetsu()
-        .args(["continue", "local/acme/widget#1", "hi"]));
+    let (code, _, err) = run(env.kugetsu().args(["continue", "local/acme/widget#1", "hi"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("never started"), "{err}");
 
-    let (code, _, err) = run(env
-        .kugetsu()
-        .args(["destroy", "local/acme/widget#1"])
-        .stdin(std::process::Stdio::null()));
+    let (code, _, err) = run(env.kugetsu().args(["destroy", "local/acme/widget#1"]).stdin(std::process::Stdio::null()));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("-y"), "{err}");
 
-    let (code, _, err) = run(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kugetsu")).args([
-            "--config",
-            "/nonexistent.toml",
-            "list",
-        ]),
-    );
+    let (code, _, err) =
+        run(std::process::Command::new(env!("CARGO_BIN_EXE_kugetsu")).args(["--config", "/nonexistent.toml", "list"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot read config file"), "{err}");
 }
@@ -64,21 +46,13 @@ async fn bad_input_exits_2_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_prints_json_and_list_shows_the_session() {
     let env = TestEnv::new("server").await;
-    env.model
-        .on("MARK-CLI", vec![Step::Answer("CLI ANSWER".into())]);
-    let (code, out, err) =
-        run(env
-            .kugetsu()
-            .args(["start", "--json", "local/acme/widget#21", "MARK-CLI", "go"]));
+    env.model.on("MARK-CLI", vec![Step::Answer("CLI ANSWER".into())]);
+    let (code, out, err) = run(env.kugetsu().args(["start", "--json", "local/acme/widget#21", "MARK-CLI", "go"]));
     assert_eq!(code, 0, "{err}");
     let result: serde_json::Value = serde_json::from_str(&out).expect("JSON result");
     assert_eq!(result["answer"], "CLI ANSWER");
     assert_eq!(result["branch"], "kugetsu/21");
-    assert!(
-        result["session_id"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("ses_"))
-    );
+    assert!(result["session_id"].as_str().is_some_and(|s| s.starts_with("ses_")));
     assert!(result["tokens"]["input"].as_u64().is_some() && result["duration"].as_str().is_some());
 
     let (code, out, _) = run(env.kugetsu().args(["list", "--json"]));
@@ -90,14 +64,9 @@ async fn start_prints_json_and_list_shows_the_session() {
 
     let (code, out, _) = run(env.kugetsu().args(["list"]));
     assert_eq!(code, 0);
-    assert!(
-        out.contains("local/acme/widget#21") && out.contains("kugetsu/21"),
-        "{out}"
-    );
+    assert!(out.contains("local/acme/widget#21") && out.contains("kugetsu/21"), "{out}");
 
-    let (code, out, err) = run(env
-        .kugetsu()
-        .args(["destroy", "-y", "local/acme/widget#21"]));
+    let (code, out, err) = run(env.kugetsu().args(["destroy", "-y", "local/acme/widget#21"]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("destroyed"), "{out}");
 }
@@ -106,18 +75,19 @@ async fn start_prints_json_and_list_shows_the_session() {
 async fn an_agent_failure_exits_3() {
     let env = TestEnv::new("server").await;
     env.model.on("MARK-FAIL", vec![Step::Error(500)]);
-    let (code, out, err) =
-        run(env
-            .kugetsu()
-            .args(["start", "--json", "local/acme/widget#22", "MARK-FAIL"]));
+    let (code, out, err) = run(env.kugetsu().args(["start", "--json", "local/acme/widget#22", "MARK-FAIL"]));
     assert_eq!(code, 3, "{err}");
     let body: serde_json::Value = serde_json::from_str(&out).expect("JSON error");
     assert_eq!(body["error"]["kind"], "agent");
 }
 
 #[test]
-fn the_example_config_loads() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kugetsu.example.toml");
-    let config = kugetsu::config::Config::load(&path).expect("example config loads");
+fn the_example_and_deploy_configs_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config =
+        kugetsu::config::Config::load(&root.join("config/kugetsu.example.toml")).expect("example config loads");
     assert!(config.instances.len() >= 2);
+    let deploy = kugetsu::config::Config::load(&root.join("deploy/kugetsu.toml")).expect("deploy config loads");
+    let gitea = deploy.instance(&"gitea".parse().unwrap()).expect("the compose config serves gitea");
+    assert_eq!(gitea.api_url, "http://gitea:3000/api/v1");
 }

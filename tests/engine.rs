@@ -15,76 +15,36 @@ fn issue(n: u64) -> IssueRef {
 }
 
 fn commit_file(name: &str, subject: &str) -> Step {
-    Step::Bash(format!(
-        "echo {name} > {name} && git add {name} && git commit -q -m '{subject}'"
-    ))
+    Step::Bash(format!("echo {name} > {name} && git add {name} && git commit -q -m '{subject}'"))
 }
 
 async fn start_commits_in_its_worktree_and_pushes(driver: &'static str) {
     let env = TestEnv::new(driver).await;
-    env.model.on(
-        "MARK-START",
-        vec![
-            commit_file("hello.txt", "agent: add hello"),
-            Step::Answer("Added hello.txt".into()),
-        ],
-    );
+    env.model
+        .on("MARK-START", vec![commit_file("hello.txt", "agent: add hello"), Step::Answer("Added hello.txt".into())]);
     let engine = env.engine().await;
-    let result = engine
-        .run(
-            &issue(1),
-            "MARK-START please add a file",
-            Mode::Start,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let result =
+        engine.run(&issue(1), "MARK-START please add a file", Mode::Start, RunOptions::default()).await.unwrap();
 
     assert_eq!(result.answer, "Added hello.txt");
     assert_eq!(result.branch, "kugetsu/1");
     assert_eq!(result.commits.len(), 1, "{result:?}");
     assert_eq!(result.commits[0].subject, "agent: add hello");
     assert_eq!(result.files_changed, vec!["hello.txt".to_owned()]);
-    assert_eq!(
-        result.pushed_to.as_deref(),
-        Some(env.remote().to_str().unwrap())
-    );
+    assert_eq!(result.pushed_to.as_deref(), Some(env.remote().to_str().unwrap()));
     assert!(result.tokens.total() > 0, "{:?}", result.tokens);
 
     let worktree = env.state_dir().join("worktrees/local/acme/widget/1");
-    assert!(
-        worktree.join("hello.txt").exists(),
-        "the commit landed in the issue's worktree"
-    );
-    assert_eq!(
-        git(&worktree, &["log", "-1", "--format=%s"]).trim(),
-        "agent: add hello"
-    );
-    assert!(
-        env.remote_files("kugetsu/1")
-            .contains(&"hello.txt".to_owned())
-    );
-    assert!(
-        !env.remote_files("main").contains(&"hello.txt".to_owned()),
-        "main is untouched"
-    );
+    assert!(worktree.join("hello.txt").exists(), "the commit landed in the issue's worktree");
+    assert_eq!(git(&worktree, &["log", "-1", "--format=%s"]).trim(), "agent: add hello");
+    assert!(env.remote_files("kugetsu/1").contains(&"hello.txt".to_owned()));
+    assert!(!env.remote_files("main").contains(&"hello.txt".to_owned()), "main is untouched");
     let mirror = env.state_dir().join("mirrors/local/acme/widget.git");
-    assert_eq!(
-        git(&mirror, &["rev-parse", "--is-bare-repository"]).trim(),
-        "true"
-    );
+    assert_eq!(git(&mirror, &["rev-parse", "--is-bare-repository"]).trim(), "true");
 
-    let record = engine
-        .store()
-        .issue_session(&issue(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let record = engine.store().issue_session(&issue(1)).await.unwrap().unwrap();
     assert_eq!(record.status, SessionStatus::Idle);
-    assert_eq!(
-        record.session_id.as_deref(),
-        Some(result.session_id.as_str())
-    );
+    assert_eq!(record.session_id.as_deref(), Some(result.session_id.as_str()));
     assert_eq!(record.last_result.as_ref(), Some(&result));
     engine.shutdown().await;
 }
@@ -101,46 +61,18 @@ async fn cli_start_commits_in_its_worktree_and_pushes() {
 
 async fn continue_reuses_the_session_and_its_history(driver: &'static str) {
     let env = TestEnv::new(driver).await;
-    env.model
-        .on("MARK-ONE", vec![Step::Answer("first answer ALPHA".into())]);
-    env.model.on(
-        "MARK-TWO",
-        vec![
-            commit_file("two.txt", "agent: second"),
-            Step::Answer("second answer".into()),
-        ],
-    );
+    env.model.on("MARK-ONE", vec![Step::Answer("first answer ALPHA".into())]);
+    env.model.on("MARK-TWO", vec![commit_file("two.txt", "agent: second"), Step::Answer("second answer".into())]);
     let engine = env.engine().await;
-    let first = engine
-        .run(
-            &issue(2),
-            "MARK-ONE remember ALPHA",
-            Mode::Start,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
-    let second = engine
-        .run(
-            &issue(2),
-            "MARK-TWO what did you say?",
-            Mode::Continue,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let first = engine.run(&issue(2), "MARK-ONE remember ALPHA", Mode::Start, RunOptions::default()).await.unwrap();
+    let second =
+        engine.run(&issue(2), "MARK-TWO what did you say?", Mode::Continue, RunOptions::default()).await.unwrap();
 
     assert_eq!(first.session_id, second.session_id);
     let seen = transcript(&env.model.requests_for("MARK-TWO")[0]);
-    assert!(
-        seen.contains("MARK-ONE remember ALPHA") && seen.contains("first answer ALPHA"),
-        "{seen}"
-    );
+    assert!(seen.contains("MARK-ONE remember ALPHA") && seen.contains("first answer ALPHA"), "{seen}");
     assert_eq!(second.commits.len(), 1);
-    assert!(
-        env.remote_files("kugetsu/2")
-            .contains(&"two.txt".to_owned())
-    );
+    assert!(env.remote_files("kugetsu/2").contains(&"two.txt".to_owned()));
     engine.shutdown().await;
 }
 
@@ -158,84 +90,34 @@ async fn cli_continue_reuses_the_session_and_its_history() {
 async fn start_and_continue_refuse_the_wrong_state() {
     let env = TestEnv::new("server").await;
     let engine = env.engine().await;
-    let err = engine
-        .run(&issue(3), "hello", Mode::Continue, RunOptions::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, EngineError::BadInput(m) if m.contains("never started")),
-        "{err}"
-    );
-    engine
-        .run(&issue(3), "hello", Mode::Start, RunOptions::default())
-        .await
-        .unwrap();
-    let err = engine
-        .run(&issue(3), "again", Mode::Start, RunOptions::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, EngineError::BadInput(m) if m.contains("already started")),
-        "{err}"
-    );
+    let err = engine.run(&issue(3), "hello", Mode::Continue, RunOptions::default()).await.unwrap_err();
+    assert!(matches!(&err, EngineError::BadInput(m) if m.contains("never started")), "{err}");
+    engine.run(&issue(3), "hello", Mode::Start, RunOptions::default()).await.unwrap();
+    let err = engine.run(&issue(3), "again", Mode::Start, RunOptions::default()).await.unwrap_err();
+    assert!(matches!(&err, EngineError::BadInput(m) if m.contains("already started")), "{err}");
     engine.shutdown().await;
 }
 
 #[tokio::test]
 async fn init_then_start_forks_the_base_session_into_the_worktree() {
     let env = TestEnv::new("server").await;
-    env.model.on(
-        "MARK-BASE",
-        vec![Step::Answer("conventions noted: BASEFACT".into())],
-    );
-    env.model.on(
-        "MARK-FORK",
-        vec![
-            commit_file("forked.txt", "agent: forked work"),
-            Step::Answer("done".into()),
-        ],
-    );
+    env.model.on("MARK-BASE", vec![Step::Answer("conventions noted: BASEFACT".into())]);
+    env.model.on("MARK-FORK", vec![commit_file("forked.txt", "agent: forked work"), Step::Answer("done".into())]);
     let engine = env.engine().await;
     let repo = "local/acme/widget".parse().unwrap();
-    let base = engine
-        .init(&repo, Some("MARK-BASE read the conventions"), false)
-        .await
-        .unwrap();
+    let base = engine.init(&repo, Some("MARK-BASE read the conventions"), false).await.unwrap();
     let err = engine.init(&repo, None, false).await.unwrap_err();
-    assert!(
-        matches!(err, EngineError::BadInput(_)),
-        "a second init needs --force"
-    );
+    assert!(matches!(err, EngineError::BadInput(_)), "a second init needs --force");
 
-    let result = engine
-        .run(
-            &issue(4),
-            "MARK-FORK do the work",
-            Mode::Start,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let result = engine.run(&issue(4), "MARK-FORK do the work", Mode::Start, RunOptions::default()).await.unwrap();
     assert_ne!(result.session_id, base.session_id);
     let seen = transcript(&env.model.requests_for("MARK-FORK")[0]);
-    assert!(
-        seen.contains("MARK-BASE read the conventions") && seen.contains("BASEFACT"),
-        "{seen}"
-    );
+    assert!(seen.contains("MARK-BASE read the conventions") && seen.contains("BASEFACT"), "{seen}");
     let worktree = env.state_dir().join("worktrees/local/acme/widget/4");
-    assert!(
-        worktree.join("forked.txt").exists(),
-        "work landed in the issue's worktree"
-    );
-    assert!(
-        !base.worktree.join("forked.txt").exists(),
-        "not in the base checkout"
-    );
+    assert!(worktree.join("forked.txt").exists(), "work landed in the issue's worktree");
+    assert!(!base.worktree.join("forked.txt").exists(), "not in the base checkout");
     assert_eq!(git(&base.worktree, &["status", "--porcelain"]).trim(), "");
-    assert!(
-        env.remote_files("kugetsu/4")
-            .contains(&"forked.txt".to_owned())
-    );
+    assert!(env.remote_files("kugetsu/4").contains(&"forked.txt".to_owned()));
 
     let replaced = engine.init(&repo, None, true).await.unwrap();
     assert_ne!(replaced.session_id, base.session_id);
@@ -247,20 +129,8 @@ async fn init_then_start_forks_the_base_session_into_the_worktree() {
 #[tokio::test]
 async fn two_issues_run_at_once_without_touching_each_other() {
     let env = TestEnv::new("server").await;
-    env.model.on(
-        "MARK-A",
-        vec![
-            commit_file("a.txt", "agent: a"),
-            Step::Answer("did a".into()),
-        ],
-    );
-    env.model.on(
-        "MARK-B",
-        vec![
-            commit_file("b.txt", "agent: b"),
-            Step::Answer("did b".into()),
-        ],
-    );
+    env.model.on("MARK-A", vec![commit_file("a.txt", "agent: a"), Step::Answer("did a".into())]);
+    env.model.on("MARK-B", vec![commit_file("b.txt", "agent: b"), Step::Answer("did b".into())]);
     let engine = env.engine().await;
     let (five, six) = (issue(5), issue(6));
     let (a, b) = tokio::join!(
@@ -282,41 +152,19 @@ async fn two_issues_run_at_once_without_touching_each_other() {
 async fn destroy_removes_worktree_session_and_record_but_keeps_the_branch() {
     let env = TestEnv::new("server").await;
     let engine = env.engine().await;
-    let result = engine
-        .run(&issue(7), "hello", Mode::Start, RunOptions::default())
-        .await
-        .unwrap();
+    let result = engine.run(&issue(7), "hello", Mode::Start, RunOptions::default()).await.unwrap();
     let worktree = env.state_dir().join("worktrees/local/acme/widget/7");
     let repo_dir = env.remote();
-    assert!(
-        env.opencode_sessions(&worktree)
-            .contains(&result.session_id)
-    );
+    assert!(env.opencode_sessions(&worktree).contains(&result.session_id));
 
     let warnings = engine.destroy(&issue(7)).await.unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(!worktree.exists());
-    assert!(
-        engine
-            .store()
-            .issue_session(&issue(7))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(engine.store().issue_session(&issue(7)).await.unwrap().is_none());
     let base_checkout = tempfile::tempdir().unwrap();
-    git(
-        base_checkout.path(),
-        &["clone", "-q", repo_dir.to_str().unwrap(), "c"],
-    );
-    assert!(
-        !env.opencode_sessions(&base_checkout.path().join("c"))
-            .contains(&result.session_id)
-    );
-    assert!(
-        env.remote_has_branch("kugetsu/7"),
-        "the pushed branch stays"
-    );
+    git(base_checkout.path(), &["clone", "-q", repo_dir.to_str().unwrap(), "c"]);
+    assert!(!env.opencode_sessions(&base_checkout.path().join("c")).contains(&result.session_id));
+    assert!(env.remote_has_branch("kugetsu/7"), "the pushed branch stays");
     let err = engine.destroy(&issue(7)).await.unwrap_err();
     assert!(matches!(err, EngineError::BadInput(_)));
     engine.shutdown().await;
@@ -326,58 +174,24 @@ async fn destroy_removes_worktree_session_and_record_but_keeps_the_branch() {
 async fn prune_catches_a_session_deleted_behind_our_back() {
     let env = TestEnv::new("server").await;
     let engine = env.engine().await;
-    let result = engine
-        .run(&issue(8), "hello", Mode::Start, RunOptions::default())
-        .await
-        .unwrap();
+    let result = engine.run(&issue(8), "hello", Mode::Start, RunOptions::default()).await.unwrap();
     let worktree = env.state_dir().join("worktrees/local/acme/widget/8");
-    let out = env
-        .opencode(&worktree)
-        .args(["session", "delete", &result.session_id])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.opencode(&worktree).args(["session", "delete", &result.session_id]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stray = env.state_dir().join("worktrees/local/acme/widget/99");
     std::fs::create_dir_all(&stray).unwrap();
 
     let report = engine.prune(false).await.unwrap();
     assert!(
-        report.findings.contains(&Finding::MissingSession {
-            issue: issue(8),
-            session_id: result.session_id.clone()
-        }),
+        report.findings.contains(&Finding::MissingSession { issue: issue(8), session_id: result.session_id.clone() }),
         "{report:?}"
     );
-    assert!(
-        report.findings.contains(&Finding::OrphanWorktree {
-            path: stray.clone()
-        }),
-        "{report:?}"
-    );
-    assert!(
-        engine
-            .store()
-            .issue_session(&issue(8))
-            .await
-            .unwrap()
-            .is_some(),
-        "a dry run removes nothing"
-    );
+    assert!(report.findings.contains(&Finding::OrphanWorktree { path: stray.clone() }), "{report:?}");
+    assert!(engine.store().issue_session(&issue(8)).await.unwrap().is_some(), "a dry run removes nothing");
 
     let report = engine.prune(true).await.unwrap();
     assert!(report.removed && report.findings.len() >= 2);
-    assert!(
-        engine
-            .store()
-            .issue_session(&issue(8))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(engine.store().issue_session(&issue(8)).await.unwrap().is_none());
     assert!(!stray.exists() && !worktree.exists());
     assert!(engine.prune(false).await.unwrap().findings.is_empty());
     engine.shutdown().await;
@@ -385,23 +199,10 @@ async fn prune_catches_a_session_deleted_behind_our_back() {
 
 async fn debug_writes_the_event_log(driver: &'static str) {
     let env = TestEnv::new(driver).await;
-    env.model
-        .on("MARK-DEBUG", vec![Step::Answer("DEBUGGED".into())]);
+    env.model.on("MARK-DEBUG", vec![Step::Answer("DEBUGGED".into())]);
     let engine = env.engine().await;
-    let result = engine
-        .run(
-            &issue(9),
-            "MARK-DEBUG",
-            Mode::Start,
-            RunOptions { debug: true },
-        )
-        .await
-        .unwrap();
-    let log = env
-        .state_dir()
-        .join("sessions")
-        .join(&result.session_id)
-        .join("debug.log");
+    let result = engine.run(&issue(9), "MARK-DEBUG", Mode::Start, RunOptions { debug: true }).await.unwrap();
+    let log = env.state_dir().join("sessions").join(&result.session_id).join("debug.log");
     // The event stream may trail the reply by a moment.
     for _ in 0..50 {
         if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("DEBUGGED")) {
@@ -410,10 +211,7 @@ async fn debug_writes_the_event_log(driver: &'static str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        text.contains("DEBUGGED") && text.contains(&result.session_id),
-        "{text}"
-    );
+    assert!(text.contains("DEBUGGED") && text.contains(&result.session_id), "{text}");
     engine.shutdown().await;
 }
 
@@ -433,63 +231,29 @@ async fn cli_driver_refuses_to_fork_with_a_clear_error() {
     let engine = env.engine().await;
     let repo = "local/acme/widget".parse().unwrap();
     engine.init(&repo, Some("prime it"), false).await.unwrap();
-    let err = engine
-        .run(&issue(10), "work", Mode::Start, RunOptions::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, EngineError::BadInput(m) if m.contains("cannot fork")),
-        "{err}"
-    );
-    let record = engine
-        .store()
-        .issue_session(&issue(10))
-        .await
-        .unwrap()
-        .unwrap();
+    let err = engine.run(&issue(10), "work", Mode::Start, RunOptions::default()).await.unwrap_err();
+    assert!(matches!(&err, EngineError::BadInput(m) if m.contains("cannot fork")), "{err}");
+    let record = engine.store().issue_session(&issue(10)).await.unwrap().unwrap();
     assert_eq!(record.status, SessionStatus::Failed);
     engine.destroy(&issue(10)).await.unwrap();
 }
 
 #[tokio::test]
 async fn missing_opencode_fails_clearly_and_the_next_run_recovers() {
-    let missing = EnvOptions {
-        opencode: Some("/nonexistent/opencode".into()),
-        ..EnvOptions::default()
-    };
+    let missing = EnvOptions { opencode: Some("/nonexistent/opencode".into()), ..EnvOptions::default() };
     let env = TestEnv::with(missing).await;
     let engine = env.engine().await;
-    let err = engine
-        .run(&issue(11), "hello", Mode::Start, RunOptions::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, EngineError::Infra(m) if m.contains("cannot start opencode")),
-        "{err}"
-    );
-    let record = engine
-        .store()
-        .issue_session(&issue(11))
-        .await
-        .unwrap()
-        .unwrap();
+    let err = engine.run(&issue(11), "hello", Mode::Start, RunOptions::default()).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Infra(m) if m.contains("cannot start opencode")), "{err}");
+    let record = engine.store().issue_session(&issue(11)).await.unwrap().unwrap();
     assert_eq!(record.status, SessionStatus::Failed);
 
-    let fixed = std::fs::read_to_string(&env.config_path).unwrap().replace(
-        "/nonexistent/opencode",
-        support::opencode_bin().to_str().unwrap(),
-    );
+    let fixed = std::fs::read_to_string(&env.config_path)
+        .unwrap()
+        .replace("/nonexistent/opencode", support::opencode_bin().to_str().unwrap());
     std::fs::write(&env.config_path, fixed).unwrap();
     let engine = env.engine().await;
-    let result = engine
-        .run(
-            &issue(11),
-            "hello again",
-            Mode::Continue,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let result = engine.run(&issue(11), "hello again", Mode::Continue, RunOptions::default()).await.unwrap();
     assert_eq!(result.answer, "ok");
     engine.shutdown().await;
 }
@@ -501,31 +265,14 @@ async fn opencode_killed_mid_run_fails_clearly_and_the_next_run_recovers() {
     let engine = std::sync::Arc::new(env.engine().await);
     let running = {
         let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .run(&issue(12), "MARK-HANG", Mode::Start, RunOptions::default())
-                .await
-        })
+        tokio::spawn(async move { engine.run(&issue(12), "MARK-HANG", Mode::Start, RunOptions::default()).await })
     };
-    env.model
-        .wait_for_request("MARK-HANG", Duration::from_secs(60))
-        .await;
+    env.model.wait_for_request("MARK-HANG", Duration::from_secs(60)).await;
     assert!(env.kill_opencode() > 0, "found the opencode server to kill");
     let err = running.await.unwrap().unwrap_err();
-    assert!(
-        matches!(&err, EngineError::Infra(m) if m.contains("opencode")),
-        "{err}"
-    );
+    assert!(matches!(&err, EngineError::Infra(m) if m.contains("opencode")), "{err}");
 
-    let result = engine
-        .run(
-            &issue(12),
-            "after the crash",
-            Mode::Continue,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let result = engine.run(&issue(12), "after the crash", Mode::Continue, RunOptions::default()).await.unwrap();
     assert_eq!(result.answer, "ok");
     engine.destroy(&issue(12)).await.unwrap();
     engine.shutdown().await;
@@ -535,35 +282,13 @@ async fn model_errors_fail_the_run_and_leave_state_usable(driver: &'static str) 
     let env = TestEnv::new(driver).await;
     env.model.on("MARK-ERR", vec![Step::Error(500)]);
     let engine = env.engine().await;
-    let err = engine
-        .run(&issue(13), "MARK-ERR", Mode::Start, RunOptions::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, EngineError::Agent(m) if m.contains("model keeps failing")),
-        "{err}"
-    );
-    let record = engine
-        .store()
-        .issue_session(&issue(13))
-        .await
-        .unwrap()
-        .unwrap();
+    let err = engine.run(&issue(13), "MARK-ERR", Mode::Start, RunOptions::default()).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Agent(m) if m.contains("model keeps failing")), "{err}");
+    let record = engine.store().issue_session(&issue(13)).await.unwrap().unwrap();
     assert_eq!(record.status, SessionStatus::Failed);
-    assert!(
-        record.session_id.is_some(),
-        "the session is kept for the next try"
-    );
+    assert!(record.session_id.is_some(), "the session is kept for the next try");
 
-    let result = engine
-        .run(
-            &issue(13),
-            "try again",
-            Mode::Continue,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let result = engine.run(&issue(13), "try again", Mode::Continue, RunOptions::default()).await.unwrap();
     assert_eq!(Some(result.session_id), record.session_id);
     engine.shutdown().await;
 }
@@ -579,36 +304,12 @@ async fn cli_model_errors_fail_the_run_and_leave_state_usable() {
 }
 
 async fn a_silent_model_times_out_and_is_aborted(driver: &'static str) {
-    let env = TestEnv::with(EnvOptions {
-        driver,
-        run_timeout: "20s",
-        ..EnvOptions::default()
-    })
-    .await;
+    let env = TestEnv::with(EnvOptions { driver, run_timeout: "20s", ..EnvOptions::default() }).await;
     env.model.on("MARK-SILENT", vec![Step::Hang]);
     let engine = env.engine().await;
-    let err = engine
-        .run(
-            &issue(14),
-            "MARK-SILENT",
-            Mode::Start,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, EngineError::Agent(m) if m.contains("took longer than")),
-        "{err}"
-    );
-    let result = engine
-        .run(
-            &issue(14),
-            "are you there?",
-            Mode::Continue,
-            RunOptions::default(),
-        )
-        .await
-        .unwrap();
+    let err = engine.run(&issue(14), "MARK-SILENT", Mode::Start, RunOptions::default()).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Agent(m) if m.contains("took longer than")), "{err}");
+    let result = engine.run(&issue(14), "are you there?", Mode::Continue, RunOptions::default()).await.unwrap();
     assert_eq!(result.answer, "ok");
     engine.destroy(&issue(14)).await.unwrap();
     engine.shutdown().await;

@@ -11,8 +11,7 @@ use support::webhook::fixture_bytes;
 
 fn run(kind: ForgeKind, event: &str, file: &str) -> Normalized {
     let instance = "forge".parse().unwrap();
-    normalize(kind, &instance, event, "delivery-1", &fixture_bytes(file))
-        .unwrap_or_else(|e| panic!("{file}: {e}"))
+    normalize(kind, &instance, event, "delivery-1", &fixture_bytes(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 fn event(kind: ForgeKind, event: &str, file: &str) -> kugetsu::event::ForgeEvent {
@@ -26,33 +25,19 @@ fn event(kind: ForgeKind, event: &str, file: &str) -> kugetsu::event::ForgeEvent
 fn github_fixtures_normalise() {
     use ForgeKind::Github;
     let e = event(Github, "issues", "github/issues.opened.json");
-    assert_eq!(
-        (e.issue.to_string().as_str(), &e.kind),
-        ("forge/gagbo/circadian.nvim#1", &EventKind::IssueOpened)
-    );
+    assert_eq!((e.issue.to_string().as_str(), &e.kind), ("forge/gagbo/circadian.nvim#1", &EventKind::IssueOpened));
     assert_eq!(e.author, "gagbo");
     assert!(!e.author_is_bot && !e.is_pull_request && e.comment.is_none());
     assert_eq!(e.delivery_id, "delivery-1");
 
     let e = event(Github, "issues", "github/issues.labeled.json");
-    assert_eq!(
-        e.kind,
-        EventKind::IssueLabeled {
-            added: Some("enhancement".into())
-        }
-    );
+    assert_eq!(e.kind, EventKind::IssueLabeled { added: Some("enhancement".into()) });
     assert_eq!(e.labels, vec!["enhancement".to_owned()]);
 
-    assert_eq!(
-        event(Github, "issues", "github/issues.edited.json").kind,
-        EventKind::IssueEdited
-    );
+    assert_eq!(event(Github, "issues", "github/issues.edited.json").kind, EventKind::IssueEdited);
     let closed = event(Github, "issues", "github/issues.closed.json");
     assert_eq!(closed.kind, EventKind::IssueClosed);
-    assert_eq!(
-        closed.issue.to_string(),
-        "forge/c-saunders/flynn_env_test#1"
-    );
+    assert_eq!(closed.issue.to_string(), "forge/c-saunders/flynn_env_test#1");
 
     let e = event(Github, "issue_comment", "github/issue_comment.created.json");
     assert_eq!(e.kind, EventKind::CommentCreated);
@@ -60,113 +45,59 @@ fn github_fixtures_normalise() {
     assert_eq!(e.comment.as_ref().map(|c| c.id), Some(1633968123));
     assert!(!e.is_pull_request);
 
-    let e = event(
-        Github,
-        "issue_comment",
-        "github/issue_comment.edited.pull_request.json",
-    );
+    let e = event(Github, "issue_comment", "github/issue_comment.edited.pull_request.json");
     assert_eq!(e.kind, EventKind::CommentEdited);
     assert!(e.is_pull_request);
     assert_eq!(e.issue.number(), 5);
 
-    assert!(matches!(
-        run(Github, "ping", "github/ping.json"),
-        Normalized::Ignored(_)
-    ));
-    assert!(matches!(
-        run(Github, "pull_request", "github/pull_request.opened.json"),
-        Normalized::Ignored(_)
-    ));
+    assert!(matches!(run(Github, "ping", "github/ping.json"), Normalized::Ignored(_)));
+    assert!(matches!(run(Github, "pull_request", "github/pull_request.opened.json"), Normalized::Ignored(_)));
 }
 
 #[test]
 fn gitea_fixtures_normalise() {
     use ForgeKind::Gitea;
     let e = event(Gitea, "issues", "gitea/issues.opened.json");
-    assert_eq!(
-        (e.issue.to_string().as_str(), &e.kind),
-        ("forge/example/example#1", &EventKind::IssueOpened)
-    );
-    assert_eq!(
-        e.repo_html_url.as_deref(),
-        Some("http://localhost:3000/example/example")
-    );
+    assert_eq!((e.issue.to_string().as_str(), &e.kind), ("forge/example/example#1", &EventKind::IssueOpened));
+    assert_eq!(e.repo_html_url.as_deref(), Some("http://localhost:3000/example/example"));
 
     let e = event(Gitea, "issues", "gitea/issues.label_updated.json");
-    assert_eq!(
-        e.kind,
-        EventKind::IssueLabeled { added: None },
-        "Gitea does not say which label was added"
-    );
+    assert_eq!(e.kind, EventKind::IssueLabeled { added: None }, "Gitea does not say which label was added");
     assert_eq!(e.labels, vec!["bug".to_owned()]);
 
-    assert_eq!(
-        event(Gitea, "issues", "gitea/issues.edited.json").kind,
-        EventKind::IssueEdited
-    );
-    assert_eq!(
-        event(Gitea, "issues", "gitea/issues.closed.json").kind,
-        EventKind::IssueClosed
-    );
+    assert_eq!(event(Gitea, "issues", "gitea/issues.edited.json").kind, EventKind::IssueEdited);
+    assert_eq!(event(Gitea, "issues", "gitea/issues.closed.json").kind, EventKind::IssueClosed);
 
     let e = event(Gitea, "issue_comment", "gitea/issue_comment.created.json");
     assert_eq!(e.kind, EventKind::CommentCreated);
     assert!(!e.is_pull_request && !e.author_is_bot);
     assert_eq!(e.comment.as_ref().map(|c| c.id), Some(2));
 
-    let e = event(
-        Gitea,
-        "issue_comment",
-        "gitea/issue_comment.created.pull_request.json",
-    );
-    assert!(
-        e.is_pull_request,
-        "a non-null pull_request marks a PR comment"
-    );
+    let e = event(Gitea, "issue_comment", "gitea/issue_comment.created.pull_request.json");
+    assert!(e.is_pull_request, "a non-null pull_request marks a PR comment");
     assert_eq!(e.issue.number(), 2);
 
     let e = event(Gitea, "issue_comment", "gitea/issue_comment.edited.json");
     assert_eq!(e.kind, EventKind::CommentEdited);
     assert_eq!(e.issue.to_string(), "forge/kostekiv/test#3");
 
-    assert!(matches!(
-        run(Gitea, "pull_request", "gitea/pull_request.opened.json"),
-        Normalized::Ignored(_)
-    ));
-    assert!(matches!(
-        run(Gitea, "push", "gitea/push.json"),
-        Normalized::Ignored(_)
-    ));
+    assert!(matches!(run(Gitea, "pull_request", "gitea/pull_request.opened.json"), Normalized::Ignored(_)));
+    assert!(matches!(run(Gitea, "push", "gitea/push.json"), Normalized::Ignored(_)));
 }
 
 #[test]
 fn gitea_hmac_vectors_verify_against_the_fixture_bytes() {
     let secret = SecretString::from("IsWishesWereHorsesWedAllBeEatingSteak!");
     for (file, sig) in [
-        (
-            "gitea/issues.opened.json",
-            "98c44fd0ae42ca4208eac6f81e59b436837740abc8693bf828366b32d33b1cbc",
-        ),
-        (
-            "gitea/issues.label_updated.json",
-            "3611415860ed5904c87dd589a7c5fa7e87d2a72b0b2a92ea149ba9691ba8c785",
-        ),
-        (
-            "gitea/issue_comment.created.json",
-            "690180a8c853460cba88f9b09911a531d449e9f63ed6b1ff0a0def3b972ca744",
-        ),
+        ("gitea/issues.opened.json", "98c44fd0ae42ca4208eac6f81e59b436837740abc8693bf828366b32d33b1cbc"),
+        ("gitea/issues.label_updated.json", "3611415860ed5904c87dd589a7c5fa7e87d2a72b0b2a92ea149ba9691ba8c785"),
+        ("gitea/issue_comment.created.json", "690180a8c853460cba88f9b09911a531d449e9f63ed6b1ff0a0def3b972ca744"),
         (
             "gitea/issue_comment.created.pull_request.json",
             "8b38bf221adbaef2ce01cfa810c6d9cb977414fec306895973aea61e10e8d5a8",
         ),
-        (
-            "gitea/pull_request.opened.json",
-            "65c18a212efc7bde0f336acaec87f596fe20e80b2a0e7e51a790dd38393ff771",
-        ),
-        (
-            "gitea/push.json",
-            "60fe446c74fa0cb9474f98cc557db79e10c7aaf22cf324ad65239600b9e4d915",
-        ),
+        ("gitea/pull_request.opened.json", "65c18a212efc7bde0f336acaec87f596fe20e80b2a0e7e51a790dd38393ff771"),
+        ("gitea/push.json", "60fe446c74fa0cb9474f98cc557db79e10c7aaf22cf324ad65239600b9e4d915"),
     ] {
         let body = fixture_bytes(file);
         assert!(verify(&secret, &body, sig), "{file}");
@@ -179,13 +110,7 @@ fn gitea_hmac_vectors_verify_against_the_fixture_bytes() {
 #[test]
 fn malformed_payloads_are_errors_not_panics() {
     let instance = "forge".parse().unwrap();
-    for body in [
-        &b""[..],
-        b"{",
-        b"[]",
-        b"{\"issue\":{\"number\":-1}}",
-        b"{\"issue\":{}, \"repository\":{}}",
-    ] {
+    for body in [&b""[..], b"{", b"[]", b"{\"issue\":{\"number\":-1}}", b"{\"issue\":{}, \"repository\":{}}"] {
         let _ = normalize(ForgeKind::Github, &instance, "issues", "d", body);
     }
     let hostile = br#"{"action":"opened","issue":{"number":1,"title":"t","user":{"login":"a"}},"repository":{"name":"..","owner":{"login":"x"}}}"#;

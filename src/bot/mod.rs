@@ -41,23 +41,10 @@ fn hooks(config: &Config) -> anyhow::Result<HashMap<crate::issue_ref::InstanceNa
         .values()
         .map(|i| {
             let Some(secret) = i.webhook_secret.clone() else {
-                let var = i
-                    .webhook_secret_env
-                    .as_deref()
-                    .unwrap_or("(webhook_secret_env is not set)");
-                bail!(
-                    "instance `{}` has no webhook secret: set the environment variable {var}",
-                    i.name
-                );
+                let var = i.webhook_secret_env.as_deref().unwrap_or("(webhook_secret_env is not set)");
+                bail!("instance `{}` has no webhook secret: set the environment variable {var}", i.name);
             };
-            Ok((
-                i.name.clone(),
-                Hook {
-                    kind: i.kind,
-                    secret,
-                    bot_login: i.bot_login.clone(),
-                },
-            ))
+            Ok((i.name.clone(), Hook { kind: i.kind, secret, bot_login: i.bot_login.clone() }))
         })
         .collect()
 }
@@ -70,31 +57,21 @@ impl Bot {
         let forges = config
             .instances
             .values()
-            .map(|i| {
-                Ok((
-                    i.name.clone(),
-                    forge_for(i).with_context(|| format!("instance `{}`", i.name))?,
-                ))
-            })
+            .map(|i| Ok((i.name.clone(), forge_for(i).with_context(|| format!("instance `{}`", i.name))?)))
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
         let layout = crate::engine::Layout::new(&config.state_dir);
         let store = SqliteStore::open(&layout.database()).await?;
         let queue = Queue::new(store.pool().clone());
         let requeued = queue.requeue_interrupted().await?;
         if requeued > 0 {
-            tracing::info!(
-                jobs = requeued,
-                "re-queued jobs interrupted by the last shutdown"
-            );
+            tracing::info!(jobs = requeued, "re-queued jobs interrupted by the last shutdown");
         }
         let config = Arc::new(config);
         let driver = crate::opencode::driver_for(&config);
-        let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver));
-        let intake = Arc::new(Intake {
-            hooks,
-            queue: queue.clone(),
-            bot: config.bot.clone(),
-        });
+        let forges = Arc::new(forges);
+        let tokens = Arc::new(crate::forge::ForgeTokens(forges.clone()));
+        let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver).with_git_tokens(tokens));
+        let intake = Arc::new(Intake { hooks, queue: queue.clone(), bot: config.bot.clone() });
         let (stop, stopped) = watch::channel(false);
         let worker = Worker::new(engine.clone(), queue, forges, config.clone());
         let worker = tokio::spawn(worker.run(stopped.clone()));
@@ -105,21 +82,12 @@ impl Bot {
             let shutdown = async move {
                 let _ = until_stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::error!(error = %e, "webhook server failed");
             }
         });
         tracing::info!(%addr, "kugetsu is listening");
-        Ok(Self {
-            addr,
-            stop,
-            server,
-            worker,
-            engine,
-        })
+        Ok(Self { addr, stop, server, worker, engine })
     }
 
     /// Stops taking deliveries and jobs. Runs still in progress are interrupted;
@@ -148,14 +116,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

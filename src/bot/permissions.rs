@@ -14,25 +14,16 @@ pub struct PermissionCache {
 
 impl PermissionCache {
     pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    pub async fn permission(
-        &self,
-        forge: &dyn Forge,
-        repo: &RepoRef,
-        user: &str,
-    ) -> Result<Permission, ForgeError> {
+    pub async fn permission(&self, forge: &dyn Forge, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
         let key = (repo.clone(), user.to_ascii_lowercase());
-        let cached = self.entries.lock().ok().and_then(|entries| {
-            entries
-                .get(&key)
-                .filter(|(_, at)| at.elapsed() < self.ttl)
-                .map(|(p, _)| *p)
-        });
+        let cached = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|entries| entries.get(&key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(p, _)| *p));
         if let Some(permission) = cached {
             return Ok(permission);
         }

@@ -33,17 +33,11 @@ impl Worker {
     pub fn new(
         engine: Arc<Engine>,
         queue: Queue,
-        forges: HashMap<InstanceName, Arc<dyn Forge>>,
+        forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
         config: Arc<Config>,
     ) -> Self {
         let permissions = Arc::new(PermissionCache::new(config.bot.permission_cache));
-        Self {
-            engine,
-            queue,
-            forges: Arc::new(forges),
-            config,
-            permissions,
-        }
+        Self { engine, queue, forges, config, permissions }
     }
 
     /// Works until `stopped` turns true, then abandons runs in progress: their
@@ -87,14 +81,8 @@ impl Worker {
     async fn process(&self, queued: QueuedJob) -> Result<(), String> {
         let QueuedJob { id, job } = queued;
         let repo = job.issue.repo();
-        let instance = self
-            .config
-            .instance(repo.instance())
-            .ok_or("the instance is no longer configured")?;
-        let forge = self
-            .forges
-            .get(repo.instance())
-            .ok_or("no forge client for the instance")?;
+        let instance = self.config.instance(repo.instance()).ok_or("the instance is no longer configured")?;
+        let forge = self.forges.get(repo.instance()).ok_or("no forge client for the instance")?;
         // Fail closed: no answer from the permission API means no run.
         let permission = self
             .permissions
@@ -102,39 +90,23 @@ impl Worker {
             .await
             .map_err(|e| format!("permission check for @{} failed: {e}", job.author))?;
         if !permission.can_trigger() {
-            tracing::info!(
-                user = job.author,
-                "ignored a trigger from a user without write access"
-            );
+            tracing::info!(user = job.author, "ignored a trigger from a user without write access");
             if let Some(text) = &self.config.bot.deny_reply {
-                let _ = forge
-                    .post_comment(&job.issue, &comment::not_allowed_comment(text, id))
-                    .await;
+                let _ = forge.post_comment(&job.issue, &comment::not_allowed_comment(text, id)).await;
             }
             return Ok(());
         }
-        let target = job
-            .comment
-            .as_ref()
-            .map_or(ReactionTarget::Issue(job.issue.number()), |c| {
-                ReactionTarget::Comment(c.id)
-            });
+        let target =
+            job.comment.as_ref().map_or(ReactionTarget::Issue(job.issue.number()), |c| ReactionTarget::Comment(c.id));
         if let Err(e) = forge.react_eyes(repo, target).await {
             tracing::warn!(error = %e, "could not react to the trigger");
         }
         let branch = self.engine.branch_for(&job.issue);
         let text = prompt::build(&job, &branch);
-        let body = match self
-            .engine
-            .run(&job.issue, &text, Mode::Auto, RunOptions::default())
-            .await
-        {
+        let body = match self.engine.run(&job.issue, &text, Mode::Auto, RunOptions::default()).await {
             Ok(result) => {
                 let base = job.default_branch.as_deref().unwrap_or("main");
-                let compare = job
-                    .repo_html_url
-                    .as_deref()
-                    .map(|url| compare_url(instance.kind, url, base, &branch));
+                let compare = job.repo_html_url.as_deref().map(|url| compare_url(instance.kind, url, base, &branch));
                 comment::result_comment(&result, compare.as_deref(), id)
             }
             Err(e) => {
@@ -142,10 +114,6 @@ impl Worker {
                 comment::failure_comment(&e, id)
             }
         };
-        forge
-            .post_comment(&job.issue, &body)
-            .await
-            .map(drop)
-            .map_err(|e| format!("posting the comment failed: {e}"))
+        forge.post_comment(&job.issue, &body).await.map(drop).map_err(|e| format!("posting the comment failed: {e}"))
     }
 }

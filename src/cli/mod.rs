@@ -20,13 +20,7 @@ use crate::issue_ref::{IssueRef, RepoRef};
 )]
 pub struct Cli {
     /// The configuration file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "KUGETSU_CONFIG",
-        default_value = "kugetsu.toml"
-    )]
+    #[arg(long, short, global = true, env = "KUGETSU_CONFIG", default_value = "kugetsu.toml")]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -121,9 +115,7 @@ pub async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), EngineError> {
     let config = Config::load(&cli.config).map_err(|e| EngineError::BadInput(format!("{e:#}")))?;
     if let Command::Serve = cli.command {
-        return crate::bot::serve(config)
-            .await
-            .map_err(|e| EngineError::Infra(format!("{e:#}")));
+        return crate::bot::serve(config).await.map_err(|e| EngineError::Infra(format!("{e:#}")));
     }
     let engine = Engine::open(config).await?;
     let result = dispatch(&engine, cli.command).await;
@@ -133,12 +125,8 @@ async fn run(cli: Cli) -> Result<(), EngineError> {
 
 async fn dispatch(engine: &Engine, command: Command) -> Result<(), EngineError> {
     match command {
-        Command::Serve => unreachable!("serve is dispatched before the engine opens"),
-        Command::Init {
-            repo,
-            message,
-            force,
-        } => {
+        Command::Serve => return Err(EngineError::BadInput("serve runs on its own, not beside an engine".into())),
+        Command::Init { repo, message, force } => {
             let base = engine.init(&repo, message.as_deref(), force).await?;
             println!("base session {} for {}", base.session_id, base.repo);
         }
@@ -148,20 +136,10 @@ async fn dispatch(engine: &Engine, command: Command) -> Result<(), EngineError> 
         Command::Prune { force, json } => output::print_prune(&engine.prune(force).await?, json),
         Command::Destroy { issue, base, yes } => {
             let target = issue.as_ref().map_or_else(
-                || {
-                    format!(
-                        "the base session of {}",
-                        base.as_ref().map(ToString::to_string).unwrap_or_default()
-                    )
-                },
+                || format!("the base session of {}", base.as_ref().map(ToString::to_string).unwrap_or_default()),
                 ToString::to_string,
             );
-            confirm(
-                &format!(
-                    "Destroy {target}? Its worktree and session are removed; pushed branches stay."
-                ),
-                yes,
-            )?;
+            confirm(&format!("Destroy {target}? Its worktree and session are removed; pushed branches stay."), yes)?;
             let warnings = match (issue, base) {
                 (Some(issue), _) => engine.destroy(&issue).await?,
                 (None, Some(repo)) => engine.destroy_base(&repo).await?,
@@ -180,14 +158,7 @@ async fn dispatch(engine: &Engine, command: Command) -> Result<(), EngineError> 
 
 async fn run_message(engine: &Engine, args: RunArgs, mode: Mode) -> Result<(), EngineError> {
     let message = args.message()?;
-    let result = engine
-        .run(
-            &args.issue,
-            &message,
-            mode,
-            RunOptions { debug: args.debug },
-        )
-        .await;
+    let result = engine.run(&args.issue, &message, mode, RunOptions { debug: args.debug }).await;
     match result {
         Ok(result) => {
             output::print_result(&result, args.json);
@@ -207,17 +178,11 @@ fn confirm(question: &str, yes: bool) -> Result<(), EngineError> {
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Err(EngineError::BadInput(
-            "not confirmed: pass -y to destroy without a prompt".into(),
-        ));
+        return Err(EngineError::BadInput("not confirmed: pass -y to destroy without a prompt".into()));
     }
     print!("{question} [y/N] ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(EngineError::BadInput("not confirmed".into()))
-    }
+    if matches!(answer.trim(), "y" | "Y" | "yes") { Ok(()) } else { Err(EngineError::BadInput("not confirmed".into())) }
 }

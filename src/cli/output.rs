@@ -36,10 +36,7 @@ pub fn print_result(r: &RunResult, json: bool) {
         "tokens:   {} in, {} out, {} cache read; cost ${:.4}",
         r.tokens.input, r.tokens.output, r.tokens.cache_read, r.cost
     );
-    println!(
-        "duration: {}",
-        humantime::format_duration(std::time::Duration::from_secs(r.duration.as_secs()))
-    );
+    println!("duration: {}", humantime::format_duration(std::time::Duration::from_secs(r.duration.as_secs())));
 }
 
 pub fn print_error_json(e: &EngineError) {
@@ -55,9 +52,7 @@ pub fn print_list(records: &[IssueSession], json: bool) {
         return;
     }
     for r in records {
-        let last_run = r
-            .last_run_at
-            .map_or_else(|| "never".to_owned(), format_millis);
+        let last_run = r.last_run_at.map_or_else(|| "never".to_owned(), format_millis);
         println!(
             "{}  {}  session {}  branch {}  last run {}\n    worktree {}",
             r.issue,
@@ -74,8 +69,7 @@ pub fn print_list(records: &[IssueSession], json: bool) {
 }
 
 fn format_millis(ms: i64) -> String {
-    let at =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
@@ -93,10 +87,7 @@ pub fn print_prune(report: &PruneReport, json: bool) {
                 println!("{verb}: {issue}: its session {session_id} no longer exists")
             }
             Finding::MissingWorktree { issue, worktree } => {
-                println!(
-                    "{verb}: {issue}: its worktree {} no longer exists",
-                    worktree.display()
-                )
+                println!("{verb}: {issue}: its worktree {} no longer exists", worktree.display())
             }
             Finding::OrphanWorktree { path } => {
                 println!("{verb}: worktree {} has no record", path.display())

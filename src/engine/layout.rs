@@ -15,9 +15,7 @@ pub const BASE_WORKTREE: &str = "base";
 
 impl Layout {
     pub fn new(root: &Path) -> Self {
-        Self {
-            root: root.to_owned(),
-        }
+        Self { root: root.to_owned() }
     }
 
     pub fn database(&self) -> PathBuf {
@@ -49,9 +47,7 @@ impl Layout {
     }
 
     pub fn base_worktree(&self, repo: &RepoRef) -> PathBuf {
-        self.worktrees_root()
-            .join(repo.rel_path())
-            .join(BASE_WORKTREE)
+        self.worktrees_root().join(repo.rel_path()).join(BASE_WORKTREE)
     }
 
     /// Per-session files such as `--debug` logs.
@@ -78,9 +74,6 @@ mod tests {
         let b: RepoRef = "g/o/a.c".parse().unwrap();
         assert_eq!(layout.mirror(&a), PathBuf::from("/s/mirrors/g/o/a.b.git"));
         assert_ne!(layout.mirror(&a), layout.mirror(&b));
-        assert_eq!(
-            layout.mirror_lock(&a),
-            PathBuf::from("/s/locks/mirrors/g/o/a.b.lock")
-        );
+        assert_eq!(layout.mirror_lock(&a), PathBuf::from("/s/locks/mirrors/g/o/a.b.lock"));
     }
 }

@@ -41,10 +41,11 @@ impl Engine {
     /// Removes the issue's worktree, local branch, session and record. The pushed
     /// branch stays on the remote. Returns warnings for steps that could not be done.
     pub async fn destroy(&self, issue: &IssueRef) -> Result<Vec<String>, EngineError> {
-        let record =
-            self.store.issue_session(issue).await?.ok_or_else(|| {
-                EngineError::BadInput(format!("kugetsu has no record of {issue}"))
-            })?;
+        let record = self
+            .store
+            .issue_session(issue)
+            .await?
+            .ok_or_else(|| EngineError::BadInput(format!("kugetsu has no record of {issue}")))?;
         let _issue_lock = self.lock_issue(issue)?;
         let warnings = self.remove_issue(&record).await;
         Ok(warnings)
@@ -58,14 +59,8 @@ impl Engine {
         {
             warnings.push(format!("session {id} was not deleted: {e}"));
         }
-        if let Err(e) = self
-            .remove_checkout(repo, &record.worktree, Some(&record.branch))
-            .await
-        {
-            warnings.push(format!(
-                "worktree {} was not removed: {e}",
-                record.worktree.display()
-            ));
+        if let Err(e) = self.remove_checkout(repo, &record.worktree, Some(&record.branch)).await {
+            warnings.push(format!("worktree {} was not removed: {e}", record.worktree.display()));
         }
         if let Err(e) = self.store.delete_issue_session(&record.issue).await {
             warnings.push(format!("record was not deleted: {e:#}"));
@@ -73,21 +68,14 @@ impl Engine {
         warnings
     }
 
-    async fn remove_checkout(
-        &self,
-        repo: &RepoRef,
-        path: &Path,
-        branch: Option<&str>,
-    ) -> Result<(), EngineError> {
+    async fn remove_checkout(&self, repo: &RepoRef, path: &Path, branch: Option<&str>) -> Result<(), EngineError> {
         let mirror = match self.instance(repo) {
             Ok(instance) => self.mirror(repo, instance),
             // An instance removed from the config: there is no mirror to tidy.
             Err(_) => crate::git::Mirror::new(self.layout.mirror(repo), String::new()),
         };
         let _lock = self.lock_mirror(repo).await?;
-        Worktree::at(path.to_owned())
-            .remove(&self.git, &mirror)
-            .await?;
+        Worktree::at(path.to_owned()).remove(&self.git, &mirror).await?;
         if let (Some(branch), true) = (branch, mirror.exists()) {
             mirror.delete_local_branch(&self.git, branch).await?;
         }
@@ -102,18 +90,12 @@ impl Engine {
             .ok_or_else(|| EngineError::BadInput(format!("{repo} has no base session")))?;
         let mut warnings = Vec::new();
         if base.worktree.join(".git").exists()
-            && let Err(e) = self
-                .driver
-                .delete_session(&base.session_id, &base.worktree)
-                .await
+            && let Err(e) = self.driver.delete_session(&base.session_id, &base.worktree).await
         {
             warnings.push(format!("session {} was not deleted: {e}", base.session_id));
         }
         if let Err(e) = self.remove_checkout(repo, &base.worktree, None).await {
-            warnings.push(format!(
-                "worktree {} was not removed: {e}",
-                base.worktree.display()
-            ));
+            warnings.push(format!("worktree {} was not removed: {e}", base.worktree.display()));
         }
         self.store.delete_base_session(repo).await?;
         Ok(warnings)
@@ -122,10 +104,7 @@ impl Engine {
     /// Finds records whose session or worktree is gone, and worktrees or sessions
     /// that no record points to; with `force`, removes them.
     pub async fn prune(&self, force: bool) -> Result<PruneReport, EngineError> {
-        let mut report = PruneReport {
-            removed: force,
-            ..PruneReport::default()
-        };
+        let mut report = PruneReport { removed: force, ..PruneReport::default() };
         let records = self.store.issue_sessions().await?;
         let bases = self.store.base_sessions().await?;
         for record in &records {
@@ -138,8 +117,7 @@ impl Engine {
             }
             report.findings.extend(findings);
         }
-        let mut known_paths: HashSet<PathBuf> =
-            records.iter().map(|r| r.worktree.clone()).collect();
+        let mut known_paths: HashSet<PathBuf> = records.iter().map(|r| r.worktree.clone()).collect();
         known_paths.extend(bases.iter().map(|b| b.worktree.clone()));
         for (repo, path) in self.worktree_dirs() {
             if known_paths.contains(&path) {
@@ -156,36 +134,25 @@ impl Engine {
             .chain(bases.iter().map(|b| b.session_id.as_str()))
             .collect();
         let mut seen_repos = HashSet::new();
-        for record in records
-            .iter()
-            .filter(|r| seen_repos.insert(r.issue.repo().clone()))
-        {
+        for record in records.iter().filter(|r| seen_repos.insert(r.issue.repo().clone())) {
             let Some(dir) = self.worktree_dir_for_lookup(record) else {
                 continue;
             };
             let sessions = match self.driver.list_sessions(&dir).await {
                 Ok(s) => s,
                 Err(e) => {
-                    report.warnings.push(format!(
-                        "cannot list sessions of {}: {e}",
-                        record.issue.repo()
-                    ));
+                    report.warnings.push(format!("cannot list sessions of {}: {e}", record.issue.repo()));
                     continue;
                 }
             };
             for session in sessions {
-                if !session.title.starts_with(SESSION_TITLE_PREFIX)
-                    || known_ids.contains(session.id.as_str())
-                {
+                if !session.title.starts_with(SESSION_TITLE_PREFIX) || known_ids.contains(session.id.as_str()) {
                     continue;
                 }
                 if force && let Err(e) = self.driver.delete_session(&session.id, &dir).await {
                     report.warnings.push(format!("session {}: {e}", session.id));
                 }
-                report.findings.push(Finding::OrphanSession {
-                    session_id: session.id,
-                    title: session.title,
-                });
+                report.findings.push(Finding::OrphanSession { session_id: session.id, title: session.title });
             }
         }
         Ok(report)
@@ -194,18 +161,12 @@ impl Engine {
     async fn check_record(&self, record: &IssueSession) -> Vec<Finding> {
         let mut findings = Vec::new();
         if !record.worktree.join(".git").exists() {
-            findings.push(Finding::MissingWorktree {
-                issue: record.issue.clone(),
-                worktree: record.worktree.clone(),
-            });
+            findings.push(Finding::MissingWorktree { issue: record.issue.clone(), worktree: record.worktree.clone() });
         }
         if let (Some(id), Some(dir)) = (&record.session_id, self.worktree_dir_for_lookup(record))
             && let Ok(false) = self.driver.session_exists(id, &dir).await
         {
-            findings.push(Finding::MissingSession {
-                issue: record.issue.clone(),
-                session_id: id.clone(),
-            });
+            findings.push(Finding::MissingSession { issue: record.issue.clone(), session_id: id.clone() });
         }
         findings
     }
@@ -216,12 +177,7 @@ impl Engine {
         for instance in subdirs(&self.layout.worktrees_root()) {
             for owner in subdirs(&instance) {
                 for repo_dir in subdirs(&owner) {
-                    let repo = format!(
-                        "{}/{}/{}",
-                        file_name(&instance),
-                        file_name(&owner),
-                        file_name(&repo_dir)
-                    );
+                    let repo = format!("{}/{}/{}", file_name(&instance), file_name(&owner), file_name(&repo_dir));
                     let Ok(repo) = repo.parse::<RepoRef>() else {
                         continue;
                     };
@@ -237,17 +193,11 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut dirs: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     dirs
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }

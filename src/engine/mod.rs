@@ -38,7 +38,15 @@ pub struct RunOptions {
     pub debug: bool,
 }
 
+/// Where push and fetch tokens come from, when not straight from the config
+/// (a GitHub App's installation tokens expire hourly).
+#[async_trait::async_trait]
+pub trait GitTokens: Send + Sync {
+    async fn git_token(&self, instance: &Instance) -> Result<Option<secrecy::SecretString>, String>;
+}
+
 pub struct Engine {
+    tokens: Option<Arc<dyn GitTokens>>,
     config: Arc<Config>,
     store: Arc<dyn Store>,
     driver: Arc<dyn Driver>,
@@ -56,13 +64,13 @@ impl Engine {
     }
 
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>, driver: Arc<dyn Driver>) -> Self {
-        Self {
-            git: Git::new(&config.git),
-            layout: Layout::new(&config.state_dir),
-            config,
-            store,
-            driver,
-        }
+        Self { git: Git::new(&config.git), layout: Layout::new(&config.state_dir), config, store, driver, tokens: None }
+    }
+
+    /// Takes git tokens from `tokens` instead of the configuration.
+    pub fn with_git_tokens(mut self, tokens: Arc<dyn GitTokens>) -> Self {
+        self.tokens = Some(tokens);
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -91,32 +99,29 @@ impl Engine {
             EngineError::BadInput(format!(
                 "unknown instance `{}`; configured instances: {}",
                 repo.instance(),
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
             ))
         })
     }
 
     fn mirror(&self, repo: &RepoRef, instance: &Instance) -> Mirror {
-        Mirror::new(
-            self.layout.mirror(repo),
-            instance.clone_url(repo.owner(), repo.name()),
-        )
+        Mirror::new(self.layout.mirror(repo), instance.clone_url(repo.owner(), repo.name()))
     }
 
     /// Push and fetch credentials: the forge token, sent as HTTP basic auth.
-    fn credentials(instance: &Instance) -> Option<Credentials> {
+    async fn credentials(&self, instance: &Instance) -> Result<Option<Credentials>, EngineError> {
+        let token = match &self.tokens {
+            Some(tokens) => tokens
+                .git_token(instance)
+                .await
+                .map_err(|e| EngineError::Infra(format!("cannot get a git token for {}: {e}", instance.name)))?,
+            None => instance.token.clone(),
+        };
         let username = match instance.kind {
             crate::config::ForgeKind::Github => "x-access-token",
-            _ => "kugetsu",
+            _ => instance.bot_login.as_str(),
         };
-        instance.token.clone().map(|password| Credentials {
-            username: username.to_owned(),
-            password,
-        })
+        Ok(token.map(|password| Credentials { username: username.to_owned(), password }))
     }
 
     async fn lock_mirror(&self, repo: &RepoRef) -> Result<FileLock, EngineError> {
@@ -125,9 +130,7 @@ impl Engine {
 
     fn lock_issue(&self, issue: &IssueRef) -> Result<FileLock, EngineError> {
         try_lock_exclusive(&self.layout.issue_lock(issue))?.ok_or_else(|| {
-            EngineError::BadInput(format!(
-                "another run on {issue} is in progress; try again when it ends"
-            ))
+            EngineError::BadInput(format!("another run on {issue} is in progress; try again when it ends"))
         })
     }
 
@@ -139,10 +142,9 @@ impl Engine {
         creds: Option<&Credentials>,
     ) -> Result<(), EngineError> {
         mirror.sync(&self.git, creds).await.map_err(|e| match e {
-            e if e.is_missing_repository() => EngineError::BadInput(format!(
-                "repository {repo} was not found at {}: {e}",
-                mirror.url()
-            )),
+            e if e.is_missing_repository() => {
+                EngineError::BadInput(format!("repository {repo} was not found at {}: {e}", mirror.url()))
+            }
             e => EngineError::Infra(format!("cannot fetch {repo} from {}: {e}", mirror.url())),
         })
     }
@@ -167,18 +169,14 @@ impl Engine {
                 )));
             }
             (Mode::Continue, None) => {
-                return Err(EngineError::BadInput(format!(
-                    "{issue} was never started; use `kugetsu start`"
-                )));
+                return Err(EngineError::BadInput(format!("{issue} was never started; use `kugetsu start`")));
             }
             _ => {}
         }
-        let creds = Self::credentials(instance);
+        let creds = self.credentials(instance).await?;
         let mirror = self.mirror(issue.repo(), instance);
         let branch = self.branch_for(issue);
-        let (worktree, remote_sha) = self
-            .prepare_worktree(issue, &mirror, &branch, creds.as_ref())
-            .await?;
+        let (worktree, remote_sha) = self.prepare_worktree(issue, &mirror, &branch, creds.as_ref()).await?;
         let base_sha = worktree.head(&self.git).await?;
 
         let now = now_millis();
@@ -200,24 +198,13 @@ impl Engine {
         record.last_run_at = Some(now);
         self.store.save_issue_session(&record).await?;
 
-        let outcome = self
-            .run_agent(issue, &mut record, &worktree, message, opts)
-            .await;
+        let outcome = self.run_agent(issue, &mut record, &worktree, message, opts).await;
         let reply = match outcome {
             Ok(reply) => reply,
             Err(e) => return Err(self.record_failure(&mut record, e).await),
         };
         let finished = self
-            .finish_run(
-                issue,
-                &mirror,
-                &worktree,
-                &branch,
-                &base_sha,
-                remote_sha,
-                creds.as_ref(),
-                &mut record,
-            )
+            .finish_run(issue, &mirror, &worktree, &branch, &base_sha, remote_sha, creds.as_ref(), &mut record)
             .await;
         let (commits, files_changed, pushed_to) = match finished {
             Ok(done) => done,
@@ -261,14 +248,7 @@ impl Engine {
         } else {
             let default = mirror.default_branch(&self.git).await?;
             let start = format!("refs/remotes/origin/{default}");
-            Worktree::create(
-                &self.git,
-                mirror,
-                worktree.path().to_owned(),
-                Some(branch),
-                &start,
-            )
-            .await?
+            Worktree::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start).await?
         };
         let remote_sha = mirror.remote_branch_sha(&self.git, branch).await?;
         Ok((worktree, remote_sha))
@@ -289,10 +269,7 @@ impl Engine {
         };
         let target = match (&record.session_id, &base) {
             (Some(id), _) => SessionTarget::Existing(id),
-            (None, Some(base)) => SessionTarget::ForkOf {
-                base: &base.session_id,
-                title: &title,
-            },
+            (None, Some(base)) => SessionTarget::ForkOf { base: &base.session_id, title: &title },
             (None, None) => SessionTarget::New { title: &title },
         };
         let debug_dir = self.layout.sessions_dir();
@@ -342,10 +319,7 @@ impl Engine {
             return Ok((commits, files, None));
         }
         let _lock = self.lock_mirror(issue.repo()).await?;
-        mirror
-            .push_branch(&self.git, branch, lease.as_deref(), creds)
-            .await
-            .map_err(|e| push_error(branch, e))?;
+        mirror.push_branch(&self.git, branch, lease.as_deref(), creds).await.map_err(|e| push_error(branch, e))?;
         record.last_pushed_sha = Some(head);
         Ok((commits, files, Some(mirror.url().to_owned())))
     }
@@ -362,12 +336,7 @@ impl Engine {
 
     /// Creates (or with `force` replaces) the repository's base session, which new
     /// issue sessions are forked from. `message` primes it.
-    pub async fn init(
-        &self,
-        repo: &RepoRef,
-        message: Option<&str>,
-        force: bool,
-    ) -> Result<BaseSession, EngineError> {
+    pub async fn init(&self, repo: &RepoRef, message: Option<&str>, force: bool) -> Result<BaseSession, EngineError> {
         let instance = self.instance(repo)?;
         let previous = self.store.base_session(repo).await?;
         if let (Some(previous), false) = (&previous, force) {
@@ -380,13 +349,11 @@ impl Engine {
         let path = self.layout.base_worktree(repo);
         {
             let _lock = self.lock_mirror(repo).await?;
-            self.sync_mirror(repo, &mirror, Self::credentials(instance).as_ref())
-                .await?;
+            let creds = self.credentials(instance).await?;
+            self.sync_mirror(repo, &mirror, creds.as_ref()).await?;
             let default = mirror.default_branch(&self.git).await?;
             let start = format!("refs/remotes/origin/{default}");
-            Worktree::at(path.clone())
-                .remove(&self.git, &mirror)
-                .await?;
+            Worktree::at(path.clone()).remove(&self.git, &mirror).await?;
             Worktree::create(&self.git, &mirror, path.clone(), None, &start).await?;
         }
         let title = format!("{SESSION_TITLE_PREFIX}base {repo}");
@@ -399,28 +366,19 @@ impl Engine {
         };
         let reply = self.driver.run(prompt).await?;
         if let Some(previous) = previous
-            && let Err(e) = self
-                .driver
-                .delete_session(&previous.session_id, &path)
-                .await
+            && let Err(e) = self.driver.delete_session(&previous.session_id, &path).await
         {
             tracing::warn!(error = %e, "could not delete the replaced base session");
         }
-        let base = BaseSession {
-            repo: repo.clone(),
-            session_id: reply.session_id,
-            worktree: path,
-            created_at: now_millis(),
-        };
+        let base =
+            BaseSession { repo: repo.clone(), session_id: reply.session_id, worktree: path, created_at: now_millis() };
         self.store.save_base_session(&base).await?;
         Ok(base)
     }
 
     fn worktree_dir_for_lookup(&self, record: &IssueSession) -> Option<PathBuf> {
         let base = self.layout.base_worktree(record.issue.repo());
-        [record.worktree.clone(), base]
-            .into_iter()
-            .find(|p| p.join(".git").exists())
+        [record.worktree.clone(), base].into_iter().find(|p| p.join(".git").exists())
     }
 }
 

@@ -85,9 +85,7 @@ pub fn normalize(
     let action = payload.action.as_deref().unwrap_or_default();
     let event_kind = match (event, action) {
         ("issues", "opened") => EventKind::IssueOpened,
-        ("issues", "labeled") => EventKind::IssueLabeled {
-            added: payload.label.as_ref().map(|l| l.name.clone()),
-        },
+        ("issues", "labeled") => EventKind::IssueLabeled { added: payload.label.as_ref().map(|l| l.name.clone()) },
         ("issues", "label_updated") => EventKind::IssueLabeled { added: None },
         ("issues", "edited") => EventKind::IssueEdited,
         ("issues", "closed") => EventKind::IssueClosed,
@@ -96,13 +94,8 @@ pub fn normalize(
         (_, action) => return ignored(&format!("`{event}` action `{action}` is not acted on")),
     };
     let repo_ref = RepoRef::new(instance.clone(), &repo.owner.login, &repo.name)?;
-    let sender = payload
-        .sender
-        .as_ref()
-        .or(payload.comment.as_ref().map(|c| &c.user))
-        .unwrap_or(&issue.user);
-    let author_is_bot =
-        sender.is_bot() || kind == ForgeKind::Github && sender.kind.as_deref() == Some("Bot");
+    let sender = payload.sender.as_ref().or(payload.comment.as_ref().map(|c| &c.user)).unwrap_or(&issue.user);
+    let author_is_bot = sender.is_bot() || kind == ForgeKind::Github && sender.kind.as_deref() == Some("Bot");
     Ok(Normalized::Event(Box::new(ForgeEvent {
         delivery_id: delivery_id.to_owned(),
         issue: repo_ref.issue(issue.number)?,
@@ -111,17 +104,9 @@ pub fn normalize(
         author_is_bot,
         title: issue.title.clone(),
         body: issue.body.clone().unwrap_or_default(),
-        labels: issue
-            .labels
-            .iter()
-            .flatten()
-            .map(|l| l.name.clone())
-            .collect(),
+        labels: issue.labels.iter().flatten().map(|l| l.name.clone()).collect(),
         is_pull_request: issue.pull_request.as_ref().is_some_and(|v| !v.is_null()),
-        comment: payload.comment.as_ref().map(|c| CommentInfo {
-            id: c.id,
-            body: c.body.clone().unwrap_or_default(),
-        }),
+        comment: payload.comment.as_ref().map(|c| CommentInfo { id: c.id, body: c.body.clone().unwrap_or_default() }),
         repo_html_url: repo.html_url.clone(),
         default_branch: repo.default_branch.clone(),
         repo_id: repo.id,

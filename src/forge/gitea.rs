@@ -34,11 +34,7 @@ impl GiteaForge {
             .user_agent(concat!("kugetsu/", env!("CARGO_PKG_VERSION")))
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        Ok(Self {
-            http,
-            api_url: instance.api_url.trim_end_matches('/').to_owned(),
-            token: instance.token.clone(),
-        })
+        Ok(Self { http, api_url: instance.api_url.trim_end_matches('/').to_owned(), token: instance.token.clone() })
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -50,10 +46,7 @@ impl GiteaForge {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ForgeError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ForgeError::Other(format!("cannot reach the forge: {e}")))?;
+        let resp = req.send().await.map_err(|e| ForgeError::Other(format!("cannot reach the forge: {e}")))?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
@@ -63,9 +56,7 @@ impl GiteaForge {
                 .unwrap_or_default();
             return Err(ForgeError::from_status(status.as_u16(), message));
         }
-        resp.json()
-            .await
-            .map_err(|e| ForgeError::Other(format!("unexpected answer from the forge: {e}")))
+        resp.json().await.map_err(|e| ForgeError::Other(format!("unexpected answer from the forge: {e}")))
     }
 }
 
@@ -75,6 +66,10 @@ fn repo_path(repo: &RepoRef) -> String {
 
 #[async_trait]
 impl Forge for GiteaForge {
+    async fn git_token(&self) -> Result<Option<SecretString>, ForgeError> {
+        Ok(self.token.clone())
+    }
+
     async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
         let path = format!("{}/collaborators/{user}/permission", repo_path(repo));
         let answer: PermissionAnswer = self.send(self.request(Method::GET, &path)).await?;
@@ -88,41 +83,20 @@ impl Forge for GiteaForge {
                 format!("{}/issues/comments/{id}/reactions", repo_path(repo))
             }
         };
-        let req = self
-            .request(Method::POST, &path)
-            .json(&json!({ "content": "eyes" }));
+        let req = self.request(Method::POST, &path).json(&json!({ "content": "eyes" }));
         self.send::<serde_json::Value>(req).await.map(drop)
     }
 
     async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError> {
-        let path = format!(
-            "{}/issues/{}/comments",
-            repo_path(issue.repo()),
-            issue.number()
-        );
-        let answer: CommentAnswer = self
-            .send(
-                self.request(Method::POST, &path)
-                    .json(&json!({ "body": body })),
-            )
-            .await?;
+        let path = format!("{}/issues/{}/comments", repo_path(issue.repo()), issue.number());
+        let answer: CommentAnswer = self.send(self.request(Method::POST, &path).json(&json!({ "body": body }))).await?;
         Ok(answer.id)
     }
 
     async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError> {
         // Gitea returns every comment at once; it does not paginate this list.
-        let path = format!(
-            "{}/issues/{}/comments",
-            repo_path(issue.repo()),
-            issue.number()
-        );
+        let path = format!("{}/issues/{}/comments", repo_path(issue.repo()), issue.number());
         let answer: Vec<CommentAnswer> = self.send(self.request(Method::GET, &path)).await?;
-        Ok(answer
-            .into_iter()
-            .map(|c| ForgeComment {
-                id: c.id,
-                body: c.body,
-            })
-            .collect())
+        Ok(answer.into_iter().map(|c| ForgeComment { id: c.id, body: c.body }).collect())
     }
 }

@@ -1,8 +1,8 @@
 use async_trait::async_trait;
-use octocrab::Octocrab;
-use octocrab::models::CommentId;
 use octocrab::models::reactions::ReactionContent;
-use secrecy::ExposeSecret;
+use octocrab::models::{AppId, CommentId, InstallationId};
+use octocrab::{EncodingKey, Octocrab};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{Forge, ForgeComment, ForgeError, Permission, ReactionTarget};
 use crate::config::Instance;
@@ -10,17 +10,27 @@ use crate::issue_ref::{IssueRef, RepoRef};
 
 pub struct GithubForge {
     octocrab: Octocrab,
+    /// Whether `octocrab` authenticates as a GitHub App installation.
+    is_app: bool,
+    token: Option<SecretString>,
 }
 
 impl GithubForge {
     pub fn new(instance: &Instance) -> anyhow::Result<Self> {
-        let mut builder = Octocrab::builder().base_uri(instance.api_url.as_str())?;
-        if let Some(token) = &instance.token {
-            builder = builder.personal_token(token.expose_secret().to_owned());
+        let builder = Octocrab::builder().base_uri(instance.api_url.as_str())?;
+        if let Some(app) = &instance.github_app {
+            let key = EncodingKey::from_rsa_pem(app.private_key.expose_secret().as_bytes())
+                .map_err(|e| anyhow::anyhow!("the GitHub App key is not an RSA PEM key: {e}"))?;
+            // The installation client fetches a token on first use and renews it before expiry.
+            let octocrab =
+                builder.app(AppId(app.app_id), key).build()?.installation(InstallationId(app.installation_id))?;
+            return Ok(Self { octocrab, is_app: true, token: None });
         }
-        Ok(Self {
-            octocrab: builder.build()?,
-        })
+        let builder = match &instance.token {
+            Some(token) => builder.personal_token(token.expose_secret().to_owned()),
+            None => builder,
+        };
+        Ok(Self { octocrab: builder.build()?, is_app: false, token: instance.token.clone() })
     }
 }
 
@@ -35,18 +45,17 @@ fn map_error(e: octocrab::Error) -> ForgeError {
 
 #[async_trait]
 impl Forge for GithubForge {
+    async fn git_token(&self) -> Result<Option<SecretString>, ForgeError> {
+        if !self.is_app {
+            return Ok(self.token.clone());
+        }
+        self.octocrab.installation_token().await.map(Some).map_err(map_error)
+    }
+
     async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
         // octocrab's typed call cannot parse `write`/`read`/`none`; use the raw route.
-        let route = format!(
-            "/repos/{}/{}/collaborators/{user}/permission",
-            repo.owner(),
-            repo.name()
-        );
-        let answer: serde_json::Value = self
-            .octocrab
-            .get(route, None::<&()>)
-            .await
-            .map_err(map_error)?;
+        let route = format!("/repos/{}/{}/collaborators/{user}/permission", repo.owner(), repo.name());
+        let answer: serde_json::Value = self.octocrab.get(route, None::<&()>).await.map_err(map_error)?;
         let value = answer["permission"]
             .as_str()
             .ok_or_else(|| ForgeError::Other("permission answer has no `permission`".into()))?;
@@ -56,14 +65,10 @@ impl Forge for GithubForge {
     async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError> {
         let issues = self.octocrab.issues(repo.owner(), repo.name());
         match target {
-            ReactionTarget::Issue(n) => issues
-                .create_reaction(n, ReactionContent::Eyes)
-                .await
-                .map(drop),
-            ReactionTarget::Comment(id) => issues
-                .create_comment_reaction(CommentId(id), ReactionContent::Eyes)
-                .await
-                .map(drop),
+            ReactionTarget::Issue(n) => issues.create_reaction(n, ReactionContent::Eyes).await.map(drop),
+            ReactionTarget::Comment(id) => {
+                issues.create_comment_reaction(CommentId(id), ReactionContent::Eyes).await.map(drop)
+            }
         }
         .map_err(map_error)
     }
@@ -90,12 +95,6 @@ impl Forge for GithubForge {
             .await
             .map_err(map_error)?;
         let all = self.octocrab.all_pages(first).await.map_err(map_error)?;
-        Ok(all
-            .into_iter()
-            .map(|c| ForgeComment {
-                id: c.id.0,
-                body: c.body.unwrap_or_default(),
-            })
-            .collect())
+        Ok(all.into_iter().map(|c| ForgeComment { id: c.id.0, body: c.body.unwrap_or_default() }).collect())
     }
 }

@@ -7,6 +7,7 @@ mod github;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use secrecy::SecretString;
 
 use crate::config::{ForgeKind, Instance};
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -75,6 +76,9 @@ impl ForgeError {
 
 #[async_trait]
 pub trait Forge: Send + Sync {
+    /// The token git should push with: the configured one, or a fresh GitHub App
+    /// installation token (they last an hour).
+    async fn git_token(&self) -> Result<Option<SecretString>, ForgeError>;
     async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError>;
     async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError>;
     async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError>;
@@ -93,18 +97,9 @@ pub fn forge_for(instance: &Instance) -> anyhow::Result<Arc<dyn Forge>> {
 /// open a pull request.
 pub fn compare_url(kind: ForgeKind, repo_html_url: &str, base: &str, branch: &str) -> String {
     let root = repo_html_url.trim_end_matches('/');
-    let escape = |s: &str| {
-        s.split('/')
-            .map(urlencoding_path)
-            .collect::<Vec<_>>()
-            .join("/")
-    };
+    let escape = |s: &str| s.split('/').map(urlencoding_path).collect::<Vec<_>>().join("/");
     match kind {
-        ForgeKind::Github => format!(
-            "{root}/compare/{}...{}?quick_pull=1",
-            escape(base),
-            escape(branch)
-        ),
+        ForgeKind::Github => format!("{root}/compare/{}...{}?quick_pull=1", escape(base), escape(branch)),
         ForgeKind::Gitea | ForgeKind::Forgejo => {
             format!("{root}/compare/{}...{}", escape(base), escape(branch))
         }
@@ -115,9 +110,7 @@ fn urlencoding_path(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -146,22 +139,25 @@ mod tests {
     #[test]
     fn compare_urls_follow_each_forge() {
         assert_eq!(
-            compare_url(
-                ForgeKind::Github,
-                "https://github.com/acme/widget",
-                "main",
-                "kugetsu/3"
-            ),
+            compare_url(ForgeKind::Github, "https://github.com/acme/widget", "main", "kugetsu/3"),
             "https://github.com/acme/widget/compare/main...kugetsu/3?quick_pull=1"
         );
         assert_eq!(
-            compare_url(
-                ForgeKind::Gitea,
-                "https://git.example.com/acme/widget/",
-                "main",
-                "kugetsu/3"
-            ),
+            compare_url(ForgeKind::Gitea, "https://git.example.com/acme/widget/", "main", "kugetsu/3"),
             "https://git.example.com/acme/widget/compare/main...kugetsu/3"
         );
+    }
+}
+
+/// Git tokens from the forge clients, for the engine's fetches and pushes.
+pub struct ForgeTokens(pub Arc<std::collections::HashMap<crate::issue_ref::InstanceName, Arc<dyn Forge>>>);
+
+#[async_trait]
+impl crate::engine::GitTokens for ForgeTokens {
+    async fn git_token(&self, instance: &Instance) -> Result<Option<SecretString>, String> {
+        match self.0.get(&instance.name) {
+            Some(forge) => forge.git_token().await.map_err(|e| e.to_string()),
+            None => Ok(instance.token.clone()),
+        }
     }
 }

@@ -46,14 +46,9 @@ impl GitError {
             return false;
         };
         let s = stderr.to_ascii_lowercase();
-        [
-            "not found",
-            "does not appear to be a git repository",
-            "does not exist",
-            "404",
-        ]
-        .iter()
-        .any(|needle| s.contains(needle))
+        ["not found", "does not appear to be a git repository", "does not exist", "404"]
+            .iter()
+            .any(|needle| s.contains(needle))
     }
 }
 
@@ -67,18 +62,14 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
     }
 }
 
 impl Credentials {
     fn header_env(&self, url: &str) -> Option<[(String, String); 3]> {
         let scheme_end = url.find("://")?;
-        let host_end = url[scheme_end + 3..]
-            .find('/')
-            .map_or(url.len(), |i| scheme_end + 3 + i);
+        let host_end = url[scheme_end + 3..].find('/').map_or(url.len(), |i| scheme_end + 3 + i);
         let origin = &url[..host_end];
         if !origin.starts_with("http") {
             return None;
@@ -90,14 +81,8 @@ impl Credentials {
         ));
         Some([
             ("GIT_CONFIG_COUNT".into(), "1".into()),
-            (
-                "GIT_CONFIG_KEY_0".into(),
-                format!("http.{origin}/.extraHeader"),
-            ),
-            (
-                "GIT_CONFIG_VALUE_0".into(),
-                format!("Authorization: Basic {basic}"),
-            ),
+            ("GIT_CONFIG_KEY_0".into(), format!("http.{origin}/.extraHeader")),
+            ("GIT_CONFIG_VALUE_0".into(), format!("Authorization: Basic {basic}")),
         ])
     }
 }
@@ -156,10 +141,7 @@ impl Git {
         let child = cmd.spawn().map_err(GitError::Spawn)?;
         let output = tokio::time::timeout(self.timeout, child.wait_with_output())
             .await
-            .map_err(|_| GitError::Timeout {
-                args: shown.clone(),
-                secs: self.timeout.as_secs(),
-            })?
+            .map_err(|_| GitError::Timeout { args: shown.clone(), secs: self.timeout.as_secs() })?
             .map_err(GitError::Spawn)?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
@@ -173,10 +155,7 @@ impl Git {
         if stderr.is_empty() {
             stderr = format!("exit status {}", output.status);
         }
-        Err(GitError::Failed {
-            args: shown,
-            stderr,
-        })
+        Err(GitError::Failed { args: shown, stderr })
     }
 }
 
@@ -186,13 +165,8 @@ mod tests {
 
     #[test]
     fn credentials_become_a_header_for_the_origin_only() {
-        let creds = Credentials {
-            username: "bot".into(),
-            password: SecretString::from("s3cret"),
-        };
-        let env = creds
-            .header_env("https://git.example.com/acme/widget.git")
-            .unwrap();
+        let creds = Credentials { username: "bot".into(), password: SecretString::from("s3cret") };
+        let env = creds.header_env("https://git.example.com/acme/widget.git").unwrap();
         assert_eq!(env[1].1, "http.https://git.example.com/.extraHeader");
         assert!(env[2].1.starts_with("Authorization: Basic "));
         assert!(!format!("{creds:?}").contains("s3cret"));

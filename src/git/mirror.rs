@@ -37,30 +37,13 @@ impl Mirror {
         }
         let parent = self.path.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(parent).map_err(GitError::Spawn)?;
-        let scratch = tempfile::Builder::new()
-            .prefix(".clone-")
-            .tempdir_in(parent)
-            .map_err(GitError::Spawn)?;
+        let scratch = tempfile::Builder::new().prefix(".clone-").tempdir_in(parent).map_err(GitError::Spawn)?;
         let dir = scratch.path();
         git.run(dir, &["init", "--bare", "-q", "."]).await?;
-        git.run(dir, &["config", "remote.origin.url", &self.url])
-            .await?;
-        git.run(
-            dir,
-            &[
-                "config",
-                "remote.origin.fetch",
-                "+refs/heads/*:refs/remotes/origin/*",
-            ],
-        )
-        .await?;
+        git.run(dir, &["config", "remote.origin.url", &self.url]).await?;
+        git.run(dir, &["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"]).await?;
         self.fetch(git, dir, creds).await?;
-        git.run_authenticated(
-            dir,
-            &["remote", "set-head", "origin", "--auto"],
-            self.auth(creds),
-        )
-        .await?;
+        git.run_authenticated(dir, &["remote", "set-head", "origin", "--auto"], self.auth(creds)).await?;
         std::fs::rename(scratch.keep(), &self.path).map_err(GitError::Spawn)?;
         Ok(())
     }
@@ -69,46 +52,20 @@ impl Mirror {
         creds.map(|c| (c, self.url.as_str()))
     }
 
-    async fn fetch(
-        &self,
-        git: &Git,
-        dir: &Path,
-        creds: Option<&Credentials>,
-    ) -> Result<(), GitError> {
-        git.run_authenticated(
-            dir,
-            &["fetch", "-q", "--prune", "--no-tags", "origin"],
-            self.auth(creds),
-        )
-        .await
-        .map(drop)
+    async fn fetch(&self, git: &Git, dir: &Path, creds: Option<&Credentials>) -> Result<(), GitError> {
+        git.run_authenticated(dir, &["fetch", "-q", "--prune", "--no-tags", "origin"], self.auth(creds)).await.map(drop)
     }
 
     /// The remote's default branch, as recorded when the mirror was created.
     pub async fn default_branch(&self, git: &Git) -> Result<String, GitError> {
-        let full = git
-            .run(
-                &self.path,
-                &["symbolic-ref", "-q", "refs/remotes/origin/HEAD"],
-            )
-            .await?;
-        Ok(full
-            .trim()
-            .trim_start_matches("refs/remotes/origin/")
-            .to_owned())
+        let full = git.run(&self.path, &["symbolic-ref", "-q", "refs/remotes/origin/HEAD"]).await?;
+        Ok(full.trim().trim_start_matches("refs/remotes/origin/").to_owned())
     }
 
     /// The commit a remote branch pointed at when we last fetched, if it exists.
-    pub async fn remote_branch_sha(
-        &self,
-        git: &Git,
-        branch: &str,
-    ) -> Result<Option<String>, GitError> {
+    pub async fn remote_branch_sha(&self, git: &Git, branch: &str) -> Result<Option<String>, GitError> {
         let name = format!("refs/remotes/origin/{branch}");
-        match git
-            .run(&self.path, &["rev-parse", "-q", "--verify", &name])
-            .await
-        {
+        match git.run(&self.path, &["rev-parse", "-q", "--verify", &name]).await {
             Ok(sha) => Ok(Some(sha.trim().to_owned())),
             Err(GitError::Failed { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -127,38 +84,24 @@ impl Mirror {
         let full = format!("refs/heads/{branch}");
         let lease = format!("--force-with-lease={full}:{}", expected.unwrap_or(""));
         let refspec = format!("{full}:{full}");
-        git.run_authenticated(
-            &self.path,
-            &["push", "-q", "--no-verify", &lease, "origin", &refspec],
-            self.auth(creds),
-        )
-        .await?;
+        git.run_authenticated(&self.path, &["push", "-q", "--no-verify", &lease, "origin", &refspec], self.auth(creds))
+            .await?;
         // Keep the remote-tracking ref in step, as a fetch would.
         let tracking = format!("refs/remotes/origin/{branch}");
-        git.run(&self.path, &["update-ref", &tracking, &full])
-            .await
-            .map(drop)
+        git.run(&self.path, &["update-ref", &tracking, &full]).await.map(drop)
     }
 
     pub async fn delete_local_branch(&self, git: &Git, branch: &str) -> Result<(), GitError> {
         let full = format!("refs/heads/{branch}");
-        if git
-            .run(&self.path, &["rev-parse", "-q", "--verify", &full])
-            .await
-            .is_err()
-        {
+        if git.run(&self.path, &["rev-parse", "-q", "--verify", &full]).await.is_err() {
             return Ok(());
         }
-        git.run(&self.path, &["update-ref", "-d", &full])
-            .await
-            .map(drop)
+        git.run(&self.path, &["update-ref", "-d", &full]).await.map(drop)
     }
 
     /// Paths of all worktrees git knows for this mirror (the mirror itself excluded).
     pub async fn worktree_paths(&self, git: &Git) -> Result<Vec<PathBuf>, GitError> {
-        let out = git
-            .run(&self.path, &["worktree", "list", "--porcelain"])
-            .await?;
+        let out = git.run(&self.path, &["worktree", "list", "--porcelain"]).await?;
         Ok(out
             .lines()
             .filter_map(|l| l.strip_prefix("worktree "))

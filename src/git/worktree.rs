@@ -50,26 +50,11 @@ impl Worktree {
         let path_str = path.to_string_lossy().into_owned();
         match branch {
             None => {
-                git.run(
-                    mirror.path(),
-                    &[
-                        "worktree",
-                        "add",
-                        "-q",
-                        "--detach",
-                        "--",
-                        &path_str,
-                        start_point,
-                    ],
-                )
-                .await?;
+                git.run(mirror.path(), &["worktree", "add", "-q", "--detach", "--", &path_str, start_point]).await?;
             }
             Some(branch) => {
                 let full = format!("refs/heads/{branch}");
-                let exists = git
-                    .run(mirror.path(), &["rev-parse", "-q", "--verify", &full])
-                    .await
-                    .is_ok();
+                let exists = git.run(mirror.path(), &["rev-parse", "-q", "--verify", &full]).await.is_ok();
                 let mut args = vec!["worktree", "add", "-q"];
                 if !exists {
                     args.extend(["-b", branch]);
@@ -87,12 +72,7 @@ impl Worktree {
         let path_str = self.path.to_string_lossy().into_owned();
         if mirror.exists() {
             // Ignore failure: the worktree may already be unknown to git.
-            let _ = git
-                .run(
-                    mirror.path(),
-                    &["worktree", "remove", "--force", "--", &path_str],
-                )
-                .await;
+            let _ = git.run(mirror.path(), &["worktree", "remove", "--force", "--", &path_str]).await;
         }
         if self.path.exists() {
             std::fs::remove_dir_all(&self.path).map_err(GitError::Spawn)?;
@@ -104,71 +84,34 @@ impl Worktree {
     }
 
     pub async fn head(&self, git: &Git) -> Result<String, GitError> {
-        Ok(git
-            .run(&self.path, &["rev-parse", "HEAD"])
-            .await?
-            .trim()
-            .to_owned())
+        Ok(git.run(&self.path, &["rev-parse", "HEAD"]).await?.trim().to_owned())
     }
 
     /// Commits whatever the agent left uncommitted; `None` when the tree was clean.
-    pub async fn commit_leftovers(
-        &self,
-        git: &Git,
-        message: &str,
-    ) -> Result<Option<String>, GitError> {
-        let status = git
-            .run(
-                &self.path,
-                &["status", "--porcelain", "--untracked-files=all"],
-            )
-            .await?;
+    pub async fn commit_leftovers(&self, git: &Git, message: &str) -> Result<Option<String>, GitError> {
+        let status = git.run(&self.path, &["status", "--porcelain", "--untracked-files=all"]).await?;
         if status.trim().is_empty() {
             return Ok(None);
         }
         git.run(&self.path, &["add", "-A", "--", "."]).await?;
-        git.run(&self.path, &["commit", "-q", "--no-verify", "-m", message])
-            .await?;
+        git.run(&self.path, &["commit", "-q", "--no-verify", "-m", message]).await?;
         self.head(git).await.map(Some)
     }
 
     /// Commits in `since..HEAD`, oldest first.
     pub async fn commits_since(&self, git: &Git, since: &str) -> Result<Vec<Commit>, GitError> {
         let range = format!("{since}..HEAD");
-        let out = git
-            .run(
-                &self.path,
-                &["log", "--reverse", "--format=%H%x09%s", &range, "--"],
-            )
-            .await?;
+        let out = git.run(&self.path, &["log", "--reverse", "--format=%H%x09%s", &range, "--"]).await?;
         Ok(out
             .lines()
             .filter_map(|l| l.split_once('\t'))
-            .map(|(sha, subject)| Commit {
-                sha: sha.to_owned(),
-                subject: subject.to_owned(),
-            })
+            .map(|(sha, subject)| Commit { sha: sha.to_owned(), subject: subject.to_owned() })
             .collect())
     }
 
-    pub async fn files_changed_since(
-        &self,
-        git: &Git,
-        since: &str,
-    ) -> Result<Vec<String>, GitError> {
+    pub async fn files_changed_since(&self, git: &Git, since: &str) -> Result<Vec<String>, GitError> {
         let out = git
-            .run(
-                &self.path,
-                &[
-                    "diff",
-                    "--no-ext-diff",
-                    "--no-textconv",
-                    "--name-only",
-                    since,
-                    "HEAD",
-                    "--",
-                ],
-            )
+            .run(&self.path, &["diff", "--no-ext-diff", "--no-textconv", "--name-only", since, "HEAD", "--"])
             .await?;
         Ok(out.lines().map(str::to_owned).collect())
     }

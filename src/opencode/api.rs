@@ -21,9 +21,7 @@ pub struct Api {
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Api")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
+        f.debug_struct("Api").field("base", &self.base).finish_non_exhaustive()
     }
 }
 
@@ -112,20 +110,14 @@ impl Message {
     /// The error opencode attached to the message, if the turn failed.
     pub fn error(&self) -> Option<String> {
         let err = self.info.get("error")?;
-        let message = err["data"]["message"]
-            .as_str()
-            .or_else(|| err["name"].as_str());
+        let message = err["data"]["message"].as_str().or_else(|| err["name"].as_str());
         Some(message.unwrap_or("unknown error").to_owned())
     }
 }
 
 impl Api {
     pub fn new(http: reqwest::Client, base: String, password: SecretString) -> Self {
-        Self {
-            http,
-            base,
-            password,
-        }
+        Self { http, base, password }
     }
 
     fn request(&self, method: Method, path: &str, dir: Option<&Path>) -> RequestBuilder {
@@ -139,50 +131,28 @@ impl Api {
         req
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        req: RequestBuilder,
-        what: &str,
-    ) -> Result<T, RunError> {
-        let resp = req.send().await.map_err(|e| {
-            RunError::infra(format!("opencode server unreachable during {what}: {e}"))
-        })?;
+    async fn send<T: DeserializeOwned>(&self, req: RequestBuilder, what: &str) -> Result<T, RunError> {
+        let resp =
+            req.send().await.map_err(|e| RunError::infra(format!("opencode server unreachable during {what}: {e}")))?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
             let body: String = body.chars().take(500).collect();
-            return Err(RunError::infra(format!(
-                "opencode {what} answered {status}: {body}"
-            )));
+            return Err(RunError::infra(format!("opencode {what} answered {status}: {body}")));
         }
-        resp.json()
-            .await
-            .map_err(|e| RunError::infra(format!("opencode {what} sent an unexpected answer: {e}")))
+        resp.json().await.map_err(|e| RunError::infra(format!("opencode {what} sent an unexpected answer: {e}")))
     }
 
     /// For calls whose answer body does not matter (and is not always JSON).
-    async fn send_expecting_success(
-        &self,
-        req: RequestBuilder,
-        what: &str,
-    ) -> Result<(), RunError> {
-        let resp = req.send().await.map_err(|e| {
-            RunError::infra(format!("opencode server unreachable during {what}: {e}"))
-        })?;
+    async fn send_expecting_success(&self, req: RequestBuilder, what: &str) -> Result<(), RunError> {
+        let resp =
+            req.send().await.map_err(|e| RunError::infra(format!("opencode server unreachable during {what}: {e}")))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
-        let body: String = resp
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(500)
-            .collect();
-        Err(RunError::infra(format!(
-            "opencode {what} answered {status}: {body}"
-        )))
+        let body: String = resp.text().await.unwrap_or_default().chars().take(500).collect();
+        Err(RunError::infra(format!("opencode {what} answered {status}: {body}")))
     }
 
     pub async fn healthy(&self) -> bool {
@@ -191,38 +161,19 @@ impl Api {
     }
 
     pub async fn create_session(&self, dir: &Path, title: &str) -> Result<SessionInfo, RunError> {
-        let req = self
-            .request(Method::POST, "/session", Some(dir))
-            .json(&json!({ "title": title }));
+        let req = self.request(Method::POST, "/session", Some(dir)).json(&json!({ "title": title }));
         self.send(req, "session creation").await
     }
 
     /// Forks `base` and re-roots the copy in `dir`: a fork keeps its parent's
     /// directory, and the agent would otherwise work in the base checkout.
-    pub async fn fork_into(
-        &self,
-        base: &str,
-        dir: &Path,
-        base_dir: &Path,
-    ) -> Result<SessionInfo, RunError> {
-        let req = self
-            .request(
-                Method::POST,
-                &format!("/session/{base}/fork"),
-                Some(base_dir),
-            )
-            .json(&json!({}));
+    pub async fn fork_into(&self, base: &str, dir: &Path, base_dir: &Path) -> Result<SessionInfo, RunError> {
+        let req = self.request(Method::POST, &format!("/session/{base}/fork"), Some(base_dir)).json(&json!({}));
         let fork: SessionInfo = self.send(req, "session fork").await?;
         let req = self
-            .request(
-                Method::POST,
-                "/experimental/control-plane/move-session",
-                None,
-            )
+            .request(Method::POST, "/experimental/control-plane/move-session", None)
             .json(&json!({ "sessionID": fork.id, "destination": { "directory": dir } }));
-        self.send_expecting_success(req, "session move")
-            .await
-            .map_err(|e| e.in_session(&fork.id))?;
+        self.send_expecting_success(req, "session move").await.map_err(|e| e.in_session(&fork.id))?;
         Ok(fork)
     }
 
@@ -234,29 +185,19 @@ impl Api {
             .map_err(|e| RunError::infra(format!("opencode server unreachable: {e}")))?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => resp
-                .json()
-                .await
-                .map(Some)
-                .map_err(|e| RunError::infra(format!("unexpected session answer: {e}"))),
-            s => Err(RunError::infra(format!(
-                "opencode session lookup answered {s}"
-            ))),
+            s if s.is_success() => {
+                resp.json().await.map(Some).map_err(|e| RunError::infra(format!("unexpected session answer: {e}")))
+            }
+            s => Err(RunError::infra(format!("opencode session lookup answered {s}"))),
         }
     }
 
     pub async fn sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
-        self.send(
-            self.request(Method::GET, "/session", Some(dir)),
-            "session listing",
-        )
-        .await
+        self.send(self.request(Method::GET, "/session", Some(dir)), "session listing").await
     }
 
     pub async fn prompt(&self, id: &str, dir: &Path, body: &Value) -> Result<Message, RunError> {
-        let req = self
-            .request(Method::POST, &format!("/session/{id}/message"), Some(dir))
-            .json(body);
+        let req = self.request(Method::POST, &format!("/session/{id}/message"), Some(dir)).json(body);
         self.send(req, "prompt").await
     }
 
@@ -275,26 +216,16 @@ impl Api {
             .map_err(|e| RunError::infra(format!("opencode server unreachable: {e}")))?;
         match resp.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            s => Err(RunError::infra(format!(
-                "opencode session deletion answered {s}"
-            ))),
+            s => Err(RunError::infra(format!("opencode session deletion answered {s}"))),
         }
     }
 
     pub async fn statuses(&self, dir: &Path) -> Result<HashMap<String, SessionStatus>, RunError> {
-        self.send(
-            self.request(Method::GET, "/session/status", Some(dir)),
-            "status",
-        )
-        .await
+        self.send(self.request(Method::GET, "/session/status", Some(dir)), "status").await
     }
 
     pub async fn permissions(&self, dir: &Path) -> Result<Vec<PendingRequest>, RunError> {
-        self.send(
-            self.request(Method::GET, "/permission", Some(dir)),
-            "permission listing",
-        )
-        .await
+        self.send(self.request(Method::GET, "/permission", Some(dir)), "permission listing").await
     }
 
     pub async fn reject_permission(&self, id: &str, dir: &Path, why: &str) -> Result<(), RunError> {
@@ -305,11 +236,7 @@ impl Api {
     }
 
     pub async fn questions(&self, dir: &Path) -> Result<Vec<PendingRequest>, RunError> {
-        self.send(
-            self.request(Method::GET, "/question", Some(dir)),
-            "question listing",
-        )
-        .await
+        self.send(self.request(Method::GET, "/question", Some(dir)), "question listing").await
     }
 
     pub async fn reject_question(&self, id: &str, dir: &Path) -> Result<(), RunError> {

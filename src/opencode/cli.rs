@@ -10,8 +10,8 @@ use tokio::process::Command;
 
 use super::process::ProcessGroup;
 use super::{
-    AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget,
-    append_debug, spawn_error,
+    AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, append_debug,
+    spawn_error,
 };
 use crate::config::OpencodeSettings;
 use crate::result::Tokens;
@@ -42,10 +42,7 @@ impl RunLog {
             Some("text") => {
                 let message = part["messageID"].as_str().unwrap_or_default().to_owned();
                 self.last_message = Some(message.clone());
-                self.texts.push((
-                    message,
-                    part["text"].as_str().unwrap_or_default().to_owned(),
-                ));
+                self.texts.push((message, part["text"].as_str().unwrap_or_default().to_owned()));
             }
             Some("step_finish") => {
                 let t = &part["tokens"];
@@ -59,10 +56,7 @@ impl RunLog {
             }
             Some("error") => {
                 let e = &event["error"];
-                let msg = e["data"]["message"]
-                    .as_str()
-                    .or_else(|| e["name"].as_str())
-                    .unwrap_or("unknown error");
+                let msg = e["data"]["message"].as_str().or_else(|| e["name"].as_str()).unwrap_or("unknown error");
                 self.error = Some(msg.to_owned());
             }
             _ => {}
@@ -74,9 +68,7 @@ impl RunLog {
         if self.session_id.is_some() {
             return;
         }
-        let id = line
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("session.id="));
+        let id = line.split_whitespace().find_map(|field| field.strip_prefix("session.id="));
         if let Some(id) = id.filter(|id| id.starts_with("ses_")) {
             self.session_id = Some(id.trim_matches('"').to_owned());
         }
@@ -85,30 +77,18 @@ impl RunLog {
     /// The text of the agent's last message: its final answer.
     fn answer(&self) -> String {
         let last = self.last_message.as_deref().unwrap_or_default();
-        let texts: Vec<&str> = self
-            .texts
-            .iter()
-            .filter(|(m, _)| m == last)
-            .map(|(_, t)| t.as_str())
-            .collect();
+        let texts: Vec<&str> = self.texts.iter().filter(|(m, _)| m == last).map(|(_, t)| t.as_str()).collect();
         texts.join("\n").trim().to_owned()
     }
 }
 
 /// A model failure in opencode's log (not the side call that titles a session).
 fn model_failure(log_line: &str) -> Option<String> {
-    if !log_line.contains("level=ERROR")
-        || !log_line.contains("stream error")
-        || log_line.contains("agent=title")
-    {
+    if !log_line.contains("level=ERROR") || !log_line.contains("stream error") || log_line.contains("agent=title") {
         return None;
     }
     let at = log_line.find("error.error=")?;
-    Some(
-        log_line[at + "error.error=".len()..]
-            .trim_matches('"')
-            .to_owned(),
-    )
+    Some(log_line[at + "error.error=".len()..].trim_matches('"').to_owned())
 }
 
 impl CliDriver {
@@ -120,33 +100,19 @@ impl CliDriver {
     /// has still created its session, and the next run should continue it.
     async fn find_session_by_title(&self, dir: &Path, title: &str) -> Option<String> {
         let sessions = self.list_sessions(dir).await.ok()?;
-        sessions
-            .into_iter()
-            .filter(|s| s.title == title)
-            .max_by_key(|s| s.created)
-            .map(|s| s.id)
+        sessions.into_iter().filter(|s| s.title == title).max_by_key(|s| s.created).map(|s| s.id)
     }
 
     fn command(&self, dir: &Path) -> Command {
         let mut cmd = Command::new(&self.settings.binary);
         self.env.apply(&mut cmd);
-        cmd.current_dir(dir)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
+        cmd.current_dir(dir).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
         cmd
     }
 
     async fn run_prompt(&self, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
         let mut cmd = self.command(prompt.dir);
-        cmd.args([
-            "run",
-            "--format",
-            "json",
-            "--print-logs",
-            "--log-level",
-            "WARN",
-        ]);
+        cmd.args(["run", "--format", "json", "--print-logs", "--log-level", "WARN"]);
         match prompt.target {
             SessionTarget::New { title } => cmd.args(["--title", title]),
             SessionTarget::Existing(id) => cmd.args(["--session", id]),
@@ -167,24 +133,14 @@ impl CliDriver {
         }
         // The message goes in on stdin: opencode re-quotes arguments, and a message
         // starting with `-` would be taken for an option.
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| spawn_error(&self.settings.binary, &e))?;
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.binary, &e))?;
         let mut group = ProcessGroup::of(&child);
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(text.as_bytes()).await;
         }
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| RunError::infra("opencode run has no stdout"))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| RunError::infra("opencode run has no stderr"))?;
+        let stdout = child.stdout.take().ok_or_else(|| RunError::infra("opencode run has no stdout"))?;
+        let stderr = child.stderr.take().ok_or_else(|| RunError::infra("opencode run has no stderr"))?;
         let mut events = BufReader::new(stdout).lines();
         let mut logs = BufReader::new(stderr).lines();
         let mut log = RunLog::default();
@@ -226,17 +182,13 @@ impl CliDriver {
         let outcome = match outcome {
             Ok(()) => match child.wait().await {
                 Ok(status) if status.success() => Ok(()),
-                Ok(status) => Err(RunError::infra(format!(
-                    "opencode run exited with {status}"
-                ))),
+                Ok(status) => Err(RunError::infra(format!("opencode run exited with {status}"))),
                 Err(e) => Err(RunError::infra(format!("opencode run: {e}"))),
             },
             Err(e) => Err(e),
         };
         group.kill();
-        if let (Err(_), None, SessionTarget::New { title }) =
-            (&outcome, &log.session_id, prompt.target)
-        {
+        if let (Err(_), None, SessionTarget::New { title }) = (&outcome, &log.session_id, prompt.target) {
             log.session_id = self.find_session_by_title(prompt.dir, title).await;
         }
         let with_session = |e: RunError| match &log.session_id {
@@ -245,21 +197,10 @@ impl CliDriver {
         };
         outcome.map_err(with_session)?;
         if let Some(error) = &log.error {
-            return Err(with_session(RunError::agent(format!(
-                "the agent's turn failed: {error}"
-            ))));
+            return Err(with_session(RunError::agent(format!("the agent's turn failed: {error}"))));
         }
-        let session_id = log
-            .session_id
-            .clone()
-            .ok_or_else(|| RunError::infra("opencode run reported no session"))?;
-        Ok(AgentReply {
-            session_id,
-            answer: log.answer(),
-            tokens: log.tokens,
-            cost: log.cost,
-            denied: Vec::new(),
-        })
+        let session_id = log.session_id.clone().ok_or_else(|| RunError::infra("opencode run reported no session"))?;
+        Ok(AgentReply { session_id, answer: log.answer(), tokens: log.tokens, cost: log.cost, denied: Vec::new() })
     }
 }
 
@@ -330,14 +271,8 @@ mod tests {
     #[test]
     fn recognises_model_failures_but_not_title_calls() {
         let run = r#"timestamp=x level=ERROR run=1 message="stream error" small=false agent=build error.error="AI_APICallError: model exploded""#;
-        assert_eq!(
-            model_failure(run).as_deref(),
-            Some("AI_APICallError: model exploded")
-        );
-        assert_eq!(
-            model_failure(&run.replace("agent=build", "agent=title")),
-            None
-        );
+        assert_eq!(model_failure(run).as_deref(), Some("AI_APICallError: model exploded"));
+        assert_eq!(model_failure(&run.replace("agent=build", "agent=title")), None);
         assert_eq!(model_failure("level=WARN something"), None);
     }
 

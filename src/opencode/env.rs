@@ -14,9 +14,7 @@ pub struct OpencodeEnv {
 impl std::fmt::Debug for OpencodeEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.vars.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("OpencodeEnv")
-            .field("names", &names)
-            .finish()
+        f.debug_struct("OpencodeEnv").field("names", &names).finish()
     }
 }
 
@@ -24,15 +22,9 @@ impl OpencodeEnv {
     pub fn new(config: &Config) -> Self {
         let root = config.state_dir.join("opencode");
         let settings = &config.opencode;
-        let package_dir = settings
-            .package_dir
-            .clone()
-            .unwrap_or_else(|| root.join("config"));
+        let package_dir = settings.package_dir.clone().unwrap_or_else(|| root.join("config"));
         let mut vars: Vec<(String, OsString)> = vec![
-            (
-                "PATH".into(),
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            ),
+            ("PATH".into(), std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into())),
             ("HOME".into(), root.join("home").into()),
             ("LANG".into(), "C.UTF-8".into()),
             ("XDG_DATA_HOME".into(), root.join("data").into()),
@@ -45,22 +37,10 @@ impl OpencodeEnv {
             ("OPENCODE_DISABLE_LSP_DOWNLOAD".into(), "1".into()),
             // A repository's own opencode.json could otherwise add plugins or loosen permissions.
             ("OPENCODE_DISABLE_PROJECT_CONFIG".into(), "1".into()),
-            (
-                "GIT_AUTHOR_NAME".into(),
-                config.git.user_name.clone().into(),
-            ),
-            (
-                "GIT_AUTHOR_EMAIL".into(),
-                config.git.user_email.clone().into(),
-            ),
-            (
-                "GIT_COMMITTER_NAME".into(),
-                config.git.user_name.clone().into(),
-            ),
-            (
-                "GIT_COMMITTER_EMAIL".into(),
-                config.git.user_email.clone().into(),
-            ),
+            ("GIT_AUTHOR_NAME".into(), config.git.user_name.clone().into()),
+            ("GIT_AUTHOR_EMAIL".into(), config.git.user_email.clone().into()),
+            ("GIT_COMMITTER_NAME".into(), config.git.user_name.clone().into()),
+            ("GIT_COMMITTER_EMAIL".into(), config.git.user_email.clone().into()),
             ("GIT_TERMINAL_PROMPT".into(), "0".into()),
         ];
         if let Some(file) = &settings.config {
@@ -80,11 +60,7 @@ impl OpencodeEnv {
 
     /// Directories opencode expects to exist.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        self.vars
-            .iter()
-            .filter(|(k, _)| k.starts_with("XDG_") || k == "HOME")
-            .map(|(_, v)| PathBuf::from(v))
-            .collect()
+        self.vars.iter().filter(|(k, _)| k.starts_with("XDG_") || k == "HOME").map(|(_, v)| PathBuf::from(v)).collect()
     }
 
     pub fn apply(&self, cmd: &mut tokio::process::Command) {

@@ -81,11 +81,7 @@ pub struct RunError {
 
 impl RunError {
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            session_id: None,
-        }
+        Self { kind, message: message.into(), session_id: None }
     }
 
     pub fn infra(message: impl Into<String>) -> Self {
@@ -134,20 +130,14 @@ pub const SESSION_TITLE_PREFIX: &str = "kugetsu ";
 pub fn driver_for(config: &Config) -> Arc<dyn Driver> {
     let env = OpencodeEnv::new(config);
     match config.opencode.driver {
-        DriverKind::Server => Arc::new(ServerDriver::new(
-            config.opencode.clone(),
-            env,
-            &config.state_dir,
-        )),
+        DriverKind::Server => Arc::new(ServerDriver::new(config.opencode.clone(), env, &config.state_dir)),
         DriverKind::Cli => Arc::new(CliDriver::new(config.opencode.clone(), env)),
     }
 }
 
 /// Splits `provider/model` as opencode expects it in API calls.
 fn split_model(model: &str) -> Option<(&str, &str)> {
-    model
-        .split_once('/')
-        .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+    model.split_once('/').filter(|(p, m)| !p.is_empty() && !m.is_empty())
 }
 
 /// Appends one line to a run's debug log; failures to log never fail the run.
@@ -158,11 +148,7 @@ fn append_debug(debug_dir: Option<&Path>, session: &str, line: &str) {
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("debug.log"))
-    {
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("debug.log")) {
         let _ = writeln!(f, "{line}");
     }
 }
@@ -173,8 +159,5 @@ fn spawn_error(binary: &Path, e: &std::io::Error) -> RunError {
     } else {
         ""
     };
-    RunError::infra(format!(
-        "cannot start opencode `{}`: {e}{hint}",
-        binary.display()
-    ))
+    RunError::infra(format!("cannot start opencode `{}`: {e}{hint}", binary.display()))
 }

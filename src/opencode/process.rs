@@ -11,9 +11,7 @@ pub struct ProcessGroup {
 impl ProcessGroup {
     /// `child` must have been spawned with `process_group(0)`.
     pub fn of(child: &tokio::process::Child) -> Self {
-        Self {
-            pgid: child.id().and_then(|id| i32::try_from(id).ok()),
-        }
+        Self { pgid: child.id().and_then(|id| i32::try_from(id).ok()) }
     }
 
     pub fn kill(&mut self) {
@@ -30,12 +28,7 @@ impl ProcessGroup {
         };
         let kib: u64 = entries
             .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-            })
+            .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
             .filter(|e| process_group_of(&e.path()) == Some(pgid))
             .filter_map(|e| resident_kib(&e.path()))
             .sum();

@@ -17,8 +17,8 @@ use tokio::sync::Mutex;
 use super::api::{Api, Message};
 use super::process::ProcessGroup;
 use super::{
-    AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget,
-    append_debug, spawn_error, split_model,
+    AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, append_debug,
+    spawn_error, split_model,
 };
 use crate::config::OpencodeSettings;
 use crate::result::Tokens;
@@ -83,9 +83,7 @@ impl ServerDriver {
             .create(true)
             .append(true)
             .open(&self.log_path)
-            .map_err(|e| {
-                RunError::infra(format!("cannot open {}: {e}", self.log_path.display()))
-            })?;
+            .map_err(|e| RunError::infra(format!("cannot open {}: {e}", self.log_path.display())))?;
         let mut cmd = Command::new(&self.settings.binary);
         self.env.apply(&mut cmd);
         cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
@@ -95,22 +93,14 @@ impl ServerDriver {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| spawn_error(&self.settings.binary, &e))?;
+        let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.binary, &e))?;
         let group = ProcessGroup::of(&child);
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
+        let stdout = child.stdout.take().ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
         let base = tokio::time::timeout(self.settings.startup_timeout, listening_url(stdout))
             .await
             .map_err(|_| RunError::infra("opencode serve did not start listening in time"))?
             .ok_or_else(|| {
-                RunError::infra(format!(
-                    "opencode serve exited before listening; see {}",
-                    self.log_path.display()
-                ))
+                RunError::infra(format!("opencode serve exited before listening; see {}", self.log_path.display()))
             })?;
         let api = Api::new(self.http.clone(), base, SecretString::from(password));
         let deadline = Instant::now() + self.settings.startup_timeout;
@@ -121,11 +111,7 @@ impl ServerDriver {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tracing::info!(pid = child.id(), "opencode serve is up");
-        Ok(Server {
-            _child: child,
-            group,
-            api,
-        })
+        Ok(Server { _child: child, group, api })
     }
 
     /// Restarts the server between runs once it holds more memory than allowed:
@@ -157,26 +143,14 @@ impl ServerDriver {
     /// The directory a base session lives in, so the fork request reaches its instance.
     async fn base_dir(&self, api: &Api, base: &str, fallback: &Path) -> PathBuf {
         match api.sessions(fallback).await {
-            Ok(list) => list
-                .into_iter()
-                .find(|s| s.id == base)
-                .map_or_else(|| fallback.to_owned(), |s| s.directory),
+            Ok(list) => list.into_iter().find(|s| s.id == base).map_or_else(|| fallback.to_owned(), |s| s.directory),
             Err(_) => fallback.to_owned(),
         }
     }
 
-    async fn prompt_in(
-        &self,
-        api: &Api,
-        id: &str,
-        prompt: &Prompt<'_>,
-        text: &str,
-    ) -> Result<AgentReply, RunError> {
+    async fn prompt_in(&self, api: &Api, id: &str, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
         let before = api.session(id, prompt.dir).await?.ok_or_else(|| {
-            RunError::new(
-                FailureKind::Agent,
-                format!("opencode has no session {id}; it was deleted"),
-            )
+            RunError::new(FailureKind::Agent, format!("opencode has no session {id}; it was deleted"))
         })?;
         let mut body = json!({ "parts": [{ "type": "text", "text": text }] });
         if let Some((provider, model)) = self.settings.model.as_deref().and_then(split_model) {
@@ -185,14 +159,9 @@ impl ServerDriver {
         if let Some(agent) = &self.settings.agent {
             body["agent"] = json!(agent);
         }
-        let debug = prompt.debug_dir.map(|dir| {
-            tokio::spawn(log_events(
-                api.clone(),
-                prompt.dir.to_owned(),
-                dir.to_owned(),
-                id.to_owned(),
-            ))
-        });
+        let debug = prompt
+            .debug_dir
+            .map(|dir| tokio::spawn(log_events(api.clone(), prompt.dir.to_owned(), dir.to_owned(), id.to_owned())));
         let mut denied = Vec::new();
         let outcome = {
             let reply = api.prompt(id, prompt.dir, &body);
@@ -251,28 +220,19 @@ impl ServerDriver {
             }
             let what = describe_permission(&request.rest);
             let why = "kugetsu runs unattended and denies permission prompts; configure opencode's permission rules to allow this";
-            if api
-                .reject_permission(&request.id, prompt.dir, why)
-                .await
-                .is_ok()
-            {
+            if api.reject_permission(&request.id, prompt.dir, why).await.is_ok() {
                 denied.push(format!("permission: {what}"));
             }
         }
         for question in api.questions(prompt.dir).await.unwrap_or_default() {
-            if question.session_id == id
-                && api.reject_question(&question.id, prompt.dir).await.is_ok()
-            {
+            if question.session_id == id && api.reject_question(&question.id, prompt.dir).await.is_ok() {
                 denied.push("question: the agent asked a question, which was declined".to_owned());
             }
         }
         let statuses = api.statuses(prompt.dir).await.unwrap_or_default();
         match statuses.get(id) {
             Some(s) if s.kind == "retry" && s.attempt > self.settings.max_model_retries => {
-                Some(RunError::agent(format!(
-                    "the model keeps failing ({} attempts): {}",
-                    s.attempt, s.message
-                )))
+                Some(RunError::agent(format!("the model keeps failing ({} attempts): {}", s.attempt, s.message)))
             }
             _ => None,
         }
@@ -280,20 +240,13 @@ impl ServerDriver {
 }
 
 fn describe_permission(rest: &std::collections::HashMap<String, Value>) -> String {
-    let kind = rest
-        .get("permission")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown");
+    let kind = rest.get("permission").and_then(Value::as_str).unwrap_or("unknown");
     let patterns: Vec<&str> = rest
         .get("patterns")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    if patterns.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind} `{}`", patterns.join("`, `"))
-    }
+    if patterns.is_empty() { kind.to_owned() } else { format!("{kind} `{}`", patterns.join("`, `")) }
 }
 
 /// Reads `opencode serve`'s stdout until it says where it listens, then keeps
@@ -335,14 +288,8 @@ impl Driver for ServerDriver {
             let api = self.api().await?;
             let id = self.open_session(&api, &prompt).await?;
             match prompt.text {
-                None => Ok(AgentReply {
-                    session_id: id,
-                    ..AgentReply::default()
-                }),
-                Some(text) => self
-                    .prompt_in(&api, &id, &prompt, text)
-                    .await
-                    .map_err(|e| e.in_session(&id)),
+                None => Ok(AgentReply { session_id: id, ..AgentReply::default() }),
+                Some(text) => self.prompt_in(&api, &id, &prompt, text).await.map_err(|e| e.in_session(&id)),
             }
         }
         .await;

@@ -65,23 +65,21 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            wake: Arc::new(Notify::new()),
-        }
+        Self { pool, wake: Arc::new(Notify::new()) }
     }
 
     /// Records the delivery and stores its job, atomically.
     pub async fn enqueue(&self, instance: &str, job: &Job) -> anyhow::Result<Enqueued> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query("INSERT OR IGNORE INTO deliveries (instance, delivery_id, received_at) VALUES (?, ?, ?)")
-            .bind(instance)
-            .bind(&job.delivery_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let inserted =
+            sqlx::query("INSERT OR IGNORE INTO deliveries (instance, delivery_id, received_at) VALUES (?, ?, ?)")
+                .bind(instance)
+                .bind(&job.delivery_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if inserted == 0 {
             return Ok(Enqueued::Duplicate);
         }
@@ -151,30 +149,25 @@ impl Queue {
 
     /// Jobs that were running when the process stopped go back to the queue.
     pub async fn requeue_interrupted(&self) -> anyhow::Result<u64> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'pending', updated_at = ? WHERE status = 'running'",
-        )
-        .bind(now_millis())
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("UPDATE jobs SET status = 'pending', updated_at = ? WHERE status = 'running'")
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
     pub async fn waiting_for(&self, issue: &IssueRef) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE issue = ? AND status IN ('pending', 'running')",
-        )
-        .bind(issue.to_string())
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE issue = ? AND status IN ('pending', 'running')")
+            .bind(issue.to_string())
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     pub async fn labels(&self, issue: &IssueRef) -> anyhow::Result<Option<Vec<String>>> {
-        let json: Option<String> =
-            sqlx::query_scalar("SELECT labels FROM issue_labels WHERE issue = ?")
-                .bind(issue.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
+        let json: Option<String> = sqlx::query_scalar("SELECT labels FROM issue_labels WHERE issue = ?")
+            .bind(issue.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
     }
 

@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{BaseSession, IssueSession, SessionStatus, Store};
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -43,11 +41,7 @@ impl TryFrom<IssueRow> for IssueSession {
             worktree: PathBuf::from(row.worktree),
             status: SessionStatus::parse(&row.status)?,
             last_pushed_sha: row.last_pushed_sha,
-            last_result: row
-                .last_result
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()?,
+            last_result: row.last_result.as_deref().map(serde_json::from_str).transpose()?,
             last_error: row.last_error,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -80,8 +74,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -95,10 +88,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .context("database migration failed")?;
+        sqlx::migrate!("./migrations").run(&pool).await.context("database migration failed")?;
         Ok(Self { pool })
     }
 
@@ -119,11 +109,7 @@ impl Store for SqliteStore {
     }
 
     async fn save_issue_session(&self, r: &IssueSession) -> anyhow::Result<()> {
-        let last_result = r
-            .last_result
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()?;
+        let last_result = r.last_result.as_ref().map(serde_json::to_string).transpose()?;
         sqlx::query(
             "INSERT OR REPLACE INTO issue_sessions (issue, repo, session_id, branch, worktree, status, \
              last_pushed_sha, last_result, last_error, created_at, updated_at, last_run_at) \
@@ -147,17 +133,13 @@ impl Store for SqliteStore {
     }
 
     async fn delete_issue_session(&self, issue: &IssueRef) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM issue_sessions WHERE issue = ?")
-            .bind(issue.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM issue_sessions WHERE issue = ?").bind(issue.to_string()).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn issue_sessions(&self) -> anyhow::Result<Vec<IssueSession>> {
-        let rows: Vec<IssueRow> = sqlx::query_as("SELECT * FROM issue_sessions ORDER BY issue")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<IssueRow> =
+            sqlx::query_as("SELECT * FROM issue_sessions ORDER BY issue").fetch_all(&self.pool).await?;
         rows.into_iter().map(IssueSession::try_from).collect()
     }
 
@@ -183,17 +165,13 @@ impl Store for SqliteStore {
     }
 
     async fn delete_base_session(&self, repo: &RepoRef) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM base_sessions WHERE repo = ?")
-            .bind(repo.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM base_sessions WHERE repo = ?").bind(repo.to_string()).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn base_sessions(&self) -> anyhow::Result<Vec<BaseSession>> {
-        let rows: Vec<BaseRow> = sqlx::query_as("SELECT * FROM base_sessions ORDER BY repo")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<BaseRow> =
+            sqlx::query_as("SELECT * FROM base_sessions ORDER BY repo").fetch_all(&self.pool).await?;
         rows.into_iter().map(BaseSession::try_from).collect()
     }
 }
@@ -229,10 +207,7 @@ mod tests {
         assert_eq!(store.issue_sessions().await.unwrap().len(), 1);
         store.delete_issue_session(&issue).await.unwrap();
         assert_eq!(store.issue_session(&issue).await.unwrap(), None);
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
         assert_eq!(mode, "wal");
     }
 }

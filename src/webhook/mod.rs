@@ -65,10 +65,7 @@ fn delivery_headers(kind: ForgeKind, headers: &HeaderMap) -> Result<Delivery<'_>
     let is_gitea_family = header("x-gitea-event").is_some() || header("x-forgejo-event").is_some();
     let found = match kind {
         ForgeKind::Github if is_gitea_family => {
-            return Err(reply(
-                StatusCode::BAD_REQUEST,
-                "this endpoint is configured for GitHub, but Gitea sent it",
-            ));
+            return Err(reply(StatusCode::BAD_REQUEST, "this endpoint is configured for GitHub, but Gitea sent it"));
         }
         ForgeKind::Github => (
             header("x-github-event"),
@@ -82,26 +79,15 @@ fn delivery_headers(kind: ForgeKind, headers: &HeaderMap) -> Result<Delivery<'_>
         ),
     };
     match found {
-        (_, _, None | Some("")) => {
-            Err(reply(StatusCode::UNAUTHORIZED, "missing webhook signature"))
-        }
-        (Some(event), Some(id), Some(signature)) => Ok(Delivery {
-            event,
-            id,
-            signature,
-        }),
-        _ => Err(reply(
-            StatusCode::BAD_REQUEST,
-            "missing event or delivery header",
-        )),
+        (_, _, None | Some("")) => Err(reply(StatusCode::UNAUTHORIZED, "missing webhook signature")),
+        (Some(event), Some(id), Some(signature)) => Ok(Delivery { event, id, signature }),
+        _ => Err(reply(StatusCode::BAD_REQUEST, "missing event or delivery header")),
     }
 }
 
 /// The JSON document inside a form-encoded delivery (`payload=<json>`).
 fn form_payload(body: &[u8]) -> Option<Vec<u8>> {
-    form_urlencoded::parse(body)
-        .find(|(k, _)| k == "payload")
-        .map(|(_, v)| v.into_owned().into_bytes())
+    form_urlencoded::parse(body).find(|(k, _)| k == "payload").map(|(_, v)| v.into_owned().into_bytes())
 }
 
 async fn receive(
@@ -110,11 +96,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    let Some((name, hook)) = instance
-        .parse::<InstanceName>()
-        .ok()
-        .and_then(|n| intake.hooks.get_key_value(&n))
-    else {
+    let Some((name, hook)) = instance.parse::<InstanceName>().ok().and_then(|n| intake.hooks.get_key_value(&n)) else {
         return reply(StatusCode::NOT_FOUND, "no such instance");
     };
     let delivery = match delivery_headers(hook.kind, &headers) {
@@ -126,11 +108,7 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     // GitHub signs the body as sent; Gitea signs the JSON even in a form delivery.
-    let json = if is_form {
-        form_payload(&body)
-    } else {
-        Some(body.to_vec())
-    };
+    let json = if is_form { form_payload(&body) } else { Some(body.to_vec()) };
     let signed: &[u8] = match hook.kind {
         ForgeKind::Github => &body,
         _ => json.as_deref().unwrap_or(&body),
@@ -139,10 +117,7 @@ async fn receive(
         return reply(StatusCode::UNAUTHORIZED, "bad webhook signature");
     }
     let Some(json) = json else {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            "form delivery without a payload field",
-        );
+        return reply(StatusCode::BAD_REQUEST, "form delivery without a payload field");
     };
     let event = match normalize(hook.kind, name, delivery.event, delivery.id, &json) {
         Ok(Normalized::Event(event)) => event,
@@ -153,26 +128,15 @@ async fn receive(
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "could not store a webhook delivery");
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not store the delivery; please redeliver",
-            )
+            reply(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery; please redeliver")
         }
     }
 }
 
-async fn accept(
-    intake: &Intake,
-    instance: &InstanceName,
-    hook: &Hook,
-    event: &ForgeEvent,
-) -> anyhow::Result<Reply> {
+async fn accept(intake: &Intake, instance: &InstanceName, hook: &Hook, event: &ForgeEvent) -> anyhow::Result<Reply> {
     let from_bot = event.author_is_bot
         || event.author.eq_ignore_ascii_case(&hook.bot_login)
-        || event
-            .comment
-            .as_ref()
-            .is_some_and(|c| is_bot_comment(&c.body));
+        || event.comment.as_ref().is_some_and(|c| is_bot_comment(&c.body));
     if from_bot {
         return Ok(reply(StatusCode::OK, "ignored: written by a bot"));
     }
@@ -184,16 +148,8 @@ async fn accept(
         }
         _ => None,
     };
-    let Some(trigger) = trigger_for(
-        event,
-        &intake.bot.handle,
-        &intake.bot.trigger_labels,
-        previous.as_deref(),
-    ) else {
-        return Ok(reply(
-            StatusCode::OK,
-            "ignored: no mention or trigger label",
-        ));
+    let Some(trigger) = trigger_for(event, &intake.bot.handle, &intake.bot.trigger_labels, previous.as_deref()) else {
+        return Ok(reply(StatusCode::OK, "ignored: no mention or trigger label"));
     };
     let job = Job {
         issue: event.issue.clone(),

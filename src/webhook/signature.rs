@@ -22,8 +22,7 @@ pub fn verify(secret: &SecretString, body: &[u8], hex_signature: &str) -> bool {
 
 /// Signs `body` the way the forges do: lower-case hex HMAC-SHA256.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -36,18 +36,16 @@ pub struct FakeForge {
 
 impl FakeForge {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State {
-            next_id: 1000,
-            ..State::default()
-        }));
+        let state = Arc::new(Mutex::new(State { next_id: 1000, ..State::default() }));
         let shared = state.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, body: Bytes| {
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let state = shared.clone();
-            async move { handle(&state, &method, &uri, &body) }
+            async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                handle(&state, &method, &uri, &auth, &body)
+            }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake forge");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake forge");
         let port = listener.local_addr().expect("fake forge address").port();
         tokio::spawn(async move { axum::serve(listener, app).await.expect("fake forge server") });
         Self { port, state }
@@ -62,11 +60,7 @@ impl FakeForge {
     }
 
     pub fn set_permission(&self, user: &str, permission: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .permissions
-            .insert(user.to_owned(), permission.to_owned());
+        self.state.lock().unwrap().permissions.insert(user.to_owned(), permission.to_owned());
     }
 
     /// Makes the permission API answer this status from now on.
@@ -76,12 +70,7 @@ impl FakeForge {
 
     pub fn comments(&self, repo: &str, issue: u64) -> Vec<PostedComment> {
         let state = self.state.lock().unwrap();
-        state
-            .comments
-            .iter()
-            .filter(|c| c.repo == repo && c.issue == issue)
-            .cloned()
-            .collect()
+        state.comments.iter().filter(|c| c.repo == repo && c.issue == issue).cloned().collect()
     }
 
     pub fn reactions(&self) -> Vec<String> {
@@ -92,12 +81,7 @@ impl FakeForge {
         self.state.lock().unwrap().calls.clone()
     }
 
-    pub async fn wait_for_comments(
-        &self,
-        repo: &str,
-        issue: u64,
-        count: usize,
-    ) -> Vec<PostedComment> {
+    pub async fn wait_for_comments(&self, repo: &str, issue: u64, count: usize) -> Vec<PostedComment> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             let comments = self.comments(repo, issue);
@@ -125,42 +109,44 @@ fn user(login: &str, base: &str) -> Value {
     })
 }
 
-fn handle(state: &Mutex<State>, method: &Method, uri: &Uri, body: &[u8]) -> Response {
+/// The token a GitHub App installation gets from this fake.
+pub const INSTALLATION_TOKEN: &str = "ghs_fake-installation-token";
+
+fn handle(state: &Mutex<State>, method: &Method, uri: &Uri, auth: &str, body: &[u8]) -> Response {
     let mut state = state.lock().unwrap();
-    let path = uri
-        .path()
-        .strip_prefix("/api/v1")
-        .unwrap_or(uri.path())
-        .to_owned();
-    state.calls.push(format!("{method} {}", uri.path()));
+    let path = uri.path().strip_prefix("/api/v1").unwrap_or(uri.path()).to_owned();
+    state.calls.push(format!("{method} {} [{auth}]", uri.path()));
     let base = "https://forge.example.com";
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match (method.as_str(), segments.as_slice()) {
+        ("POST", ["app", "installations", _, "access_tokens"]) => {
+            if !auth.starts_with("Bearer ey") {
+                return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "message": "A JSON web token is required" })))
+                    .into_response();
+            }
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({
+                    "token": INSTALLATION_TOKEN, "expires_at": "2099-01-01T00:00:00Z",
+                    "permissions": { "issues": "write", "contents": "write" }, "repository_selection": "all"
+                })),
+            )
+                .into_response()
+        }
         ("GET", ["repos", _, _, "collaborators", user_login, "permission"]) => {
             if let Some(status) = state.permission_failure {
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 return (status, axum::Json(json!({ "message": "" }))).into_response();
             }
-            let permission = state
-                .permissions
-                .get(*user_login)
-                .cloned()
-                .unwrap_or_else(|| "read".into());
-            axum::Json(json!({ "permission": permission, "role_name": permission, "user": user(user_login, base) })).into_response()
+            let permission = state.permissions.get(*user_login).cloned().unwrap_or_else(|| "read".into());
+            axum::Json(json!({ "permission": permission, "role_name": permission, "user": user(user_login, base) }))
+                .into_response()
         }
         ("POST", ["repos", o, r, "issues", "comments", id, "reactions"])
         | ("POST", ["repos", o, r, "issues", id, "reactions"]) => {
-            let kind = if segments.contains(&"comments") {
-                "comment"
-            } else {
-                "issue"
-            };
-            let entry = format!(
-                "{o}/{r} {kind} {id} {}",
-                request["content"].as_str().unwrap_or("?")
-            );
+            let kind = if segments.contains(&"comments") { "comment" } else { "issue" };
+            let entry = format!("{o}/{r} {kind} {id} {}", request["content"].as_str().unwrap_or("?"));
             state.reactions.push(entry);
             (StatusCode::CREATED, axum::Json(json!({
                 "id": 1, "node_id": "R_1", "user": user("kugetsu", base), "content": request["content"], "created_at": "2026-11-27T00:00:00Z"
@@ -173,17 +159,8 @@ fn handle(state: &Mutex<State>, method: &Method, uri: &Uri, body: &[u8]) -> Resp
             state.next_id += 1;
             let id = state.next_id;
             let body = request["body"].as_str().unwrap_or_default().to_owned();
-            state.comments.push(PostedComment {
-                repo: format!("{o}/{r}"),
-                issue: number,
-                id,
-                body: body.clone(),
-            });
-            (
-                StatusCode::CREATED,
-                axum::Json(comment_json(id, &body, o, r, number, base)),
-            )
-                .into_response()
+            state.comments.push(PostedComment { repo: format!("{o}/{r}"), issue: number, id, body: body.clone() });
+            (StatusCode::CREATED, axum::Json(comment_json(id, &body, o, r, number, base))).into_response()
         }
         ("GET", ["repos", o, r, "issues", n, "comments"]) => {
             let Ok(number) = n.parse::<u64>() else {
@@ -198,10 +175,7 @@ fn handle(state: &Mutex<State>, method: &Method, uri: &Uri, body: &[u8]) -> Resp
                 .collect();
             axum::Json(list).into_response()
         }
-        _ => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({ "message": "Not Found", "documentation_url": "" })),
-        )
+        _ => (StatusCode::NOT_FOUND, axum::Json(json!({ "message": "Not Found", "documentation_url": "" })))
             .into_response(),
     }
 }

@@ -45,14 +45,9 @@ impl FakeModel {
         let script = Arc::new(Mutex::new(Script::default()));
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
-            .route(
-                "/v1/models",
-                get(|| async { axum::Json(json!({ "object": "list", "data": [] })) }),
-            )
+            .route("/v1/models", get(|| async { axum::Json(json!({ "object": "list", "data": [] })) }))
             .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake model");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake model");
         let port = listener.local_addr().expect("fake model address").port();
         tokio::spawn(async move { axum::serve(listener, app).await.expect("fake model server") });
         Self { port, script }
@@ -76,20 +71,14 @@ impl FakeModel {
 
     /// Requests whose latest user message contains `marker`.
     pub fn requests_for(&self, marker: &str) -> Vec<Value> {
-        self.requests()
-            .into_iter()
-            .filter(|r| latest_user_text(r).contains(marker))
-            .collect()
+        self.requests().into_iter().filter(|r| latest_user_text(r).contains(marker)).collect()
     }
 
     /// Waits until a request for `marker` has arrived.
     pub async fn wait_for_request(&self, marker: &str, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.requests_for(marker).is_empty() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the model never saw a request for {marker}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "the model never saw a request for {marker}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -106,33 +95,19 @@ pub fn transcript(request: &Value) -> String {
 fn message_text(message: &Value) -> String {
     match &message["content"] {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"),
         _ => String::new(),
     }
 }
 
 fn latest_user_text(request: &Value) -> String {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
-    messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .map(message_text)
-        .unwrap_or_default()
+    messages.iter().rev().find(|m| m["role"] == "user").map(message_text).unwrap_or_default()
 }
 
 fn tool_results_since_user(request: &Value) -> usize {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
-    messages
-        .iter()
-        .rev()
-        .take_while(|m| m["role"] != "user")
-        .filter(|m| m["role"] == "tool")
-        .count()
+    messages.iter().rev().take_while(|m| m["role"] != "user").filter(|m| m["role"] == "tool").count()
 }
 
 async fn complete(State(script): State<Arc<Mutex<Script>>>, body: String) -> Response {
@@ -141,12 +116,8 @@ async fn complete(State(script): State<Arc<Mutex<Script>>>, body: String) -> Res
         let mut script = script.lock().unwrap();
         script.requests.push(request.clone());
         let text = latest_user_text(&request);
-        let steps = script
-            .rules
-            .iter()
-            .rev()
-            .find(|(marker, _)| text.contains(marker.as_str()))
-            .map(|(_, s)| s.clone());
+        let steps =
+            script.rules.iter().rev().find(|(marker, _)| text.contains(marker.as_str())).map(|(_, s)| s.clone());
         match steps {
             Some(steps) if !steps.is_empty() => {
                 let i = tool_results_since_user(&request).min(steps.len() - 1);
@@ -159,18 +130,15 @@ async fn complete(State(script): State<Arc<Mutex<Script>>>, body: String) -> Res
         Step::Bash(command) => {
             let args = json!({ "command": command, "description": "scripted command" }).to_string();
             let call = json!({ "role": "assistant", "tool_calls": [{ "index": 0, "id": format!("call_{}", rand_id()), "type": "function", "function": { "name": "bash", "arguments": args } }] });
-            sse(vec![
-                chunk(call, None),
-                chunk(json!({}), Some("tool_calls")),
-            ])
+            sse(vec![chunk(call, None), chunk(json!({}), Some("tool_calls"))])
         }
-        Step::Answer(text) => sse(vec![
-            chunk(json!({ "role": "assistant", "content": text }), None),
-            chunk(json!({}), Some("stop")),
-        ]),
+        Step::Answer(text) => {
+            sse(vec![chunk(json!({ "role": "assistant", "content": text }), None), chunk(json!({}), Some("stop"))])
+        }
         Step::Error(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, axum::Json(json!({ "error": { "message": "scripted model failure", "type": "server_error" } }))).into_response()
+            (status, axum::Json(json!({ "error": { "message": "scripted model failure", "type": "server_error" } })))
+                .into_response()
         }
         Step::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -22,9 +22,7 @@ pub use fake_model::{FakeModel, Step, transcript};
 pub fn opencode_bin() -> PathBuf {
     let path = std::env::var_os("KUGETSU_TEST_OPENCODE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/opencode/node_modules/.bin/opencode")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/opencode/node_modules/.bin/opencode"));
     assert!(
         path.exists(),
         "opencode is missing at {}: run `scripts/test` (it installs opencode-ai@1.18.33), \
@@ -53,11 +51,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@t")
         .output()
         .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -67,15 +61,7 @@ pub fn make_remote(root: &Path, owner: &str, repo: &str) -> PathBuf {
     std::fs::create_dir_all(&bare).unwrap();
     git(&bare, &["init", "-q", "--bare", "-b", "main"]);
     let seed = root.join(format!(".seed-{owner}-{repo}"));
-    git(
-        root,
-        &[
-            "clone",
-            "-q",
-            bare.to_str().unwrap(),
-            seed.to_str().unwrap(),
-        ],
-    );
+    git(root, &["clone", "-q", bare.to_str().unwrap(), seed.to_str().unwrap()]);
     std::fs::write(seed.join("README.md"), format!("# {repo}\n")).unwrap();
     git(&seed, &["add", "README.md"]);
     git(&seed, &["commit", "-q", "-m", "initial commit"]);
@@ -101,22 +87,13 @@ pub struct EnvOptions {
 
 impl Default for EnvOptions {
     fn default() -> Self {
-        Self {
-            driver: "server",
-            run_timeout: "90s",
-            opencode: None,
-            extra: String::new(),
-        }
+        Self { driver: "server", run_timeout: "90s", opencode: None, extra: String::new() }
     }
 }
 
 impl TestEnv {
     pub async fn new(driver: &'static str) -> Self {
-        Self::with(EnvOptions {
-            driver,
-            ..EnvOptions::default()
-        })
-        .await
+        Self::with(EnvOptions { driver, ..EnvOptions::default() }).await
     }
 
     pub async fn with(options: EnvOptions) -> Self {
@@ -138,11 +115,7 @@ impl TestEnv {
             "autoupdate": false,
             "share": "disabled"
         });
-        std::fs::write(
-            dir.path().join("opencode.json"),
-            opencode_config.to_string(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("opencode.json"), opencode_config.to_string()).unwrap();
         let config = format!(
             r#"state_dir = "state"
 
@@ -173,12 +146,7 @@ webhook_secret_env = "LOCAL_WEBHOOK_SECRET"
         );
         let config_path = dir.path().join("kugetsu.toml");
         std::fs::write(&config_path, config).unwrap();
-        let env = Self {
-            dir,
-            model,
-            remotes,
-            config_path,
-        };
+        let env = Self { dir, model, remotes, config_path };
         warm_packages(&opencode);
         env
     }
@@ -190,11 +158,7 @@ webhook_secret_env = "LOCAL_WEBHOOK_SECRET"
     /// The config with secrets taken from `vars` instead of the process environment.
     pub fn config_with_env(&self, vars: &[(&str, &str)]) -> Config {
         let text = std::fs::read_to_string(&self.config_path).unwrap();
-        let lookup = |name: &str| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        };
+        let lookup = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
         Config::parse(&text, self.dir.path(), lookup).expect("test config parses")
     }
 
@@ -212,21 +176,13 @@ webhook_secret_env = "LOCAL_WEBHOOK_SECRET"
 
     /// The files at the tip of a branch in the bare remote.
     pub fn remote_files(&self, branch: &str) -> Vec<String> {
-        git(&self.remote(), &["ls-tree", "--name-only", "-r", branch])
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        git(&self.remote(), &["ls-tree", "--name-only", "-r", branch]).lines().map(str::to_owned).collect()
     }
 
     pub fn remote_has_branch(&self, branch: &str) -> bool {
         Command::new("git")
             .current_dir(self.remote())
-            .args([
-                "rev-parse",
-                "-q",
-                "--verify",
-                &format!("refs/heads/{branch}"),
-            ])
+            .args(["rev-parse", "-q", "--verify", &format!("refs/heads/{branch}")])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
@@ -256,36 +212,24 @@ webhook_secret_env = "LOCAL_WEBHOOK_SECRET"
 
     /// Session ids opencode has for the repository checked out at `dir`.
     pub fn opencode_sessions(&self, dir: &Path) -> Vec<String> {
-        let out = self
-            .opencode(dir)
-            .args(["session", "list", "--format", "json"])
-            .output()
-            .unwrap();
+        let out = self.opencode(dir).args(["session", "list", "--format", "json"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         if text.trim().is_empty() {
             return Vec::new();
         }
-        let list: Vec<serde_json::Value> =
-            serde_json::from_str(&text).expect("session list is JSON");
-        list.iter()
-            .filter_map(|s| s["id"].as_str().map(str::to_owned))
-            .collect()
+        let list: Vec<serde_json::Value> = serde_json::from_str(&text).expect("session list is JSON");
+        list.iter().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect()
     }
 
     /// Kills every opencode process that runs with this environment's state dir.
     pub fn kill_opencode(&self) -> usize {
-        let marker = format!(
-            "XDG_DATA_HOME={}",
-            self.state_dir().join("opencode/data").display()
-        );
+        let marker = format!("XDG_DATA_HOME={}", self.state_dir().join("opencode/data").display());
         let mut killed = 0;
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
                 continue;
             };
-            let matches = environ
-                .split(|b| *b == 0)
-                .any(|var| var == marker.as_bytes());
+            let matches = environ.split(|b| *b == 0).any(|var| var == marker.as_bytes());
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
             };
@@ -312,10 +256,7 @@ fn warm_packages(opencode: &Path) {
     }
     let scratch = tempfile::tempdir().unwrap();
     git(scratch.path(), &["init", "-q"]);
-    git(
-        scratch.path(),
-        &["commit", "-q", "--allow-empty", "-m", "init"],
-    );
+    git(scratch.path(), &["commit", "-q", "--allow-empty", "-m", "init"]);
     let config = serde_json::json!({
         "provider": { "mock": {
             "npm": "@ai-sdk/openai-compatible",
@@ -354,9 +295,5 @@ fn warm_packages(opencode: &Path) {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        marker.exists(),
-        "opencode did not install its plugin package into {}",
-        package_dir().display()
-    );
+    assert!(marker.exists(), "opencode did not install its plugin package into {}", package_dir().display());
 }

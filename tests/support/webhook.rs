@@ -8,11 +8,7 @@ use serde_json::Value;
 
 pub fn fixtures_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
-    assert!(
-        dir.is_dir(),
-        "webhook fixtures are missing at {}",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "webhook fixtures are missing at {}", dir.display());
     dir
 }
 
@@ -68,10 +64,7 @@ pub fn github(event: &str, delivery: &str, payload: &Value, secret: &str) -> Del
     let headers = vec![
         ("x-github-event", event.to_owned()),
         ("x-github-delivery", delivery.to_owned()),
-        (
-            "x-hub-signature-256",
-            format!("sha256={}", sign(secret, &body)),
-        ),
+        ("x-hub-signature-256", format!("sha256={}", sign(secret, &body))),
         ("user-agent", "GitHub-Hookshot/test".to_owned()),
         ("content-type", "application/json".to_owned()),
     ];
@@ -79,24 +72,12 @@ pub fn github(event: &str, delivery: &str, payload: &Value, secret: &str) -> Del
 }
 
 /// As Gitea sends it: its own headers plus GitHub-style ones.
-pub fn gitea(
-    event: &str,
-    event_type: &str,
-    delivery: &str,
-    payload: &Value,
-    secret: &str,
-) -> Delivery {
+pub fn gitea(event: &str, event_type: &str, delivery: &str, payload: &Value, secret: &str) -> Delivery {
     let body = serde_json::to_vec_pretty(payload).unwrap();
     gitea_raw(event, event_type, delivery, body, secret)
 }
 
-pub fn gitea_raw(
-    event: &str,
-    event_type: &str,
-    delivery: &str,
-    body: Vec<u8>,
-    secret: &str,
-) -> Delivery {
+pub fn gitea_raw(event: &str, event_type: &str, delivery: &str, body: Vec<u8>, secret: &str) -> Delivery {
     let sig = sign(secret, &body);
     let headers = vec![
         ("x-gitea-event", event.to_owned()),
@@ -134,9 +115,6 @@ impl Delivery {
             req = req.header(*k, v);
         }
         let resp = req.send().await.expect("webhook request");
-        (
-            resp.status().as_u16(),
-            resp.text().await.unwrap_or_default(),
-        )
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
     }
 }
