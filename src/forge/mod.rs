@@ -116,6 +116,19 @@ fn urlencoding_path(segment: &str) -> String {
         .collect()
 }
 
+/// Git tokens from the forge clients, for the engine's fetches and pushes.
+pub struct ForgeTokens(pub Arc<std::collections::HashMap<crate::issue_ref::InstanceName, Arc<dyn Forge>>>);
+
+#[async_trait]
+impl crate::engine::GitTokens for ForgeTokens {
+    async fn git_token(&self, instance: &Instance) -> Result<Option<SecretString>, String> {
+        match self.0.get(&instance.name) {
+            Some(forge) => forge.git_token().await.map_err(|e| e.to_string()),
+            None => Ok(instance.token.clone()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,18 +159,5 @@ mod tests {
             compare_url(ForgeKind::Gitea, "https://git.example.com/acme/widget/", "main", "kugetsu/3"),
             "https://git.example.com/acme/widget/compare/main...kugetsu/3"
         );
-    }
-}
-
-/// Git tokens from the forge clients, for the engine's fetches and pushes.
-pub struct ForgeTokens(pub Arc<std::collections::HashMap<crate::issue_ref::InstanceName, Arc<dyn Forge>>>);
-
-#[async_trait]
-impl crate::engine::GitTokens for ForgeTokens {
-    async fn git_token(&self, instance: &Instance) -> Result<Option<SecretString>, String> {
-        match self.0.get(&instance.name) {
-            Some(forge) => forge.git_token().await.map_err(|e| e.to_string()),
-            None => Ok(instance.token.clone()),
-        }
     }
 }
