@@ -79,6 +79,85 @@ pub fn failure_comment(error: &EngineError, job_id: i64) -> String {
     format!("The run failed: {error}\n\n{advice}\n{}", marker(job_id))
 }
 
+/// The answer to `@kugetsu stop`.
+pub fn stopped_comment(stopped: bool, job_id: i64) -> String {
+    let text = if stopped {
+        "Stopped the running job. The session and branch stay; mention me to go on."
+    } else {
+        "Nothing was running on this issue."
+    };
+    format!("{text}\n{}", marker(job_id))
+}
+
+/// The answer to `@kugetsu status`.
+pub fn status_comment(record: Option<&crate::store::IssueSession>, queued: i64, job_id: i64) -> String {
+    let mut out = String::new();
+    match record {
+        None => out.push_str("No session yet: mention me with a request to start one.\n"),
+        Some(r) => {
+            let _ = writeln!(out, "**Session:** `{}`", r.session_id.as_deref().unwrap_or("not created yet"));
+            let _ = writeln!(out, "**Branch:** `{}`", r.branch);
+            let _ = writeln!(out, "**State:** {}", r.status.as_str());
+            if let Some(result) = &r.last_result {
+                let _ = writeln!(
+                    out,
+                    "**Last run:** {} commit(s), {}, {} tokens",
+                    result.commits.len(),
+                    rounded(result.duration),
+                    result.tokens.total()
+                );
+            }
+            if let Some(error) = &r.last_error {
+                let _ = writeln!(out, "**Last error:** {error}");
+            }
+        }
+    }
+    let _ = writeln!(out, "**Queued:** {queued} request(s)");
+    out.push_str(&marker(job_id));
+    out
+}
+
+/// The answer to `@kugetsu reset`.
+pub fn reset_comment(had_session: bool, job_id: i64) -> String {
+    let text = if had_session {
+        "Reset: the next mention starts a fresh session and worktree. The pushed branch stays."
+    } else {
+        "There was nothing to reset."
+    };
+    format!("{text}\n{}", marker(job_id))
+}
+
+/// The answer to `@kugetsu help`.
+pub fn help_comment(handle: &str, job_id: i64) -> String {
+    format!(
+        "Mention me with a request and I work on it in this issue's own branch and session.\n\n\
+         - `@{handle} <request>`: do the work (a later mention continues the same session)\n\
+         - `@{handle} status`: session, branch, queue and last run\n\
+         - `@{handle} stop`: stop the running job\n\
+         - `@{handle} reset`: start over with a fresh session\n\
+         - `@{handle} help`: this list\n{}",
+        marker(job_id)
+    )
+}
+
+/// The reply to a request that was refused by a limit.
+pub fn refused_comment(reason: &str, job_id: i64) -> String {
+    format!("I did not start this: {reason}\n{}", marker(job_id))
+}
+
+/// Said once when a job must wait for disk space.
+pub fn deferred_comment(job_id: i64) -> String {
+    format!(
+        "The bot's disk is nearly full, so this request waits until space is freed; it has not been dropped.\n\
+         {MARKER_PREFIX}job:{job_id}:deferred -->"
+    )
+}
+
+/// Whether the deferral note for this job was already posted.
+pub fn is_deferral_for_job(body: &str, job_id: i64) -> bool {
+    body.contains(&format!("{MARKER_PREFIX}job:{job_id}:deferred -->"))
+}
+
 /// The polite one-line reply to someone without write access.
 pub fn not_allowed_comment(text: &str, job_id: i64) -> String {
     format!("{text}\n{}", marker(job_id))
@@ -121,6 +200,17 @@ mod tests {
         r.answer = "  ".into();
         r.denied = vec!["permission: bash `rm -rf /`".into()];
         insta::assert_snapshot!(result_comment(&r, None, 1));
+    }
+
+    #[test]
+    fn control_comment_snapshots() {
+        insta::assert_snapshot!("help", help_comment("kugetsu", 8));
+        insta::assert_snapshot!("stopped", stopped_comment(true, 8));
+        insta::assert_snapshot!("reset", reset_comment(true, 8));
+        insta::assert_snapshot!("refused", refused_comment("5 requests on this issue are already queued.", 8));
+        insta::assert_snapshot!("deferred", deferred_comment(8));
+        assert!(is_deferral_for_job(&deferred_comment(8), 8) && !is_comment_for_job(&deferred_comment(8), 8));
+        insta::assert_snapshot!("status_empty", status_comment(None, 0, 8));
     }
 
     #[test]

@@ -147,11 +147,26 @@ pub struct Limits {
     pub run_timeout: Duration,
     /// How many agent runs may proceed at once across all issues.
     pub concurrency: usize,
+    /// Runs one user may ask for in an hour, across repositories.
+    pub per_user_per_hour: u32,
+    /// Runs one repository may receive in an hour.
+    pub per_repo_per_hour: u32,
+    /// Work jobs one issue may have queued or running; more are refused politely.
+    pub queued_per_issue: u32,
+    /// Below this much free space in the state directory, runs are deferred.
+    pub min_free_disk_mib: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { run_timeout: Duration::from_secs(30 * 60), concurrency: 2 }
+        Self {
+            run_timeout: Duration::from_secs(30 * 60),
+            concurrency: 2,
+            per_user_per_hour: 30,
+            per_repo_per_hour: 120,
+            queued_per_issue: 5,
+            min_free_disk_mib: 1024,
+        }
     }
 }
 

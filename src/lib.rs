@@ -7,6 +7,7 @@ pub mod bot;
 pub mod cli;
 pub mod comment;
 pub mod config;
+pub mod crash;
 pub mod engine;
 pub mod event;
 pub mod forge;

@@ -12,44 +12,79 @@ fn is_handle_char(c: char) -> bool {
 /// Whether `text` (Markdown) mentions `@handle` as a whole word, ignoring code
 /// spans, code blocks, block quotes and raw HTML.
 pub fn mentions(text: &str, handle: &str) -> bool {
+    !commands(text, handle).is_empty()
+}
+
+/// What follows each whole-word mention of `@handle` outside code, quotes and
+/// HTML, trimmed: `"@kugetsu stop"` gives `["stop"]`.
+pub fn commands(text: &str, handle: &str) -> Vec<String> {
     let mut hidden_depth = 0usize;
+    let mut found = Vec::new();
     for event in Parser::new(text) {
         match event {
             Event::Start(Tag::CodeBlock(_) | Tag::BlockQuote(_) | Tag::HtmlBlock) => hidden_depth += 1,
             Event::End(TagEnd::CodeBlock | TagEnd::BlockQuote(_) | TagEnd::HtmlBlock) => {
                 hidden_depth = hidden_depth.saturating_sub(1)
             }
-            Event::Text(t) if hidden_depth == 0 && text_mentions(&t, handle) => return true,
+            Event::Text(t) if hidden_depth == 0 => found.extend(text_commands(&t, handle)),
             _ => {}
         }
     }
-    false
+    found
 }
 
-fn text_mentions(text: &str, handle: &str) -> bool {
-    let needle = format!("@{handle}");
+fn text_commands(text: &str, handle: &str) -> Vec<String> {
+    let needle = format!("@{handle}").to_ascii_lowercase();
     let lower = text.to_ascii_lowercase();
-    let needle = needle.to_ascii_lowercase();
+    let mut found = Vec::new();
     let mut from = 0;
     while let Some(at) = lower[from..].find(&needle).map(|i| i + from) {
+        let end = at + needle.len();
         let before = lower[..at].chars().next_back();
-        let after = lower[at + needle.len()..].chars().next();
+        let after = lower[end..].chars().next();
         // `a@kugetsu` is an address, `@kugetsu-other` another account.
         let starts_word = before.is_none_or(|c| !(is_handle_char(c) || c == '.' || c == '@' || c == '/'));
         let ends_word = after.is_none_or(|c| !is_handle_char(c) && c != '[');
         if starts_word && ends_word {
-            return true;
+            let rest = text[end..].trim_start_matches([',', ':']).trim();
+            found.push(rest.lines().next().unwrap_or_default().trim().to_owned());
         }
-        from = at + needle.len();
+        from = end;
     }
-    false
+    found
+}
+
+/// A command for the bot itself rather than work for the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Control {
+    Stop,
+    Status,
+    Reset,
+    Help,
+}
+
+/// The control command a comment gives, if its first mention is one:
+/// `@kugetsu stop`, `status`, `reset` or `help`, alone.
+pub fn control_command(text: &str, handle: &str) -> Option<Control> {
+    let first = commands(text, handle).into_iter().next()?;
+    let word = first.trim_end_matches(['.', '!']).to_ascii_lowercase();
+    match word.as_str() {
+        "stop" => Some(Control::Stop),
+        "status" => Some(Control::Status),
+        "reset" => Some(Control::Reset),
+        "help" => Some(Control::Help),
+        _ => None,
+    }
 }
 
 /// Why an event should start a run, or `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
-    /// A mention in a new comment or a new issue's body.
+    /// A mention in a new comment or a new issue's body, or one an edit added.
     Mention,
+    /// `@handle stop|status|reset|help`.
+    Control(Control),
     /// A trigger label was added (or the issue was opened with one).
     Label(String),
 }
@@ -66,7 +101,16 @@ pub fn trigger_for(
     match &event.kind {
         EventKind::CommentCreated => {
             let body = &event.comment.as_ref()?.body;
+            if let Some(control) = control_command(body, handle) {
+                return Some(Trigger::Control(control));
+            }
             mentions(body, handle).then_some(Trigger::Mention)
+        }
+        EventKind::CommentEdited => {
+            // Only an edit that adds a command counts; fixing a typo must not rerun.
+            let body = &event.comment.as_ref()?.body;
+            let before = commands(event.previous_body.as_deref().unwrap_or_default(), handle).len();
+            (commands(body, handle).len() > before).then_some(Trigger::Mention)
         }
         EventKind::IssueOpened => {
             if mentions(&event.body, handle) {
@@ -86,7 +130,7 @@ pub fn trigger_for(
                 .cloned()
                 .map(Trigger::Label)
         }
-        EventKind::IssueEdited | EventKind::IssueClosed | EventKind::CommentEdited => None,
+        EventKind::IssueEdited | EventKind::IssueClosed => None,
     }
 }
 
@@ -107,6 +151,17 @@ mod tests {
         ] {
             assert!(mentions(text, "kugetsu"), "{text:?}");
         }
+    }
+
+    #[test]
+    fn control_commands_are_the_first_word_after_the_mention() {
+        assert_eq!(control_command("@kugetsu stop", "kugetsu"), Some(Control::Stop));
+        assert_eq!(control_command("@kugetsu: Status.", "kugetsu"), Some(Control::Status));
+        assert_eq!(control_command("hey @kugetsu reset", "kugetsu"), Some(Control::Reset));
+        assert_eq!(control_command("@kugetsu help", "kugetsu"), Some(Control::Help));
+        assert_eq!(control_command("@kugetsu stop the flaky test from failing", "kugetsu"), None);
+        assert_eq!(control_command("`@kugetsu stop`", "kugetsu"), None);
+        assert_eq!(commands("@kugetsu one\n\nand @kugetsu two", "kugetsu"), vec!["one", "two"]);
     }
 
     #[test]

@@ -71,7 +71,8 @@ impl Bot {
         let forges = Arc::new(forges);
         let tokens = Arc::new(crate::forge::ForgeTokens(forges.clone()));
         let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver).with_git_tokens(tokens));
-        let intake = Arc::new(Intake { hooks, queue: queue.clone(), bot: config.bot.clone() });
+        let intake =
+            Arc::new(Intake { hooks, queue: queue.clone(), bot: config.bot.clone(), limits: config.limits.clone() });
         let (stop, stopped) = watch::channel(false);
         let worker = Worker::new(engine.clone(), queue, forges, config.clone());
         let worker = tokio::spawn(worker.run(stopped.clone()));

@@ -30,6 +30,8 @@ pub fn build(job: &Job, branch: &str) -> String {
         (JobTrigger::Mention, None) => {
             out.push_str(&format!("\n@{} asked for this in the {kind}'s description above.\n", job.author));
         }
+        // Control and refused jobs never reach the agent; say nothing more.
+        (JobTrigger::Control { .. } | JobTrigger::Refused { .. }, _) => {}
         (JobTrigger::Label { name }, _) => {
             out.push_str(&format!(
                 "\n@{} added the label `{name}`: work on the {kind} as described above.\n",

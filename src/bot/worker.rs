@@ -2,23 +2,35 @@
 //! `limits.concurrency` at once, and turns each into a run and a comment.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use super::permissions::PermissionCache;
 use super::prompt;
 use crate::comment;
 use crate::config::Config;
+use crate::crash;
 use crate::engine::{Engine, Mode, RunOptions};
 use crate::forge::{Forge, ReactionTarget, compare_url};
-use crate::issue_ref::InstanceName;
-use crate::queue::{Queue, QueuedJob};
+use crate::issue_ref::{InstanceName, IssueRef};
+use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
+use crate::store::now_millis;
+use crate::trigger::Control;
 
 /// How often the queue is looked at even without a wake-up.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a job waits before it is retried when the disk is nearly full.
+const DISK_RETRY: Duration = Duration::from_secs(60);
+
+enum Outcome {
+    Done,
+    Failed(String),
+    /// Put back in the queue for later; nothing more to record.
+    Deferred,
+}
 
 #[derive(Clone)]
 pub struct Worker {
@@ -27,6 +39,8 @@ pub struct Worker {
     forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
     config: Arc<Config>,
     permissions: Arc<PermissionCache>,
+    /// The work job running on each issue, so `@kugetsu stop` can cancel it.
+    running: Arc<Mutex<HashMap<IssueRef, (i64, AbortHandle)>>>,
 }
 
 impl Worker {
@@ -37,14 +51,15 @@ impl Worker {
         config: Arc<Config>,
     ) -> Self {
         let permissions = Arc::new(PermissionCache::new(config.bot.permission_cache));
-        Self { engine, queue, forges, config, permissions }
+        Self { engine, queue, forges, config, permissions, running: Arc::default() }
     }
 
     /// Works until `stopped` turns true, then abandons runs in progress: their
     /// jobs stay marked running and are taken up again after a restart.
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.config.limits.concurrency));
-        let mut running = JoinSet::new();
+        // Control jobs (stop, status…) take no agent slot, but are capped too.
+        let slots = Arc::new(Semaphore::new(self.config.limits.concurrency + 2));
+        let mut tasks = JoinSet::new();
         while !*stopped.borrow() {
             let jobs = match self.queue.claim(slots.available_permits()).await {
                 Ok(jobs) => jobs,
@@ -54,47 +69,106 @@ impl Worker {
                 }
             };
             for job in jobs {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let (id, issue, is_work) = (job.id, job.job.issue.clone(), job.job.trigger.lane() == "work");
+                let key = issue.clone();
                 let worker = self.clone();
-                running.spawn(async move {
-                    let id = job.id;
+                let handle = tasks.spawn(async move {
                     let outcome = worker.process(job).await;
-                    if let Err(e) = worker.queue.finish(id, outcome).await {
-                        tracing::error!(job = id, error = %format!("{e:#}"), "cannot record a finished job");
+                    worker.record(id, outcome).await;
+                    if let Ok(mut running) = worker.running.lock()
+                        && running.get(&issue).is_some_and(|(running_id, _)| *running_id == id)
+                    {
+                        running.remove(&issue);
                     }
                     drop(slot);
                 });
+                if is_work && let Ok(mut running) = self.running.lock() {
+                    running.insert(key, (id, handle));
+                }
             }
             tokio::select! {
                 _ = self.queue.changed() => {}
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
                 _ = stopped.changed() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
-        running.shutdown().await;
+        tasks.shutdown().await;
+    }
+
+    async fn record(&self, id: i64, outcome: Outcome) {
+        let result = match outcome {
+            Outcome::Done => Ok(()),
+            Outcome::Failed(e) => Err(e),
+            Outcome::Deferred => return,
+        };
+        crash::point("before-finish");
+        if let Err(e) = self.queue.finish(id, result).await {
+            tracing::error!(job = id, error = %format!("{e:#}"), "cannot record a finished job");
+        }
     }
 
     #[tracing::instrument(skip_all, fields(job = queued.id, issue = %queued.job.issue))]
-    async fn process(&self, queued: QueuedJob) -> Result<(), String> {
-        let QueuedJob { id, job } = queued;
-        let repo = job.issue.repo();
-        let instance = self.config.instance(repo.instance()).ok_or("the instance is no longer configured")?;
-        let forge = self.forges.get(repo.instance()).ok_or("no forge client for the instance")?;
+    async fn process(&self, queued: QueuedJob) -> Outcome {
+        crash::point("after-claim");
+        let QueuedJob { id, job, outcome } = queued;
+        let Some(forge) = self.forges.get(job.issue.repo().instance()).cloned() else {
+            return Outcome::Failed("the instance is no longer configured".into());
+        };
+        // A run that finished before a crash: post its comment, do not run again.
+        if let Some(body) = outcome {
+            return self.post_once(forge.as_ref(), &job.issue, id, &body).await;
+        }
         // Fail closed: no answer from the permission API means no run.
-        let permission = self
-            .permissions
-            .permission(forge.as_ref(), repo, &job.author)
-            .await
-            .map_err(|e| format!("permission check for @{} failed: {e}", job.author))?;
+        let permission = match self.permissions.permission(forge.as_ref(), job.issue.repo(), &job.author).await {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(format!("permission check for @{} failed: {e}", job.author)),
+        };
         if !permission.can_trigger() {
             tracing::info!(user = job.author, "ignored a trigger from a user without write access");
-            if let Some(text) = &self.config.bot.deny_reply {
-                let _ = forge.post_comment(&job.issue, &comment::not_allowed_comment(text, id)).await;
+            return match &self.config.bot.deny_reply {
+                Some(text) => {
+                    self.post_once(forge.as_ref(), &job.issue, id, &comment::not_allowed_comment(text, id)).await
+                }
+                None => Outcome::Done,
+            };
+        }
+        let body = match &job.trigger {
+            JobTrigger::Mention | JobTrigger::Label { .. } => match self.run_agent(forge.as_ref(), id, &job).await {
+                Some(body) => body,
+                None => return Outcome::Deferred,
+            },
+            JobTrigger::Control { command } => self.control(*command, id, &job).await,
+            JobTrigger::Refused { reason } => comment::refused_comment(reason, id),
+        };
+        // Saved before posting: after a crash the comment is posted, the agent not rerun.
+        if let Err(e) = self.queue.save_outcome(id, &body).await {
+            tracing::error!(error = %format!("{e:#}"), "cannot save a job's outcome");
+        }
+        crash::point("before-comment");
+        self.post_once(forge.as_ref(), &job.issue, id, &body).await
+    }
+
+    /// Runs the agent and returns the comment to post; `None` when the job was
+    /// deferred for lack of disk space.
+    async fn run_agent(&self, forge: &dyn Forge, id: i64, job: &Job) -> Option<String> {
+        let repo = job.issue.repo();
+        if self.engine.free_disk_mib().is_some_and(|free| free < self.config.limits.min_free_disk_mib) {
+            tracing::warn!("deferring a job: the disk is nearly full");
+            let already_said = forge
+                .comments(&job.issue)
+                .await
+                .map(|all| all.iter().any(|c| comment::is_deferral_for_job(&c.body, id)))
+                .unwrap_or(false);
+            if !already_said {
+                let _ = forge.post_comment(&job.issue, &comment::deferred_comment(id)).await;
             }
-            return Ok(());
+            let retry_at = now_millis() + i64::try_from(DISK_RETRY.as_millis()).unwrap_or(60_000);
+            if let Err(e) = self.queue.defer(id, retry_at).await {
+                tracing::error!(error = %format!("{e:#}"), "cannot defer a job");
+            }
+            return None;
         }
         let target =
             job.comment.as_ref().map_or(ReactionTarget::Issue(job.issue.number()), |c| ReactionTarget::Comment(c.id));
@@ -102,18 +176,68 @@ impl Worker {
             tracing::warn!(error = %e, "could not react to the trigger");
         }
         let branch = self.engine.branch_for(&job.issue);
-        let text = prompt::build(&job, &branch);
-        let body = match self.engine.run(&job.issue, &text, Mode::Auto, RunOptions::default()).await {
+        let text = prompt::build(job, &branch);
+        Some(match self.engine.run(&job.issue, &text, Mode::Auto, RunOptions::default()).await {
             Ok(result) => {
+                let kind = self.config.instance(repo.instance()).map(|i| i.kind);
                 let base = job.default_branch.as_deref().unwrap_or("main");
-                let compare = job.repo_html_url.as_deref().map(|url| compare_url(instance.kind, url, base, &branch));
+                let compare =
+                    job.repo_html_url.as_deref().zip(kind).map(|(url, kind)| compare_url(kind, url, base, &branch));
                 comment::result_comment(&result, compare.as_deref(), id)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "run failed");
                 comment::failure_comment(&e, id)
             }
-        };
-        forge.post_comment(&job.issue, &body).await.map(drop).map_err(|e| format!("posting the comment failed: {e}"))
+        })
+    }
+
+    async fn control(&self, command: Control, id: i64, job: &Job) -> String {
+        match command {
+            Control::Help => comment::help_comment(&self.config.bot.handle, id),
+            Control::Status => {
+                let record = self.engine.store().issue_session(&job.issue).await.ok().flatten();
+                let queued = self.queue.waiting_for(&job.issue).await.unwrap_or(0);
+                comment::status_comment(record.as_ref(), queued, id)
+            }
+            Control::Stop => {
+                let running = self.running.lock().ok().and_then(|mut r| r.remove(&job.issue));
+                let stopped = running.is_some();
+                if let Some((running_id, handle)) = running {
+                    handle.abort();
+                    let why = format!("stopped by @{}", job.author);
+                    if let Err(e) = self.engine.stop(&job.issue, &why).await {
+                        tracing::warn!(error = %e, "could not mark the stopped run");
+                    }
+                    if let Err(e) = self.queue.finish(running_id, Err(why)).await {
+                        tracing::error!(error = %format!("{e:#}"), "cannot record a stopped job");
+                    }
+                }
+                comment::stopped_comment(stopped, id)
+            }
+            Control::Reset => {
+                let had_session = matches!(self.engine.store().issue_session(&job.issue).await, Ok(Some(_)));
+                if had_session && let Err(e) = self.engine.destroy(&job.issue).await {
+                    return comment::failure_comment(&e, id);
+                }
+                comment::reset_comment(had_session, id)
+            }
+        }
+    }
+
+    /// Posts the job's comment unless an earlier attempt already did.
+    async fn post_once(&self, forge: &dyn Forge, issue: &IssueRef, id: i64, body: &str) -> Outcome {
+        match forge.comments(issue).await {
+            Ok(existing) if existing.iter().any(|c| comment::is_comment_for_job(&c.body, id)) => return Outcome::Done,
+            Ok(_) => {}
+            Err(e) => return Outcome::Failed(format!("cannot read the issue's comments: {e}")),
+        }
+        match forge.post_comment(issue, body).await {
+            Ok(_) => {
+                crash::point("after-comment");
+                Outcome::Done
+            }
+            Err(e) => Outcome::Failed(format!("posting the comment failed: {e}")),
+        }
     }
 }

@@ -38,6 +38,25 @@ impl Engine {
         Ok(self.store.issue_sessions().await?)
     }
 
+    /// Marks a run that was cancelled midway as stopped and aborts its session.
+    pub async fn stop(&self, issue: &IssueRef, why: &str) -> Result<(), EngineError> {
+        let Some(mut record) = self.store.issue_session(issue).await? else { return Ok(()) };
+        if let Some(id) = &record.session_id {
+            self.driver.abort(id, &record.worktree).await;
+        }
+        record.status = crate::store::SessionStatus::Failed;
+        record.last_error = Some(why.to_owned());
+        record.updated_at = crate::store::now_millis();
+        self.store.save_issue_session(&record).await?;
+        Ok(())
+    }
+
+    /// Free space in the state directory, in MiB.
+    pub fn free_disk_mib(&self) -> Option<u64> {
+        let stat = nix::sys::statvfs::statvfs(self.config.state_dir.as_path()).ok()?;
+        Some(stat.blocks_available().saturating_mul(stat.fragment_size()) / (1024 * 1024))
+    }
+
     /// Removes the issue's worktree, local branch, session and record. The pushed
     /// branch stays on the remote. Returns warnings for steps that could not be done.
     pub async fn destroy(&self, issue: &IssueRef) -> Result<Vec<String>, EngineError> {

@@ -242,6 +242,7 @@ impl Engine {
     ) -> Result<(Worktree, Option<String>), EngineError> {
         let _lock = self.lock_mirror(issue.repo()).await?;
         self.sync_mirror(issue.repo(), mirror, creds).await?;
+        crate::crash::point("after-fetch");
         let worktree = Worktree::at(self.layout.worktree(issue));
         let worktree = if worktree.exists() {
             worktree
@@ -309,17 +310,33 @@ impl Engine {
         record: &mut IssueSession,
     ) -> Result<(Vec<crate::git::Commit>, Vec<String>, Option<String>), EngineError> {
         let message = format!("kugetsu: work on {issue}\n\nChanges the agent left uncommitted.");
+        {
+            let _lock = self.lock_mirror(issue.repo()).await?;
+            worktree.reclaim(mirror)?;
+        }
         worktree.commit_leftovers(&self.git, &message).await?;
         let commits = worktree.commits_since(&self.git, base_sha).await?;
         let files = worktree.files_changed_since(&self.git, base_sha).await?;
         let head = worktree.head(&self.git).await?;
-        // Lease against what we pushed last; on a first push, against what we fetched.
-        let lease = record.last_pushed_sha.clone().or(remote_sha);
-        if lease.as_deref() == Some(head.as_str()) {
+        if remote_sha.as_deref() == Some(head.as_str()) {
+            record.last_pushed_sha = Some(head);
             return Ok((commits, files, None));
         }
+        // The lease is what the remote branch must still be for the push to go on.
+        let lease = match (remote_sha, &record.last_pushed_sha) {
+            (None, _) => None,
+            // Our branch contains it (we pushed it, perhaps just before a crash): a fast-forward.
+            (Some(remote), _) if worktree.contains(&self.git, &remote).await => Some(remote),
+            // A first push replaces a branch left from an earlier, destroyed session.
+            (Some(remote), None) => Some(remote),
+            // Someone else pushed since our last push: the push is refused, their work kept.
+            (Some(_), Some(ours)) => Some(ours.clone()),
+        };
         let _lock = self.lock_mirror(issue.repo()).await?;
+        crate::crash::point("before-push");
+        mirror.restore_config()?;
         mirror.push_branch(&self.git, branch, lease.as_deref(), creds).await.map_err(|e| push_error(branch, e))?;
+        crate::crash::point("after-push");
         record.last_pushed_sha = Some(head);
         Ok((commits, files, Some(mirror.url().to_owned())))
     }

@@ -48,6 +48,12 @@ pub struct ForgeEvent {
     pub default_branch: Option<String>,
     /// The forge's numeric repository id, stable across renames.
     pub repo_id: Option<u64>,
+    /// On an edit, the body before it.
+    pub previous_body: Option<String>,
+    /// What makes this event the same event when it is delivered again under a
+    /// new delivery id (Gitea's replay): instance, repository, issue or comment,
+    /// action and update time.
+    pub identity: String,
 }
 
 /// What a delivery turned out to be.
@@ -95,6 +101,18 @@ pub fn normalize(
     };
     let repo_ref = RepoRef::new(instance.clone(), &repo.owner.login, &repo.name)?;
     let sender = payload.sender.as_ref().or(payload.comment.as_ref().map(|c| &c.user)).unwrap_or(&issue.user);
+    let identity = format!(
+        "{instance}:{repo}:{number}:{comment}:{event}:{action}:{updated}",
+        repo = repo.id.map_or_else(|| format!("{}/{}", repo.owner.login, repo.name), |id| id.to_string()),
+        number = issue.number,
+        comment = payload.comment.as_ref().map_or_else(|| "-".to_owned(), |c| c.id.to_string()),
+        updated = payload
+            .comment
+            .as_ref()
+            .and_then(|c| c.updated_at.as_deref())
+            .or(issue.updated_at.as_deref())
+            .unwrap_or("-"),
+    );
     let author_is_bot = sender.is_bot() || kind == ForgeKind::Github && sender.kind.as_deref() == Some("Bot");
     Ok(Normalized::Event(Box::new(ForgeEvent {
         delivery_id: delivery_id.to_owned(),
@@ -110,5 +128,7 @@ pub fn normalize(
         repo_html_url: repo.html_url.clone(),
         default_branch: repo.default_branch.clone(),
         repo_id: repo.id,
+        previous_body: payload.changes.as_ref().and_then(|c| c.body.as_ref()).and_then(|b| b.from.clone()),
+        identity,
     })))
 }

@@ -13,6 +13,18 @@ pub struct Payload {
     pub sender: Option<User>,
     /// GitHub's `labeled` names the label added; Gitea's `label_updated` does not.
     pub label: Option<Label>,
+    /// On edits, the previous values.
+    pub changes: Option<Changes>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Changes {
+    pub body: Option<ChangedFrom>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChangedFrom {
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +37,7 @@ pub struct Issue {
     pub labels: Option<Vec<Label>>,
     /// Present (GitHub) or non-null (Gitea) on pull requests.
     pub pull_request: Option<Value>,
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +45,7 @@ pub struct Comment {
     pub id: u64,
     pub body: Option<String>,
     pub user: User,
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

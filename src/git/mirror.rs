@@ -33,6 +33,7 @@ impl Mirror {
     /// failed clone (a missing repository, say) leaves nothing behind.
     pub async fn sync(&self, git: &Git, creds: Option<&Credentials>) -> Result<(), GitError> {
         if self.exists() {
+            self.restore_config()?;
             return self.fetch(git, &self.path, creds).await;
         }
         let parent = self.path.parent().unwrap_or(Path::new("/"));
@@ -46,6 +47,37 @@ impl Mirror {
         git.run_authenticated(dir, &["remote", "set-head", "origin", "--auto"], self.auth(creds)).await?;
         std::fs::rename(scratch.keep(), &self.path).map_err(GitError::Spawn)?;
         Ok(())
+    }
+
+    /// The mirror's config as kugetsu wrote it. The agent shares this repository
+    /// through its worktree and could add filters, fsmonitor commands, includes or
+    /// an ssh command that kugetsu's own git calls would run; rewriting the file
+    /// (and dropping per-worktree config) before kugetsu uses git again undoes that.
+    pub fn restore_config(&self) -> Result<(), GitError> {
+        let config = format!(
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n\
+             [remote \"origin\"]\n\turl = {}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
+            self.url.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        std::fs::write(self.path.join("config"), config).map_err(GitError::Spawn)?;
+        for admin in self.admin_dirs() {
+            let _ = std::fs::remove_file(admin.join("config.worktree"));
+        }
+        Ok(())
+    }
+
+    /// `worktrees/<id>` directories where git keeps each worktree's state.
+    fn admin_dirs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.path.join("worktrees")) else { return Vec::new() };
+        entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+    }
+
+    /// The admin directory of the worktree checked out at `worktree`.
+    pub fn admin_dir_of(&self, worktree: &Path) -> Option<PathBuf> {
+        let dot_git = worktree.join(".git");
+        self.admin_dirs()
+            .into_iter()
+            .find(|admin| std::fs::read_to_string(admin.join("gitdir")).is_ok_and(|p| Path::new(p.trim()) == dot_git))
     }
 
     fn auth<'a>(&'a self, creds: Option<&'a Credentials>) -> Option<(&'a Credentials, &'a str)> {

@@ -4,6 +4,7 @@
 //! repository or the agent could plant, and keeps credentials out of argv and files.
 
 mod command;
+mod locks;
 mod mirror;
 mod worktree;
 

@@ -83,6 +83,28 @@ impl Worktree {
         Ok(())
     }
 
+    /// Makes the worktree safe for kugetsu's own git calls after the agent had it:
+    /// the mirror's config is restored, the `.git` link points back at the mirror
+    /// (the agent could aim it at a repository with hostile config), and index
+    /// locks left by a killed git are removed if no process holds them.
+    pub fn reclaim(&self, mirror: &Mirror) -> Result<(), GitError> {
+        mirror.restore_config()?;
+        let Some(admin) = mirror.admin_dir_of(&self.path) else {
+            return Err(GitError::Failed {
+                args: "worktree".into(),
+                stderr: format!("{} is not a worktree of {}", self.path.display(), mirror.path().display()),
+            });
+        };
+        std::fs::write(self.path.join(".git"), format!("gitdir: {}\n", admin.display())).map_err(GitError::Spawn)?;
+        for lock in [admin.join("index.lock"), admin.join("HEAD.lock")] {
+            if lock.exists() && !super::locks::held_by_a_process(&lock) {
+                tracing::warn!(lock = %lock.display(), "removing a stale git lock");
+                std::fs::remove_file(&lock).map_err(GitError::Spawn)?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn head(&self, git: &Git) -> Result<String, GitError> {
         Ok(git.run(&self.path, &["rev-parse", "HEAD"]).await?.trim().to_owned())
     }
@@ -96,6 +118,11 @@ impl Worktree {
         git.run(&self.path, &["add", "-A", "--", "."]).await?;
         git.run(&self.path, &["commit", "-q", "--no-verify", "-m", message]).await?;
         self.head(git).await.map(Some)
+    }
+
+    /// Whether HEAD contains `commit`.
+    pub async fn contains(&self, git: &Git, commit: &str) -> bool {
+        git.run(&self.path, &["merge-base", "--is-ancestor", commit, "HEAD"]).await.is_ok()
     }
 
     /// Commits in `since..HEAD`, oldest first.

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-use super::process::ProcessGroup;
+use super::process::{ProcessGroup, die_with_parent};
 use super::{
     AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, append_debug,
     spawn_error,
@@ -107,6 +107,7 @@ impl CliDriver {
         let mut cmd = Command::new(&self.settings.binary);
         self.env.apply(&mut cmd);
         cmd.current_dir(dir).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+        die_with_parent(&mut cmd);
         cmd
     }
 
@@ -259,6 +260,10 @@ impl Driver for CliDriver {
         }
         serde_json::from_str(&stdout)
             .map_err(|e| RunError::infra(format!("unexpected `opencode session list` output: {e}")))
+    }
+
+    async fn abort(&self, _id: &str, _dir: &Path) {
+        // A cancelled run drops its process group, which kills opencode.
     }
 
     async fn shutdown(&self) {}

@@ -118,6 +118,8 @@ pub trait Driver: Send + Sync {
     async fn session_exists(&self, id: &str, dir: &Path) -> Result<bool, RunError>;
     /// Deletes the session; a session that is already gone is not an error.
     async fn delete_session(&self, id: &str, dir: &Path) -> Result<(), RunError>;
+    /// Stops a run in progress in the session, if any.
+    async fn abort(&self, id: &str, dir: &Path);
     /// Sessions of the repository checked out at `dir`.
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError>;
     /// Stops anything the driver started.

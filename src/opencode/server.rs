@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use super::api::{Api, Message};
-use super::process::ProcessGroup;
+use super::process::{ProcessGroup, die_with_parent};
 use super::{
     AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, append_debug,
     spawn_error, split_model,
@@ -93,6 +93,7 @@ impl ServerDriver {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(true);
+        die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.binary, &e))?;
         let group = ProcessGroup::of(&child);
         let stdout = child.stdout.take().ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
@@ -239,6 +240,22 @@ impl ServerDriver {
     }
 }
 
+/// Counts a run as active until dropped, also when the run is cancelled midway.
+struct ActiveRun<'a>(&'a AtomicUsize);
+
+impl<'a> ActiveRun<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for ActiveRun<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn describe_permission(rest: &std::collections::HashMap<String, Value>) -> String {
     let kind = rest.get("permission").and_then(Value::as_str).unwrap_or("unknown");
     let patterns: Vec<&str> = rest
@@ -283,7 +300,7 @@ async fn log_events(api: Api, dir: PathBuf, debug_dir: PathBuf, session: String)
 #[async_trait]
 impl Driver for ServerDriver {
     async fn run(&self, prompt: Prompt<'_>) -> Result<AgentReply, RunError> {
-        self.active_runs.fetch_add(1, Ordering::SeqCst);
+        let active = ActiveRun::new(&self.active_runs);
         let result = async {
             let api = self.api().await?;
             let id = self.open_session(&api, &prompt).await?;
@@ -293,7 +310,7 @@ impl Driver for ServerDriver {
             }
         }
         .await;
-        self.active_runs.fetch_sub(1, Ordering::SeqCst);
+        drop(active);
         self.recycle_if_bloated().await;
         result
     }
@@ -308,6 +325,13 @@ impl Driver for ServerDriver {
 
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
         self.api().await?.sessions(dir).await
+    }
+
+    async fn abort(&self, id: &str, dir: &Path) {
+        let running = self.server.lock().await.as_ref().map(|s| s.api.clone());
+        if let Some(api) = running {
+            api.abort(id, dir).await;
+        }
     }
 
     async fn shutdown(&self) {

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use crate::event::CommentInfo;
 use crate::issue_ref::IssueRef;
 use crate::store::now_millis;
-use crate::trigger::Trigger;
+use crate::trigger::{Control, Trigger};
 
 /// Everything a run needs, captured when the trigger arrived, so later edits of
 /// the issue change nothing about it.
@@ -32,7 +32,26 @@ pub struct Job {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobTrigger {
     Mention,
-    Label { name: String },
+    Label {
+        name: String,
+    },
+    Control {
+        command: Control,
+    },
+    /// Not run: the reason is posted as a reply (rate limit, full queue).
+    Refused {
+        reason: String,
+    },
+}
+
+impl JobTrigger {
+    /// Whether the job waits for the issue's earlier work (`work`) or is answered at once (`control`).
+    pub fn lane(&self) -> &'static str {
+        match self {
+            Self::Mention | Self::Label { .. } | Self::Control { command: Control::Reset } => "work",
+            Self::Control { .. } | Self::Refused { .. } => "control",
+        }
+    }
 }
 
 impl From<Trigger> for JobTrigger {
@@ -40,6 +59,7 @@ impl From<Trigger> for JobTrigger {
         match t {
             Trigger::Mention => Self::Mention,
             Trigger::Label(name) => Self::Label { name },
+            Trigger::Control(command) => Self::Control { command },
         }
     }
 }
@@ -48,6 +68,8 @@ impl From<Trigger> for JobTrigger {
 pub struct QueuedJob {
     pub id: i64,
     pub job: Job,
+    /// The comment a run already produced, when the process died before posting it.
+    pub outcome: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,33 +90,88 @@ impl Queue {
         Self { pool, wake: Arc::new(Notify::new()) }
     }
 
-    /// Records the delivery and stores its job, atomically.
-    pub async fn enqueue(&self, instance: &str, job: &Job) -> anyhow::Result<Enqueued> {
+    /// Records the delivery (and the event's identity) and stores its job,
+    /// atomically. A delivery id or identity seen before stores nothing.
+    pub async fn enqueue(&self, instance: &str, identity: Option<&str>, job: &Job) -> anyhow::Result<Enqueued> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
-        let inserted =
+        let fresh_delivery =
             sqlx::query("INSERT OR IGNORE INTO deliveries (instance, delivery_id, received_at) VALUES (?, ?, ?)")
                 .bind(instance)
                 .bind(&job.delivery_id)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?
-                .rows_affected();
-        if inserted == 0 {
+                .rows_affected()
+                == 1;
+        let fresh_identity = match identity {
+            Some(identity) => {
+                sqlx::query("INSERT OR IGNORE INTO event_identities (identity, received_at) VALUES (?, ?)")
+                    .bind(identity)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1
+            }
+            None => true,
+        };
+        if !fresh_delivery || !fresh_identity {
             return Ok(Enqueued::Duplicate);
         }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO jobs (issue, job, status, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?) RETURNING id",
+            "INSERT INTO jobs (issue, job, status, created_at, updated_at, author, repo, lane) \
+             VALUES (?, ?, 'pending', ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(job.issue.to_string())
         .bind(serde_json::to_string(job)?)
         .bind(now)
         .bind(now)
+        .bind(job.author.to_ascii_lowercase())
+        .bind(job.issue.repo().to_string())
+        .bind(job.trigger.lane())
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         self.wake.notify_one();
         Ok(Enqueued::Queued(id))
+    }
+
+    /// Jobs created since `since_ms` by `author`, and in `repo`.
+    pub async fn recent_jobs(&self, author: &str, repo: &str, since_ms: i64) -> anyhow::Result<(i64, i64)> {
+        let by_author: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE author = ? AND created_at >= ?")
+            .bind(author.to_ascii_lowercase())
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        let by_repo: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE repo = ? AND created_at >= ?")
+            .bind(repo)
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((by_author, by_repo))
+    }
+
+    /// Keeps the comment a finished run produced, before it is posted.
+    pub async fn save_outcome(&self, id: i64, comment: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE jobs SET outcome = ?, updated_at = ? WHERE id = ?")
+            .bind(comment)
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Puts a claimed job back, not to be taken before `not_before_ms`.
+    pub async fn defer(&self, id: i64, not_before_ms: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'pending', not_before = ?, updated_at = ? WHERE id = ?")
+            .bind(not_before_ms)
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Takes up to `limit` jobs: for each issue with no running job, its oldest
@@ -104,14 +181,16 @@ impl Queue {
             return Ok(Vec::new());
         }
         let now = now_millis();
-        let rows: Vec<(i64, String)> = sqlx::query_as(
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
             "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id IN (
                 SELECT j.id FROM jobs j
-                WHERE j.status = 'pending'
-                  AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.issue = j.issue AND r.status = 'running')
-                  AND j.id = (SELECT MIN(p.id) FROM jobs p WHERE p.issue = j.issue AND p.status = 'pending')
+                WHERE j.status = 'pending' AND j.not_before <= ?1
+                  AND NOT EXISTS (SELECT 1 FROM jobs r
+                                  WHERE r.issue = j.issue AND r.lane = j.lane AND r.status = 'running')
+                  AND j.id = (SELECT MIN(p.id) FROM jobs p
+                              WHERE p.issue = j.issue AND p.lane = j.lane AND p.status = 'pending')
                 ORDER BY j.id LIMIT ?2
-            ) RETURNING id, job",
+            ) RETURNING id, job, outcome",
         )
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -119,8 +198,8 @@ impl Queue {
         .await?;
         let mut jobs: Vec<QueuedJob> = rows
             .into_iter()
-            .filter_map(|(id, json)| match serde_json::from_str(&json) {
-                Ok(job) => Some(QueuedJob { id, job }),
+            .filter_map(|(id, json, outcome)| match serde_json::from_str(&json) {
+                Ok(job) => Some(QueuedJob { id, job, outcome }),
                 Err(e) => {
                     tracing::error!(job = id, error = %e, "unreadable job left in the queue");
                     None
@@ -156,11 +235,14 @@ impl Queue {
         Ok(done.rows_affected())
     }
 
+    /// Work jobs on the issue that are queued or running.
     pub async fn waiting_for(&self, issue: &IssueRef) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE issue = ? AND status IN ('pending', 'running')")
-            .bind(issue.to_string())
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE issue = ? AND lane = 'work' AND status IN ('pending', 'running')",
+        )
+        .bind(issue.to_string())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn labels(&self, issue: &IssueRef) -> anyhow::Result<Option<Vec<String>>> {

@@ -15,11 +15,12 @@ use axum::routing::{get, post};
 use secrecy::SecretString;
 
 use crate::comment::is_bot_comment;
+use crate::config::Limits;
 use crate::config::{BotSettings, ForgeKind};
 use crate::event::{EventKind, ForgeEvent, Normalized, normalize};
 use crate::issue_ref::InstanceName;
-use crate::queue::{Enqueued, Job, Queue};
-use crate::trigger::trigger_for;
+use crate::queue::{Enqueued, Job, JobTrigger, Queue};
+use crate::trigger::{Trigger, trigger_for};
 
 /// GitHub caps payloads at 25 MB; leave room for form encoding.
 pub const BODY_LIMIT: usize = 26 * 1024 * 1024;
@@ -36,6 +37,7 @@ pub struct Intake {
     pub hooks: HashMap<InstanceName, Hook>,
     pub queue: Queue,
     pub bot: BotSettings,
+    pub limits: Limits,
 }
 
 pub fn router(intake: Arc<Intake>) -> Router {
@@ -151,10 +153,17 @@ async fn accept(intake: &Intake, instance: &InstanceName, hook: &Hook, event: &F
     let Some(trigger) = trigger_for(event, &intake.bot.handle, &intake.bot.trigger_labels, previous.as_deref()) else {
         return Ok(reply(StatusCode::OK, "ignored: no mention or trigger label"));
     };
+    let trigger = match trigger {
+        Trigger::Control(command) => JobTrigger::Control { command },
+        work => match over_limit(intake, event).await? {
+            Some(reason) => JobTrigger::Refused { reason },
+            None => work.into(),
+        },
+    };
     let job = Job {
         issue: event.issue.clone(),
         delivery_id: event.delivery_id.clone(),
-        trigger: trigger.into(),
+        trigger,
         author: event.author.clone(),
         title: event.title.clone(),
         issue_body: event.body.clone(),
@@ -163,8 +172,35 @@ async fn accept(intake: &Intake, instance: &InstanceName, hook: &Hook, event: &F
         repo_html_url: event.repo_html_url.clone(),
         default_branch: event.default_branch.clone(),
     };
-    Ok(match intake.queue.enqueue(instance.as_str(), &job).await? {
+    Ok(match intake.queue.enqueue(instance.as_str(), Some(&event.identity), &job).await? {
         Enqueued::Queued(id) => reply(StatusCode::ACCEPTED, format!("queued job {id}")),
         Enqueued::Duplicate => reply(StatusCode::OK, "duplicate delivery"),
     })
+}
+
+/// Why a request for work must be refused, if it must: the issue's queue is full,
+/// or the user or repository asked for too many runs in the last hour.
+async fn over_limit(intake: &Intake, event: &ForgeEvent) -> anyhow::Result<Option<String>> {
+    let limits = &intake.limits;
+    let waiting = intake.queue.waiting_for(&event.issue).await?;
+    if waiting >= i64::from(limits.queued_per_issue) {
+        return Ok(Some(format!(
+            "{waiting} requests on this issue are already queued or running; ask again once they are done."
+        )));
+    }
+    let hour_ago = crate::store::now_millis() - 3_600_000;
+    let (by_author, by_repo) =
+        intake.queue.recent_jobs(&event.author, &event.issue.repo().to_string(), hour_ago).await?;
+    if by_author >= i64::from(limits.per_user_per_hour) {
+        return Ok(Some(format!(
+            "@{} asked for {by_author} runs in the last hour, the most allowed; please try again later.",
+            event.author
+        )));
+    }
+    if by_repo >= i64::from(limits.per_repo_per_hour) {
+        return Ok(Some(format!(
+            "This repository had {by_repo} runs in the last hour, the most allowed; please try again later."
+        )));
+    }
+    Ok(None)
 }

@@ -3,8 +3,10 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod bot_env;
 pub mod fake_forge;
 pub mod fake_model;
+pub mod serve;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,32 @@
+//! Stale lock files: git leaves `index.lock` behind when it is killed, and every
+//! later git call in that worktree then fails until the file is removed.
+
+use std::path::Path;
+
+/// Whether any process has `lock` open. A lock is only stale when none does;
+/// removing a live one would corrupt the index of the git that holds it.
+pub fn held_by_a_process(lock: &Path) -> bool {
+    let Ok(target) = lock.canonicalize() else { return false };
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    procs
+        .flatten()
+        .filter(|p| p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|p| std::fs::read_dir(p.path().join("fd")).ok())
+        .flat_map(|fds| fds.flatten())
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|open| open == target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_lock_is_held_and_a_closed_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("index.lock");
+        let file = std::fs::File::create(&lock).unwrap();
+        assert!(held_by_a_process(&lock));
+        drop(file);
+        assert!(!held_by_a_process(&lock));
+    }
+}

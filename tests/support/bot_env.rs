@@ -1,0 +1,144 @@
+//! A bot started in-process against a fake forge, with GitHub (`gh`) and Gitea
+//! (`tea`) instances whose git remotes are bare repositories on disk.
+
+use std::time::Duration;
+
+use kugetsu::bot::Bot;
+use serde_json::Value;
+
+use super::webhook::{self, Delivery, fixture, retarget, with_comment};
+use super::{EnvOptions, FakeForge, TestEnv};
+
+pub const GH_SECRET: &str = "gh-secret-canary";
+pub const TEA_SECRET: &str = "tea-secret-canary";
+
+pub struct BotEnv {
+    pub env: TestEnv,
+    pub forge: FakeForge,
+    bot: Option<Bot>,
+    vars: Vec<(&'static str, String)>,
+}
+
+impl BotEnv {
+    pub async fn new() -> Self {
+        Self::with("", Vec::new()).await
+    }
+
+    /// `more` is TOML appended to the config (`{forge}` is the fake forge's base
+    /// URL, `{remotes}` the remotes dir); `vars` are extra environment variables.
+    pub async fn with(more: &str, vars: Vec<(&'static str, String)>) -> Self {
+        let forge = FakeForge::start().await;
+        let more = more.replace("{forge}", &forge.github_api());
+        let extra = format!(
+            r#"
+[bot]
+handle = "kugetsu"
+listen = "127.0.0.1:0"
+trigger_labels = ["kugetsu"]
+
+[instances.gh]
+kind = "github"
+api_url = "{gh}"
+git_url = "{{remotes}}"
+token_env = "GH_TOKEN"
+webhook_secret_env = "GH_SECRET"
+
+[instances.tea]
+kind = "gitea"
+api_url = "{tea}"
+git_url = "{{remotes}}"
+token_env = "TEA_TOKEN"
+webhook_secret_env = "TEA_SECRET"
+"#,
+            gh = forge.github_api(),
+            tea = forge.gitea_api(),
+        ) + &more;
+        let env = TestEnv::with(EnvOptions { extra, ..EnvOptions::default() }).await;
+        let text =
+            std::fs::read_to_string(&env.config_path).unwrap().replace("{remotes}", env.remotes.to_str().unwrap());
+        std::fs::write(&env.config_path, text).unwrap();
+        forge.set_permission("alice", "write");
+        forge.set_permission("mallory", "read");
+        let mut this = Self { env, forge, bot: None, vars };
+        this.start().await;
+        this
+    }
+
+    /// The environment `kugetsu serve` needs: tokens and webhook secrets.
+    pub fn secret_vars(&self) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = [
+            ("GH_TOKEN", "gh-token-canary"),
+            ("GH_SECRET", GH_SECRET),
+            ("TEA_TOKEN", "tea-token-canary"),
+            ("TEA_SECRET", TEA_SECRET),
+            ("LOCAL_WEBHOOK_SECRET", "local-secret"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        vars.extend(self.vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        vars
+    }
+
+    /// Rewrites the config file; takes effect at the next start.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.env.config_path).unwrap();
+        std::fs::write(&self.env.config_path, edit(text)).unwrap();
+    }
+
+    pub async fn start(&mut self) {
+        let owned = self.secret_vars();
+        let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let config = self.env.config_with_env(&vars);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.bot = Some(Bot::start(config, listener).await.expect("bot starts"));
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(bot) = self.bot.take() {
+            bot.shutdown().await;
+        }
+    }
+
+    pub fn url(&self, instance: &str) -> String {
+        format!("http://{}/webhooks/{instance}", self.bot.as_ref().expect("bot running").addr)
+    }
+
+    pub async fn jobs(&self) -> Vec<(i64, String, String)> {
+        let db = self.env.state_dir().join("kugetsu.db");
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let rows = sqlx::query_as("SELECT id, issue, status FROM jobs ORDER BY id").fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    }
+
+    pub async fn wait_for_jobs_done(&self, count: usize) -> Vec<(i64, String, String)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let jobs = self.jobs().await;
+            if jobs.len() >= count && jobs.iter().all(|(_, _, s)| s == "done" || s == "failed") {
+                return jobs;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "jobs never finished: {jobs:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn gh_comment(number: u64, comment_id: u64, body: &str, author: &str) -> Value {
+    let p = retarget(fixture("github/issue_comment.created.json"), "acme", "widget", number, author);
+    with_comment(p, comment_id, body)
+}
+
+pub fn tea_comment(number: u64, comment_id: u64, body: &str, author: &str) -> Value {
+    let p = retarget(fixture("gitea/issue_comment.created.json"), "acme", "widget", number, author);
+    with_comment(p, comment_id, body)
+}
+
+pub fn gh(payload: &Value, delivery: &str) -> Delivery {
+    webhook::github("issue_comment", delivery, payload, GH_SECRET)
+}
+
+pub fn tea(payload: &Value, delivery: &str) -> Delivery {
+    webhook::gitea("issue_comment", "issue_comment", delivery, payload, TEA_SECRET)
+}
