@@ -120,6 +120,9 @@ pub struct OpencodeSettings {
     pub max_model_retries: u32,
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// Repositories whose own opencode config and plugins (`opencode.json`,
+    /// `.opencode/`) opencode may load. For all others they are kept out of the worktree.
+    pub trusted_repos: Vec<crate::issue_ref::RepoRef>,
 }
 
 impl Default for OpencodeSettings {
@@ -135,6 +138,7 @@ impl Default for OpencodeSettings {
             memory_limit_mib: 2048,
             max_model_retries: 3,
             startup_timeout: Duration::from_secs(60),
+            trusted_repos: Vec::new(),
         }
     }
 }

@@ -20,16 +20,27 @@ pub fn mentions(text: &str, handle: &str) -> bool {
 pub fn commands(text: &str, handle: &str) -> Vec<String> {
     let mut hidden_depth = 0usize;
     let mut found = Vec::new();
+    // The parser splits text at would-be emphasis markers (`@kugetsu_x` arrives
+    // as `@kugetsu` then `_x`), so adjacent text is joined before it is scanned.
+    let mut run = String::new();
     for event in Parser::new(text) {
         match event {
-            Event::Start(Tag::CodeBlock(_) | Tag::BlockQuote(_) | Tag::HtmlBlock) => hidden_depth += 1,
-            Event::End(TagEnd::CodeBlock | TagEnd::BlockQuote(_) | TagEnd::HtmlBlock) => {
-                hidden_depth = hidden_depth.saturating_sub(1)
+            Event::Text(t) if hidden_depth == 0 => run.push_str(&t),
+            Event::SoftBreak | Event::HardBreak if hidden_depth == 0 => run.push('\n'),
+            other => {
+                found.extend(text_commands(&run, handle));
+                run.clear();
+                match other {
+                    Event::Start(Tag::CodeBlock(_) | Tag::BlockQuote(_) | Tag::HtmlBlock) => hidden_depth += 1,
+                    Event::End(TagEnd::CodeBlock | TagEnd::BlockQuote(_) | TagEnd::HtmlBlock) => {
+                        hidden_depth = hidden_depth.saturating_sub(1)
+                    }
+                    _ => {}
+                }
             }
-            Event::Text(t) if hidden_depth == 0 => found.extend(text_commands(&t, handle)),
-            _ => {}
         }
     }
+    found.extend(text_commands(&run, handle));
     found
 }
 
@@ -178,6 +189,7 @@ mod tests {
             "<!-- @kugetsu hidden -->",
             "no mention at all",
             "https://example.com/@kugetsu",
+            "@kugetsu_- a",
         ] {
             assert!(!mentions(text, "kugetsu"), "{text:?}");
         }

@@ -251,6 +251,7 @@ impl Engine {
             let start = format!("refs/remotes/origin/{default}");
             Worktree::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start).await?
         };
+        self.hide_project_config(issue.repo(), &worktree).await?;
         let remote_sha = mirror.remote_branch_sha(&self.git, branch).await?;
         Ok((worktree, remote_sha))
     }
@@ -371,7 +372,8 @@ impl Engine {
             let default = mirror.default_branch(&self.git).await?;
             let start = format!("refs/remotes/origin/{default}");
             Worktree::at(path.clone()).remove(&self.git, &mirror).await?;
-            Worktree::create(&self.git, &mirror, path.clone(), None, &start).await?;
+            let base = Worktree::create(&self.git, &mirror, path.clone(), None, &start).await?;
+            self.hide_project_config(repo, &base).await?;
         }
         let title = format!("{SESSION_TITLE_PREFIX}base {repo}");
         let prompt = Prompt {
@@ -391,6 +393,15 @@ impl Engine {
             BaseSession { repo: repo.clone(), session_id: reply.session_id, worktree: path, created_at: now_millis() };
         self.store.save_base_session(&base).await?;
         Ok(base)
+    }
+
+    /// Keeps the repository's own opencode config and plugins out of the worktree,
+    /// unless the operator trusts the repository.
+    async fn hide_project_config(&self, repo: &RepoRef, worktree: &Worktree) -> Result<(), EngineError> {
+        if self.config.opencode.trusted_repos.contains(repo) {
+            return Ok(());
+        }
+        Ok(worktree.hide_paths(&self.git, &[".opencode", "opencode.json", "opencode.jsonc"]).await?)
     }
 
     fn worktree_dir_for_lookup(&self, record: &IssueSession) -> Option<PathBuf> {

@@ -120,6 +120,33 @@ impl Worktree {
         self.head(git).await.map(Some)
     }
 
+    /// Takes tracked paths out of the checkout without git counting them as
+    /// deleted (skip-worktree), so the agent's commits leave them alone. Used to keep
+    /// a repository's own opencode config and plugins away from opencode, which loads
+    /// `.opencode/plugins/*` whatever its flags say (opencode issue #49836).
+    pub async fn hide_paths(&self, git: &Git, paths: &[&str]) -> Result<(), GitError> {
+        let mut args = vec!["ls-files", "-z", "--"];
+        args.extend_from_slice(paths);
+        let listed = git.run(&self.path, &args).await?;
+        let files: Vec<&str> = listed.split('\0').filter(|f| !f.is_empty()).collect();
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["update-index", "--skip-worktree", "--"];
+        args.extend(files.iter().copied());
+        git.run(&self.path, &args).await?;
+        for path in paths {
+            let full = self.path.join(path);
+            let removed = if full.is_dir() { std::fs::remove_dir_all(&full) } else { std::fs::remove_file(&full) };
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(GitError::Spawn(e));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether HEAD contains `commit`.
     pub async fn contains(&self, git: &Git, commit: &str) -> bool {
         git.run(&self.path, &["merge-base", "--is-ancestor", commit, "HEAD"]).await.is_ok()

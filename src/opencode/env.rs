@@ -35,14 +35,18 @@ impl OpencodeEnv {
             ("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into()),
             ("OPENCODE_DISABLE_SHARE".into(), "1".into()),
             ("OPENCODE_DISABLE_LSP_DOWNLOAD".into(), "1".into()),
-            // A repository's own opencode.json could otherwise add plugins or loosen permissions.
-            ("OPENCODE_DISABLE_PROJECT_CONFIG".into(), "1".into()),
             ("GIT_AUTHOR_NAME".into(), config.git.user_name.clone().into()),
             ("GIT_AUTHOR_EMAIL".into(), config.git.user_email.clone().into()),
             ("GIT_COMMITTER_NAME".into(), config.git.user_name.clone().into()),
             ("GIT_COMMITTER_EMAIL".into(), config.git.user_email.clone().into()),
             ("GIT_TERMINAL_PROMPT".into(), "0".into()),
         ];
+        // A repository's own opencode.json could add plugins or loosen permissions.
+        // One server serves every repository, so the switch can only be off when
+        // the operator trusts some repository's config.
+        if settings.trusted_repos.is_empty() {
+            vars.push(("OPENCODE_DISABLE_PROJECT_CONFIG".into(), "1".into()));
+        }
         if let Some(file) = &settings.config {
             vars.push(("OPENCODE_CONFIG".into(), file.clone().into()));
         }
