@@ -367,6 +367,21 @@ mod tests {
     }
 
     #[test]
+    fn accepted_branch_prefixes_make_valid_git_branch_names() {
+        for prefix in ["kugetsu/", "bot-", "a/b_c/", "x"] {
+            validate_branch_prefix(prefix).unwrap();
+            let ok = std::process::Command::new("git")
+                .args(["check-ref-format", "--branch", &format!("{prefix}123")])
+                .output()
+                .expect("git runs");
+            assert!(ok.status.success(), "{prefix}");
+        }
+        for prefix in ["", "/x", "-x", "a//b", "a..b", "a b", "a~b", "a^", "a:b", "a\\b", "ü"] {
+            assert!(validate_branch_prefix(prefix).is_err(), "{prefix:?}");
+        }
+    }
+
+    #[test]
     fn rejects_unknown_fields_and_bad_values() {
         let unknown = format!("{MINIMAL}\nsurprise = 1");
         assert!(Config::parse(&unknown, Path::new("/"), |_| None).is_err());

@@ -324,3 +324,18 @@ async fn server_a_silent_model_times_out_and_is_aborted() {
 async fn cli_a_silent_model_times_out_and_is_aborted() {
     a_silent_model_times_out_and_is_aborted("cli").await;
 }
+
+#[tokio::test]
+async fn a_stale_index_lock_left_by_a_crash_does_not_block_the_next_run() {
+    let env = TestEnv::new("server").await;
+    env.model.on("MARK-LOCK", vec![Step::Bash("echo x > locked.txt".into()), Step::Answer("wrote".into())]);
+    let engine = env.engine().await;
+    engine.run(&issue(15), "hello", Mode::Start, RunOptions::default()).await.unwrap();
+    let admin = env.state_dir().join("mirrors/local/acme/widget.git/worktrees/15");
+    assert!(admin.is_dir(), "the worktree's admin dir is where git keeps its index");
+    std::fs::write(admin.join("index.lock"), "").unwrap();
+    let result = engine.run(&issue(15), "MARK-LOCK", Mode::Continue, RunOptions::default()).await.unwrap();
+    assert_eq!(result.files_changed, vec!["locked.txt".to_owned()]);
+    assert!(!admin.join("index.lock").exists());
+    engine.shutdown().await;
+}

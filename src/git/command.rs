@@ -9,7 +9,8 @@ use tokio::process::Command;
 
 use crate::config::GitSettings;
 
-/// Settings that neutralise repository-controlled code paths in git: hooks,
+/// Every git call passes refs after `--end-of-options` or `--`, so nothing that
+/// reaches argv can be read as an option. Settings below neutralise repository-controlled code paths in git: hooks,
 /// fsmonitor and credential helpers from any config file.
 const HARDENING: &[&str] = &[
     "-c",

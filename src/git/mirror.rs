@@ -97,7 +97,7 @@ impl Mirror {
     /// The commit a remote branch pointed at when we last fetched, if it exists.
     pub async fn remote_branch_sha(&self, git: &Git, branch: &str) -> Result<Option<String>, GitError> {
         let name = format!("refs/remotes/origin/{branch}");
-        match git.run(&self.path, &["rev-parse", "-q", "--verify", &name]).await {
+        match git.run(&self.path, &["rev-parse", "-q", "--verify", "--end-of-options", &name]).await {
             Ok(sha) => Ok(Some(sha.trim().to_owned())),
             Err(GitError::Failed { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -116,19 +116,23 @@ impl Mirror {
         let full = format!("refs/heads/{branch}");
         let lease = format!("--force-with-lease={full}:{}", expected.unwrap_or(""));
         let refspec = format!("{full}:{full}");
-        git.run_authenticated(&self.path, &["push", "-q", "--no-verify", &lease, "origin", &refspec], self.auth(creds))
-            .await?;
+        git.run_authenticated(
+            &self.path,
+            &["push", "-q", "--no-verify", &lease, "--end-of-options", "origin", &refspec],
+            self.auth(creds),
+        )
+        .await?;
         // Keep the remote-tracking ref in step, as a fetch would.
         let tracking = format!("refs/remotes/origin/{branch}");
-        git.run(&self.path, &["update-ref", &tracking, &full]).await.map(drop)
+        git.run(&self.path, &["update-ref", "--end-of-options", &tracking, &full]).await.map(drop)
     }
 
     pub async fn delete_local_branch(&self, git: &Git, branch: &str) -> Result<(), GitError> {
         let full = format!("refs/heads/{branch}");
-        if git.run(&self.path, &["rev-parse", "-q", "--verify", &full]).await.is_err() {
+        if git.run(&self.path, &["rev-parse", "-q", "--verify", "--end-of-options", &full]).await.is_err() {
             return Ok(());
         }
-        git.run(&self.path, &["update-ref", "-d", &full]).await.map(drop)
+        git.run(&self.path, &["update-ref", "-d", "--end-of-options", &full]).await.map(drop)
     }
 
     /// Paths of all worktrees git knows for this mirror (the mirror itself excluded).

@@ -54,7 +54,8 @@ impl Worktree {
             }
             Some(branch) => {
                 let full = format!("refs/heads/{branch}");
-                let exists = git.run(mirror.path(), &["rev-parse", "-q", "--verify", &full]).await.is_ok();
+                let exists =
+                    git.run(mirror.path(), &["rev-parse", "-q", "--verify", "--end-of-options", &full]).await.is_ok();
                 let mut args = vec!["worktree", "add", "-q"];
                 if !exists {
                     args.extend(["-b", branch]);
@@ -149,7 +150,7 @@ impl Worktree {
 
     /// Whether HEAD contains `commit`.
     pub async fn contains(&self, git: &Git, commit: &str) -> bool {
-        git.run(&self.path, &["merge-base", "--is-ancestor", commit, "HEAD"]).await.is_ok()
+        git.run(&self.path, &["merge-base", "--is-ancestor", "--end-of-options", commit, "HEAD"]).await.is_ok()
     }
 
     /// Commits in `since..HEAD`, oldest first.
