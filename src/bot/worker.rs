@@ -202,15 +202,17 @@ impl Worker {
             }
             Control::Stop => {
                 let running = self.running.lock().ok().and_then(|mut r| r.remove(&job.issue));
-                let stopped = running.is_some();
+                let mut stopped = false;
                 if let Some((running_id, handle)) = running {
                     handle.abort();
                     let why = format!("stopped by @{}", job.author);
-                    if let Err(e) = self.engine.stop(&job.issue, &why).await {
-                        tracing::warn!(error = %e, "could not mark the stopped run");
-                    }
-                    if let Err(e) = self.queue.finish(running_id, Err(why)).await {
+                    // Only a job still running counts: it may have just finished.
+                    stopped = self.queue.stop(running_id, &why).await.unwrap_or_else(|e| {
                         tracing::error!(error = %format!("{e:#}"), "cannot record a stopped job");
+                        false
+                    });
+                    if stopped && let Err(e) = self.engine.stop(&job.issue, &why).await {
+                        tracing::warn!(error = %e, "could not mark the stopped run");
                     }
                 }
                 comment::stopped_comment(stopped, id)

@@ -226,6 +226,20 @@ impl Queue {
         Ok(())
     }
 
+    /// Records a running job as stopped; a job that already finished is left as it is.
+    pub async fn stop(&self, id: i64, why: &str) -> anyhow::Result<bool> {
+        let stopped = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+        )
+        .bind(why)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.wake.notify_one();
+        Ok(stopped.rows_affected() == 1)
+    }
+
     /// Jobs that were running when the process stopped go back to the queue.
     pub async fn requeue_interrupted(&self) -> anyhow::Result<u64> {
         let done = sqlx::query("UPDATE jobs SET status = 'pending', updated_at = ? WHERE status = 'running'")
