@@ -186,6 +186,13 @@ async fn one_issue_runs_in_order_and_two_issues_run_in_parallel() {
         assert!(tokio::time::Instant::now() < deadline, "the two issues did not run at the same time");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Both slots (`limits.concurrency = 2`) are taken: a third issue waits its turn.
+    let c = gh(&gh_comment(50, 805, "@kugetsu MARK-SLOW c", "alice"), "o-5");
+    assert_eq!(c.post(&t.url("gh")).await.0, 202);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(t.env.model.requests_for("MARK-SLOW").len(), 2, "the cap held");
+    let jobs = t.jobs().await;
+    assert_eq!(jobs.last().map(|j| (j.1.as_str(), j.2.as_str())), Some(("gh/acme/widget#50", "pending")), "{jobs:?}");
     t.stop().await;
 }
 

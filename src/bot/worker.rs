@@ -22,6 +22,8 @@ use crate::trigger::Control;
 
 /// How often the queue is looked at even without a wake-up.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Control jobs answered at once, beside the agent runs.
+const CONTROL_SLOTS: usize = 2;
 /// How long a job waits before it is retried when the disk is nearly full.
 const DISK_RETRY: Duration = Duration::from_secs(60);
 
@@ -57,34 +59,40 @@ impl Worker {
     /// Works until `stopped` turns true, then abandons runs in progress: their
     /// jobs stay marked running and are taken up again after a restart.
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
-        // Control jobs (stop, status…) take no agent slot, but are capped too.
-        let slots = Arc::new(Semaphore::new(self.config.limits.concurrency + 2));
+        // Agent runs are capped by `limits.concurrency`; control jobs (stop,
+        // status…) have slots of their own, so they are answered while runs go on.
+        let work_slots = Arc::new(Semaphore::new(self.config.limits.concurrency));
+        let control_slots = Arc::new(Semaphore::new(CONTROL_SLOTS));
         let mut tasks = JoinSet::new();
         while !*stopped.borrow() {
-            let jobs = match self.queue.claim(slots.available_permits()).await {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot read the job queue");
-                    Vec::new()
-                }
-            };
-            for job in jobs {
-                let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                let (id, issue, is_work) = (job.id, job.job.issue.clone(), job.job.trigger.lane() == "work");
-                let key = issue.clone();
-                let worker = self.clone();
-                let handle = tasks.spawn(async move {
-                    let outcome = worker.process(job).await;
-                    worker.record(id, outcome).await;
-                    if let Ok(mut running) = worker.running.lock()
-                        && running.get(&issue).is_some_and(|(running_id, _)| *running_id == id)
-                    {
-                        running.remove(&issue);
+            for (lane, slots) in [("work", &work_slots), ("control", &control_slots)] {
+                let jobs = match self.queue.claim(lane, slots.available_permits()).await {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "cannot read the job queue");
+                        Vec::new()
                     }
-                    drop(slot);
-                });
-                if is_work && let Ok(mut running) = self.running.lock() {
-                    running.insert(key, (id, handle));
+                };
+                for job in jobs {
+                    let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                    let (id, issue) = (job.id, job.job.issue.clone());
+                    let key = issue.clone();
+                    let worker = self.clone();
+                    let handle = tasks.spawn(async move {
+                        let outcome = worker.process(job).await;
+                        worker.record(id, outcome).await;
+                        if let Ok(mut running) = worker.running.lock()
+                            && running.get(&issue).is_some_and(|(running_id, _)| *running_id == id)
+                        {
+                            running.remove(&issue);
+                        }
+                        drop(slot);
+                    });
+                    if lane == "work"
+                        && let Ok(mut running) = self.running.lock()
+                    {
+                        running.insert(key, (id, handle));
+                    }
                 }
             }
             tokio::select! {

@@ -174,9 +174,9 @@ impl Queue {
         Ok(())
     }
 
-    /// Takes up to `limit` jobs: for each issue with no running job, its oldest
-    /// pending one. Claimed jobs are marked running.
-    pub async fn claim(&self, limit: usize) -> anyhow::Result<Vec<QueuedJob>> {
+    /// Takes up to `limit` jobs of `lane`: for each issue with no running job in
+    /// that lane, its oldest pending one. Claimed jobs are marked running.
+    pub async fn claim(&self, lane: &str, limit: usize) -> anyhow::Result<Vec<QueuedJob>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -184,7 +184,7 @@ impl Queue {
         let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
             "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id IN (
                 SELECT j.id FROM jobs j
-                WHERE j.status = 'pending' AND j.not_before <= ?1
+                WHERE j.status = 'pending' AND j.not_before <= ?1 AND j.lane = ?3
                   AND NOT EXISTS (SELECT 1 FROM jobs r
                                   WHERE r.issue = j.issue AND r.lane = j.lane AND r.status = 'running')
                   AND j.id = (SELECT MIN(p.id) FROM jobs p
@@ -194,6 +194,7 @@ impl Queue {
         )
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(lane)
         .fetch_all(&self.pool)
         .await?;
         let mut jobs: Vec<QueuedJob> = rows

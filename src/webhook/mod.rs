@@ -4,6 +4,7 @@
 
 pub mod signature;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -110,7 +111,8 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     // GitHub signs the body as sent; Gitea signs the JSON even in a form delivery.
-    let json = if is_form { form_payload(&body) } else { Some(body.to_vec()) };
+    let json: Option<Cow<'_, [u8]>> =
+        if is_form { form_payload(&body).map(Cow::Owned) } else { Some(Cow::Borrowed(&body)) };
     let signed: &[u8] = match hook.kind {
         ForgeKind::Github => &body,
         _ => json.as_deref().unwrap_or(&body),
