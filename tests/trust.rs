@@ -246,3 +246,33 @@ async fn stop_status_reset_and_help_from_the_issue() {
     assert!(!seen.contains("MARK-LONG"), "the new session does not carry the old history");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_repository_may_load_its_own_opencode_plugins() {
+    let mut t = BotEnv::new().await;
+    t.edit_config(|c| {
+        c.replace("max_model_retries = 1", "max_model_retries = 1\ntrusted_repos = [\"gh/acme/widget\"]")
+    });
+    t.stop().await;
+    t.start().await;
+    let sentinel = t.env.dir.path().join("trusted-plugin-ran");
+    let seed = t.env.dir.path().join("seed");
+    support::git(t.env.dir.path(), &["clone", "-q", t.env.remote().to_str().unwrap(), seed.to_str().unwrap()]);
+    std::fs::create_dir_all(seed.join(".opencode/plugin")).unwrap();
+    let plugin = format!(
+        "import fs from 'fs';\nfs.writeFileSync('{}', 'x');\nexport const Trusted = async () => ({{}});\n",
+        sentinel.display()
+    );
+    std::fs::write(seed.join(".opencode/plugin/trusted.js"), plugin).unwrap();
+    support::git(&seed, &["add", "-A"]);
+    support::git(&seed, &["commit", "-q", "-m", "a plugin the operator trusts"]);
+    support::git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+
+    let d = gh(&gh_comment(91, 2601, "@kugetsu hello", "alice"), "t-1");
+    assert_eq!(d.post(&t.url("gh")).await.0, 202);
+    t.forge.wait_for_comments("acme/widget", 91, 1).await;
+    assert!(sentinel.exists(), "the operator allowed this repository's plugins, so opencode loaded them");
+    let worktree = t.env.state_dir().join("worktrees/gh/acme/widget/91");
+    assert!(worktree.join(".opencode/plugin/trusted.js").exists(), "a trusted repository's files stay in the worktree");
+    t.stop().await;
+}
