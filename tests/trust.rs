@@ -114,7 +114,7 @@ async fn repository_config_and_plugins_never_run_code_in_the_bot() {
         "git config filter.evil.clean 'touch {f}; cat' && git config filter.evil.smudge 'touch {f}; cat' && \
          echo '* filter=evil' > .gitattributes && \
          git config core.fsmonitor 'touch {m}' && \
-         mkdir -p /tmp/kugetsu-evil-hooks-$$ && printf '#!/bin/sh\\ntouch {h}\\n' > hookscript && \
+         printf '#!/bin/sh\\ntouch {h}\\n' > hookscript && \
          git config core.hooksPath \"$PWD/hooks-dir\" && mkdir -p hooks-dir && \
          cp hookscript hooks-dir/pre-commit && cp hookscript hooks-dir/pre-push && chmod +x hooks-dir/* && \
          printf '#!/bin/sh\\ntouch {h}\\n' > \"$(git rev-parse --git-common-dir)/hooks/pre-push\" && \
