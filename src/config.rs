@@ -298,6 +298,11 @@ fn resolve_instance(
         if url.trim().is_empty() {
             bail!("api_url and git_url must not be empty");
         }
+        // A password in a URL would reach argv and logs; tokens belong in token_env.
+        let authority = url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if authority.contains('@') {
+            bail!("instance `{name}`: api_url and git_url must not hold credentials; put the token in token_env");
+        }
     }
     let github_app = match (raw.app_id, &raw.app_key_env, raw.installation_id) {
         (None, None, None) => None,
@@ -391,5 +396,8 @@ mod tests {
         assert!(Config::parse(&bad_name, Path::new("/"), |_| None).is_err());
         let bad_prefix = format!("{MINIMAL}\n[git]\nbranch_prefix = \"../x\"");
         assert!(Config::parse(&bad_prefix, Path::new("/"), |_| None).is_err());
+        let userinfo = MINIMAL.replace("git_url = \"http://", "git_url = \"http://bot:tok-canary@");
+        let err = Config::parse(&userinfo, Path::new("/"), |_| None).unwrap_err().to_string();
+        assert!(err.contains("token_env") && !err.contains("tok-canary"), "{err}");
     }
 }

@@ -1,17 +1,16 @@
-use std::fmt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretString};
 use tokio::process::Command;
 
+use super::Credentials;
 use crate::config::GitSettings;
 
 /// Every git call passes refs after `--end-of-options` or `--`, so nothing that
 /// reaches argv can be read as an option. Settings below neutralise repository-controlled code paths in git: hooks,
-/// fsmonitor and credential helpers from any config file.
+/// fsmonitor and credential helpers from any config file (kugetsu's own helper is
+/// added per call, see [`Credentials::hand_to`]).
 const HARDENING: &[&str] = &[
     "-c",
     "core.hooksPath=/dev/null",
@@ -53,41 +52,6 @@ impl GitError {
     }
 }
 
-/// HTTP credentials for one push or fetch. They reach git only through its
-/// environment (`GIT_CONFIG_*`), never argv, a URL or a config file.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: SecretString,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
-    }
-}
-
-impl Credentials {
-    fn header_env(&self, url: &str) -> Option<[(String, String); 3]> {
-        let scheme_end = url.find("://")?;
-        let host_end = url[scheme_end + 3..].find('/').map_or(url.len(), |i| scheme_end + 3 + i);
-        let origin = &url[..host_end];
-        if !origin.starts_with("http") {
-            return None;
-        }
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            self.username,
-            self.password.expose_secret()
-        ));
-        Some([
-            ("GIT_CONFIG_COUNT".into(), "1".into()),
-            ("GIT_CONFIG_KEY_0".into(), format!("http.{origin}/.extraHeader")),
-            ("GIT_CONFIG_VALUE_0".into(), format!("Authorization: Basic {basic}")),
-        ])
-    }
-}
-
 /// Runs git with a scrubbed environment, a timeout and kill-on-drop.
 #[derive(Debug, Clone)]
 pub struct Git {
@@ -109,7 +73,7 @@ impl Git {
         self.run_authenticated(dir, args, None).await
     }
 
-    /// Runs git; with credentials for `url`, git sends them as an HTTP header.
+    /// Runs git; with credentials for `url`, git gets them from kugetsu's credential helper.
     pub async fn run_authenticated(
         &self,
         dir: &Path,
@@ -119,7 +83,6 @@ impl Git {
         let mut cmd = Command::new("git");
         cmd.current_dir(dir)
             .args(HARDENING)
-            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", dir)
@@ -135,11 +98,14 @@ impl Git {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(vars) = auth.and_then(|(creds, url)| creds.header_env(url)) {
-            cmd.envs(vars);
-        }
+        let handoff = match auth {
+            Some((creds, url)) => creds.hand_to(&mut cmd, url).map_err(GitError::Spawn)?,
+            None => None,
+        };
+        cmd.args(args);
         let shown = args.join(" ");
         let child = cmd.spawn().map_err(GitError::Spawn)?;
+        drop(handoff);
         let output = tokio::time::timeout(self.timeout, child.wait_with_output())
             .await
             .map_err(|_| GitError::Timeout { args: shown.clone(), secs: self.timeout.as_secs() })?
@@ -157,20 +123,5 @@ impl Git {
             stderr = format!("exit status {}", output.status);
         }
         Err(GitError::Failed { args: shown, stderr })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_become_a_header_for_the_origin_only() {
-        let creds = Credentials { username: "bot".into(), password: SecretString::from("s3cret") };
-        let env = creds.header_env("https://git.example.com/acme/widget.git").unwrap();
-        assert_eq!(env[1].1, "http.https://git.example.com/.extraHeader");
-        assert!(env[2].1.starts_with("Authorization: Basic "));
-        assert!(!format!("{creds:?}").contains("s3cret"));
-        assert!(creds.header_env("/srv/git/acme/widget.git").is_none());
     }
 }

@@ -1,13 +1,15 @@
 //! Git as child processes: bare mirrors per repository and one worktree per issue.
 //!
 //! Every call goes through [`Git`], which hardens git against configuration that a
-//! repository or the agent could plant, and keeps credentials out of argv and files.
+//! repository or the agent could plant, and hands credentials to git through a helper only that git process can reach.
 
 mod command;
+mod credential;
 mod locks;
 mod mirror;
 mod worktree;
 
-pub use command::{Credentials, Git, GitError};
+pub use command::{Git, GitError};
+pub use credential::Credentials;
 pub use mirror::Mirror;
 pub use worktree::{Commit, Worktree};

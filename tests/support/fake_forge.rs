@@ -45,9 +45,7 @@ impl FakeForge {
                 handle(&state, &method, &uri, &auth, &body)
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake forge");
-        let port = listener.local_addr().expect("fake forge address").port();
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("fake forge server") });
+        let port = super::serve_on_loopback(app, "fake forge").await;
         Self { port, state }
     }
 

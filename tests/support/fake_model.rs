@@ -47,9 +47,7 @@ impl FakeModel {
             .route("/v1/chat/completions", post(complete))
             .route("/v1/models", get(|| async { axum::Json(json!({ "object": "list", "data": [] })) }))
             .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake model");
-        let port = listener.local_addr().expect("fake model address").port();
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("fake model server") });
+        let port = super::serve_on_loopback(app, "fake model").await;
         Self { port, script }
     }
 

@@ -6,6 +6,7 @@
 pub mod bot_env;
 pub mod fake_forge;
 pub mod fake_model;
+pub mod git_http;
 pub mod serve;
 pub mod webhook;
 
@@ -38,6 +39,15 @@ pub fn opencode_bin() -> PathBuf {
 /// download once per machine rather than once per test.
 pub fn package_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/opencode-packages")
+}
+
+/// Serves `app` on 127.0.0.1 at a free port, in the background; returns the port.
+pub async fn serve_on_loopback(app: axum::Router, what: &str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind {what}: {e}"));
+    let port = listener.local_addr().unwrap_or_else(|e| panic!("{what} address: {e}")).port();
+    let what = what.to_owned();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap_or_else(|e| panic!("{what} server: {e}")) });
+    port
 }
 
 /// Runs git synchronously; panics with its stderr on failure.
