@@ -301,7 +301,7 @@ fn resolve_instance(
         // A password in a URL would reach argv and logs; tokens belong in token_env.
         let authority = url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
         if authority.contains('@') {
-            bail!("instance `{name}`: api_url and git_url must not hold credentials; put the token in token_env");
+            bail!("api_url and git_url must not hold credentials; put the token in token_env");
         }
     }
     let github_app = match (raw.app_id, &raw.app_key_env, raw.installation_id) {
@@ -397,7 +397,7 @@ mod tests {
         let bad_prefix = format!("{MINIMAL}\n[git]\nbranch_prefix = \"../x\"");
         assert!(Config::parse(&bad_prefix, Path::new("/"), |_| None).is_err());
         let userinfo = MINIMAL.replace("git_url = \"http://", "git_url = \"http://bot:tok-canary@");
-        let err = Config::parse(&userinfo, Path::new("/"), |_| None).unwrap_err().to_string();
+        let err = format!("{:#}", Config::parse(&userinfo, Path::new("/"), |_| None).unwrap_err());
         assert!(err.contains("token_env") && !err.contains("tok-canary"), "{err}");
     }
 }
