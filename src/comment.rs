@@ -73,6 +73,7 @@ pub fn result_comment(result: &RunResult, compare_url: Option<&str>, job_id: i64
 pub fn failure_comment(error: &EngineError, job_id: i64) -> String {
     let advice = match error {
         EngineError::BadInput(_) => "This needs a change on your side before a retry.",
+        EngineError::Busy(_) => "Mention me again when it ends.",
         EngineError::Agent(_) => "Mention me again to retry; the session keeps what happened so far.",
         EngineError::Infra(_) => "This is a problem on the bot's host; its operator has the details in the logs.",
     };

@@ -355,3 +355,37 @@ async fn an_oversized_body_is_refused_with_413() {
     assert!(t.jobs().await.is_empty());
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_waits_for_a_cli_run_that_holds_the_issue() {
+    let mut t = BotEnv::new().await;
+    t.env.model.on("MARK-WAIT", vec![Step::Answer("after the cli run".into())]);
+    let issue: kugetsu::issue_ref::IssueRef = "gh/acme/widget#95".parse().unwrap();
+    let lock_path = kugetsu::engine::Layout::new(&t.env.state_dir()).issue_lock(&issue);
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let cli_run = kugetsu::lock::try_lock_exclusive(&lock_path).unwrap().expect("the issue is free");
+    assert_eq!(gh(&gh_comment(95, 2801, "@kugetsu MARK-WAIT", "alice"), "w-1").post(&t.url("gh")).await.0, 202);
+
+    let db = t.env.state_dir().join("kugetsu.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, not_before FROM jobs").fetch_optional(&pool).await.unwrap();
+        if row.as_ref().is_some_and(|(status, not_before)| status == "pending" && *not_before > 0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the job was never deferred: {row:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pool.close().await;
+    assert!(t.forge.comments("acme/widget", 95).is_empty(), "a busy issue is no failure to report");
+
+    drop(cli_run);
+    let comments = t.forge.wait_for_comments("acme/widget", 95, 1).await;
+    assert!(comments[0].body.contains("after the cli run"), "{}", comments[0].body);
+    let jobs = t.wait_for_jobs_done(1).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(t.forge.comments("acme/widget", 95).len(), 1);
+    t.stop().await;
+}

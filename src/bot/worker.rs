@@ -13,7 +13,7 @@ use super::prompt;
 use crate::comment;
 use crate::config::Config;
 use crate::crash;
-use crate::engine::{Engine, Mode, RunOptions};
+use crate::engine::{Engine, EngineError, Mode, RunOptions};
 use crate::forge::{Forge, ReactionTarget, compare_url};
 use crate::issue_ref::{InstanceName, IssueRef};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
@@ -26,6 +26,8 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const CONTROL_SLOTS: usize = 2;
 /// How long a job waits before it is retried when the disk is nearly full.
 const DISK_RETRY: Duration = Duration::from_secs(60);
+/// How long a job waits when another run holds its issue.
+const BUSY_RETRY: Duration = Duration::from_secs(5);
 
 enum Outcome {
     Done,
@@ -159,7 +161,7 @@ impl Worker {
     }
 
     /// Runs the agent and returns the comment to post; `None` when the job was
-    /// deferred for lack of disk space.
+    /// deferred, for lack of disk space or because another run holds the issue.
     async fn run_agent(&self, forge: &dyn Forge, id: i64, job: &Job) -> Option<String> {
         let repo = job.issue.repo();
         if self.engine.free_disk_mib().is_some_and(|free| free < self.config.limits.min_free_disk_mib) {
@@ -172,10 +174,7 @@ impl Worker {
             if !already_said {
                 let _ = forge.post_comment(&job.issue, &comment::deferred_comment(id)).await;
             }
-            let retry_at = now_millis() + i64::try_from(DISK_RETRY.as_millis()).unwrap_or(60_000);
-            if let Err(e) = self.queue.defer(id, retry_at).await {
-                tracing::error!(error = %format!("{e:#}"), "cannot defer a job");
-            }
+            self.defer(id, DISK_RETRY).await;
             return None;
         }
         let target =
@@ -193,11 +192,24 @@ impl Worker {
                     job.repo_html_url.as_deref().zip(kind).map(|(url, kind)| compare_url(kind, url, base, &branch));
                 comment::result_comment(&result, compare.as_deref(), id)
             }
+            Err(EngineError::Busy(why)) => {
+                // Another run (a CLI one) holds the issue: wait for it rather than fail.
+                tracing::info!(%why, "deferring a job: the issue is busy");
+                self.defer(id, BUSY_RETRY).await;
+                return None;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "run failed");
                 comment::failure_comment(&e, id)
             }
         })
+    }
+
+    async fn defer(&self, id: i64, wait: Duration) {
+        let retry_at = now_millis().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        if let Err(e) = self.queue.defer(id, retry_at).await {
+            tracing::error!(error = %format!("{e:#}"), "cannot defer a job");
+        }
     }
 
     async fn control(&self, command: Control, id: i64, job: &Job) -> String {

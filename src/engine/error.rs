@@ -11,13 +11,16 @@ pub enum EngineError {
     Agent(String),
     #[error("{0}")]
     Infra(String),
+    /// The issue is locked by another run (the CLI, say); retrying later succeeds.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl EngineError {
-    /// Process exit codes: 2 bad input, 3 agent failure, 4 infrastructure failure.
+    /// Process exit codes: 2 bad input (or a busy issue), 3 agent failure, 4 infrastructure failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::BadInput(_) => 2,
+            Self::BadInput(_) | Self::Busy(_) => 2,
             Self::Agent(_) => 3,
             Self::Infra(_) => 4,
         }
@@ -28,6 +31,7 @@ impl EngineError {
             Self::BadInput(_) => "bad_input",
             Self::Agent(_) => "agent",
             Self::Infra(_) => "infrastructure",
+            Self::Busy(_) => "busy",
         }
     }
 }

@@ -129,9 +129,8 @@ impl Engine {
     }
 
     fn lock_issue(&self, issue: &IssueRef) -> Result<FileLock, EngineError> {
-        try_lock_exclusive(&self.layout.issue_lock(issue))?.ok_or_else(|| {
-            EngineError::BadInput(format!("another run on {issue} is in progress; try again when it ends"))
-        })
+        try_lock_exclusive(&self.layout.issue_lock(issue))?
+            .ok_or_else(|| EngineError::Busy(format!("another run on {issue} is in progress; try again when it ends")))
     }
 
     /// Fetches the mirror, creating it on first use.

@@ -132,24 +132,23 @@ impl Api {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder, what: &str) -> Result<T, RunError> {
-        let resp =
-            req.send().await.map_err(|e| RunError::infra(format!("opencode server unreachable during {what}: {e}")))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            let body: String = body.chars().take(500).collect();
-            return Err(RunError::infra(format!("opencode {what} answered {status}: {body}")));
-        }
+        let resp = Self::successful(req, what).await?;
         resp.json().await.map_err(|e| RunError::infra(format!("opencode {what} sent an unexpected answer: {e}")))
     }
 
     /// For calls whose answer body does not matter (and is not always JSON).
     async fn send_expecting_success(&self, req: RequestBuilder, what: &str) -> Result<(), RunError> {
+        Self::successful(req, what).await.map(drop)
+    }
+
+    /// Sends `req`; a transport error or a non-2xx answer becomes an error
+    /// quoting the start of the answer's body.
+    async fn successful(req: RequestBuilder, what: &str) -> Result<reqwest::Response, RunError> {
         let resp =
             req.send().await.map_err(|e| RunError::infra(format!("opencode server unreachable during {what}: {e}")))?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(resp);
         }
         let body: String = resp.text().await.unwrap_or_default().chars().take(500).collect();
         Err(RunError::infra(format!("opencode {what} answered {status}: {body}")))
