@@ -366,19 +366,11 @@ async fn a_mention_waits_for_a_cli_run_that_holds_the_issue() {
     let cli_run = kugetsu::lock::try_lock_exclusive(&lock_path).unwrap().expect("the issue is free");
     assert_eq!(gh(&gh_comment(95, 2801, "@kugetsu MARK-WAIT", "alice"), "w-1").post(&t.url("gh")).await.0, 202);
 
-    let db = t.env.state_dir().join("kugetsu.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, not_before FROM jobs").fetch_optional(&pool).await.unwrap();
-        if row.as_ref().is_some_and(|(status, not_before)| status == "pending" && *not_before > 0) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the job was never deferred: {row:?}");
+    while t.deferred_jobs().await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the job was never deferred: {:?}", t.jobs().await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    pool.close().await;
     assert!(t.forge.comments("acme/widget", 95).is_empty(), "a busy issue is no failure to report");
 
     drop(cli_run);

@@ -105,9 +105,21 @@ webhook_secret_env = "TEA_SECRET"
     }
 
     pub async fn jobs(&self) -> Vec<(i64, String, String)> {
+        self.job_rows("SELECT id, issue, status FROM jobs ORDER BY id").await
+    }
+
+    /// Ids of jobs put back to wait (pending with a not-before time).
+    pub async fn deferred_jobs(&self) -> Vec<(i64,)> {
+        self.job_rows("SELECT id FROM jobs WHERE status = 'pending' AND not_before > 0 ORDER BY id").await
+    }
+
+    async fn job_rows<T>(&self, sql: &'static str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
         let db = self.env.state_dir().join("kugetsu.db");
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let rows = sqlx::query_as("SELECT id, issue, status FROM jobs ORDER BY id").fetch_all(&pool).await.unwrap();
+        let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
         pool.close().await;
         rows
     }
