@@ -137,6 +137,11 @@ fn kugetsus_environment_is_closed_to_other_processes_of_its_user() {
         let open = std::os::unix::fs::PermissionsExt::from_mode(0o755);
         std::fs::set_permissions(dir.path(), open).unwrap();
     }
+    // The build dir may sit below a directory `nobody` cannot enter (a 0700 temp clone).
+    let kugetsu = dir.path().join("kugetsu");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_kugetsu"), &kugetsu)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_kugetsu"), &kugetsu).map(drop))
+        .expect("the kugetsu binary can be placed in the test dir");
     let config = dir.path().join("kugetsu.toml");
     let text = "state_dir = \"state\"\n[bot]\nlisten = \"127.0.0.1:0\"\n\n[instances.tea]\nkind = \"gitea\"\n\
                 api_url = \"http://127.0.0.1:9/api/v1\"\ngit_url = \"http://127.0.0.1:9\"\n\
@@ -152,7 +157,7 @@ fn kugetsus_environment_is_closed_to_other_processes_of_its_user() {
     let _ = sleeper.wait();
     assert!(String::from_utf8_lossy(&control.stdout).contains("control-canary"), "{control:?}");
 
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_kugetsu"));
+    let mut serve = Command::new(&kugetsu);
     serve
         .current_dir(dir.path())
         .arg("--config")
