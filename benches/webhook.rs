@@ -13,6 +13,7 @@ use support::webhook::{self, fixture, retarget, with_comment};
 use support::{EnvOptions, FakeForge, Step, TestEnv};
 
 const SECRET: &str = "bench-secret";
+const TOKEN: &str = "bench-token";
 const DELIVERIES: usize = 400;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -37,7 +38,12 @@ fn mention(number: u64, comment_id: u64, text: &str, author: &str) -> webhook::D
     webhook::gitea("issue_comment", "issue_comment", &format!("bench-{comment_id}"), &payload, SECRET)
 }
 
-async fn time_to_first_request(env: &TestEnv, url: &str, delivery: webhook::Delivery, marker: &str) -> Duration {
+async fn time_to_first_request(
+    env: &TestEnv,
+    url: &webhook::Endpoint,
+    delivery: webhook::Delivery,
+    marker: &str,
+) -> Duration {
     let started = Instant::now();
     let (status, text) = delivery.post(url).await;
     assert_eq!(status, 202, "{text}");
@@ -49,17 +55,19 @@ async fn time_to_first_request(env: &TestEnv, url: &str, delivery: webhook::Deli
 async fn main() {
     let forge = FakeForge::start().await;
     forge.set_permission("alice", "write");
+    forge.set_permission(support::fake_forge::BOT_LOGIN, "admin");
+    forge.accept_token(TOKEN, support::fake_forge::BOT_LOGIN);
     let extra = format!(
-        "\n[instances.tea]\nkind = \"gitea\"\napi_url = \"{}\"\ngit_url = \"{{remotes}}\"\nwebhook_secret_env = \"SECRET\"\n",
+        "\n[instances.tea]\nkind = \"gitea\"\napi_url = \"{}\"\ngit_url = \"{{remotes}}\"\ntoken_env = \"TOKEN\"\nwebhook_secret_env = \"SECRET\"\n",
         forge.gitea_api()
     );
     let env = TestEnv::with(EnvOptions { extra, run_timeout: "10m", ..EnvOptions::default() }).await;
     let text = std::fs::read_to_string(&env.config_path).unwrap().replace("{remotes}", env.remotes.to_str().unwrap());
     std::fs::write(&env.config_path, text).unwrap();
-    let config = env.config_with_env(&[("SECRET", SECRET), ("LOCAL_WEBHOOK_SECRET", SECRET)]);
+    let config = env.config_with_env(&[("SECRET", SECRET), ("LOCAL_WEBHOOK_SECRET", SECRET), ("TOKEN", TOKEN)]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bot = Bot::start(config, listener).await.expect("bot starts");
-    let url = format!("http://{}/webhooks/tea", bot.addr);
+    let url = webhook::Endpoint { url: format!("http://{}/webhooks/tea", bot.addr), forge: forge.clone() };
 
     println!("delivery → the agent's first model request");
     for (label, number, id, marker) in [
@@ -89,11 +97,11 @@ async fn main() {
     for i in 0..DELIVERIES as u64 {
         let plain = mention(100 + i, 10_000 + i, "a comment without a mention", "alice");
         let started = Instant::now();
-        assert_eq!(plain.post_with(&client, &url).await.0, 200);
+        assert_eq!(plain.post_with(&client, url.url.as_str()).await.0, 200);
         ignored.push(started.elapsed());
         let triggering = mention(100 + i, 20_000 + i, "@kugetsu queued behind the busy runs", "alice");
         let started = Instant::now();
-        assert_eq!(triggering.post_with(&client, &url).await.0, 202);
+        assert_eq!(triggering.post_with(&client, url.url.as_str()).await.0, 202);
         queued.push(started.elapsed());
     }
     report("  verified, not triggering (200)", ignored);

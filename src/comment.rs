@@ -76,6 +76,9 @@ pub fn failure_comment(error: &EngineError, job_id: i64) -> String {
         EngineError::Busy(_) => "Mention me again when it ends.",
         EngineError::Agent(_) => "Mention me again to retry; the session keeps what happened so far.",
         EngineError::Infra(_) => "This is a problem on the bot's host; its operator has the details in the logs.",
+        EngineError::Interrupted(_) => {
+            "The agent's process died twice during this request; the session is kept, so mention me to go on."
+        }
     };
     format!("The run failed: {error}\n\n{advice}\n{}", marker(job_id))
 }
@@ -90,8 +93,13 @@ pub fn stopped_comment(stopped: bool, job_id: i64) -> String {
     format!("{text}\n{}", marker(job_id))
 }
 
-/// The answer to `@kugetsu status`.
-pub fn status_comment(record: Option<&crate::store::IssueSession>, queued: i64, job_id: i64) -> String {
+/// The answer to `@kugetsu status`; `waiting` says why queued requests wait.
+pub fn status_comment(
+    record: Option<&crate::store::IssueSession>,
+    queued: i64,
+    waiting: &[String],
+    job_id: i64,
+) -> String {
     let mut out = String::new();
     match record {
         None => out.push_str("No session yet: mention me with a request to start one.\n"),
@@ -114,6 +122,9 @@ pub fn status_comment(record: Option<&crate::store::IssueSession>, queued: i64, 
         }
     }
     let _ = writeln!(out, "**Queued:** {queued} request(s)");
+    for why in waiting {
+        let _ = writeln!(out, "**Waiting:** {why}");
+    }
     out.push_str(&marker(job_id));
     out
 }
@@ -157,6 +168,53 @@ pub fn deferred_comment(job_id: i64) -> String {
 /// Whether the deferral note for this job was already posted.
 pub fn is_deferral_for_job(body: &str, job_id: i64) -> bool {
     body.contains(&format!("{MARKER_PREFIX}job:{job_id}:deferred -->"))
+}
+
+const PERMISSION_NOTICE: &str = "<!-- kugetsu:notice:permission -->";
+
+/// Why a job that asked the permission API is waiting; shown by `status` too.
+pub const NEEDS_ADMIN: &str = "the bot account cannot read collaborator permissions on this repository: \
+     on Gitea and Forgejo it needs the Administrator role here";
+
+/// Said once on an issue whose triggers wait because the forge will not tell the
+/// bot its users' permissions (Gitea and Forgejo show them to administrators only).
+pub fn permission_notice(author: &str) -> String {
+    format!(
+        "I cannot tell yet whether @{author} may ask me to work here: the forge refused to show me \
+         collaborator permissions. On Gitea and Forgejo only a repository administrator may read them, \
+         so the bot account needs the **Administrator** role on this repository (as a collaborator, or \
+         through an organisation team). The request is not dropped: it runs as soon as that is fixed.\n\
+         {PERMISSION_NOTICE}"
+    )
+}
+
+pub fn is_permission_notice(body: &str) -> bool {
+    body.contains(PERMISSION_NOTICE)
+}
+
+/// The one comment for a job that kept failing until its deadline.
+pub fn gave_up_comment(why: &str, tried_for: Duration, job_id: i64) -> String {
+    format!(
+        "I gave up on this request after trying for {}: {why}. Mention me again to retry.\n{}",
+        rounded(tried_for),
+        marker(job_id)
+    )
+}
+
+/// GitHub refuses comment bodies over 65,536 characters; Gitea sets no limit.
+/// Keep well under it, counted in characters as GitHub counts.
+pub const MAX_COMMENT_CHARS: usize = 65_000;
+
+/// Cuts a comment that is too long for the forge, keeping its marker, with a note.
+pub fn within_limit(body: &str) -> std::borrow::Cow<'_, str> {
+    if body.chars().count() <= MAX_COMMENT_CHARS {
+        return body.into();
+    }
+    let (text, marker) = body.rfind(MARKER_PREFIX).map_or((body, ""), |at| body.split_at(at));
+    let note = "\n\n_(Cut here: the rest was longer than the forge accepts in one comment.)_\n";
+    let keep = MAX_COMMENT_CHARS.saturating_sub(note.len() + marker.chars().count());
+    let cut: String = text.chars().take(keep).collect();
+    format!("{cut}{note}{marker}").into()
 }
 
 /// The polite one-line reply to someone without write access.
@@ -211,7 +269,30 @@ mod tests {
         insta::assert_snapshot!("refused", refused_comment("5 requests on this issue are already queued.", 8));
         insta::assert_snapshot!("deferred", deferred_comment(8));
         assert!(is_deferral_for_job(&deferred_comment(8), 8) && !is_comment_for_job(&deferred_comment(8), 8));
-        insta::assert_snapshot!("status_empty", status_comment(None, 0, 8));
+        insta::assert_snapshot!("status_empty", status_comment(None, 0, &[], 8));
+        let waiting = status_comment(None, 1, &[NEEDS_ADMIN.to_owned()], 8);
+        assert!(waiting.contains("**Waiting:**") && waiting.contains("Administrator"), "{waiting}");
+        insta::assert_snapshot!("permission_notice", permission_notice("alice"));
+        assert!(
+            is_permission_notice(&permission_notice("alice")) && !is_bot_comment_for_a_job(&permission_notice("a"))
+        );
+        insta::assert_snapshot!("gave_up", gave_up_comment("the forge kept failing", Duration::from_secs(86_400), 8));
+    }
+
+    fn is_bot_comment_for_a_job(body: &str) -> bool {
+        (0..100).any(|id| is_comment_for_job(body, id))
+    }
+
+    #[test]
+    fn overlong_comments_are_cut_with_a_note_and_keep_their_marker() {
+        let mut r = sample();
+        r.answer = "ü".repeat(70_000);
+        let text = result_comment(&r, None, 9);
+        let cut = within_limit(&text);
+        assert!(cut.chars().count() <= MAX_COMMENT_CHARS, "{}", cut.chars().count());
+        assert!(cut.contains("Cut here") && is_comment_for_job(&cut, 9));
+        assert!(cut.starts_with("üüü"));
+        assert_eq!(within_limit("short <!-- kugetsu:job:1 -->"), "short <!-- kugetsu:job:1 -->");
     }
 
     #[test]

@@ -212,6 +212,20 @@ pub struct BotSettings {
     /// How long a collaborator-permission answer is trusted.
     #[serde(with = "humantime_serde")]
     pub permission_cache: Duration,
+    /// How long one forge API call may take before it counts as a transient fault.
+    #[serde(with = "humantime_serde")]
+    pub api_timeout: Duration,
+    /// How often one forge call is tried on transient faults before the job is put back.
+    pub api_attempts: u32,
+    /// The first wait between tries of a forge call; it doubles, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub api_backoff: Duration,
+    /// The first wait before a job put back by forge faults is tried again; it doubles.
+    #[serde(with = "humantime_serde")]
+    pub requeue_delay: Duration,
+    /// How long after its trigger a job keeps being retried before it gives up.
+    #[serde(with = "humantime_serde")]
+    pub retry_deadline: Duration,
 }
 
 impl Default for BotSettings {
@@ -222,6 +236,11 @@ impl Default for BotSettings {
             trigger_labels: vec!["kugetsu".into()],
             deny_reply: None,
             permission_cache: Duration::from_secs(60),
+            api_timeout: Duration::from_secs(30),
+            api_attempts: 4,
+            api_backoff: Duration::from_secs(1),
+            requeue_delay: Duration::from_secs(30),
+            retry_deadline: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -257,6 +276,9 @@ impl Config {
         }
         if raw.limits.concurrency == 0 {
             bail!("limits.concurrency must be at least 1");
+        }
+        if raw.bot.api_attempts == 0 {
+            bail!("bot.api_attempts must be at least 1");
         }
         validate_branch_prefix(&raw.git.branch_prefix)?;
         let raw_bot_handle = raw.bot.handle.clone();

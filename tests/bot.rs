@@ -150,14 +150,21 @@ async fn bots_and_people_without_write_access_trigger_nothing() {
     let reader = gh_comment(38, 704, "@kugetsu do it", "mallory");
     assert_eq!(gh(&reader, "b-4").post(&t.url("gh")).await.0, 202);
     t.wait_for_jobs_done(1).await;
-    t.forge.fail_permissions(500);
-    let writer_but_api_down = gh_comment(39, 705, "@kugetsu do it", "alice");
+    t.forge.fail_permissions(Some(500));
+    t.env.model.on("MARK-LATER", vec![Step::Answer("ran once the API was back".into())]);
+    let writer_but_api_down = gh_comment(39, 705, "@kugetsu do it MARK-LATER", "alice");
     assert_eq!(gh(&writer_but_api_down, "b-5").post(&t.url("gh")).await.0, 202);
-    let jobs = t.wait_for_jobs_done(2).await;
-    assert_eq!(jobs[1].2, "failed", "a failing permission API fails closed");
+    // Fail closed, but do not drop: the job waits for an answer it can trust.
+    let waiting = t.wait_for_job_attempts(2, 2).await;
+    assert_eq!(waiting.1, "pending", "{waiting:?}");
+    assert!(waiting.3.as_deref().is_some_and(|e| e.contains("permission")), "{waiting:?}");
     assert!(t.forge.comments("acme/widget", 38).is_empty() && t.forge.comments("acme/widget", 39).is_empty());
     assert!(t.forge.reactions().is_empty(), "no run started: {:?}", t.forge.reactions());
     assert!(t.env.model.requests().is_empty(), "the agent never ran");
+    t.forge.fail_permissions(None);
+    let comments = t.forge.wait_for_comments("acme/widget", 39, 1).await;
+    assert!(comments[0].body.contains("ran once the API was back"), "{comments:?}");
+    assert!(t.forge.comments("acme/widget", 38).is_empty(), "the reader still got nothing");
     t.stop().await;
 }
 
@@ -258,6 +265,7 @@ kind = "github"
 api_url = "{forge}"
 git_url = "{remotes}"
 webhook_secret_env = "GH_SECRET"
+bot_login = "kugetsu[bot]"
 app_id = 12345
 app_key_env = "APP_KEY"
 installation_id = 77
@@ -281,11 +289,13 @@ async fn forgejo_headers_form_deliveries_and_pull_request_comments_work() {
     let forgejo = r#"
 [instances.fj]
 kind = "forgejo"
-api_url = "{forge}/api/v1"
+api_url = "{gitea_api}"
 git_url = "{remotes}"
+token_env = "FJ_TOKEN"
 webhook_secret_env = "FJ_SECRET"
 "#;
-    let mut t = BotEnv::with(forgejo, vec![("FJ_SECRET", "fj-secret".into())]).await;
+    let vars = vec![("FJ_SECRET", "fj-secret".into()), ("FJ_TOKEN", "fj-token-canary".into())];
+    let mut t = BotEnv::with(forgejo, vars).await;
     t.env.model.on("MARK-FJ", vec![Step::Answer("forgejo ok".into())]);
     let payload = tea_comment(46, 1201, "@kugetsu MARK-FJ", "alice");
     let body = serde_json::to_vec_pretty(&payload).unwrap();

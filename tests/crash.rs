@@ -25,7 +25,7 @@ async fn survives_a_crash_at(point: &str, number: u64, agent_may_rerun: bool) {
     let log = t.env.dir.path().join("serve.log");
     let mut serve = ServeProcess::spawn(&t.env.config_path, &vars, Some(point), log.clone());
     let delivery = gh(&gh_comment(number, 70 + number, &format!("@kugetsu {marker}"), "alice"), "crash-1");
-    let (status, text) = delivery.post(&serve.url("gh")).await;
+    let (status, text) = delivery.post(&t.at(serve.url("gh"))).await;
     assert_eq!(status, 202, "{text}");
     assert!(serve.wait_for_exit(Duration::from_secs(120)), "never reached {point}: {}", serve.log_text());
     let chains_before = t.env.model.requests_for(&marker).len();
@@ -91,7 +91,7 @@ async fn a_crash_during_the_agent_run() {
     let log = t.env.dir.path().join("serve.log");
     let serve = ServeProcess::spawn(&t.env.config_path, &vars, None, log.clone());
     let delivery = gh(&gh_comment(67, 167, "@kugetsu MARK-MIDRUN", "alice"), "mid-1");
-    assert_eq!(delivery.post(&serve.url("gh")).await.0, 202);
+    assert_eq!(delivery.post(&t.at(serve.url("gh"))).await.0, 202);
     t.env.model.wait_for_request("MARK-MIDRUN", Duration::from_secs(120)).await;
     let pid = serve_pid(&serve);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();

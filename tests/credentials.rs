@@ -64,7 +64,7 @@ async fn git_over_http_gets_the_token_from_a_helper_only_kugetsu_reaches() {
     let serve = ServeProcess::spawn(&t.env.config_path, &vars, None, t.env.dir.path().join("serve.log"));
 
     let d = gh(&gh_comment(92, 2701, "@kugetsu MARK-HTTP", "alice"), "w-1");
-    assert_eq!(d.post(&serve.url("web")).await.0, 202);
+    assert_eq!(d.post(&t.at(serve.url("web"))).await.0, 202);
     let comments = t.forge.wait_for_comments("acme/widget", 92, 1).await;
     assert!(comments[0].body.contains("probed"), "{}", comments[0].body);
 

@@ -270,7 +270,7 @@ async fn opencode_killed_mid_run_fails_clearly_and_the_next_run_recovers() {
     env.model.wait_for_request("MARK-HANG", Duration::from_secs(60)).await;
     assert!(env.kill_opencode() > 0, "found the opencode server to kill");
     let err = running.await.unwrap().unwrap_err();
-    assert!(matches!(&err, EngineError::Infra(m) if m.contains("opencode")), "{err}");
+    assert!(matches!(&err, EngineError::Interrupted(m) if m.contains("opencode")), "{err}");
 
     let result = engine.run(&issue(12), "after the crash", Mode::Continue, RunOptions::default()).await.unwrap();
     assert_eq!(result.answer, "ok");

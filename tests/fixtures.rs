@@ -1,4 +1,4 @@
-//! Every captured payload in ../shared/fixtures normalises as expected, and the
+//! Every captured payload in tests/fixtures normalises as expected, and the
 //! published HMAC vectors verify against the files' exact bytes.
 
 mod support;
@@ -64,6 +64,9 @@ fn gitea_fixtures_normalise() {
     let e = event(Gitea, "issues", "gitea/issues.label_updated.json");
     assert_eq!(e.kind, EventKind::IssueLabeled { added: None }, "Gitea does not say which label was added");
     assert_eq!(e.labels, vec!["bug".to_owned()]);
+    let e = event(Gitea, "issues", "gitea/issues.label_cleared.json");
+    assert_eq!(e.kind, EventKind::IssueLabeled { added: None }, "a clear is a label change with no labels left");
+    assert!(e.labels.is_empty());
 
     assert_eq!(event(Gitea, "issues", "gitea/issues.edited.json").kind, EventKind::IssueEdited);
     assert_eq!(event(Gitea, "issues", "gitea/issues.closed.json").kind, EventKind::IssueClosed);

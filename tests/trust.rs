@@ -71,7 +71,7 @@ async fn the_agent_never_sees_tokens_or_webhook_secrets() {
     let vars = t.secret_vars();
     let serve = ServeProcess::spawn(&t.env.config_path, &vars, None, t.env.dir.path().join("serve.log"));
     let d = gh(&gh_comment(83, 2101, "@kugetsu MARK-CANARY", "alice"), "c-1");
-    assert_eq!(d.post(&serve.url("gh")).await.0, 202);
+    assert_eq!(d.post(&t.at(serve.url("gh"))).await.0, 202);
     let comments = t.forge.wait_for_comments("acme/widget", 83, 1).await;
     let show = |file: &str| support::git(&t.env.remote(), &["show", &format!("kugetsu/83:{file}")]);
     let agent_env = show("agent-env.txt");

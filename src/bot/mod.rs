@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::forge::forge_for;
+use crate::forge::{Backoff, Forge, RetryingForge, forge_for};
 use crate::queue::Queue;
 use crate::store::SqliteStore;
 use crate::webhook::{Hook, Intake, router};
@@ -54,10 +54,15 @@ impl Bot {
     /// left over from before a restart.
     pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let hooks = hooks(&config)?;
+        let backoff = Backoff { attempts: config.bot.api_attempts, base: config.bot.api_backoff };
         let forges = config
             .instances
             .values()
-            .map(|i| Ok((i.name.clone(), forge_for(i).with_context(|| format!("instance `{}`", i.name))?)))
+            .map(|i| {
+                let client = forge_for(i, config.bot.api_timeout).with_context(|| format!("instance `{}`", i.name))?;
+                let forge: Arc<dyn Forge> = Arc::new(RetryingForge::new(client, backoff));
+                Ok((i.name.clone(), forge))
+            })
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
         let layout = crate::engine::Layout::new(&config.state_dir);
         let store = SqliteStore::open(&layout.database()).await?;

@@ -42,6 +42,15 @@ pub fn build(job: &Job, branch: &str) -> String {
     out
 }
 
+/// The same request again, after opencode died while the agent worked on it.
+pub fn after_interruption(prompt: &str) -> String {
+    format!(
+        "Your previous turn on this request was interrupted: the agent's process stopped before you \
+         finished. Look at the working copy (`git status`, `git log`) to see what was already done, \
+         then carry on. The request was:\n\n{prompt}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use crate::comment;
 use crate::config::Config;
 use crate::crash;
 use crate::engine::{Engine, EngineError, Mode, RunOptions};
-use crate::forge::{Forge, ReactionTarget, compare_url};
+use crate::forge::{Backoff, Forge, ForgeError, ReactionTarget, compare_url};
 use crate::issue_ref::{InstanceName, IssueRef};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
 use crate::store::now_millis;
@@ -29,11 +29,27 @@ const DISK_RETRY: Duration = Duration::from_secs(60);
 /// How long a job waits when another run holds its issue.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
 
+/// The longest a job put back by forge faults waits before its next try.
+const MAX_REQUEUE_DELAY: Duration = Duration::from_secs(30 * 60);
+
 enum Outcome {
     Done,
     Failed(String),
     /// Put back in the queue for later; nothing more to record.
     Deferred,
+    /// The forge failed in a way that may pass (or cannot decide yet): try the
+    /// job again later, with a growing delay, until its deadline.
+    Retry(String),
+}
+
+/// A permission answer, or why there is none yet.
+enum Decision {
+    Allowed,
+    Denied,
+    /// The forge will not show permissions to the bot (Gitea and Forgejo need
+    /// the bot to be a repository administrator).
+    NeedsAdmin,
+    Undecided(Outcome),
 }
 
 #[derive(Clone)]
@@ -81,8 +97,9 @@ impl Worker {
                     let key = issue.clone();
                     let worker = self.clone();
                     let handle = tasks.spawn(async move {
+                        let (attempts, created_at) = (job.attempts, job.created_at);
                         let outcome = worker.process(job).await;
-                        worker.record(id, outcome).await;
+                        worker.record(id, attempts, created_at, outcome).await;
                         if let Ok(mut running) = worker.running.lock()
                             && running.get(&issue).is_some_and(|(running_id, _)| *running_id == id)
                         {
@@ -107,11 +124,32 @@ impl Worker {
         tasks.shutdown().await;
     }
 
-    async fn record(&self, id: i64, outcome: Outcome) {
+    fn backoff(&self) -> Backoff {
+        Backoff { attempts: self.config.bot.api_attempts, base: self.config.bot.api_backoff }
+    }
+
+    /// Whether a job that keeps meeting forge faults has run out of time.
+    fn past_deadline(&self, created_at: i64) -> bool {
+        let deadline = i64::try_from(self.config.bot.retry_deadline.as_millis()).unwrap_or(i64::MAX);
+        now_millis().saturating_sub(created_at) > deadline
+    }
+
+    async fn record(&self, id: i64, attempts: u32, created_at: i64, outcome: Outcome) {
         let result = match outcome {
             Outcome::Done => Ok(()),
             Outcome::Failed(e) => Err(e),
             Outcome::Deferred => return,
+            Outcome::Retry(why) if self.past_deadline(created_at) => Err(why),
+            Outcome::Retry(why) => {
+                // crates.io's worker does the same: each failure waits twice as long.
+                let wait = self.config.bot.requeue_delay.saturating_mul(1 << attempts.min(16)).min(MAX_REQUEUE_DELAY);
+                tracing::warn!(job = id, %why, ?wait, "putting the job back after a forge fault");
+                let retry_at = now_millis().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                if let Err(e) = self.queue.retry_later(id, retry_at, &why).await {
+                    tracing::error!(error = %format!("{e:#}"), "cannot put a job back");
+                }
+                return;
+            }
         };
         crash::point("before-finish");
         if let Err(e) = self.queue.finish(id, result).await {
@@ -122,27 +160,36 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(job = queued.id, issue = %queued.job.issue))]
     async fn process(&self, queued: QueuedJob) -> Outcome {
         crash::point("after-claim");
-        let QueuedJob { id, job, outcome } = queued;
+        let QueuedJob { id, job, outcome, attempts, created_at } = queued;
         let Some(forge) = self.forges.get(job.issue.repo().instance()).cloned() else {
             return Outcome::Failed("the instance is no longer configured".into());
         };
-        // A run that finished before a crash: post its comment, do not run again.
+        // A run that finished before a crash or a forge fault: post its comment,
+        // never run the agent again.
         if let Some(body) = outcome {
             return self.post_once(forge.as_ref(), &job.issue, id, &body).await;
         }
-        // Fail closed: no answer from the permission API means no run.
-        let permission = match self.permissions.permission(forge.as_ref(), job.issue.repo(), &job.author).await {
-            Ok(p) => p,
-            Err(e) => return Outcome::Failed(format!("permission check for @{} failed: {e}", job.author)),
-        };
-        if !permission.can_trigger() {
-            tracing::info!(user = job.author, "ignored a trigger from a user without write access");
-            return match &self.config.bot.deny_reply {
-                Some(text) => {
-                    self.post_once(forge.as_ref(), &job.issue, id, &comment::not_allowed_comment(text, id)).await
-                }
-                None => Outcome::Done,
-            };
+        if attempts > 0 && self.past_deadline(created_at) {
+            return self.give_up(forge.as_ref(), &job, id, created_at).await;
+        }
+        // Fail closed: no answer from the permission API means no run, but the
+        // job waits for one rather than vanishing.
+        match self.decide(forge.as_ref(), &job).await {
+            Decision::Allowed => {}
+            // `status` reads nothing the role problem hides, and is where an
+            // operator looks first: it answers, and says what the others wait for.
+            Decision::NeedsAdmin if job.trigger == (JobTrigger::Control { command: Control::Status }) => {}
+            Decision::NeedsAdmin => return Outcome::Retry(comment::NEEDS_ADMIN.to_owned()),
+            Decision::Undecided(outcome) => return outcome,
+            Decision::Denied => {
+                tracing::info!(user = job.author, "ignored a trigger from a user without write access");
+                return match &self.config.bot.deny_reply {
+                    Some(text) => {
+                        self.post_once(forge.as_ref(), &job.issue, id, &comment::not_allowed_comment(text, id)).await
+                    }
+                    None => Outcome::Done,
+                };
+            }
         }
         let body = match &job.trigger {
             JobTrigger::Mention | JobTrigger::Label { .. } => match self.run_agent(forge.as_ref(), id, &job).await {
@@ -160,6 +207,45 @@ impl Worker {
         self.post_once(forge.as_ref(), &job.issue, id, &body).await
     }
 
+    /// Asks the forge whether the job's author may trigger runs here.
+    async fn decide(&self, forge: &dyn Forge, job: &Job) -> Decision {
+        let repo = job.issue.repo();
+        match self.permissions.permission(forge, repo, &job.author).await {
+            Ok(p) if p.can_trigger() => Decision::Allowed,
+            Ok(_) | Err(ForgeError::NotFound) => Decision::Denied,
+            Err(ForgeError::Forbidden(message)) => {
+                tracing::error!(
+                    repo = %repo, %message,
+                    "the forge refused to show collaborator permissions: on Gitea and Forgejo the bot \
+                     account must be an administrator of the repository"
+                );
+                self.notify_needs_admin(forge, job).await;
+                Decision::NeedsAdmin
+            }
+            Err(e) => Decision::Undecided(Outcome::Retry(format!("checking @{}'s permission: {e}", job.author))),
+        }
+    }
+
+    /// Says once per issue why its triggers wait for the bot's role to be fixed.
+    async fn notify_needs_admin(&self, forge: &dyn Forge, job: &Job) {
+        let said =
+            forge.comments(&job.issue).await.map(|all| all.iter().any(|c| comment::is_permission_notice(&c.body)));
+        if let Ok(false) = said
+            && let Err(e) = forge.post_comment(&job.issue, &comment::permission_notice(&job.author)).await
+        {
+            tracing::warn!(error = %e, "could not post the permission notice");
+        }
+    }
+
+    /// Ends a job that kept meeting forge faults, saying so once if the forge lets us.
+    async fn give_up(&self, forge: &dyn Forge, job: &Job, id: i64, created_at: i64) -> Outcome {
+        let tried_for = Duration::from_millis(u64::try_from(now_millis().saturating_sub(created_at)).unwrap_or(0));
+        let why = "the forge kept failing or refusing what I needed from it";
+        let body = comment::gave_up_comment(why, tried_for, id);
+        let _ = self.post_once(forge, &job.issue, id, &body).await;
+        Outcome::Failed(format!("gave up after {}", humantime::format_duration(tried_for)))
+    }
+
     /// Runs the agent and returns the comment to post; `None` when the job was
     /// deferred, for lack of disk space or because another run holds the issue.
     async fn run_agent(&self, forge: &dyn Forge, id: i64, job: &Job) -> Option<String> {
@@ -174,7 +260,7 @@ impl Worker {
             if !already_said {
                 let _ = forge.post_comment(&job.issue, &comment::deferred_comment(id)).await;
             }
-            self.defer(id, DISK_RETRY).await;
+            self.defer(id, DISK_RETRY, "the bot's disk is nearly full").await;
             return None;
         }
         let target =
@@ -184,7 +270,15 @@ impl Worker {
         }
         let branch = self.engine.branch_for(&job.issue);
         let text = prompt::build(job, &branch);
-        Some(match self.engine.run(&job.issue, &text, Mode::Auto, RunOptions::default()).await {
+        let mut run = self.engine.run(&job.issue, &text, Mode::Auto, RunOptions::default()).await;
+        if let Err(EngineError::Interrupted(why)) = &run {
+            // opencode was killed or crashed under the agent: one more try, in the
+            // same session, telling the agent what happened. A second death fails.
+            tracing::warn!(%why, "opencode died during the run; retrying once in the same session");
+            let again = prompt::after_interruption(&text);
+            run = self.engine.run(&job.issue, &again, Mode::Auto, RunOptions::default()).await;
+        }
+        Some(match run {
             Ok(result) => {
                 let kind = self.config.instance(repo.instance()).map(|i| i.kind);
                 let base = job.default_branch.as_deref().unwrap_or("main");
@@ -195,7 +289,7 @@ impl Worker {
             Err(EngineError::Busy(why)) => {
                 // Another run (a CLI one) holds the issue: wait for it rather than fail.
                 tracing::info!(%why, "deferring a job: the issue is busy");
-                self.defer(id, BUSY_RETRY).await;
+                self.defer(id, BUSY_RETRY, "another run holds this issue").await;
                 return None;
             }
             Err(e) => {
@@ -205,9 +299,9 @@ impl Worker {
         })
     }
 
-    async fn defer(&self, id: i64, wait: Duration) {
+    async fn defer(&self, id: i64, wait: Duration, why: &str) {
         let retry_at = now_millis().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-        if let Err(e) = self.queue.defer(id, retry_at).await {
+        if let Err(e) = self.queue.defer(id, retry_at, why).await {
             tracing::error!(error = %format!("{e:#}"), "cannot defer a job");
         }
     }
@@ -218,7 +312,8 @@ impl Worker {
             Control::Status => {
                 let record = self.engine.store().issue_session(&job.issue).await.ok().flatten();
                 let queued = self.queue.waiting_for(&job.issue).await.unwrap_or(0);
-                comment::status_comment(record.as_ref(), queued, id)
+                let waiting = self.queue.waiting_reasons(&job.issue).await.unwrap_or_default();
+                comment::status_comment(record.as_ref(), queued, &waiting, id)
             }
             Control::Stop => {
                 let running = self.running.lock().ok().and_then(|mut r| r.remove(&job.issue));
@@ -247,19 +342,41 @@ impl Worker {
         }
     }
 
-    /// Posts the job's comment unless an earlier attempt already did.
+    /// Posts the job's comment unless an earlier attempt already did. The marker
+    /// is looked for before every attempt, in the bot's own comments only: a POST
+    /// the forge stored but answered with an error is not posted twice.
     async fn post_once(&self, forge: &dyn Forge, issue: &IssueRef, id: i64, body: &str) -> Outcome {
-        match forge.comments(issue).await {
-            Ok(existing) if existing.iter().any(|c| comment::is_comment_for_job(&c.body, id)) => return Outcome::Done,
-            Ok(_) => {}
-            Err(e) => return Outcome::Failed(format!("cannot read the issue's comments: {e}")),
-        }
-        match forge.post_comment(issue, body).await {
-            Ok(_) => {
-                crash::point("after-comment");
-                Outcome::Done
+        let body = comment::within_limit(body);
+        let bot = self.config.instance(issue.repo().instance()).map(|i| i.bot_login.as_str()).unwrap_or_default();
+        let backoff = self.backoff();
+        let mut attempt = 0;
+        loop {
+            let error = match forge.comments(issue).await {
+                Ok(existing)
+                    if existing
+                        .iter()
+                        .any(|c| c.author.eq_ignore_ascii_case(bot) && comment::is_comment_for_job(&c.body, id)) =>
+                {
+                    return Outcome::Done;
+                }
+                Ok(_) => match forge.post_comment(issue, &body).await {
+                    Ok(_) => {
+                        crash::point("after-comment");
+                        return Outcome::Done;
+                    }
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            match backoff.wait_after(attempt, &error) {
+                Some(wait) => {
+                    tracing::debug!(%error, attempt, "posting the comment met a forge fault; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                None if error.is_transient() => return Outcome::Retry(format!("posting the comment: {error}")),
+                None => return Outcome::Failed(format!("posting the comment failed: {error}")),
             }
-            Err(e) => Outcome::Failed(format!("posting the comment failed: {e}")),
         }
     }
 }

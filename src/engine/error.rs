@@ -14,6 +14,10 @@ pub enum EngineError {
     /// The issue is locked by another run (the CLI, say); retrying later succeeds.
     #[error("{0}")]
     Busy(String),
+    /// opencode died (was killed, crashed) while the agent worked in a session
+    /// it had started; the session is kept and the run can go on in it.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl EngineError {
@@ -22,7 +26,7 @@ impl EngineError {
         match self {
             Self::BadInput(_) | Self::Busy(_) => 2,
             Self::Agent(_) => 3,
-            Self::Infra(_) => 4,
+            Self::Infra(_) | Self::Interrupted(_) => 4,
         }
     }
 
@@ -32,6 +36,7 @@ impl EngineError {
             Self::Agent(_) => "agent",
             Self::Infra(_) => "infrastructure",
             Self::Busy(_) => "busy",
+            Self::Interrupted(_) => "interrupted",
         }
     }
 }
@@ -47,6 +52,7 @@ impl From<RunError> for EngineError {
         match e.kind {
             FailureKind::Unsupported => Self::BadInput(e.message),
             FailureKind::Agent => Self::Agent(e.message),
+            FailureKind::Infra if e.session_id.is_some() => Self::Interrupted(e.message),
             FailureKind::Infra => Self::Infra(e.message),
         }
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{Config, Instance};
-use crate::git::{Credentials, Git, GitError, Mirror, Worktree};
+use crate::git::{Credentials, Git, GitError, Mirror, Worktree, with_retries};
 use crate::issue_ref::{IssueRef, RepoRef};
 use crate::lock::{FileLock, lock_exclusive, try_lock_exclusive};
 use crate::opencode::{Driver, Prompt, SESSION_TITLE_PREFIX, SessionTarget, driver_for};
@@ -140,7 +140,8 @@ impl Engine {
         mirror: &Mirror,
         creds: Option<&Credentials>,
     ) -> Result<(), EngineError> {
-        mirror.sync(&self.git, creds).await.map_err(|e| match e {
+        let sync = with_retries("fetching the mirror", GitError::may_pass, || mirror.sync(&self.git, creds)).await;
+        sync.map_err(|e| match e {
             e if e.is_missing_repository() => {
                 EngineError::BadInput(format!("repository {repo} was not found at {}: {e}", mirror.url()))
             }
@@ -335,7 +336,13 @@ impl Engine {
         let _lock = self.lock_mirror(issue.repo()).await?;
         crate::crash::point("before-push");
         mirror.restore_config()?;
-        mirror.push_branch(&self.git, branch, lease.as_deref(), creds).await.map_err(|e| push_error(branch, e))?;
+        // A refused lease is an answer, not an outage: only other failures are retried.
+        let retryable = |e: &GitError| e.may_pass() && !is_lease_refusal(&e.to_string());
+        with_retries("pushing the branch", retryable, || {
+            mirror.push_branch(&self.git, branch, lease.as_deref(), creds)
+        })
+        .await
+        .map_err(|e| push_error(branch, e))?;
         crate::crash::point("after-push");
         record.last_pushed_sha = Some(head);
         Ok((commits, files, Some(mirror.url().to_owned())))
@@ -409,9 +416,13 @@ impl Engine {
     }
 }
 
+fn is_lease_refusal(git_error: &str) -> bool {
+    git_error.contains("stale info") || git_error.contains("rejected")
+}
+
 fn push_error(branch: &str, e: GitError) -> EngineError {
     let text = e.to_string();
-    if text.contains("stale info") || text.contains("rejected") {
+    if is_lease_refusal(&text) {
         EngineError::Infra(format!(
             "the remote branch `{branch}` changed since kugetsu last pushed it, so kugetsu did not overwrite it; \
              the work is kept in the issue's worktree ({text})"

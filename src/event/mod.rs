@@ -92,7 +92,10 @@ pub fn normalize(
     let event_kind = match (event, action) {
         ("issues", "opened") => EventKind::IssueOpened,
         ("issues", "labeled") => EventKind::IssueLabeled { added: payload.label.as_ref().map(|l| l.name.clone()) },
-        ("issues", "label_updated") => EventKind::IssueLabeled { added: None },
+        // Gitea and Forgejo send the whole label set after a change; `label_cleared`
+        // (every label removed) must reach the stored set too, or a trigger label
+        // put back later would look as if it had been there all along.
+        ("issues", "label_updated" | "label_cleared") => EventKind::IssueLabeled { added: None },
         ("issues", "edited") => EventKind::IssueEdited,
         ("issues", "closed") => EventKind::IssueClosed,
         ("issue_comment", "created") => EventKind::CommentCreated,

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
@@ -26,13 +28,49 @@ struct CommentAnswer {
     id: u64,
     #[serde(default)]
     body: String,
+    user: Option<UserAnswer>,
+}
+
+#[derive(Deserialize)]
+struct UserAnswer {
+    login: String,
+}
+
+impl From<CommentAnswer> for ForgeComment {
+    fn from(c: CommentAnswer) -> Self {
+        Self { id: c.id, body: c.body, author: c.user.map(|u| u.login).unwrap_or_default() }
+    }
+}
+
+/// A request that never reached an answer: the connection failed, dropped or timed out.
+fn unreachable(e: &reqwest::Error) -> ForgeError {
+    ForgeError::transient(format!("cannot reach the forge: {}", without_url(e)))
+}
+
+/// reqwest's error text carries the URL; keep it to the kind of failure.
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut short or malformed"
+    } else {
+        "the request failed"
+    };
+    kind.to_owned()
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 impl GiteaForge {
-    pub fn new(instance: &Instance) -> anyhow::Result<Self> {
+    pub fn new(instance: &Instance, timeout: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("kugetsu/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(timeout)
             .build()?;
         Ok(Self { http, api_url: instance.api_url.trim_end_matches('/').to_owned(), token: instance.token.clone() })
     }
@@ -46,17 +84,22 @@ impl GiteaForge {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ForgeError> {
-        let resp = req.send().await.map_err(|e| ForgeError::Other(format!("cannot reach the forge: {e}")))?;
+        let resp = req.send().await.map_err(|e| unreachable(&e))?;
         let status = resp.status();
         if !status.is_success() {
+            let wait = retry_after(&resp);
             let text = resp.text().await.unwrap_or_default();
             let message = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            return Err(ForgeError::from_status(status.as_u16(), message));
+            return Err(ForgeError::from_status(status.as_u16(), message).with_retry_after(wait));
         }
-        resp.json().await.map_err(|e| ForgeError::Other(format!("unexpected answer from the forge: {e}")))
+        // A body cut short arrives as a decode error after a 2xx: the call may
+        // have taken effect, which the caller's retry must allow for.
+        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ForgeError::transient(format!("unexpected answer from the forge: {e}")))
     }
 }
 
@@ -97,6 +140,6 @@ impl Forge for GiteaForge {
         // Gitea returns every comment at once; it does not paginate this list.
         let path = format!("{}/issues/{}/comments", repo_path(issue.repo()), issue.number());
         let answer: Vec<CommentAnswer> = self.send(self.request(Method::GET, &path)).await?;
-        Ok(answer.into_iter().map(|c| ForgeComment { id: c.id, body: c.body }).collect())
+        Ok(answer.into_iter().map(ForgeComment::from).collect())
     }
 }

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use async_trait::async_trait;
 use octocrab::models::reactions::ReactionContent;
 use octocrab::models::{AppId, CommentId, InstallationId};
@@ -16,8 +18,14 @@ pub struct GithubForge {
 }
 
 impl GithubForge {
-    pub fn new(instance: &Instance) -> anyhow::Result<Self> {
-        let builder = Octocrab::builder().base_uri(instance.api_url.as_str())?;
+    /// octocrab is built without its `retry` feature: it would repeat a POST
+    /// that the forge stored but answered with a 5xx, and post a comment twice.
+    pub fn new(instance: &Instance, timeout: Duration) -> anyhow::Result<Self> {
+        let builder = Octocrab::builder()
+            .base_uri(instance.api_url.as_str())?
+            .set_connect_timeout(Some(timeout))
+            .set_read_timeout(Some(timeout))
+            .set_write_timeout(Some(timeout));
         if let Some(app) = &instance.github_app {
             let key = EncodingKey::from_rsa_pem(app.private_key.expose_secret().as_bytes())
                 .map_err(|e| anyhow::anyhow!("the GitHub App key is not an RSA PEM key: {e}"))?;
@@ -34,12 +42,30 @@ impl GithubForge {
     }
 }
 
+/// GitHub's secondary rate limits answer 403; its docs say to wait at least a minute.
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
 fn map_error(e: octocrab::Error) -> ForgeError {
     match e {
         octocrab::Error::GitHub { source, .. } => {
-            ForgeError::from_status(source.status_code.as_u16(), source.message.clone())
+            let status = source.status_code.as_u16();
+            if status == 403 && source.message.to_ascii_lowercase().contains("rate limit") {
+                return ForgeError::transient(format!("GitHub rate limit: {}", source.message))
+                    .with_retry_after(Some(RATE_LIMIT_WAIT));
+            }
+            ForgeError::from_status(status, source.message.clone())
         }
-        other => ForgeError::Other(format!("GitHub API call failed: {other}")),
+        // Connection failures, timeouts and answers cut short: the call may or may
+        // not have taken effect, and trying again later may work.
+        other => ForgeError::transient(format!("GitHub API call failed ({}): {other}", error_kind(&other))),
+    }
+}
+
+fn error_kind(e: &octocrab::Error) -> &'static str {
+    match e {
+        octocrab::Error::Hyper { .. } | octocrab::Error::Service { .. } => "connection failed or timed out",
+        octocrab::Error::Serde { .. } | octocrab::Error::Json { .. } => "unexpected answer",
+        _ => "request failed",
     }
 }
 
@@ -95,6 +121,9 @@ impl Forge for GithubForge {
             .await
             .map_err(map_error)?;
         let all = self.octocrab.all_pages(first).await.map_err(map_error)?;
-        Ok(all.into_iter().map(|c| ForgeComment { id: c.id.0, body: c.body.unwrap_or_default() }).collect())
+        Ok(all
+            .into_iter()
+            .map(|c| ForgeComment { id: c.id.0, body: c.body.unwrap_or_default(), author: c.user.login })
+            .collect())
     }
 }

@@ -3,8 +3,10 @@
 
 mod gitea;
 mod github;
+mod retry;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -14,6 +16,7 @@ use crate::issue_ref::{IssueRef, RepoRef};
 
 pub use gitea::GiteaForge;
 pub use github::GithubForge;
+pub use retry::{Backoff, RetryingForge};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Permission {
@@ -49,9 +52,11 @@ pub enum ReactionTarget {
 pub struct ForgeComment {
     pub id: u64,
     pub body: String,
+    /// The login of the comment's author.
+    pub author: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ForgeError {
     #[error("the forge refused our credentials")]
     Unauthorized,
@@ -59,6 +64,10 @@ pub enum ForgeError {
     Forbidden(String),
     #[error("not found on the forge")]
     NotFound,
+    /// A fault that may pass: a 5xx, a 429, a timeout, a dropped connection, an
+    /// answer cut short. The call may have taken effect on the forge.
+    #[error("{message}")]
+    Transient { message: String, retry_after: Option<Duration> },
     #[error("{0}")]
     Other(String),
 }
@@ -69,7 +78,24 @@ impl ForgeError {
             401 => Self::Unauthorized,
             403 => Self::Forbidden(message),
             404 => Self::NotFound,
+            408 | 429 | 500..=599 => Self::transient(format!("the forge answered {status}: {message}")),
             _ => Self::Other(format!("the forge answered {status}: {message}")),
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::Transient { message: message.into(), retry_after: None }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+
+    /// A `Retry-After` the forge asked for (429, or GitHub's secondary limits).
+    pub fn with_retry_after(self, wait: Option<Duration>) -> Self {
+        match self {
+            Self::Transient { message, .. } => Self::Transient { message, retry_after: wait },
+            other => other,
         }
     }
 }
@@ -85,11 +111,12 @@ pub trait Forge: Send + Sync {
     async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError>;
 }
 
-/// The API client for an instance.
-pub fn forge_for(instance: &Instance) -> anyhow::Result<Arc<dyn Forge>> {
+/// The API client for an instance; one call that takes longer than `timeout`
+/// is a transient fault.
+pub fn forge_for(instance: &Instance, timeout: Duration) -> anyhow::Result<Arc<dyn Forge>> {
     Ok(match instance.kind {
-        ForgeKind::Github => Arc::new(GithubForge::new(instance)?),
-        ForgeKind::Gitea | ForgeKind::Forgejo => Arc::new(GiteaForge::new(instance)?),
+        ForgeKind::Github => Arc::new(GithubForge::new(instance, timeout)?),
+        ForgeKind::Gitea | ForgeKind::Forgejo => Arc::new(GiteaForge::new(instance, timeout)?),
     })
 }
 

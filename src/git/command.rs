@@ -40,6 +40,17 @@ pub enum GitError {
 }
 
 impl GitError {
+    /// Whether a fetch or push may work if tried again soon: not when the remote
+    /// answered that the repository is missing or that our credentials are wrong.
+    pub fn may_pass(&self) -> bool {
+        let GitError::Failed { stderr, .. } = self else {
+            return matches!(self, GitError::Timeout { .. });
+        };
+        let s = stderr.to_ascii_lowercase();
+        let lasting = ["authentication failed", "could not read username", "403"];
+        !self.is_missing_repository() && !lasting.iter().any(|needle| s.contains(needle))
+    }
+
     /// Whether the remote said the repository does not exist (or is hidden from us).
     pub fn is_missing_repository(&self) -> bool {
         let GitError::Failed { stderr, .. } = self else {

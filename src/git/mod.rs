@@ -7,9 +7,11 @@ mod command;
 mod credential;
 mod locks;
 mod mirror;
+mod retry;
 mod worktree;
 
 pub use command::{Git, GitError};
 pub use credential::Credentials;
 pub use mirror::Mirror;
+pub use retry::with_retries;
 pub use worktree::{Commit, Worktree};

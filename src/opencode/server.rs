@@ -44,6 +44,8 @@ pub struct ServerDriver {
     active_runs: AtomicUsize,
 }
 
+const EXITED_EARLY: &str = "opencode serve exited before it was ready";
+
 impl ServerDriver {
     pub fn new(settings: OpencodeSettings, env: OpencodeEnv, state_dir: &Path) -> Self {
         Self {
@@ -67,7 +69,15 @@ impl ServerDriver {
             tracing::warn!("opencode serve exited; restarting it");
             *guard = None;
         }
-        let server = self.start().await?;
+        // A supervisor restarts a child that died while starting (killed, OOM);
+        // a second death in a row is reported.
+        let server = match self.start().await {
+            Err(e) if e.message.starts_with(EXITED_EARLY) => {
+                tracing::warn!(error = %e, "opencode serve died while starting; starting it once more");
+                self.start().await?
+            }
+            started => started?,
+        };
         let api = server.api.clone();
         *guard = Some(server);
         Ok(api)
@@ -100,12 +110,13 @@ impl ServerDriver {
         let base = tokio::time::timeout(self.settings.startup_timeout, listening_url(stdout))
             .await
             .map_err(|_| RunError::infra("opencode serve did not start listening in time"))?
-            .ok_or_else(|| {
-                RunError::infra(format!("opencode serve exited before listening; see {}", self.log_path.display()))
-            })?;
+            .ok_or_else(|| self.exited_early())?;
         let api = Api::new(self.http.clone(), base, SecretString::from(password));
         let deadline = Instant::now() + self.settings.startup_timeout;
         while !api.healthy().await {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Err(self.exited_early());
+            }
             if Instant::now() > deadline {
                 return Err(RunError::infra("opencode serve never became healthy"));
             }
@@ -113,6 +124,10 @@ impl ServerDriver {
         }
         tracing::info!(pid = child.id(), "opencode serve is up");
         Ok(Server { _child: child, group, api })
+    }
+
+    fn exited_early(&self) -> RunError {
+        RunError::infra(format!("{EXITED_EARLY}; see {}", self.log_path.display()))
     }
 
     /// Restarts the server between runs once it holds more memory than allowed:

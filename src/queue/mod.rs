@@ -70,6 +70,10 @@ pub struct QueuedJob {
     pub job: Job,
     /// The comment a run already produced, when the process died before posting it.
     pub outcome: Option<String>,
+    /// How often the job was put back after forge faults.
+    pub attempts: u32,
+    /// When the trigger was stored (unix milliseconds).
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,15 +167,37 @@ impl Queue {
         Ok(())
     }
 
-    /// Puts a claimed job back, not to be taken before `not_before_ms`.
-    pub async fn defer(&self, id: i64, not_before_ms: i64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'pending', not_before = ?, updated_at = ? WHERE id = ?")
-            .bind(not_before_ms)
-            .bind(now_millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Puts a claimed job back, not to be taken before `not_before_ms`; `why` is
+    /// what it waits for, shown by `status`. A job that is no longer running
+    /// (stopped meanwhile) stays as it is.
+    pub async fn defer(&self, id: i64, not_before_ms: i64, why: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'pending', not_before = ?, error = ?, updated_at = ? \
+             WHERE id = ? AND status = 'running'",
+        )
+        .bind(not_before_ms)
+        .bind(why)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// Puts a job back after a forge fault, counting the attempt.
+    pub async fn retry_later(&self, id: i64, not_before_ms: i64, why: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE jobs SET attempts = attempts + 1 WHERE id = ?").bind(id).execute(&self.pool).await?;
+        self.defer(id, not_before_ms, why).await
+    }
+
+    /// Why the issue's pending jobs wait, if they were put back.
+    pub async fn waiting_reasons(&self, issue: &IssueRef) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT error FROM jobs WHERE issue = ? AND status = 'pending' AND error IS NOT NULL ORDER BY id",
+        )
+        .bind(issue.to_string())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Takes up to `limit` jobs of `lane`: for each issue with no running job in
@@ -181,7 +207,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         let now = now_millis();
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        let rows: Vec<(i64, String, Option<String>, i64, i64)> = sqlx::query_as(
             "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id IN (
                 SELECT j.id FROM jobs j
                 WHERE j.status = 'pending' AND j.not_before <= ?1 AND j.lane = ?3
@@ -190,7 +216,7 @@ impl Queue {
                   AND j.id = (SELECT MIN(p.id) FROM jobs p
                               WHERE p.issue = j.issue AND p.lane = j.lane AND p.status = 'pending')
                 ORDER BY j.id LIMIT ?2
-            ) RETURNING id, job, outcome",
+            ) RETURNING id, job, outcome, attempts, created_at",
         )
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -199,8 +225,10 @@ impl Queue {
         .await?;
         let mut jobs: Vec<QueuedJob> = rows
             .into_iter()
-            .filter_map(|(id, json, outcome)| match serde_json::from_str(&json) {
-                Ok(job) => Some(QueuedJob { id, job, outcome }),
+            .filter_map(|(id, json, outcome, attempts, created_at)| match serde_json::from_str(&json) {
+                Ok(job) => {
+                    Some(QueuedJob { id, job, outcome, attempts: u32::try_from(attempts).unwrap_or(0), created_at })
+                }
                 Err(e) => {
                     tracing::error!(job = id, error = %e, "unreadable job left in the queue");
                     None

@@ -6,7 +6,8 @@ use std::time::Duration;
 use kugetsu::bot::Bot;
 use serde_json::Value;
 
-use super::webhook::{self, Delivery, fixture, retarget, with_comment};
+use super::fake_forge::BOT_LOGIN;
+use super::webhook::{self, Delivery, Endpoint, fixture, retarget, with_comment};
 use super::{EnvOptions, FakeForge, TestEnv};
 
 pub const GH_SECRET: &str = "gh-secret-canary";
@@ -28,13 +29,16 @@ impl BotEnv {
     /// URL, `{remotes}` the remotes dir); `vars` are extra environment variables.
     pub async fn with(more: &str, vars: Vec<(&'static str, String)>) -> Self {
         let forge = FakeForge::start().await;
-        let more = more.replace("{forge}", &forge.github_api());
+        let more = more.replace("{forge}", &forge.github_api()).replace("{gitea_api}", &forge.gitea_api());
         let extra = format!(
             r#"
 [bot]
 handle = "kugetsu"
 listen = "127.0.0.1:0"
 trigger_labels = ["kugetsu"]
+api_timeout = "3s"
+api_backoff = "20ms"
+requeue_delay = "200ms"
 
 [instances.gh]
 kind = "github"
@@ -59,7 +63,14 @@ webhook_secret_env = "TEA_SECRET"
         std::fs::write(&env.config_path, text).unwrap();
         forge.set_permission("alice", "write");
         forge.set_permission("mallory", "read");
+        // Gitea and Forgejo show other users' permissions to repository admins only.
+        forge.set_permission(BOT_LOGIN, "admin");
         let mut this = Self { env, forge, bot: None, vars };
+        for (name, value) in this.secret_vars() {
+            if name.ends_with("_TOKEN") {
+                this.forge.accept_token(&value, BOT_LOGIN);
+            }
+        }
         this.start().await;
         this
     }
@@ -100,8 +111,14 @@ webhook_secret_env = "TEA_SECRET"
         }
     }
 
-    pub fn url(&self, instance: &str) -> String {
-        format!("http://{}/webhooks/{instance}", self.bot.as_ref().expect("bot running").addr)
+    /// The in-process bot's webhook endpoint for `instance`.
+    pub fn url(&self, instance: &str) -> Endpoint {
+        self.at(format!("http://{}/webhooks/{instance}", self.bot.as_ref().expect("bot running").addr))
+    }
+
+    /// Any webhook URL (a `kugetsu serve` child's, say) fed by this fake forge.
+    pub fn at(&self, url: String) -> Endpoint {
+        Endpoint { url, forge: self.forge.clone() }
     }
 
     pub async fn jobs(&self) -> Vec<(i64, String, String)> {
@@ -122,6 +139,21 @@ webhook_secret_env = "TEA_SECRET"
         let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
         pool.close().await;
         rows
+    }
+
+    /// Waits until job `id` was put back at least `attempts` times; returns
+    /// `(id, status, attempts, error)`.
+    pub async fn wait_for_job_attempts(&self, id: i64, attempts: i64) -> (i64, String, i64, Option<String>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let rows: Vec<(i64, String, i64, Option<String>)> =
+                self.job_rows("SELECT id, status, attempts, error FROM jobs ORDER BY id").await;
+            if let Some(row) = rows.iter().find(|r| r.0 == id && r.2 >= attempts) {
+                return row.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "job {id} was never put back {attempts} times: {rows:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn wait_for_jobs_done(&self, count: usize) -> Vec<(i64, String, String)> {

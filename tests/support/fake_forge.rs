@@ -1,14 +1,23 @@
-//! A fake forge API speaking GitHub's and Gitea's (`/api/v1`) paths and JSON
-//! shapes for the calls kugetsu makes. It keeps state and records every call.
+//! A fake forge API, as strict as the real ones for every call kugetsu makes.
+//! It serves GitHub's paths at the root of one port and Gitea's under `/api/v1`
+//! on another, keeps state, records every call, and can be told to fail.
+//!
+//! Each rule names its source:
+//! - gitea: go-gitea/gitea (`routers/api/v1/...`, `modules/structs/...`);
+//! - GitHub: docs.github.com/en/rest (the page named at the rule).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+
+use super::webhook::Delivery;
 
 #[derive(Debug, Clone)]
 pub struct PostedComment {
@@ -16,63 +25,191 @@ pub struct PostedComment {
     pub issue: u64,
     pub id: u64,
     pub body: String,
+    pub author: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Github,
+    Gitea,
+}
+
+/// Faults injected into the calls on a job's path (permission, comments,
+/// reactions), each with its own share of `rate`.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    pub rate: f64,
+    /// How long a "slow" answer takes: set it past kugetsu's `bot.api_timeout`.
+    pub slow: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 before anything happened.
+    Error,
+    /// The call takes effect, then the forge answers 502 (a proxy timing out).
+    BadGatewayAfterEffect,
+    /// The connection drops mid-answer; the call may or may not have taken effect.
+    Dropped { applied: bool },
+    /// The answer comes after the client gave up; the call took effect.
+    Slow,
 }
 
 #[derive(Default)]
 struct State {
     calls: Vec<String>,
+    /// Token → the login it authenticates.
+    tokens: HashMap<String, String>,
+    /// Site administrators (Gitea's `is_admin`).
+    site_admins: BTreeSet<String>,
+    /// `owner/repo` → its issues.
+    repos: HashMap<String, BTreeSet<u64>>,
+    /// Every comment, whoever wrote it, in creation order.
     comments: Vec<PostedComment>,
-    reactions: Vec<String>,
+    /// `(repo, "comment"|"issue", id, user, content)`.
+    reactions: Vec<(String, &'static str, u64, String, String)>,
+    /// Login → permission on every repository (`read` when unset).
     permissions: HashMap<String, String>,
     permission_failure: Option<u16>,
+    faults: Option<Faults>,
+    rng: Option<rand::rngs::StdRng>,
+    /// Faults for the next calls whose method and path match, in order.
+    forced: Vec<(Method, String, Fault)>,
+    /// How many faults were injected, by kind.
+    injected: HashMap<String, usize>,
     next_id: u64,
 }
 
 #[derive(Clone)]
 pub struct FakeForge {
-    port: u16,
+    github_port: u16,
+    gitea_port: u16,
     state: Arc<Mutex<State>>,
 }
 
+/// A slow answer's delay when no fault plan says otherwise: past the tests' `api_timeout`.
+const SLOW: Duration = Duration::from_secs(5);
+
+/// The token a GitHub App installation gets from this fake.
+pub const INSTALLATION_TOKEN: &str = "ghs_fake-installation-token";
+/// The login an installation token acts as: a GitHub App's bot user.
+pub const APP_BOT_LOGIN: &str = "kugetsu[bot]";
+/// The login of the bot account the tests' tokens belong to.
+pub const BOT_LOGIN: &str = "kugetsu";
+
+/// GitHub: "body is too long (maximum is 65536 characters)" (REST API, issue comments).
+const GITHUB_MAX_BODY: usize = 65_536;
+/// GitHub's reaction contents (docs.github.com/en/rest/reactions/reactions); Gitea's
+/// default `[ui] REACTIONS` is the same list (modules/setting/ui.go).
+const REACTIONS: [&str; 8] = ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"];
+
 impl FakeForge {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State { next_id: 1000, ..State::default() }));
-        let shared = state.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let state = shared.clone();
-            async move {
-                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                handle(&state, &method, &uri, &auth, &body)
-            }
-        });
-        let port = super::serve_on_loopback(app, "fake forge").await;
-        Self { port, state }
+        let state = Arc::new(Mutex::new(State { next_id: 100_000, ..State::default() }));
+        state.lock().unwrap().tokens.insert(INSTALLATION_TOKEN.into(), APP_BOT_LOGIN.into());
+        let mut this = Self { github_port: 0, gitea_port: 0, state };
+        this.github_port = super::serve_on_loopback(this.router(Flavor::Github), "fake GitHub").await;
+        this.gitea_port = super::serve_on_loopback(this.router(Flavor::Gitea), "fake Gitea").await;
+        this
+    }
+
+    fn router(&self, flavor: Flavor) -> Router {
+        let forge = self.clone();
+        Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let forge = forge.clone();
+            async move { forge.handle(flavor, method, uri, headers, body).await }
+        })
     }
 
     pub fn github_api(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.github_port)
     }
 
     pub fn gitea_api(&self) -> String {
-        format!("http://127.0.0.1:{}/api/v1", self.port)
+        format!("http://127.0.0.1:{}/api/v1", self.gitea_port)
+    }
+
+    /// Lets `token` in as `login`.
+    pub fn accept_token(&self, token: &str, login: &str) {
+        self.state.lock().unwrap().tokens.insert(token.to_owned(), login.to_owned());
     }
 
     pub fn set_permission(&self, user: &str, permission: &str) {
         self.state.lock().unwrap().permissions.insert(user.to_owned(), permission.to_owned());
     }
 
-    /// Makes the permission API answer this status from now on.
-    pub fn fail_permissions(&self, status: u16) {
-        self.state.lock().unwrap().permission_failure = Some(status);
+    /// Makes the permission API answer this status from now on (`None`: answer again).
+    pub fn fail_permissions(&self, status: Option<u16>) {
+        self.state.lock().unwrap().permission_failure = status;
     }
 
+    /// Injects faults from now on (`None` stops them); `seed` makes them repeatable.
+    pub fn set_faults(&self, faults: Option<Faults>, seed: u64) {
+        let mut state = self.state.lock().unwrap();
+        state.faults = faults;
+        state.rng = Some(rand::rngs::StdRng::seed_from_u64(seed));
+    }
+
+    /// Makes the next `method` call whose path contains `path` fail with `fault`.
+    pub fn fail_next(&self, method: Method, path: &str, fault: Fault) {
+        self.state.lock().unwrap().forced.push((method, path.to_owned(), fault));
+    }
+
+    pub fn add_repo(&self, repo: &str) {
+        self.state.lock().unwrap().repos.entry(repo.to_owned()).or_default();
+    }
+
+    pub fn add_issue(&self, repo: &str, number: u64) {
+        self.state.lock().unwrap().repos.entry(repo.to_owned()).or_default().insert(number);
+    }
+
+    /// Makes the forge hold what a delivery says happened: its repository, issue
+    /// and comment, written by its author. A real forge only sends a webhook for
+    /// things that exist.
+    pub fn seed(&self, delivery: &Delivery) {
+        let Some(payload) = delivery.payload() else { return };
+        let repository = &payload["repository"];
+        let owner = repository["owner"]["login"].as_str().or(repository["owner"]["username"].as_str());
+        let (Some(owner), Some(name)) = (owner, repository["name"].as_str()) else { return };
+        let repo = format!("{owner}/{name}");
+        let Some(number) = payload["issue"]["number"].as_u64() else {
+            self.add_repo(&repo);
+            return;
+        };
+        self.add_issue(&repo, number);
+        let comment = &payload["comment"];
+        if let Some(id) = comment["id"].as_u64() {
+            let author = comment["user"]["login"].as_str().unwrap_or_default().to_owned();
+            let body = comment["body"].as_str().unwrap_or_default().to_owned();
+            let mut state = self.state.lock().unwrap();
+            state.comments.retain(|c| c.id != id);
+            state.comments.push(PostedComment { repo, issue: number, id, body, author });
+        }
+    }
+
+    /// The comments the bot wrote on an issue.
     pub fn comments(&self, repo: &str, issue: u64) -> Vec<PostedComment> {
         let state = self.state.lock().unwrap();
-        state.comments.iter().filter(|c| c.repo == repo && c.issue == issue).cloned().collect()
+        let bots = [BOT_LOGIN, APP_BOT_LOGIN];
+        state
+            .comments
+            .iter()
+            .filter(|c| c.repo == repo && c.issue == issue && bots.contains(&c.author.as_str()))
+            .cloned()
+            .collect()
     }
 
+    /// Reactions as `owner/repo comment|issue <id> <content>`.
     pub fn reactions(&self) -> Vec<String> {
-        self.state.lock().unwrap().reactions.clone()
+        let state = self.state.lock().unwrap();
+        state.reactions.iter().map(|(repo, kind, id, _, content)| format!("{repo} {kind} {id} {content}")).collect()
+    }
+
+    /// The faults injected so far, by kind.
+    pub fn faults_injected(&self) -> Vec<(String, usize)> {
+        let mut all: Vec<_> = self.state.lock().unwrap().injected.clone().into_iter().collect();
+        all.sort();
+        all
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -80,7 +217,7 @@ impl FakeForge {
     }
 
     pub async fn wait_for_comments(&self, repo: &str, issue: u64, count: usize) -> Vec<PostedComment> {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             let comments = self.comments(repo, issue);
             if comments.len() >= count {
@@ -90,15 +227,322 @@ impl FakeForge {
                 tokio::time::Instant::now() < deadline,
                 "{repo}#{issue} never got {count} comment(s): {comments:?}"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn handle(&self, flavor: Flavor, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let fault = {
+            let mut state = self.state.lock().unwrap();
+            state.calls.push(format!("{method} {} [{auth}]", uri.path()));
+            let fault = draw_fault(&mut state, &method, uri.path());
+            if let Some(f) = fault {
+                *state.injected.entry(format!("{f:?}")).or_default() += 1;
+            }
+            fault
+        };
+        // The router's clone of `self` predates the ports, so the caller's Host says where we are.
+        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+        let prefix = if flavor == Flavor::Gitea { "/api/v1" } else { "" };
+        let request = Request { flavor, method, uri, auth, body, base: format!("http://{host}{prefix}") };
+        if fault == Some(Fault::Error) {
+            return error(flavor, StatusCode::INTERNAL_SERVER_ERROR, "");
+        }
+        let applied = !matches!(fault, Some(Fault::Dropped { applied: false }));
+        let response = if applied { self.state.lock().map(|mut s| route(&mut s, &request)).unwrap() } else { None };
+        match fault {
+            Some(Fault::BadGatewayAfterEffect) => error(flavor, StatusCode::BAD_GATEWAY, ""),
+            Some(Fault::Dropped { .. }) => dropped(),
+            Some(Fault::Slow) => {
+                let wait = self.state.lock().unwrap().faults.map_or(SLOW, |f| f.slow);
+                tokio::time::sleep(wait).await;
+                response.unwrap_or_else(|| not_found(flavor))
+            }
+            _ => response.unwrap_or_else(|| not_found(flavor)),
         }
     }
 }
 
-fn user(login: &str, base: &str) -> Value {
+struct Request {
+    flavor: Flavor,
+    method: Method,
+    uri: Uri,
+    auth: String,
+    body: Bytes,
+    /// This fake's own API base, for `Link` headers.
+    base: String,
+}
+
+/// Faults hit only the calls on a job's path, never the GitHub App token call.
+fn draw_fault(state: &mut State, method: &Method, path: &str) -> Option<Fault> {
+    if let Some(at) = state.forced.iter().position(|(m, p, _)| m == method && path.contains(p.as_str())) {
+        return Some(state.forced.remove(at).2);
+    }
+    let faults = state.faults?;
+    let on_job_path = path.contains("/collaborators/") || path.contains("/comments") || path.contains("/reactions");
+    let rng = state.rng.as_mut()?;
+    if !on_job_path || !rng.random_bool(faults.rate.clamp(0.0, 1.0)) {
+        return None;
+    }
+    let writes = *method == Method::POST;
+    Some(match rng.random_range(0..4) {
+        0 => Fault::Error,
+        1 if writes => Fault::BadGatewayAfterEffect,
+        1 => Fault::Error,
+        2 => Fault::Dropped { applied: rng.random_bool(0.5) },
+        _ => Fault::Slow,
+    })
+}
+
+/// Routes one call; `None` is a 404 (unknown path, repository, issue or comment).
+fn route(state: &mut State, req: &Request) -> Option<Response> {
+    let path = match req.flavor {
+        Flavor::Github => req.uri.path().to_owned(),
+        // gitea: every API route lives under /api/v1 (routers/api/v1/api.go).
+        Flavor::Gitea => req.uri.path().strip_prefix("/api/v1")?.to_owned(),
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let ("POST", ["app", "installations", _, "access_tokens"]) = (req.method.as_str(), segments.as_slice()) {
+        return Some(installation_token(req));
+    }
+    // Both forges refuse anonymous calls to what kugetsu uses here: GitHub's
+    // reactions and comment creation need auth; gitea's repo routes need a
+    // signed-in user for writes and hide private repositories (404) otherwise.
+    let Some(caller) = caller(state, req) else {
+        return Some(error(req.flavor, StatusCode::UNAUTHORIZED, "Bad credentials"));
+    };
+    let request: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    match (req.method.as_str(), segments.as_slice()) {
+        ("GET", ["repos", o, r, "collaborators", user, "permission"]) => {
+            known_repo(state, o, r)?;
+            Some(permission(state, req.flavor, &caller, user))
+        }
+        ("POST", ["repos", o, r, "issues", "comments", id, "reactions"]) => {
+            let repo = known_repo(state, o, r)?;
+            let id: u64 = id.parse().ok()?;
+            state.comments.iter().find(|c| c.id == id && c.repo == repo)?;
+            Some(react(state, req.flavor, &caller, (repo, "comment", id), &request))
+        }
+        ("POST", ["repos", o, r, "issues", n, "reactions"]) => {
+            let (repo, number) = known_issue(state, o, r, n)?;
+            Some(react(state, req.flavor, &caller, (repo, "issue", number), &request))
+        }
+        ("POST", ["repos", o, r, "issues", n, "comments"]) => {
+            let (repo, number) = known_issue(state, o, r, n)?;
+            Some(create_comment(state, req, &caller, (repo, number), &request))
+        }
+        ("GET", ["repos", o, r, "issues", n, "comments"]) => {
+            let (repo, number) = known_issue(state, o, r, n)?;
+            Some(list_comments(state, req, (&repo, number)))
+        }
+        _ => None,
+    }
+}
+
+fn caller(state: &State, req: &Request) -> Option<String> {
+    let token = match req.flavor {
+        Flavor::Github => req.auth.strip_prefix("Bearer ").or(req.auth.strip_prefix("token ")),
+        // gitea: `token <t>` or `Bearer <t>` (services/auth/oauth2.go, parseToken).
+        Flavor::Gitea => req.auth.strip_prefix("token ").or(req.auth.strip_prefix("Bearer ")),
+    }?;
+    state.tokens.get(token).cloned()
+}
+
+fn known_repo(state: &State, owner: &str, name: &str) -> Option<String> {
+    let repo = format!("{owner}/{name}");
+    state.repos.contains_key(&repo).then_some(repo)
+}
+
+fn known_issue(state: &State, owner: &str, name: &str, number: &str) -> Option<(String, u64)> {
+    let repo = known_repo(state, owner, name)?;
+    let number: u64 = number.parse().ok()?;
+    state.repos.get(&repo)?.contains(&number).then_some((repo, number))
+}
+
+fn level(state: &State, user: &str) -> String {
+    state.permissions.get(user).cloned().unwrap_or_else(|| "read".into())
+}
+
+fn known_user(state: &State, user: &str) -> bool {
+    state.permissions.contains_key(user)
+        || state.tokens.values().any(|login| login == user)
+        || state.comments.iter().any(|c| c.author == user)
+}
+
+fn permission(state: &State, flavor: Flavor, caller: &str, user: &str) -> Response {
+    if let Some(status) = state.permission_failure {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return error(flavor, status, "");
+    }
+    // gitea: routers/api/v1/repo/collaborators.go, GetRepoPermissions.
+    let caller_is_admin =
+        state.site_admins.contains(caller) || matches!(level(state, caller).as_str(), "admin" | "owner");
+    if flavor == Flavor::Gitea && !caller_is_admin && !caller.eq_ignore_ascii_case(user) {
+        return error(
+            flavor,
+            StatusCode::FORBIDDEN,
+            "Only admins can query all permissions, repo admins can query all repo permissions, collaborators can query only their own",
+        );
+    }
+    if !known_user(state, user) {
+        return error(flavor, StatusCode::NOT_FOUND, "Not Found");
+    }
+    let permission = level(state, user);
+    let user_json = match flavor {
+        Flavor::Github => github_user(user),
+        Flavor::Gitea => gitea_user(user),
+    };
+    axum::Json(json!({ "permission": permission, "role_name": permission, "user": user_json })).into_response()
+}
+
+fn react(
+    state: &mut State,
+    flavor: Flavor,
+    caller: &str,
+    target: (String, &'static str, u64),
+    request: &Value,
+) -> Response {
+    let content = request["content"].as_str().unwrap_or_default().to_owned();
+    if !REACTIONS.contains(&content.as_str()) {
+        // GitHub: 422 Validation failed; gitea: 403 ErrForbiddenIssueReaction
+        // (routers/api/v1/repo/issue_reaction.go).
+        let status = if flavor == Flavor::Github { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::FORBIDDEN };
+        return error(flavor, status, &format!("'{content}' is not an allowed reaction"));
+    }
+    let (repo, kind, id) = target;
+    let entry = (repo, kind, id, caller.to_owned(), content.clone());
+    // Both: 200 with the existing reaction, 201 for a new one.
+    let status = if state.reactions.contains(&entry) { StatusCode::OK } else { StatusCode::CREATED };
+    if status == StatusCode::CREATED {
+        state.reactions.push(entry);
+    }
+    let body = match flavor {
+        Flavor::Github => json!({
+            "id": state.reactions.len(), "node_id": "REA_1", "user": github_user(caller),
+            "content": content, "created_at": "2026-11-30T00:00:00Z"
+        }),
+        // gitea: api.Reaction has no id (modules/structs/issue_reaction.go).
+        Flavor::Gitea => {
+            json!({ "user": gitea_user(caller), "content": content, "created_at": "2026-11-30T00:00:00Z" })
+        }
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn create_comment(state: &mut State, req: &Request, caller: &str, at: (String, u64), request: &Value) -> Response {
+    let body = request["body"].as_str().unwrap_or_default().to_owned();
+    // gitea: CreateIssueCommentOption.Body is `binding:"Required"` (modules/structs/issue_comment.go);
+    // GitHub: body is required and at most 65536 characters.
+    if body.is_empty() {
+        return error(req.flavor, StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
+    }
+    if req.flavor == Flavor::Github && body.chars().count() > GITHUB_MAX_BODY {
+        return error(req.flavor, StatusCode::UNPROCESSABLE_ENTITY, "body is too long (maximum is 65536 characters)");
+    }
+    state.next_id += 1;
+    let (repo, issue) = at;
+    let comment = PostedComment { repo, issue, id: state.next_id, body, author: caller.to_owned() };
+    let answer = comment_json(req.flavor, &comment);
+    state.comments.push(comment);
+    (StatusCode::CREATED, axum::Json(answer)).into_response()
+}
+
+fn list_comments(state: &State, req: &Request, at: (&str, u64)) -> Response {
+    let all: Vec<Value> = state
+        .comments
+        .iter()
+        .filter(|c| c.repo == at.0 && c.issue == at.1)
+        .map(|c| comment_json(req.flavor, c))
+        .collect();
+    if req.flavor == Flavor::Gitea {
+        // gitea: ListIssueComments returns every comment, with X-Total-Count.
+        let total = HeaderValue::from(all.len());
+        return ([("x-total-count", total)], axum::Json(all)).into_response();
+    }
+    // GitHub: per_page (default 30, max 100) and page, with a `Link` header.
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let per_page = query.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30usize).clamp(1, 100);
+    let page = query.get("page").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1);
+    let last = all.len().div_ceil(per_page).max(1);
+    let items: Vec<Value> = all.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let path = req.uri.path();
+    let url = |p: usize| format!("<{}{path}?per_page={per_page}&page={p}>", req.base.trim_end_matches("/api/v1"));
+    let mut links = Vec::new();
+    if page < last {
+        links.push(format!("{}; rel=\"next\"", url(page + 1)));
+        links.push(format!("{}; rel=\"last\"", url(last)));
+    }
+    let mut response = axum::Json(items).into_response();
+    if let Ok(value) = HeaderValue::from_str(&links.join(", "))
+        && !links.is_empty()
+    {
+        response.headers_mut().insert("link", value);
+    }
+    response
+}
+
+fn installation_token(req: &Request) -> Response {
+    if !req.auth.starts_with("Bearer ey") {
+        return error(Flavor::Github, StatusCode::UNAUTHORIZED, "A JSON web token is required");
+    }
+    let body = json!({
+        "token": INSTALLATION_TOKEN, "expires_at": "2099-01-01T00:00:00Z",
+        "permissions": { "issues": "write", "contents": "write" }, "repository_selection": "all"
+    });
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// Each forge's error body: GitHub `{message, documentation_url}`, gitea `{message, url}`.
+fn error(flavor: Flavor, status: StatusCode, message: &str) -> Response {
+    let body = match flavor {
+        Flavor::Github => json!({ "message": message, "documentation_url": "https://docs.github.com/rest" }),
+        Flavor::Gitea => json!({ "message": message, "url": "https://forge.example.com/api/swagger" }),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn not_found(flavor: Flavor) -> Response {
+    error(flavor, StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// Headers go out, then the connection breaks before the body does.
+fn dropped() -> Response {
+    let stream = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("dropped")) });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+fn comment_json(flavor: Flavor, c: &PostedComment) -> Value {
+    let base = "https://forge.example.com";
+    let (repo, n, id) = (&c.repo, c.issue, c.id);
+    match flavor {
+        Flavor::Github => json!({
+            "id": id, "node_id": format!("IC_{id}"), "body": c.body,
+            "url": format!("{base}/repos/{repo}/issues/comments/{id}"),
+            "html_url": format!("{base}/{repo}/issues/{n}#issuecomment-{id}"),
+            "issue_url": format!("{base}/repos/{repo}/issues/{n}"),
+            "user": github_user(&c.author), "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+        }),
+        // gitea: modules/structs/issue_comment.go, Comment.
+        Flavor::Gitea => json!({
+            "id": id, "html_url": format!("{base}/{repo}/issues/{n}#issuecomment-{id}"),
+            "pull_request_url": "", "issue_url": format!("{base}/{repo}/issues/{n}"),
+            "user": gitea_user(&c.author), "original_author": "", "original_author_id": 0,
+            "body": c.body, "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+        }),
+    }
+}
+
+/// octocrab's `Author` needs every one of these (models.rs).
+fn github_user(login: &str) -> Value {
+    let base = "https://forge.example.com";
     let url = |p: &str| format!("{base}/users/{login}{p}");
+    let kind = if login.ends_with("[bot]") { "Bot" } else { "User" };
     json!({
-        "login": login, "id": 1, "node_id": "U_1", "type": "User", "site_admin": false, "gravatar_id": "",
+        "login": login, "id": 1, "node_id": "U_1", "type": kind, "site_admin": false, "gravatar_id": "",
         "avatar_url": "https://avatars.example.com/u/1", "url": url(""), "html_url": format!("{base}/{login}"),
         "followers_url": url("/followers"), "following_url": url("/following"), "gists_url": url("/gists"),
         "starred_url": url("/starred"), "subscriptions_url": url("/subscriptions"),
@@ -107,83 +551,13 @@ fn user(login: &str, base: &str) -> Value {
     })
 }
 
-/// The token a GitHub App installation gets from this fake.
-pub const INSTALLATION_TOKEN: &str = "ghs_fake-installation-token";
-
-fn handle(state: &Mutex<State>, method: &Method, uri: &Uri, auth: &str, body: &[u8]) -> Response {
-    let mut state = state.lock().unwrap();
-    let path = uri.path().strip_prefix("/api/v1").unwrap_or(uri.path()).to_owned();
-    state.calls.push(format!("{method} {} [{auth}]", uri.path()));
-    let base = "https://forge.example.com";
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    match (method.as_str(), segments.as_slice()) {
-        ("POST", ["app", "installations", _, "access_tokens"]) => {
-            if !auth.starts_with("Bearer ey") {
-                return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "message": "A JSON web token is required" })))
-                    .into_response();
-            }
-            (
-                StatusCode::CREATED,
-                axum::Json(json!({
-                    "token": INSTALLATION_TOKEN, "expires_at": "2099-01-01T00:00:00Z",
-                    "permissions": { "issues": "write", "contents": "write" }, "repository_selection": "all"
-                })),
-            )
-                .into_response()
-        }
-        ("GET", ["repos", _, _, "collaborators", user_login, "permission"]) => {
-            if let Some(status) = state.permission_failure {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return (status, axum::Json(json!({ "message": "" }))).into_response();
-            }
-            let permission = state.permissions.get(*user_login).cloned().unwrap_or_else(|| "read".into());
-            axum::Json(json!({ "permission": permission, "role_name": permission, "user": user(user_login, base) }))
-                .into_response()
-        }
-        ("POST", ["repos", o, r, "issues", "comments", id, "reactions"])
-        | ("POST", ["repos", o, r, "issues", id, "reactions"]) => {
-            let kind = if segments.contains(&"comments") { "comment" } else { "issue" };
-            let entry = format!("{o}/{r} {kind} {id} {}", request["content"].as_str().unwrap_or("?"));
-            state.reactions.push(entry);
-            (StatusCode::CREATED, axum::Json(json!({
-                "id": 1, "node_id": "R_1", "user": user("kugetsu", base), "content": request["content"], "created_at": "2026-11-27T00:00:00Z"
-            }))).into_response()
-        }
-        ("POST", ["repos", o, r, "issues", n, "comments"]) => {
-            let Ok(number) = n.parse::<u64>() else {
-                return StatusCode::NOT_FOUND.into_response();
-            };
-            state.next_id += 1;
-            let id = state.next_id;
-            let body = request["body"].as_str().unwrap_or_default().to_owned();
-            state.comments.push(PostedComment { repo: format!("{o}/{r}"), issue: number, id, body: body.clone() });
-            (StatusCode::CREATED, axum::Json(comment_json(id, &body, o, r, number, base))).into_response()
-        }
-        ("GET", ["repos", o, r, "issues", n, "comments"]) => {
-            let Ok(number) = n.parse::<u64>() else {
-                return StatusCode::NOT_FOUND.into_response();
-            };
-            let repo = format!("{o}/{r}");
-            let list: Vec<Value> = state
-                .comments
-                .iter()
-                .filter(|c| c.repo == repo && c.issue == number)
-                .map(|c| comment_json(c.id, &c.body, o, r, number, base))
-                .collect();
-            axum::Json(list).into_response()
-        }
-        _ => (StatusCode::NOT_FOUND, axum::Json(json!({ "message": "Not Found", "documentation_url": "" })))
-            .into_response(),
-    }
-}
-
-fn comment_json(id: u64, body: &str, o: &str, r: &str, n: u64, base: &str) -> Value {
+/// gitea: modules/structs/user.go, User.
+fn gitea_user(login: &str) -> Value {
     json!({
-        "id": id, "node_id": format!("IC_{id}"), "body": body,
-        "url": format!("{base}/repos/{o}/{r}/issues/comments/{id}"),
-        "html_url": format!("{base}/{o}/{r}/issues/{n}#issuecomment-{id}"),
-        "issue_url": format!("{base}/repos/{o}/{r}/issues/{n}"),
-        "user": user("kugetsu", base), "created_at": "2026-11-27T00:00:00Z", "updated_at": "2026-11-27T00:00:00Z"
+        "id": 1, "login": login, "login_name": "", "source_id": 0, "full_name": "", "email": format!("{login}@noreply.example.com"),
+        "avatar_url": "https://forge.example.com/avatars/1", "html_url": format!("https://forge.example.com/{login}"),
+        "language": "", "is_admin": false, "last_login": "2026-11-30T00:00:00Z", "created": "2026-01-01T00:00:00Z",
+        "restricted": false, "active": true, "prohibit_login": false, "location": "", "website": "", "description": "",
+        "visibility": "public", "followers_count": 0, "following_count": 0, "starred_repos_count": 0, "username": login
     })
 }

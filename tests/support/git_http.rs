@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -25,6 +26,8 @@ pub struct Seen {
 pub struct GitHttp {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// While set, every request gets 503, as from a forge that is restarting.
+    down: Arc<AtomicBool>,
 }
 
 impl GitHttp {
@@ -32,10 +35,14 @@ impl GitHttp {
     /// clients that send `token` as their Basic-auth password.
     pub async fn start(root: &Path, token: &str) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (root, token, log) = (root.to_path_buf(), token.to_owned(), seen.clone());
+        let down = Arc::new(AtomicBool::new(false));
+        let (root, token, log, is_down) = (root.to_path_buf(), token.to_owned(), seen.clone(), down.clone());
         let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (root, token, log) = (root.clone(), token.clone(), log.clone());
+            let (root, token, log, is_down) = (root.clone(), token.clone(), log.clone(), is_down.clone());
             async move {
+                if is_down.load(Ordering::SeqCst) {
+                    return Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body(Body::empty()).unwrap();
+                }
                 let user = authorised_user(&headers, &token);
                 let path = uri.path().to_owned();
                 log.lock().unwrap().push(Seen { method: method.to_string(), path: path.clone(), user: user.clone() });
@@ -50,7 +57,12 @@ impl GitHttp {
             }
         });
         let port = super::serve_on_loopback(app, "git http").await;
-        Self { port, seen }
+        Self { port, seen, down }
+    }
+
+    /// Takes the remote away (503 for everything) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 
     pub fn url(&self) -> String {

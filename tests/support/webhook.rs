@@ -7,7 +7,7 @@ use kugetsu::webhook::signature::sign;
 use serde_json::Value;
 
 pub fn fixtures_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     assert!(dir.is_dir(), "webhook fixtures are missing at {}", dir.display());
     dir
 }
@@ -92,7 +92,52 @@ pub fn gitea_raw(event: &str, event_type: &str, delivery: &str, body: Vec<u8>, s
     Delivery { headers, body }
 }
 
+/// Where a delivery goes: a bare URL, or a bot's endpoint whose fake forge
+/// first learns what the delivery says exists.
+pub trait Target {
+    fn url(&self) -> &str;
+    fn seed(&self, _delivery: &Delivery) {}
+}
+
+impl Target for str {
+    fn url(&self) -> &str {
+        self
+    }
+}
+
+impl Target for String {
+    fn url(&self) -> &str {
+        self
+    }
+}
+
+/// A webhook URL of a bot whose forge is the fake one.
+pub struct Endpoint {
+    pub url: String,
+    pub forge: super::FakeForge,
+}
+
+impl Target for Endpoint {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn seed(&self, delivery: &Delivery) {
+        self.forge.seed(delivery);
+    }
+}
+
 impl Delivery {
+    /// The JSON document the delivery carries, form-encoded or not.
+    pub fn payload(&self) -> Option<Value> {
+        let form = self.headers.iter().any(|(k, v)| *k == "content-type" && v.starts_with("application/x-www-form"));
+        if form {
+            let json = form_urlencoded::parse(&self.body).find(|(k, _)| k == "payload").map(|(_, v)| v.into_owned())?;
+            return serde_json::from_str(&json).ok();
+        }
+        serde_json::from_slice(&self.body).ok()
+    }
+
     pub fn without(mut self, header: &str) -> Self {
         self.headers.retain(|(k, _)| *k != header);
         self
@@ -104,13 +149,14 @@ impl Delivery {
         self
     }
 
-    pub async fn post(&self, url: &str) -> (u16, String) {
-        self.post_with(&reqwest::Client::new(), url).await
+    pub async fn post<T: Target + ?Sized>(&self, to: &T) -> (u16, String) {
+        self.post_with(&reqwest::Client::new(), to).await
     }
 
     /// Posts with a caller's client, which keeps its connection alive as a forge does.
-    pub async fn post_with(&self, client: &reqwest::Client, url: &str) -> (u16, String) {
-        let mut req = client.post(url).body(self.body.clone());
+    pub async fn post_with<T: Target + ?Sized>(&self, client: &reqwest::Client, to: &T) -> (u16, String) {
+        to.seed(self);
+        let mut req = client.post(to.url()).body(self.body.clone());
         for (k, v) in &self.headers {
             req = req.header(*k, v);
         }

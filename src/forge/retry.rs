@@ -1,0 +1,166 @@
+//! Retries of forge calls that are safe to repeat, with exponential backoff and
+//! full jitter, honouring `Retry-After`.
+//!
+//! Creating a comment is deliberately not retried here: a POST the forge stored
+//! but answered with a 502 would be posted twice. The worker retries it itself,
+//! looking for the job's marker before every attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use secrecy::SecretString;
+
+use super::{Forge, ForgeComment, ForgeError, Permission, ReactionTarget};
+use crate::issue_ref::{IssueRef, RepoRef};
+
+/// The longest single wait; a `Retry-After` beyond it ends the attempts, and the
+/// job is put back in the queue instead of holding a worker.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// How often and how patiently one forge call is tried.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub attempts: u32,
+    /// The first wait's upper bound; it doubles with each attempt.
+    pub base: Duration,
+}
+
+impl Backoff {
+    /// The wait before attempt `attempt + 1` (0-based), or `None` when the budget
+    /// is spent or the forge asked for a longer wait than a worker should hold.
+    pub fn wait_after(&self, attempt: u32, error: &ForgeError) -> Option<Duration> {
+        let ForgeError::Transient { retry_after, .. } = error else { return None };
+        if attempt + 1 >= self.attempts {
+            return None;
+        }
+        if let Some(asked) = retry_after {
+            return (*asked <= MAX_WAIT).then_some(*asked);
+        }
+        let ceiling = self.base.saturating_mul(1 << attempt.min(16)).min(MAX_WAIT);
+        // Full jitter: many workers that failed together do not retry together.
+        Some(ceiling.mul_f64(rand::rng().random_range(0.0..=1.0)))
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or the budget is spent.
+    pub async fn run<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, ForgeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ForgeError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(e) => match self.wait_after(attempt, &e) {
+                    Some(wait) => {
+                        tracing::debug!(error = %e, attempt, ?wait, "{what}: transient forge fault, retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+}
+
+/// A forge whose idempotent calls are retried on transient faults.
+pub struct RetryingForge {
+    inner: Arc<dyn Forge>,
+    backoff: Backoff,
+}
+
+impl RetryingForge {
+    pub fn new(inner: Arc<dyn Forge>, backoff: Backoff) -> Self {
+        Self { inner, backoff }
+    }
+}
+
+#[async_trait]
+impl Forge for RetryingForge {
+    async fn git_token(&self) -> Result<Option<SecretString>, ForgeError> {
+        self.backoff.run("git token", || self.inner.git_token()).await
+    }
+
+    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
+        self.backoff.run("permission", || self.inner.permission(repo, user)).await
+    }
+
+    /// Both forges answer 200 for a reaction that is already there.
+    async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError> {
+        self.backoff.run("reaction", || self.inner.react_eyes(repo, target)).await
+    }
+
+    async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError> {
+        self.inner.post_comment(issue, body).await
+    }
+
+    async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError> {
+        self.backoff.run("comments", || self.inner.comments(issue)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn fast() -> Backoff {
+        Backoff { attempts: 3, base: Duration::from_millis(1) }
+    }
+
+    #[tokio::test]
+    async fn transient_faults_are_retried_within_the_budget() {
+        let calls = AtomicU32::new(0);
+        let result = fast()
+            .run("t", || async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 | 1 => Err(ForgeError::transient("502")),
+                    _ => Ok(7),
+                }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = fast()
+            .run("t", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(ForgeError::transient("500"))
+            })
+            .await;
+        assert!(result.unwrap_err().is_transient());
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "the budget is three attempts");
+    }
+
+    #[tokio::test]
+    async fn lasting_errors_are_not_retried() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = fast()
+            .run("t", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(ForgeError::NotFound)
+            })
+            .await;
+        assert!(matches!(result, Err(ForgeError::NotFound)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_a_long_one_ends_the_attempts() {
+        let b = Backoff { attempts: 5, base: Duration::from_secs(1) };
+        let asked = ForgeError::transient("429").with_retry_after(Some(Duration::from_secs(3)));
+        assert_eq!(b.wait_after(0, &asked), Some(Duration::from_secs(3)));
+        let too_long = ForgeError::transient("429").with_retry_after(Some(Duration::from_secs(3600)));
+        assert_eq!(b.wait_after(0, &too_long), None);
+        for attempt in 0..4 {
+            let wait = b.wait_after(attempt, &ForgeError::transient("500")).unwrap();
+            assert!(wait <= Duration::from_secs(1 << attempt), "{attempt}: {wait:?}");
+        }
+        assert_eq!(b.wait_after(4, &ForgeError::transient("500")), None);
+    }
+}
