@@ -132,6 +132,13 @@ async fn faults_map_to_transient_errors_on_both_clients() {
             let err = c.permission(&repo, "alice").await.unwrap_err();
             assert!(err.is_transient(), "{kind} {fault:?}: {err:?}");
         }
+        forge.fail_next(Method::GET, "/permission", Fault::RateLimited { retry_after_secs: 7 });
+        match c.permission(&repo, "alice").await {
+            Err(ForgeError::Transient { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)), "{kind}: Retry-After is honoured")
+            }
+            other => panic!("{kind}: a 429 is transient: {other:?}"),
+        }
         forge.fail_next(Method::POST, "/reactions", Fault::BadGatewayAfterEffect);
         let err = c.react_eyes(&repo, ReactionTarget::Issue(5)).await.unwrap_err();
         assert!(err.is_transient(), "{kind}: {err:?}");

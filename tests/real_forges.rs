@@ -162,3 +162,22 @@ async fn a_second_death_fails_the_run_with_one_comment() {
     assert_eq!(t.forge.comments("acme/widget", 125).len(), 1);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_failing_gives_up_at_its_deadline_with_one_comment() {
+    let mut t = BotEnv::new().await;
+    t.stop().await;
+    t.edit_config(|c| c.replace("requeue_delay = \"200ms\"", "requeue_delay = \"200ms\"\nretry_deadline = \"2s\""));
+    t.start().await;
+    t.forge.fail_permissions(Some(502));
+    assert_eq!(gh(&gh_comment(126, 3601, "@kugetsu MARK-NEVER", "alice"), "gu-1").post(&t.url("gh")).await.0, 202);
+    let jobs = t.wait_for_jobs_done(1).await;
+    assert_eq!(jobs[0].2, "failed", "{jobs:?}");
+    let comments = t.forge.wait_for_comments("acme/widget", 126, 1).await;
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(comments[0].body.starts_with("I gave up on this request"), "{}", comments[0].body);
+    assert!(t.env.model.requests().is_empty(), "nothing ran without a permission answer");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(t.forge.comments("acme/widget", 126).len(), 1, "said once");
+    t.stop().await;
+}

@@ -3,10 +3,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::wire::{CommentAnswer, PermissionAnswer, error_message};
 use super::{Forge, ForgeComment, ForgeError, Permission, ReactionTarget};
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -16,30 +16,6 @@ pub struct GiteaForge {
     http: reqwest::Client,
     api_url: String,
     token: Option<SecretString>,
-}
-
-#[derive(Deserialize)]
-struct PermissionAnswer {
-    permission: String,
-}
-
-#[derive(Deserialize)]
-struct CommentAnswer {
-    id: u64,
-    #[serde(default)]
-    body: String,
-    user: Option<UserAnswer>,
-}
-
-#[derive(Deserialize)]
-struct UserAnswer {
-    login: String,
-}
-
-impl From<CommentAnswer> for ForgeComment {
-    fn from(c: CommentAnswer) -> Self {
-        Self { id: c.id, body: c.body, author: c.user.map(|u| u.login).unwrap_or_default() }
-    }
 }
 
 /// A request that never reached an answer: the connection failed, dropped or timed out.
@@ -88,11 +64,7 @@ impl GiteaForge {
         let status = resp.status();
         if !status.is_success() {
             let wait = retry_after(&resp);
-            let text = resp.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let message = error_message(&resp.text().await.unwrap_or_default());
             return Err(ForgeError::from_status(status.as_u16(), message).with_retry_after(wait));
         }
         // A body cut short arrives as a decode error after a 2xx: the call may

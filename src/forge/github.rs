@@ -1,15 +1,21 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use octocrab::models::reactions::ReactionContent;
-use octocrab::models::{AppId, CommentId, InstallationId};
+use octocrab::models::{AppId, InstallationId};
 use octocrab::{EncodingKey, Octocrab};
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
+use super::wire::{CommentAnswer, PermissionAnswer, error_message};
 use super::{Forge, ForgeComment, ForgeError, Permission, ReactionTarget};
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
 
+/// GitHub through octocrab, which authenticates (a token, or a GitHub App
+/// installation token it renews), applies the base URL and the timeouts. The
+/// calls go through its raw `_get`/`_post`, so kugetsu sees every status and
+/// the rate-limit headers, and maps them the same way for every call.
 pub struct GithubForge {
     octocrab: Octocrab,
     /// Whether `octocrab` authenticates as a GitHub App installation.
@@ -42,31 +48,83 @@ impl GithubForge {
     }
 }
 
-/// GitHub's secondary rate limits answer 403; its docs say to wait at least a minute.
+/// GitHub's docs: on a secondary rate limit without `retry-after`, wait at least a minute.
 const RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
-fn map_error(e: octocrab::Error) -> ForgeError {
-    match e {
-        octocrab::Error::GitHub { source, .. } => {
-            let status = source.status_code.as_u16();
-            if status == 403 && source.message.to_ascii_lowercase().contains("rate limit") {
-                return ForgeError::transient(format!("GitHub rate limit: {}", source.message))
-                    .with_retry_after(Some(RATE_LIMIT_WAIT));
-            }
-            ForgeError::from_status(status, source.message.clone())
+/// An answer that never arrived whole: the call may or may not have taken effect.
+fn unreachable(e: &octocrab::Error) -> ForgeError {
+    let kind = match e {
+        octocrab::Error::Hyper { .. } | octocrab::Error::Service { .. } => "connection failed or timed out",
+        _ => "request failed",
+    };
+    ForgeError::transient(format!("GitHub API call failed ({kind}): {e}"))
+}
+
+/// How long GitHub asked us to wait, per its rate-limit docs: `retry-after`, or
+/// until `x-ratelimit-reset` when `x-ratelimit-remaining` is 0.
+fn rate_limit_wait(status: u16, header: impl Fn(&str) -> Option<String>) -> Option<Duration> {
+    if let Some(secs) = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Some(Duration::from_secs(secs));
+    }
+    if header("x-ratelimit-remaining").as_deref() == Some("0") {
+        let reset = header("x-ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok())?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        return Some(Duration::from_secs(reset.saturating_sub(now).max(1)));
+    }
+    (status == 429).then_some(RATE_LIMIT_WAIT)
+}
+
+impl GithubForge {
+    /// Sends one call; returns the body of a 2xx answer and the `link` header.
+    async fn send(
+        &self,
+        post: Option<&serde_json::Value>,
+        route: &str,
+    ) -> Result<(String, Option<String>), ForgeError> {
+        let resp = match post {
+            Some(body) => self.octocrab._post(route, Some(body)).await,
+            None => self.octocrab._get(route).await,
         }
-        // Connection failures, timeouts and answers cut short: the call may or may
-        // not have taken effect, and trying again later may work.
-        other => ForgeError::transient(format!("GitHub API call failed ({}): {other}", error_kind(&other))),
+        .map_err(|e| unreachable(&e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let link = header("link");
+        let wait = rate_limit_wait(status, header);
+        let text = self.octocrab.body_to_string(resp).await.map_err(|e| unreachable(&e))?;
+        if (200..300).contains(&status) {
+            return Ok((text, link));
+        }
+        let message = error_message(&text);
+        let error = match (status, wait) {
+            (403 | 429, Some(wait)) => {
+                ForgeError::transient(format!("GitHub rate limit: {message}")).with_retry_after(Some(wait))
+            }
+            (403, None) if message.to_ascii_lowercase().contains("rate limit") => {
+                ForgeError::transient(format!("GitHub rate limit: {message}")).with_retry_after(Some(RATE_LIMIT_WAIT))
+            }
+            _ => ForgeError::from_status(status, message).with_retry_after(wait),
+        };
+        Err(error)
+    }
+
+    async fn call<T: DeserializeOwned>(&self, post: Option<&serde_json::Value>, route: &str) -> Result<T, ForgeError> {
+        let (text, _) = self.send(post, route).await?;
+        serde_json::from_str(&text).map_err(|e| ForgeError::transient(format!("unexpected answer from GitHub: {e}")))
     }
 }
 
-fn error_kind(e: &octocrab::Error) -> &'static str {
-    match e {
-        octocrab::Error::Hyper { .. } | octocrab::Error::Service { .. } => "connection failed or timed out",
-        octocrab::Error::Serde { .. } | octocrab::Error::Json { .. } => "unexpected answer",
-        _ => "request failed",
-    }
+/// The `rel="next"` URL of a `link` header.
+fn next_page(link: &str) -> Option<&str> {
+    link.split(',').find(|part| part.contains("rel=\"next\"")).and_then(|part| {
+        let start = part.find('<')? + 1;
+        let end = part.find('>')?;
+        part.get(start..end)
+    })
+}
+
+fn repo_route(repo: &RepoRef) -> String {
+    format!("/repos/{}/{}", repo.owner(), repo.name())
 }
 
 #[async_trait]
@@ -75,55 +133,77 @@ impl Forge for GithubForge {
         if !self.is_app {
             return Ok(self.token.clone());
         }
-        self.octocrab.installation_token().await.map(Some).map_err(map_error)
+        self.octocrab.installation_token().await.map(Some).map_err(|e| match e {
+            octocrab::Error::GitHub { source, .. } => {
+                ForgeError::from_status(source.status_code.as_u16(), source.message.clone())
+            }
+            other => unreachable(&other),
+        })
     }
 
     async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
-        // octocrab's typed call cannot parse `write`/`read`/`none`; use the raw route.
-        let route = format!("/repos/{}/{}/collaborators/{user}/permission", repo.owner(), repo.name());
-        let answer: serde_json::Value = self.octocrab.get(route, None::<&()>).await.map_err(map_error)?;
-        let value = answer["permission"]
-            .as_str()
-            .ok_or_else(|| ForgeError::Other("permission answer has no `permission`".into()))?;
-        Ok(Permission::parse(value))
+        let route = format!("{}/collaborators/{user}/permission", repo_route(repo));
+        let answer: PermissionAnswer = self.call(None, &route).await?;
+        Ok(Permission::parse(&answer.permission))
     }
 
     async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError> {
-        let issues = self.octocrab.issues(repo.owner(), repo.name());
-        match target {
-            ReactionTarget::Issue(n) => issues.create_reaction(n, ReactionContent::Eyes).await.map(drop),
-            ReactionTarget::Comment(id) => {
-                issues.create_comment_reaction(CommentId(id), ReactionContent::Eyes).await.map(drop)
-            }
-        }
-        .map_err(map_error)
+        let route = match target {
+            ReactionTarget::Issue(n) => format!("{}/issues/{n}/reactions", repo_route(repo)),
+            ReactionTarget::Comment(id) => format!("{}/issues/comments/{id}/reactions", repo_route(repo)),
+        };
+        self.send(Some(&json!({ "content": "eyes" })), &route).await.map(drop)
     }
 
     async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError> {
-        let repo = issue.repo();
-        let comment = self
-            .octocrab
-            .issues(repo.owner(), repo.name())
-            .create_comment(issue.number(), body)
-            .await
-            .map_err(map_error)?;
-        Ok(comment.id.0)
+        let route = format!("{}/issues/{}/comments", repo_route(issue.repo()), issue.number());
+        let answer: CommentAnswer = self.call(Some(&json!({ "body": body })), &route).await?;
+        Ok(answer.id)
     }
 
     async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError> {
-        let repo = issue.repo();
-        let first = self
-            .octocrab
-            .issues(repo.owner(), repo.name())
-            .list_comments(issue.number())
-            .per_page(100)
-            .send()
-            .await
-            .map_err(map_error)?;
-        let all = self.octocrab.all_pages(first).await.map_err(map_error)?;
-        Ok(all
-            .into_iter()
-            .map(|c| ForgeComment { id: c.id.0, body: c.body.unwrap_or_default(), author: c.user.login })
-            .collect())
+        let mut route = format!("{}/issues/{}/comments?per_page=100", repo_route(issue.repo()), issue.number());
+        let mut all = Vec::new();
+        loop {
+            let (text, link) = self.send(None, &route).await?;
+            let page: Vec<CommentAnswer> = serde_json::from_str(&text)
+                .map_err(|e| ForgeError::transient(format!("unexpected answer from GitHub: {e}")))?;
+            all.extend(page.into_iter().map(ForgeComment::from));
+            match link.as_deref().and_then(next_page) {
+                Some(next) => route = next.to_owned(),
+                None => return Ok(all),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_page_is_read_from_the_link_header() {
+        let link = "<https://api.github.com/repositories/1/issues/5/comments?per_page=100&page=2>; rel=\"next\", \
+                    <https://api.github.com/repositories/1/issues/5/comments?per_page=100&page=3>; rel=\"last\"";
+        assert_eq!(
+            next_page(link),
+            Some("https://api.github.com/repositories/1/issues/5/comments?per_page=100&page=2")
+        );
+        assert_eq!(next_page("<https://x/?page=1>; rel=\"prev\""), None);
+    }
+
+    #[test]
+    fn rate_limits_say_how_long_to_wait() {
+        let none = |_: &str| None;
+        assert_eq!(rate_limit_wait(500, none), None);
+        assert_eq!(rate_limit_wait(429, none), Some(RATE_LIMIT_WAIT));
+        let retry_after = |h: &str| (h == "retry-after").then(|| "7".to_owned());
+        assert_eq!(rate_limit_wait(403, retry_after), Some(Duration::from_secs(7)));
+        let exhausted = |h: &str| match h {
+            "x-ratelimit-remaining" => Some("0".to_owned()),
+            "x-ratelimit-reset" => Some("1".to_owned()),
+            _ => None,
+        };
+        assert_eq!(rate_limit_wait(403, exhausted), Some(Duration::from_secs(1)), "a reset in the past waits 1 s");
     }
 }

@@ -4,6 +4,7 @@
 mod gitea;
 mod github;
 mod retry;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

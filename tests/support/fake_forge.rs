@@ -53,6 +53,8 @@ pub enum Fault {
     Dropped { applied: bool },
     /// The answer comes after the client gave up; the call took effect.
     Slow,
+    /// 429 with `retry-after` (GitHub's rate-limit docs; Gitea has no such limit by default).
+    RateLimited { retry_after_secs: u64 },
 }
 
 #[derive(Default)]
@@ -248,6 +250,11 @@ impl FakeForge {
         let request = Request { flavor, method, uri, auth, body, base: format!("http://{host}{prefix}") };
         if fault == Some(Fault::Error) {
             return error(flavor, StatusCode::INTERNAL_SERVER_ERROR, "");
+        }
+        if let Some(Fault::RateLimited { retry_after_secs }) = fault {
+            let mut response = error(flavor, StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded");
+            response.headers_mut().insert("retry-after", HeaderValue::from(retry_after_secs));
+            return response;
         }
         let applied = !matches!(fault, Some(Fault::Dropped { applied: false }));
         let response = if applied { self.state.lock().map(|mut s| route(&mut s, &request)).unwrap() } else { None };
