@@ -4,8 +4,12 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod quiet;
+
 use crate::engine::EngineError;
 use crate::result::RunResult;
+
+pub use quiet::quiet;
 
 const MARKER_PREFIX: &str = "<!-- kugetsu:";
 
@@ -34,8 +38,10 @@ fn rounded(duration: Duration) -> String {
 /// The answer to a successful run.
 pub fn result_comment(result: &RunResult, compare_url: Option<&str>, job_id: i64) -> String {
     let mut out = String::new();
-    let answer = result.answer.trim();
-    out.push_str(if answer.is_empty() { "_The agent finished without a written answer._" } else { answer });
+    // The agent's words, and below its commit subjects and denied requests, may
+    // carry text from strangers: they ping nobody and command no bot.
+    let answer = quiet(result.answer.trim());
+    out.push_str(if answer.is_empty() { "_The agent finished without a written answer._" } else { &answer });
     out.push_str("\n\n---\n");
     match (&result.pushed_to, compare_url) {
         (Some(_), Some(url)) => {
@@ -51,11 +57,11 @@ pub fn result_comment(result: &RunResult, compare_url: Option<&str>, job_id: i64
     if !result.commits.is_empty() {
         out.push_str("**Commits:**\n");
         for c in &result.commits {
-            let _ = writeln!(out, "- `{}` {}", short(&c.sha), c.subject);
+            let _ = writeln!(out, "- `{}` {}", short(&c.sha), quiet(&c.subject));
         }
     }
     for d in &result.denied {
-        let _ = writeln!(out, "**Denied:** {d}");
+        let _ = writeln!(out, "**Denied:** {}", quiet(d));
     }
     let _ = writeln!(
         out,
@@ -80,7 +86,22 @@ pub fn failure_comment(error: &EngineError, job_id: i64) -> String {
             "The agent's process died twice during this request; the session is kept, so mention me to go on."
         }
     };
-    format!("The run failed: {error}\n\n{advice}\n{}", marker(job_id))
+    format!("The run failed: {}.\n\n{advice}\n{}", what_failed(&error.to_string()), marker(job_id))
+}
+
+/// What failed, in kugetsu's own words: an error message up to its first detail
+/// (`: `, `; `, ` (`), without paths or URLs. Git's stderr, forge answers and
+/// internal addresses stay in the log.
+fn what_failed(message: &str) -> String {
+    let head = [": ", "; ", " ("].iter().filter_map(|sep| message.find(sep)).min().map_or(message, |at| &message[..at]);
+    let words: Vec<&str> = head
+        .split_whitespace()
+        .filter(|w| {
+            let w = w.trim_matches(|c| c == '`' || c == '\'' || c == '"');
+            !(w.contains("://") || w.starts_with('/') || w.starts_with("~/"))
+        })
+        .collect();
+    quiet(words.join(" ").trim_end_matches('.'))
 }
 
 /// The answer to `@kugetsu stop`.
@@ -293,6 +314,27 @@ mod tests {
         assert!(cut.contains("Cut here") && is_comment_for_job(&cut, 9));
         assert!(cut.starts_with("üüü"));
         assert_eq!(within_limit("short <!-- kugetsu:job:1 -->"), "short <!-- kugetsu:job:1 -->");
+    }
+
+    #[test]
+    fn failure_comments_keep_details_out() {
+        let cases = [
+            EngineError::Infra("cannot fetch gh/acme/widget (from https://git.internal:3000/acme/widget.git): fatal: unable to access 'https://git.internal:3000/': Could not resolve host".into()),
+            EngineError::Infra("cannot start opencode `/opt/kugetsu/bin/opencode`: No such file or directory".into()),
+            EngineError::Interrupted("opencode serve exited before it was ready; see /var/lib/kugetsu/opencode/serve.log".into()),
+            EngineError::Agent("the model keeps failing (4 attempts): upstream 502 from https://api.example.com".into()),
+            EngineError::Infra("pushing `kugetsu/4` failed: remote: @everyone /deploy now".into()),
+        ];
+        for error in cases {
+            let text = failure_comment(&error, 1);
+            for leak in ["://", "/opt", "/var", "fatal", "No such file", "502", "@everyone", "/deploy", "Could not"] {
+                assert!(!text.contains(leak), "{leak} in {text}");
+            }
+        }
+        assert!(
+            failure_comment(&EngineError::Agent("the run took longer than 30m and was aborted".into()), 1)
+                .starts_with("The run failed: the run took longer than 30m and was aborted.")
+        );
     }
 
     #[test]

@@ -56,6 +56,9 @@ struct RawInstance {
     git_url: String,
     token_env: Option<String>,
     webhook_secret_env: Option<String>,
+    /// `owner` or `owner/repo` → the variable holding that scope's own secret.
+    #[serde(default)]
+    webhook_secrets_env: BTreeMap<String, String>,
     bot_login: Option<String>,
     /// GitHub App authentication instead of a token: all three, or none.
     app_id: Option<u64>,
@@ -85,13 +88,55 @@ pub struct Instance {
     pub token: Option<SecretString>,
     pub webhook_secret_env: Option<String>,
     pub webhook_secret: Option<SecretString>,
+    /// Secrets of single owners or repositories, so that admins of different
+    /// organisations need not share the instance's secret.
+    pub scoped_webhook_secrets: Vec<(SecretScope, SecretString)>,
     /// The bot account's login on this forge; its own comments are ignored.
     /// Defaults to `bot.handle`.
     pub bot_login: String,
     pub github_app: Option<GithubApp>,
 }
 
+/// Which repositories a webhook secret may sign deliveries for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretScope {
+    Instance,
+    Owner(String),
+    Repo { owner: String, name: String },
+}
+
+impl SecretScope {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let valid = |s: &str| {
+            !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        match text.split_once('/') {
+            None if valid(text) => Ok(Self::Owner(text.to_owned())),
+            Some((owner, name)) if valid(owner) && valid(name) => {
+                Ok(Self::Repo { owner: owner.to_owned(), name: name.to_owned() })
+            }
+            _ => bail!("webhook_secrets_env keys are `owner` or `owner/repo`, not `{text}`"),
+        }
+    }
+
+    /// Whether a delivery signed with this scope's secret may speak for `owner/name`.
+    pub fn covers(&self, owner: &str, name: &str) -> bool {
+        match self {
+            Self::Instance => true,
+            Self::Owner(o) => o.eq_ignore_ascii_case(owner),
+            Self::Repo { owner: o, name: n } => o.eq_ignore_ascii_case(owner) && n.eq_ignore_ascii_case(name),
+        }
+    }
+}
+
 impl Instance {
+    /// Every webhook secret of the instance, each with what it may sign for.
+    pub fn webhook_secrets(&self) -> Vec<(SecretScope, SecretString)> {
+        let mut all: Vec<_> = self.webhook_secret.iter().map(|s| (SecretScope::Instance, s.clone())).collect();
+        all.extend(self.scoped_webhook_secrets.iter().cloned());
+        all
+    }
+
     pub fn clone_url(&self, owner: &str, repo: &str) -> String {
         format!("{}/{owner}/{repo}.git", self.git_url.trim_end_matches('/'))
     }
@@ -226,6 +271,14 @@ pub struct BotSettings {
     /// How long after its trigger a job keeps being retried before it gives up.
     #[serde(with = "humantime_serde")]
     pub retry_deadline: Duration,
+    /// A webhook client must send its request headers within this.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// The longest a webhook connection stays open, body and keep-alive included.
+    #[serde(with = "humantime_serde")]
+    pub connection_timeout: Duration,
+    /// Webhook connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
 }
 
 impl Default for BotSettings {
@@ -241,6 +294,9 @@ impl Default for BotSettings {
             api_backoff: Duration::from_secs(1),
             requeue_delay: Duration::from_secs(30),
             retry_deadline: Duration::from_secs(24 * 3600),
+            header_timeout: Duration::from_secs(10),
+            connection_timeout: Duration::from_secs(60),
+            max_connections: 512,
         }
     }
 }
@@ -337,7 +393,16 @@ fn resolve_instance(
         }
         _ => bail!("a GitHub App needs app_id, app_key_env and installation_id, on a github instance"),
     };
+    let mut scoped_webhook_secrets = Vec::new();
+    for (scope, var) in &raw.webhook_secrets_env {
+        let scope = SecretScope::parse(scope)?;
+        let Some(value) = secret(&Some(var.clone())) else {
+            bail!("the webhook secret variable {var} (webhook_secrets_env) is not set");
+        };
+        scoped_webhook_secrets.push((scope, SecretString::from(value)));
+    }
     Ok(Instance {
+        scoped_webhook_secrets,
         github_app,
         name,
         kind: raw.kind,
@@ -418,6 +483,17 @@ mod tests {
         assert!(Config::parse(&bad_name, Path::new("/"), |_| None).is_err());
         let bad_prefix = format!("{MINIMAL}\n[git]\nbranch_prefix = \"../x\"");
         assert!(Config::parse(&bad_prefix, Path::new("/"), |_| None).is_err());
+        let bad_scope = format!("{MINIMAL}\n[instances.gitea.webhook_secrets_env]\n\"a/b/c\" = \"S\"");
+        let err = format!("{:#}", Config::parse(&bad_scope, Path::new("/"), |_| Some("x".into())).unwrap_err());
+        assert!(err.contains("owner/repo"), "{err}");
+        let scoped = format!("{MINIMAL}\n[instances.gitea.webhook_secrets_env]\n\"acme\" = \"S2\"");
+        let config = Config::parse(&scoped, Path::new("/"), |_| Some("scoped-canary".into())).unwrap();
+        let gitea = config.instance(&"gitea".parse().unwrap()).unwrap();
+        assert_eq!(gitea.webhook_secrets().len(), 2);
+        assert!(
+            gitea.webhook_secrets()[1].0.covers("ACME", "anything") && !gitea.webhook_secrets()[1].0.covers("x", "y")
+        );
+        assert!(!format!("{config:?}").contains("scoped-canary"), "Debug hides scoped secrets");
         let userinfo = MINIMAL.replace("git_url = \"http://", "git_url = \"http://bot:tok-canary@");
         let err = format!("{:#}", Config::parse(&userinfo, Path::new("/"), |_| None).unwrap_err());
         assert!(err.contains("token_env") && !err.contains("tok-canary"), "{err}");

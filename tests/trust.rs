@@ -176,7 +176,8 @@ async fn hostile_names_are_refused_and_hostile_titles_stay_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_refuse_politely_and_a_full_disk_defers() {
     let mut t = BotEnv::new().await;
-    t.edit_config(|c| c.replace("concurrency = 2", "concurrency = 2\nqueued_per_issue = 1\nper_user_per_hour = 2"));
+    // Only admitted runs count toward the hourly limit, not the refusal below.
+    t.edit_config(|c| c.replace("concurrency = 2", "concurrency = 2\nqueued_per_issue = 1\nper_user_per_hour = 1"));
     t.stop().await;
     t.start().await;
     t.env.model.on("MARK-BUSY", vec![Step::Hang]);
@@ -190,7 +191,7 @@ async fn limits_refuse_politely_and_a_full_disk_defers() {
     assert!(rate[0].body.contains("runs in the last hour"), "{}", rate[0].body);
     t.stop().await;
 
-    t.edit_config(|c| c.replace("queued_per_issue = 1\nper_user_per_hour = 2", "min_free_disk_mib = 999999999999"));
+    t.edit_config(|c| c.replace("queued_per_issue = 1\nper_user_per_hour = 1", "min_free_disk_mib = 999999999999"));
     t.start().await;
     t.forge.set_permission("bob", "write");
     assert_eq!(gh(&gh_comment(89, 2404, "@kugetsu when there is room", "bob"), "l-4").post(&t.url("gh")).await.0, 202);
@@ -274,5 +275,33 @@ async fn a_trusted_repository_may_load_its_own_opencode_plugins() {
     assert!(sentinel.exists(), "the operator allowed this repository's plugins, so opencode loaded them");
     let worktree = t.env.state_dir().join("worktrees/gh/acme/widget/91");
     assert!(worktree.join(".opencode/plugin/trusted.js").exists(), "a trusted repository's files stay in the worktree");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_an_issues_first_run_in_a_slow_model_call() {
+    let mut t = BotEnv::new().await;
+    let late = "echo late > late.txt && git add late.txt && git commit -q -m 'late commit'";
+    t.env.model.on(
+        "MARK-SLOW-FIRST",
+        vec![Step::After(Duration::from_secs(3), Box::new(Step::Bash(late.into()))), Step::Answer("finished".into())],
+    );
+    assert_eq!(
+        tea(&tea_comment(151, 2601, "@kugetsu MARK-SLOW-FIRST", "alice"), "sf-1").post(&t.url("tea")).await.0,
+        202
+    );
+    t.env.model.wait_for_request("MARK-SLOW-FIRST", Duration::from_secs(90)).await;
+    assert_eq!(tea(&tea_comment(151, 2602, "@kugetsu stop", "alice"), "sf-2").post(&t.url("tea")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 151, 1).await;
+    assert!(comments[0].body.starts_with("Stopped the running job"), "{}", comments[0].body);
+    // Past the slow call: had the session gone on, the tool would have run by now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(t.env.model.requests_for("MARK-SLOW-FIRST").len(), 1, "no model request after the stop");
+    let worktree = t.env.state_dir().join("worktrees/tea/acme/widget/151");
+    assert!(!worktree.join("late.txt").exists(), "the agent did nothing after the stop");
+    let log = support::git(&worktree, &["log", "--format=%s"]);
+    assert!(!log.contains("late commit"), "no commit after the stop: {log}");
+    assert!(!t.env.remote_has_branch("kugetsu/151"), "nothing was pushed");
+    assert_eq!(t.forge.comments("acme/widget", 151).len(), 1, "only the stop's answer");
     t.stop().await;
 }

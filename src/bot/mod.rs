@@ -1,7 +1,7 @@
 //! `kugetsu serve`: the webhook server and the workers that run its jobs.
 
-mod permissions;
 pub mod prompt;
+mod verify;
 mod worker;
 
 use std::collections::HashMap;
@@ -15,10 +15,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::forge::{Backoff, Forge, RetryingForge, forge_for};
+use crate::forge::{Backoff, Forge, PermissionCache, RetryingForge, forge_for};
 use crate::queue::Queue;
 use crate::store::SqliteStore;
-use crate::webhook::{Hook, Intake, router};
+use crate::webhook::{Bounds, Hook, Intake, router};
 
 pub use worker::Worker;
 
@@ -40,11 +40,12 @@ fn hooks(config: &Config) -> anyhow::Result<HashMap<crate::issue_ref::InstanceNa
         .instances
         .values()
         .map(|i| {
-            let Some(secret) = i.webhook_secret.clone() else {
+            let secrets = i.webhook_secrets();
+            if secrets.is_empty() {
                 let var = i.webhook_secret_env.as_deref().unwrap_or("(webhook_secret_env is not set)");
                 bail!("instance `{}` has no webhook secret: set the environment variable {var}", i.name);
-            };
-            Ok((i.name.clone(), Hook { kind: i.kind, secret, bot_login: i.bot_login.clone() }))
+            }
+            Ok((i.name.clone(), Hook { kind: i.kind, secrets, bot_login: i.bot_login.clone() }))
         })
         .collect()
 }
@@ -76,22 +77,25 @@ impl Bot {
         let forges = Arc::new(forges);
         let tokens = Arc::new(crate::forge::ForgeTokens(forges.clone()));
         let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver).with_git_tokens(tokens));
-        let intake =
-            Arc::new(Intake { hooks, queue: queue.clone(), bot: config.bot.clone(), limits: config.limits.clone() });
+        let permissions = Arc::new(PermissionCache::new(config.bot.permission_cache));
+        let intake = Arc::new(Intake {
+            hooks,
+            queue: queue.clone(),
+            bot: config.bot.clone(),
+            limits: config.limits.clone(),
+            permissions: permissions.clone(),
+        });
         let (stop, stopped) = watch::channel(false);
-        let worker = Worker::new(engine.clone(), queue, forges, config.clone());
+        let worker = Worker::new(engine.clone(), queue, forges, config.clone(), permissions);
         let worker = tokio::spawn(worker.run(stopped.clone()));
         let addr = listener.local_addr()?;
         let app = router(intake);
-        let mut until_stopped = stopped;
-        let server = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = until_stopped.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "webhook server failed");
-            }
-        });
+        let bounds = Bounds {
+            header_timeout: config.bot.header_timeout,
+            connection_timeout: config.bot.connection_timeout,
+            max_connections: config.bot.max_connections.max(1),
+        };
+        let server = tokio::spawn(crate::webhook::serve(listener, app, bounds, stopped));
         tracing::info!(%addr, "kugetsu is listening");
         Ok(Self { addr, stop, server, worker, engine })
     }

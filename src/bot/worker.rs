@@ -8,13 +8,14 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::permissions::PermissionCache;
+mod admit;
+
 use super::prompt;
 use crate::comment;
 use crate::config::Config;
 use crate::crash;
 use crate::engine::{Engine, EngineError, Mode, RunOptions};
-use crate::forge::{Backoff, Forge, ForgeError, ReactionTarget, compare_url};
+use crate::forge::{Backoff, Forge, PermissionCache, ReactionTarget, compare_url};
 use crate::issue_ref::{InstanceName, IssueRef};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
 use crate::store::now_millis;
@@ -42,16 +43,6 @@ enum Outcome {
     Retry(String),
 }
 
-/// A permission answer, or why there is none yet.
-enum Decision {
-    Allowed,
-    Denied,
-    /// The forge will not show permissions to the bot (Gitea and Forgejo need
-    /// the bot to be a repository administrator).
-    NeedsAdmin,
-    Undecided(Outcome),
-}
-
 #[derive(Clone)]
 pub struct Worker {
     engine: Arc<Engine>,
@@ -69,8 +60,8 @@ impl Worker {
         queue: Queue,
         forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
         config: Arc<Config>,
+        permissions: Arc<PermissionCache>,
     ) -> Self {
-        let permissions = Arc::new(PermissionCache::new(config.bot.permission_cache));
         Self { engine, queue, forges, config, permissions, running: Arc::default() }
     }
 
@@ -172,25 +163,10 @@ impl Worker {
         if attempts > 0 && self.past_deadline(created_at) {
             return self.give_up(forge.as_ref(), &job, id, created_at).await;
         }
-        // Fail closed: no answer from the permission API means no run, but the
-        // job waits for one rather than vanishing.
-        match self.decide(forge.as_ref(), &job).await {
-            Decision::Allowed => {}
-            // `status` reads nothing the role problem hides, and is where an
-            // operator looks first: it answers, and says what the others wait for.
-            Decision::NeedsAdmin if job.trigger == (JobTrigger::Control { command: Control::Status }) => {}
-            Decision::NeedsAdmin => return Outcome::Retry(comment::NEEDS_ADMIN.to_owned()),
-            Decision::Undecided(outcome) => return outcome,
-            Decision::Denied => {
-                tracing::info!(user = job.author, "ignored a trigger from a user without write access");
-                return match &self.config.bot.deny_reply {
-                    Some(text) => {
-                        self.post_once(forge.as_ref(), &job.issue, id, &comment::not_allowed_comment(text, id)).await
-                    }
-                    None => Outcome::Done,
-                };
-            }
-        }
+        let job = match self.admit(forge.as_ref(), id, job).await {
+            Ok(job) => job,
+            Err(outcome) => return outcome,
+        };
         let body = match &job.trigger {
             JobTrigger::Mention | JobTrigger::Label { .. } => match self.run_agent(forge.as_ref(), id, &job).await {
                 Some(body) => body,
@@ -205,36 +181,6 @@ impl Worker {
         }
         crash::point("before-comment");
         self.post_once(forge.as_ref(), &job.issue, id, &body).await
-    }
-
-    /// Asks the forge whether the job's author may trigger runs here.
-    async fn decide(&self, forge: &dyn Forge, job: &Job) -> Decision {
-        let repo = job.issue.repo();
-        match self.permissions.permission(forge, repo, &job.author).await {
-            Ok(p) if p.can_trigger() => Decision::Allowed,
-            Ok(_) | Err(ForgeError::NotFound) => Decision::Denied,
-            Err(ForgeError::Forbidden(message)) => {
-                tracing::error!(
-                    repo = %repo, %message,
-                    "the forge refused to show collaborator permissions: on Gitea and Forgejo the bot \
-                     account must be an administrator of the repository"
-                );
-                self.notify_needs_admin(forge, job).await;
-                Decision::NeedsAdmin
-            }
-            Err(e) => Decision::Undecided(Outcome::Retry(format!("checking @{}'s permission: {e}", job.author))),
-        }
-    }
-
-    /// Says once per issue why its triggers wait for the bot's role to be fixed.
-    async fn notify_needs_admin(&self, forge: &dyn Forge, job: &Job) {
-        let said =
-            forge.comments(&job.issue).await.map(|all| all.iter().any(|c| comment::is_permission_notice(&c.body)));
-        if let Ok(false) = said
-            && let Err(e) = forge.post_comment(&job.issue, &comment::permission_notice(&job.author)).await
-        {
-            tracing::warn!(error = %e, "could not post the permission notice");
-        }
     }
 
     /// Ends a job that kept meeting forge faults, saying so once if the forge lets us.

@@ -143,9 +143,12 @@ impl Engine {
         let sync = with_retries("fetching the mirror", GitError::may_pass, || mirror.sync(&self.git, creds)).await;
         sync.map_err(|e| match e {
             e if e.is_missing_repository() => {
-                EngineError::BadInput(format!("repository {repo} was not found at {}: {e}", mirror.url()))
+                EngineError::BadInput(format!("repository {repo} was not found (at {}): {e}", mirror.url()))
             }
-            e => EngineError::Infra(format!("cannot fetch {repo} from {}: {e}", mirror.url())),
+            e if e.is_auth_failure() => {
+                EngineError::Infra(format!("the forge refused the bot's token when fetching {repo}: {e}"))
+            }
+            e => EngineError::Infra(format!("cannot fetch {repo} (from {}): {e}", mirror.url())),
         })
     }
 
@@ -269,20 +272,37 @@ impl Engine {
             Some(_) => None,
             None => self.store.base_session(issue.repo()).await?,
         };
-        let target = match (&record.session_id, &base) {
+        let existing = record.session_id.clone();
+        let target = match (&existing, &base) {
             (Some(id), _) => SessionTarget::Existing(id),
             (None, Some(base)) => SessionTarget::ForkOf { base: &base.session_id, title: &title },
             (None, None) => SessionTarget::New { title: &title },
         };
         let debug_dir = self.layout.sessions_dir();
+        let (started, mut session_ids) = tokio::sync::mpsc::unbounded_channel();
         let prompt = Prompt {
             dir: worktree.path(),
             target,
             text: Some(message),
             timeout: self.config.limits.run_timeout,
             debug_dir: opts.debug.then_some(debug_dir.as_path()),
+            started: Some(started),
         };
-        match self.driver.run(prompt).await {
+        let run = self.driver.run(prompt);
+        tokio::pin!(run);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                Some(id) = session_ids.recv() => {
+                    // Recorded before the agent starts, so `stop` finds the session to abort.
+                    if record.session_id.as_deref() != Some(id.as_str()) {
+                        record.session_id = Some(id);
+                        self.store.save_issue_session(record).await?;
+                    }
+                }
+            }
+        };
+        match outcome {
             Ok(reply) => {
                 record.session_id = Some(reply.session_id.clone());
                 self.store.save_issue_session(record).await?;
@@ -388,6 +408,7 @@ impl Engine {
             text: message,
             timeout: self.config.limits.run_timeout,
             debug_dir: None,
+            started: None,
         };
         let reply = self.driver.run(prompt).await?;
         if let Some(previous) = previous
@@ -427,6 +448,8 @@ fn push_error(branch: &str, e: GitError) -> EngineError {
             "the remote branch `{branch}` changed since kugetsu last pushed it, so kugetsu did not overwrite it; \
              the work is kept in the issue's worktree ({text})"
         ))
+    } else if e.is_auth_failure() {
+        EngineError::Infra(format!("the forge refused the bot's token when pushing `{branch}`: {text}"))
     } else {
         EngineError::Infra(format!("pushing `{branch}` failed: {text}"))
     }

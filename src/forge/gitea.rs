@@ -6,8 +6,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::wire::{CommentAnswer, PermissionAnswer, error_message};
-use super::{Forge, ForgeComment, ForgeError, Permission, ReactionTarget};
+use super::wire::{CommentAnswer, IssueAnswer, PermissionAnswer, TimelineAnswer, error_message, last_adder};
+use super::{Forge, ForgeComment, ForgeError, IssueFacts, Permission, ReactionTarget};
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
 
@@ -114,4 +114,41 @@ impl Forge for GiteaForge {
         let answer: Vec<CommentAnswer> = self.send(self.request(Method::GET, &path)).await?;
         Ok(answer.into_iter().map(ForgeComment::from).collect())
     }
+
+    async fn comment(&self, repo: &RepoRef, id: u64) -> Result<ForgeComment, ForgeError> {
+        let path = format!("{}/issues/comments/{id}", repo_path(repo));
+        Ok(self.send::<CommentAnswer>(self.request(Method::GET, &path)).await?.into())
+    }
+
+    async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {
+        let path = format!("{}/issues/{}", repo_path(issue.repo()), issue.number());
+        Ok(self.send::<IssueAnswer>(self.request(Method::GET, &path)).await?.into())
+    }
+
+    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<String>, ForgeError> {
+        let mut timeline: Vec<TimelineAnswer> = Vec::new();
+        // The timeline is paginated; Gitea caps a page at its MAX_RESPONSE_ITEMS (50 by default).
+        for page in 1.. {
+            let path = format!(
+                "{}/issues/{}/timeline?limit={TIMELINE_PAGE}&page={page}",
+                repo_path(issue.repo()),
+                issue.number()
+            );
+            let batch: Vec<TimelineAnswer> = self.send(self.request(Method::GET, &path)).await?;
+            let done = batch.len() < TIMELINE_PAGE;
+            timeline.extend(batch);
+            if done || page >= MAX_TIMELINE_PAGES {
+                break;
+            }
+        }
+        let records = timeline.iter().map(|t| {
+            let added = t.kind == "label" && t.body.as_deref() == Some("1");
+            (added, t.label.as_ref().map(|l| l.name.as_str()), t.user.as_ref().map(|u| u.login.as_str()))
+        });
+        Ok(last_adder(records, label))
+    }
 }
+
+const TIMELINE_PAGE: usize = 50;
+/// An issue with more than 5,000 timeline entries is read only that far.
+const MAX_TIMELINE_PAGES: usize = 100;

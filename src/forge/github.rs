@@ -7,8 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::wire::{CommentAnswer, PermissionAnswer, error_message};
-use super::{Forge, ForgeComment, ForgeError, Permission, ReactionTarget};
+use super::wire::{CommentAnswer, EventAnswer, IssueAnswer, PermissionAnswer, error_message, last_adder};
+use super::{Forge, ForgeComment, ForgeError, IssueFacts, Permission, ReactionTarget};
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
 
@@ -114,6 +114,24 @@ impl GithubForge {
     }
 }
 
+impl GithubForge {
+    /// Every item of a paginated list, following `link: rel="next"`.
+    async fn all_pages<T: DeserializeOwned>(&self, first: String) -> Result<Vec<T>, ForgeError> {
+        let mut route = first;
+        let mut all = Vec::new();
+        loop {
+            let (text, link) = self.send(None, &route).await?;
+            let page: Vec<T> = serde_json::from_str(&text)
+                .map_err(|e| ForgeError::transient(format!("unexpected answer from GitHub: {e}")))?;
+            all.extend(page);
+            match link.as_deref().and_then(next_page) {
+                Some(next) => route = next.to_owned(),
+                None => return Ok(all),
+            }
+        }
+    }
+}
+
 /// The `rel="next"` URL of a `link` header.
 fn next_page(link: &str) -> Option<&str> {
     link.split(',').find(|part| part.contains("rel=\"next\"")).and_then(|part| {
@@ -162,18 +180,32 @@ impl Forge for GithubForge {
     }
 
     async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError> {
-        let mut route = format!("{}/issues/{}/comments?per_page=100", repo_route(issue.repo()), issue.number());
-        let mut all = Vec::new();
-        loop {
-            let (text, link) = self.send(None, &route).await?;
-            let page: Vec<CommentAnswer> = serde_json::from_str(&text)
-                .map_err(|e| ForgeError::transient(format!("unexpected answer from GitHub: {e}")))?;
-            all.extend(page.into_iter().map(ForgeComment::from));
-            match link.as_deref().and_then(next_page) {
-                Some(next) => route = next.to_owned(),
-                None => return Ok(all),
-            }
-        }
+        let route = format!("{}/issues/{}/comments?per_page=100", repo_route(issue.repo()), issue.number());
+        let all: Vec<CommentAnswer> = self.all_pages(route).await?;
+        Ok(all.into_iter().map(ForgeComment::from).collect())
+    }
+
+    async fn comment(&self, repo: &RepoRef, id: u64) -> Result<ForgeComment, ForgeError> {
+        let answer: CommentAnswer = self.call(None, &format!("{}/issues/comments/{id}", repo_route(repo))).await?;
+        Ok(answer.into())
+    }
+
+    async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {
+        let route = format!("{}/issues/{}", repo_route(issue.repo()), issue.number());
+        Ok(self.call::<IssueAnswer>(None, &route).await?.into())
+    }
+
+    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<String>, ForgeError> {
+        let route = format!("{}/issues/{}/events?per_page=100", repo_route(issue.repo()), issue.number());
+        let events: Vec<EventAnswer> = self.all_pages(route).await?;
+        let records = events.iter().map(|e| {
+            (
+                e.event == "labeled",
+                e.label.as_ref().map(|l| l.name.as_str()),
+                e.actor.as_ref().map(|a| a.login.as_str()),
+            )
+        });
+        Ok(last_adder(records, label))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod gitea;
 mod github;
+mod permission_cache;
 mod retry;
 mod wire;
 
@@ -17,6 +18,7 @@ use crate::issue_ref::{IssueRef, RepoRef};
 
 pub use gitea::GiteaForge;
 pub use github::GithubForge;
+pub use permission_cache::PermissionCache;
 pub use retry::{Backoff, RetryingForge};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,6 +57,16 @@ pub struct ForgeComment {
     pub body: String,
     /// The login of the comment's author.
     pub author: String,
+    /// The issue or pull request the comment is on, where the answer says.
+    pub issue: Option<u64>,
+}
+
+/// An issue as the forge has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueFacts {
+    pub author: String,
+    pub body: String,
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -110,6 +122,12 @@ pub trait Forge: Send + Sync {
     async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError>;
     async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError>;
     async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError>;
+    /// One comment, by id, wherever it is in the repository.
+    async fn comment(&self, repo: &RepoRef, id: u64) -> Result<ForgeComment, ForgeError>;
+    async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError>;
+    /// Who most recently added `label` to the issue, by the forge's own record
+    /// (GitHub's issue events, Gitea's timeline).
+    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<String>, ForgeError>;
 }
 
 /// The API client for an instance; one call that takes longer than `timeout`

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use secrecy::SecretString;
 
-use super::{Forge, ForgeComment, ForgeError, Permission, ReactionTarget};
+use super::{Forge, ForgeComment, ForgeError, IssueFacts, Permission, ReactionTarget};
 use crate::issue_ref::{IssueRef, RepoRef};
 
 /// The longest single wait; a `Retry-After` beyond it ends the attempts, and the
@@ -99,6 +99,18 @@ impl Forge for RetryingForge {
 
     async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError> {
         self.backoff.run("comments", || self.inner.comments(issue)).await
+    }
+
+    async fn comment(&self, repo: &RepoRef, id: u64) -> Result<ForgeComment, ForgeError> {
+        self.backoff.run("comment", || self.inner.comment(repo, id)).await
+    }
+
+    async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {
+        self.backoff.run("issue", || self.inner.issue(issue)).await
+    }
+
+    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<String>, ForgeError> {
+        self.backoff.run("label events", || self.inner.label_added_by(issue, label)).await
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::ForgeComment;
+use super::{ForgeComment, IssueFacts};
 
 #[derive(Deserialize)]
 pub struct PermissionAnswer {
@@ -16,6 +16,12 @@ pub struct CommentAnswer {
     #[serde(default)]
     pub body: Option<String>,
     pub user: Option<UserAnswer>,
+    /// GitHub: the API URL of the issue (also for pull requests); Gitea: the
+    /// issue's page, empty on pull requests, which fill `pull_request_url`.
+    #[serde(default)]
+    pub issue_url: Option<String>,
+    #[serde(default)]
+    pub pull_request_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -23,9 +29,72 @@ pub struct UserAnswer {
     pub login: String,
 }
 
+#[derive(Deserialize)]
+pub struct LabelAnswer {
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+pub struct IssueAnswer {
+    pub user: Option<UserAnswer>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub labels: Option<Vec<LabelAnswer>>,
+}
+
+impl From<IssueAnswer> for IssueFacts {
+    fn from(i: IssueAnswer) -> Self {
+        Self {
+            author: i.user.map(|u| u.login).unwrap_or_default(),
+            body: i.body.unwrap_or_default(),
+            labels: i.labels.into_iter().flatten().map(|l| l.name).collect(),
+        }
+    }
+}
+
+/// One of GitHub's issue events (`GET /repos/{o}/{r}/issues/{n}/events`).
+#[derive(Deserialize)]
+pub struct EventAnswer {
+    pub event: String,
+    pub actor: Option<UserAnswer>,
+    pub label: Option<LabelAnswer>,
+}
+
+/// One entry of Gitea's issue timeline (`GET /repos/{o}/{r}/issues/{n}/timeline`);
+/// a `label` entry's body is `1` when the label was added, empty when removed
+/// (`modules/structs/issue_comment.go`, TimelineComment).
+#[derive(Deserialize)]
+pub struct TimelineAnswer {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub user: Option<UserAnswer>,
+    pub label: Option<LabelAnswer>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// The login behind the last "added `label`" record, oldest records first.
+pub fn last_adder<'a>(
+    records: impl Iterator<Item = (bool, Option<&'a str>, Option<&'a str>)>,
+    label: &str,
+) -> Option<String> {
+    records
+        .filter(|(added, name, _)| *added && name.is_some_and(|n| n.eq_ignore_ascii_case(label)))
+        .filter_map(|(_, _, login)| login.map(str::to_owned))
+        .last()
+}
+
+/// The issue or pull request number at the end of a comment's `issue_url` or
+/// `pull_request_url`.
+fn number_in(url: Option<&str>) -> Option<u64> {
+    url?.trim_end_matches('/').rsplit('/').next()?.parse().ok()
+}
+
 impl From<CommentAnswer> for ForgeComment {
     fn from(c: CommentAnswer) -> Self {
-        Self { id: c.id, body: c.body.unwrap_or_default(), author: c.user.map(|u| u.login).unwrap_or_default() }
+        let issue = number_in(c.issue_url.as_deref()).or_else(|| number_in(c.pull_request_url.as_deref()));
+        Self { id: c.id, body: c.body.unwrap_or_default(), author: c.user.map(|u| u.login).unwrap_or_default(), issue }
     }
 }
 
@@ -35,4 +104,18 @@ pub fn error_message(body: &str) -> String {
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comment_urls_name_their_issue_on_both_forges() {
+        assert_eq!(number_in(Some("https://api.github.com/repos/o/r/issues/12")), Some(12));
+        assert_eq!(number_in(Some("https://git.example.com/o/r/issues/7")), Some(7));
+        assert_eq!(number_in(Some("https://git.example.com/o/r/pulls/9/")), Some(9));
+        assert_eq!(number_in(Some("")), None);
+        assert_eq!(number_in(None), None);
+    }
 }

@@ -43,12 +43,20 @@ impl GitError {
     /// Whether a fetch or push may work if tried again soon: not when the remote
     /// answered that the repository is missing or that our credentials are wrong.
     pub fn may_pass(&self) -> bool {
+        match self {
+            GitError::Failed { .. } => !self.is_missing_repository() && !self.is_auth_failure(),
+            GitError::Timeout { .. } => true,
+            GitError::Spawn(_) => false,
+        }
+    }
+
+    /// Whether the remote refused our credentials.
+    pub fn is_auth_failure(&self) -> bool {
         let GitError::Failed { stderr, .. } = self else {
-            return matches!(self, GitError::Timeout { .. });
+            return false;
         };
         let s = stderr.to_ascii_lowercase();
-        let lasting = ["authentication failed", "could not read username", "403"];
-        !self.is_missing_repository() && !lasting.iter().any(|needle| s.contains(needle))
+        ["authentication failed", "could not read username", "403"].iter().any(|needle| s.contains(needle))
     }
 
     /// Whether the remote said the repository does not exist (or is hidden from us).
@@ -60,6 +68,23 @@ impl GitError {
         ["not found", "does not appear to be a git repository", "does not exist", "404"]
             .iter()
             .any(|needle| s.contains(needle))
+    }
+}
+
+enum Repository {
+    Bare,
+    WorkTree,
+}
+
+/// What kind of repository kugetsu keeps at `dir`, judged by the layout it made:
+/// a worktree has `.git`, a bare mirror has `HEAD`; anything else is none yet.
+fn repository_at(dir: &Path) -> Option<Repository> {
+    if dir.join(".git").exists() {
+        Some(Repository::WorkTree)
+    } else if dir.join("HEAD").exists() {
+        Some(Repository::Bare)
+    } else {
+        None
     }
 }
 
@@ -92,9 +117,21 @@ impl Git {
         auth: Option<(&Credentials, &str)>,
     ) -> Result<String, GitError> {
         let mut cmd = Command::new("git");
-        cmd.current_dir(dir)
-            .args(HARDENING)
-            .env_clear()
+        cmd.current_dir(dir).env_clear();
+        // Never discover a repository: a mirror whose HEAD the agent broke must
+        // fail, not send our token with the config of a repository planted above it.
+        let dir_abs = std::path::absolute(dir).map_err(GitError::Spawn)?;
+        cmd.env("GIT_CEILING_DIRECTORIES", dir_abs.parent().unwrap_or(&dir_abs));
+        match repository_at(&dir_abs) {
+            Some(Repository::Bare) => {
+                cmd.env("GIT_DIR", &dir_abs);
+            }
+            Some(Repository::WorkTree) => {
+                cmd.env("GIT_DIR", dir_abs.join(".git")).env("GIT_WORK_TREE", &dir_abs);
+            }
+            None => {}
+        }
+        cmd.args(HARDENING)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", dir)
             .env("LC_ALL", "C")

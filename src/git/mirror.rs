@@ -60,6 +60,16 @@ impl Mirror {
             self.url.replace('\\', "\\\\").replace('"', "\\\"")
         );
         std::fs::write(self.path.join("config"), config).map_err(GitError::Spawn)?;
+        // A HEAD that is not a symbolic ref makes git refuse the mirror; kugetsu
+        // never reads the mirror's own HEAD, so any valid one will do.
+        let head = std::fs::read_to_string(self.path.join("HEAD")).unwrap_or_default();
+        let valid = head
+            .strip_prefix("ref: refs/heads/")
+            .map(str::trim)
+            .is_some_and(|branch| !branch.is_empty() && !branch.contains(char::is_whitespace));
+        if !valid {
+            std::fs::write(self.path.join("HEAD"), "ref: refs/heads/main\n").map_err(GitError::Spawn)?;
+        }
         for admin in self.admin_dirs() {
             let _ = std::fs::remove_file(admin.join("config.worktree"));
         }

@@ -149,7 +149,12 @@ impl CliDriver {
         let deadline = tokio::time::sleep(prompt.timeout);
         tokio::pin!(deadline);
         let mut logs_open = true;
+        let mut announced = false;
         let outcome: Result<(), RunError> = loop {
+            if !announced && let (Some(id), Some(started)) = (&log.session_id, &prompt.started) {
+                let _ = started.send(id.clone());
+                announced = true;
+            }
             tokio::select! {
                 line = events.next_line() => match line {
                     Ok(Some(line)) => {

@@ -48,6 +48,9 @@ pub struct Prompt<'a> {
     pub timeout: Duration,
     /// When set, the run's full event stream is written to `<debug_dir>/<session>/debug.log`.
     pub debug_dir: Option<&'a Path>,
+    /// Told the session's id as soon as it exists, before the agent starts, so
+    /// a `stop` can abort even an issue's first run.
+    pub started: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -133,10 +133,12 @@ impl ServerDriver {
     /// Restarts the server between runs once it holds more memory than allowed:
     /// opencode frees little on its own, and sessions survive a restart.
     async fn recycle_if_bloated(&self) {
+        // Checked under the server lock: a run counts itself active before it asks
+        // for the server, so none can be handed the server this call is about to stop.
+        let mut guard = self.server.lock().await;
         if self.active_runs.load(Ordering::SeqCst) > 0 {
             return;
         }
-        let mut guard = self.server.lock().await;
         let resident = guard.as_ref().map_or(0, |s| s.group.resident_mib());
         if resident > self.settings.memory_limit_mib {
             tracing::info!(resident_mib = resident, "recycling opencode serve");
@@ -319,6 +321,9 @@ impl Driver for ServerDriver {
         let result = async {
             let api = self.api().await?;
             let id = self.open_session(&api, &prompt).await?;
+            if let Some(started) = &prompt.started {
+                let _ = started.send(id.clone());
+            }
             match prompt.text {
                 None => Ok(AgentReply { session_id: id, ..AgentReply::default() }),
                 Some(text) => self.prompt_in(&api, &id, &prompt, text).await.map_err(|e| e.in_session(&id)),

@@ -141,19 +141,42 @@ impl Queue {
         Ok(Enqueued::Queued(id))
     }
 
-    /// Jobs created since `since_ms` by `author`, and in `repo`.
+    /// Admitted jobs created since `since_ms` by `author`, and in `repo`.
     pub async fn recent_jobs(&self, author: &str, repo: &str, since_ms: i64) -> anyhow::Result<(i64, i64)> {
-        let by_author: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE author = ? AND created_at >= ?")
-            .bind(author.to_ascii_lowercase())
-            .bind(since_ms)
-            .fetch_one(&self.pool)
-            .await?;
-        let by_repo: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE repo = ? AND created_at >= ?")
-            .bind(repo)
-            .bind(since_ms)
-            .fetch_one(&self.pool)
-            .await?;
+        let by_author: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE authorized = 1 AND author = ? AND created_at >= ?")
+                .bind(author.to_ascii_lowercase())
+                .bind(since_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        let by_repo: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE authorized = 1 AND repo = ? AND created_at >= ?")
+                .bind(repo)
+                .bind(since_ms)
+                .fetch_one(&self.pool)
+                .await?;
         Ok((by_author, by_repo))
+    }
+
+    /// Marks a job as admitted: its trigger confirmed, its author allowed.
+    pub async fn mark_authorized(&self, id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE jobs SET authorized = 1 WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Takes the issue's deny reply if none was given since `since_ms`; false
+    /// when one was, so the caller stays silent.
+    pub async fn claim_deny_reply(&self, issue: &IssueRef, since_ms: i64) -> anyhow::Result<bool> {
+        let taken = sqlx::query(
+            "INSERT INTO deny_replies (issue, at) VALUES (?1, ?2) \
+             ON CONFLICT (issue) DO UPDATE SET at = ?2 WHERE deny_replies.at < ?3",
+        )
+        .bind(issue.to_string())
+        .bind(now_millis())
+        .bind(since_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
     }
 
     /// Keeps the comment a finished run produced, before it is posted.
@@ -276,6 +299,18 @@ impl Queue {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Authors of the issue's queued or running work jobs, and whether each job
+    /// was admitted already.
+    pub async fn waiting_authors(&self, issue: &IssueRef) -> anyhow::Result<Vec<(String, bool)>> {
+        Ok(sqlx::query_as(
+            "SELECT author, authorized = 1 FROM jobs \
+             WHERE issue = ? AND lane = 'work' AND status IN ('pending', 'running')",
+        )
+        .bind(issue.to_string())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Work jobs on the issue that are queued or running.

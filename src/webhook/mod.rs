@@ -2,7 +2,10 @@
 //! whether it triggers, store the job, answer. Nothing here waits on git, the
 //! forge API or the agent.
 
+mod listener;
 pub mod signature;
+
+pub use listener::{Bounds, serve};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -17,8 +20,9 @@ use secrecy::SecretString;
 
 use crate::comment::is_bot_comment;
 use crate::config::Limits;
-use crate::config::{BotSettings, ForgeKind};
+use crate::config::{BotSettings, ForgeKind, SecretScope};
 use crate::event::{EventKind, ForgeEvent, Normalized, normalize};
+use crate::forge::PermissionCache;
 use crate::issue_ref::InstanceName;
 use crate::queue::{Enqueued, Job, JobTrigger, Queue};
 use crate::trigger::{Trigger, trigger_for};
@@ -30,7 +34,8 @@ pub const BODY_LIMIT: usize = 26 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Hook {
     pub kind: ForgeKind,
-    pub secret: SecretString,
+    /// The instance's secret and any per-owner or per-repository ones.
+    pub secrets: Vec<(SecretScope, SecretString)>,
     pub bot_login: String,
 }
 
@@ -39,6 +44,8 @@ pub struct Intake {
     pub queue: Queue,
     pub bot: BotSettings,
     pub limits: Limits,
+    /// The workers' permission answers, read here without asking the forge.
+    pub permissions: Arc<PermissionCache>,
 }
 
 pub fn router(intake: Arc<Intake>) -> Router {
@@ -117,9 +124,11 @@ async fn receive(
         ForgeKind::Github => &body,
         _ => json.as_deref().unwrap_or(&body),
     };
-    if !signature::verify(&hook.secret, signed, delivery.signature) {
+    let Some(scope) =
+        hook.secrets.iter().find(|(_, secret)| signature::verify(secret, signed, delivery.signature)).map(|(s, _)| s)
+    else {
         return reply(StatusCode::UNAUTHORIZED, "bad webhook signature");
-    }
+    };
     let Some(json) = json else {
         return reply(StatusCode::BAD_REQUEST, "form delivery without a payload field");
     };
@@ -128,6 +137,11 @@ async fn receive(
         Ok(Normalized::Ignored(why)) => return reply(StatusCode::OK, format!("ignored: {why}")),
         Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let repo = event.issue.repo();
+    if !scope.covers(repo.owner(), repo.name()) {
+        tracing::warn!(delivery = delivery.id, %repo, "a delivery was signed with another repository's secret");
+        return reply(StatusCode::UNAUTHORIZED, "this secret does not sign for this repository");
+    }
     match accept(&intake, name, hook, &event).await {
         Ok(r) => r,
         Err(e) => {
@@ -180,29 +194,20 @@ async fn accept(intake: &Intake, instance: &InstanceName, hook: &Hook, event: &F
     })
 }
 
-/// Why a request for work must be refused, if it must: the issue's queue is full,
-/// or the user or repository asked for too many runs in the last hour.
+/// Why a request for work must be refused at once: the issue already has
+/// `limits.queued_per_issue` requests waiting from people known to be allowed.
+/// Requests from anyone else do not count, so strangers cannot fill the queue;
+/// the hourly limits apply later, to admitted runs only.
 async fn over_limit(intake: &Intake, event: &ForgeEvent) -> anyhow::Result<Option<String>> {
-    let limits = &intake.limits;
-    let waiting = intake.queue.waiting_for(&event.issue).await?;
-    if waiting >= i64::from(limits.queued_per_issue) {
-        return Ok(Some(format!(
-            "{waiting} requests on this issue are already queued or running; ask again once they are done."
-        )));
-    }
-    let hour_ago = crate::store::now_millis() - 3_600_000;
-    let (by_author, by_repo) =
-        intake.queue.recent_jobs(&event.author, &event.issue.repo().to_string(), hour_ago).await?;
-    if by_author >= i64::from(limits.per_user_per_hour) {
-        return Ok(Some(format!(
-            "@{} asked for {by_author} runs in the last hour, the most allowed; please try again later.",
-            event.author
-        )));
-    }
-    if by_repo >= i64::from(limits.per_repo_per_hour) {
-        return Ok(Some(format!(
-            "This repository had {by_repo} runs in the last hour, the most allowed; please try again later."
-        )));
-    }
-    Ok(None)
+    let waiting = intake.queue.waiting_authors(&event.issue).await?;
+    let repo = event.issue.repo();
+    let counted = waiting
+        .iter()
+        .filter(|(author, admitted)| *admitted || intake.permissions.is_known_writer(repo, author))
+        .count();
+    let cap = usize::try_from(intake.limits.queued_per_issue).unwrap_or(usize::MAX);
+    let asker_counts = intake.permissions.is_known_writer(repo, &event.author);
+    Ok((asker_counts && counted >= cap).then(|| {
+        format!("{counted} requests on this issue are already queued or running; ask again once they are done.")
+    }))
 }

@@ -125,9 +125,22 @@ webhook_secret_env = "TEA_SECRET"
         self.job_rows("SELECT id, issue, status FROM jobs ORDER BY id").await
     }
 
+    /// `(id, status, error)` of every job.
+    pub async fn job_details(&self) -> Vec<(i64, String, Option<String>)> {
+        self.job_rows("SELECT id, status, error FROM jobs ORDER BY id").await
+    }
+
     /// Ids of jobs put back to wait (pending with a not-before time).
     pub async fn deferred_jobs(&self) -> Vec<(i64,)> {
         self.job_rows("SELECT id FROM jobs WHERE status = 'pending' AND not_before > 0 ORDER BY id").await
+    }
+
+    /// Any query over the jobs table, for assertions the helpers above do not cover.
+    pub async fn job_rows_of<T>(&self, sql: &'static str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        self.job_rows(sql).await
     }
 
     async fn job_rows<T>(&self, sql: &'static str) -> Vec<T>

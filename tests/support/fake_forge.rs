@@ -6,7 +6,7 @@
 //! - gitea: go-gitea/gitea (`routers/api/v1/...`, `modules/structs/...`);
 //! - GitHub: docs.github.com/en/rest (the page named at the rule).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +57,17 @@ pub enum Fault {
     RateLimited { retry_after_secs: u64 },
 }
 
+/// An issue as the fake holds it.
+#[derive(Debug, Clone, Default)]
+struct Issue {
+    author: String,
+    title: String,
+    body: String,
+    labels: Vec<String>,
+    /// `(added, label, by)`, oldest first: GitHub's issue events, Gitea's timeline.
+    label_events: Vec<(bool, String, String)>,
+}
+
 #[derive(Default)]
 struct State {
     calls: Vec<String>,
@@ -65,7 +76,7 @@ struct State {
     /// Site administrators (Gitea's `is_admin`).
     site_admins: BTreeSet<String>,
     /// `owner/repo` → its issues.
-    repos: HashMap<String, BTreeSet<u64>>,
+    repos: HashMap<String, BTreeMap<u64, Issue>>,
     /// Every comment, whoever wrote it, in creation order.
     comments: Vec<PostedComment>,
     /// `(repo, "comment"|"issue", id, user, content)`.
@@ -162,7 +173,18 @@ impl FakeForge {
     }
 
     pub fn add_issue(&self, repo: &str, number: u64) {
-        self.state.lock().unwrap().repos.entry(repo.to_owned()).or_default().insert(number);
+        self.state.lock().unwrap().repos.entry(repo.to_owned()).or_default().entry(number).or_default();
+    }
+
+    /// Records that `by` added (or removed) `label` on an issue, as the forge would.
+    pub fn label_event(&self, repo: &str, number: u64, label: &str, added: bool, by: &str) {
+        let mut state = self.state.lock().unwrap();
+        let issue = state.repos.entry(repo.to_owned()).or_default().entry(number).or_default();
+        issue.labels.retain(|l| !l.eq_ignore_ascii_case(label));
+        if added {
+            issue.labels.push(label.to_owned());
+        }
+        issue.label_events.push((added, label.to_owned(), by.to_owned()));
     }
 
     /// Makes the forge hold what a delivery says happened: its repository, issue
@@ -178,14 +200,48 @@ impl FakeForge {
             self.add_repo(&repo);
             return;
         };
-        self.add_issue(&repo, number);
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let sender = text(&payload["sender"]["login"]);
+        let labels: Vec<String> =
+            payload["issue"]["labels"].as_array().into_iter().flatten().map(|l| text(&l["name"])).collect();
+        let (before, action) = {
+            let mut state = self.state.lock().unwrap();
+            let issue = state.repos.entry(repo.clone()).or_default().entry(number).or_default();
+            issue.author = text(&payload["issue"]["user"]["login"]);
+            issue.title = text(&payload["issue"]["title"]);
+            issue.body = text(&payload["issue"]["body"]);
+            (std::mem::replace(&mut issue.labels, labels.clone()), text(&payload["action"]))
+        };
+        // What the forge records for a label change: GitHub names the label,
+        // Gitea sends the whole new set.
+        match action.as_str() {
+            "labeled" => self.label_event(&repo, number, &text(&payload["label"]["name"]), true, &sender),
+            "label_updated" | "label_cleared" => {
+                for added in labels.iter().filter(|l| !before.contains(l)) {
+                    self.label_event(&repo, number, added, true, &sender);
+                }
+                for removed in before.iter().filter(|l| !labels.contains(l)) {
+                    self.label_event(&repo, number, removed, false, &sender);
+                }
+            }
+            _ => {}
+        }
         let comment = &payload["comment"];
         if let Some(id) = comment["id"].as_u64() {
-            let author = comment["user"]["login"].as_str().unwrap_or_default().to_owned();
-            let body = comment["body"].as_str().unwrap_or_default().to_owned();
+            let author = text(&comment["user"]["login"]);
+            let body = text(&comment["body"]);
             let mut state = self.state.lock().unwrap();
             state.comments.retain(|c| c.id != id);
             state.comments.push(PostedComment { repo, issue: number, id, body, author });
+        }
+    }
+
+    /// Changes a comment behind the delivery's back (an edit, or a forgery's victim).
+    pub fn set_comment(&self, id: u64, author: &str, body: &str) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(c) = state.comments.iter_mut().find(|c| c.id == id) {
+            c.author = author.to_owned();
+            c.body = body.to_owned();
         }
     }
 
@@ -287,7 +343,9 @@ fn draw_fault(state: &mut State, method: &Method, path: &str) -> Option<Fault> {
         return Some(state.forced.remove(at).2);
     }
     let faults = state.faults?;
-    let on_job_path = path.contains("/collaborators/") || path.contains("/comments") || path.contains("/reactions");
+    // Everything a job asks the forge: permissions, the trigger's confirmation,
+    // comments and reactions; not the GitHub App token.
+    let on_job_path = path.contains("/repos/");
     let rng = state.rng.as_mut()?;
     if !on_job_path || !rng.random_bool(faults.rate.clamp(0.0, 1.0)) {
         return None;
@@ -343,6 +401,49 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             let (repo, number) = known_issue(state, o, r, n)?;
             Some(list_comments(state, req, (&repo, number)))
         }
+        ("GET", ["repos", o, r, "issues", "comments", id]) => {
+            let repo = known_repo(state, o, r)?;
+            let id: u64 = id.parse().ok()?;
+            let comment = state.comments.iter().find(|c| c.id == id && c.repo == repo)?;
+            Some(axum::Json(comment_json(req.flavor, comment)).into_response())
+        }
+        ("GET", ["repos", o, r, "issues", n]) => {
+            let (repo, number) = known_issue(state, o, r, n)?;
+            let issue = &state.repos[&repo][&number];
+            Some(axum::Json(issue_json(req.flavor, &repo, number, issue)).into_response())
+        }
+        // GitHub: GET /repos/{o}/{r}/issues/{n}/events (paginated like comments).
+        ("GET", ["repos", o, r, "issues", n, "events"]) if req.flavor == Flavor::Github => {
+            let (repo, number) = known_issue(state, o, r, n)?;
+            let events = state.repos[&repo][&number].label_events.iter().map(|(added, label, by)| {
+                json!({
+                    "id": 1, "event": if *added { "labeled" } else { "unlabeled" }, "actor": github_user(by),
+                    "label": { "name": label, "color": "ededed" }, "created_at": "2026-11-30T00:00:00Z"
+                })
+            });
+            Some(paginated(req, events.collect()))
+        }
+        // gitea: GET /repos/{o}/{r}/issues/{index}/timeline; a label entry's body is
+        // "1" when added (modules/structs/issue_comment.go, TimelineComment), paged by
+        // `page` and `limit` (routers/api/v1/repo/issue_comment.go, ListIssueCommentsAndTimeline).
+        ("GET", ["repos", o, r, "issues", n, "timeline"]) if req.flavor == Flavor::Gitea => {
+            let (repo, number) = known_issue(state, o, r, n)?;
+            let entries: Vec<Value> = state.repos[&repo][&number]
+                .label_events
+                .iter()
+                .map(|(added, label, by)| {
+                    json!({
+                        "id": 1, "type": "label", "body": if *added { "1" } else { "" }, "user": gitea_user(by),
+                        "label": { "id": 1, "name": label, "color": "ededed" }, "created_at": "2026-11-30T00:00:00Z"
+                    })
+                })
+                .collect();
+            let query = query_of(req);
+            let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(30usize).clamp(1, 50);
+            let page = query.get("page").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1);
+            let items: Vec<Value> = entries.into_iter().skip((page - 1) * limit).take(limit).collect();
+            Some(axum::Json(items).into_response())
+        }
         _ => None,
     }
 }
@@ -364,7 +465,7 @@ fn known_repo(state: &State, owner: &str, name: &str) -> Option<String> {
 fn known_issue(state: &State, owner: &str, name: &str, number: &str) -> Option<(String, u64)> {
     let repo = known_repo(state, owner, name)?;
     let number: u64 = number.parse().ok()?;
-    state.repos.get(&repo)?.contains(&number).then_some((repo, number))
+    state.repos.get(&repo)?.contains_key(&number).then_some((repo, number))
 }
 
 fn level(state: &State, user: &str) -> String {
@@ -467,9 +568,16 @@ fn list_comments(state: &State, req: &Request, at: (&str, u64)) -> Response {
         let total = HeaderValue::from(all.len());
         return ([("x-total-count", total)], axum::Json(all)).into_response();
     }
-    // GitHub: per_page (default 30, max 100) and page, with a `Link` header.
-    let query: HashMap<String, String> =
-        form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    paginated(req, all)
+}
+
+fn query_of(req: &Request) -> HashMap<String, String> {
+    form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+/// GitHub's lists: per_page (default 30, max 100) and page, with a `Link` header.
+fn paginated(req: &Request, all: Vec<Value>) -> Response {
+    let query = query_of(req);
     let per_page = query.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30usize).clamp(1, 100);
     let page = query.get("page").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1);
     let last = all.len().div_ceil(per_page).max(1);
@@ -488,6 +596,30 @@ fn list_comments(state: &State, req: &Request, at: (&str, u64)) -> Response {
         response.headers_mut().insert("link", value);
     }
     response
+}
+
+/// Each forge's issue: GitHub's (octocrab's `Issue` fields) or gitea's
+/// (modules/structs/issue.go); `pull_request` absent on GitHub, null on Gitea.
+fn issue_json(flavor: Flavor, repo: &str, n: u64, issue: &Issue) -> Value {
+    let base = "https://forge.example.com";
+    let labels: Vec<Value> = issue.labels.iter().map(|l| json!({ "id": 1, "name": l, "color": "ededed" })).collect();
+    match flavor {
+        Flavor::Github => json!({
+            "id": n, "node_id": format!("I_{n}"), "url": format!("{base}/repos/{repo}/issues/{n}"),
+            "repository_url": format!("{base}/repos/{repo}"), "labels_url": format!("{base}/repos/{repo}/issues/{n}/labels{{/name}}"),
+            "comments_url": format!("{base}/repos/{repo}/issues/{n}/comments"), "events_url": format!("{base}/repos/{repo}/issues/{n}/events"),
+            "html_url": format!("{base}/{repo}/issues/{n}"), "number": n, "state": "open", "title": issue.title,
+            "body": issue.body, "user": github_user(&issue.author), "labels": labels, "assignees": [], "locked": false,
+            "comments": 0, "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+        }),
+        Flavor::Gitea => json!({
+            "id": n, "url": format!("{base}/api/v1/repos/{repo}/issues/{n}"), "html_url": format!("{base}/{repo}/issues/{n}"),
+            "number": n, "user": gitea_user(&issue.author), "original_author": "", "original_author_id": 0,
+            "title": issue.title, "body": issue.body, "ref": "", "labels": labels, "milestone": null, "assignees": null,
+            "state": "open", "is_locked": false, "comments": 0, "created_at": "2026-11-30T00:00:00Z",
+            "updated_at": "2026-11-30T00:00:00Z", "closed_at": null, "due_date": null, "pull_request": null
+        }),
+    }
 }
 
 fn installation_token(req: &Request) -> Response {

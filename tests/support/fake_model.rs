@@ -26,6 +26,8 @@ pub enum Step {
     Error(u16),
     /// Never answer.
     Hang,
+    /// Answer with the inner step, but only after this long (a slow model call).
+    After(Duration, Box<Step>),
 }
 
 #[derive(Default)]
@@ -124,7 +126,15 @@ async fn complete(State(script): State<Arc<Mutex<Script>>>, body: String) -> Res
             _ => Step::Answer("ok".into()),
         }
     };
+    play(step).await
+}
+
+async fn play(step: Step) -> Response {
     match step {
+        Step::After(wait, step) => {
+            tokio::time::sleep(wait).await;
+            Box::pin(play(*step)).await
+        }
         Step::Bash(command) => {
             let args = json!({ "command": command, "description": "scripted command" }).to_string();
             let call = json!({ "role": "assistant", "tool_calls": [{ "index": 0, "id": format!("call_{}", rand_id()), "type": "function", "function": { "name": "bash", "arguments": args } }] });

@@ -1,0 +1,136 @@
+//! Admission of a claimed job: the author's permission, the trigger confirmed
+//! with the forge, and the limits that apply to people allowed to ask.
+//!
+//! The claimed author's permission is asked first, from the cache when it can
+//! be: a stranger's mention costs at most one forge call and starts nothing.
+
+use super::{Outcome, Worker};
+use crate::bot::verify::{self, Checked};
+use crate::comment;
+use crate::forge::{Forge, ForgeError};
+use crate::queue::{Job, JobTrigger};
+use crate::store::now_millis;
+use crate::trigger::Control;
+
+/// A permission answer, or why there is none yet.
+enum Decision {
+    Allowed,
+    Denied,
+    /// The forge will not show permissions to the bot (Gitea and Forgejo need
+    /// the bot to be a repository administrator).
+    NeedsAdmin,
+    Undecided(Outcome),
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl Worker {
+    /// The job as the forge confirms it, when its author may ask for it now;
+    /// otherwise what to do with it instead.
+    pub(super) async fn admit(&self, forge: &dyn Forge, id: i64, job: Job) -> Result<Job, Outcome> {
+        let claimed = job.author.clone();
+        self.allowed(forge, id, &job).await?;
+        let job = match verify::confirm(forge, &self.config.bot.handle, job).await {
+            Checked::Confirmed(job) => *job,
+            Checked::Refuted(why) => {
+                tracing::warn!(job = id, %why, "refused a delivery that the forge does not confirm");
+                return Err(Outcome::Failed(format!("not confirmed by the forge: {why}")));
+            }
+            Checked::Unknown(e) => return Err(Outcome::Retry(format!("confirming the trigger with the forge: {e}"))),
+        };
+        if !job.author.eq_ignore_ascii_case(&claimed) {
+            self.allowed(forge, id, &job).await?;
+        }
+        if !matches!(job.trigger, JobTrigger::Mention | JobTrigger::Label { .. }) {
+            return Ok(job);
+        }
+        if let Some(reason) = self.over_hourly_limits(&job).await {
+            let body = comment::refused_comment(&reason, id);
+            return Err(self.post_once(forge, &job.issue, id, &body).await);
+        }
+        // Only runs that were let through count toward the limits.
+        if let Err(e) = self.queue.mark_authorized(id).await {
+            tracing::error!(error = %format!("{e:#}"), "cannot record an admitted job");
+        }
+        Ok(job)
+    }
+
+    /// `Ok` when the job's author may trigger runs here.
+    async fn allowed(&self, forge: &dyn Forge, id: i64, job: &Job) -> Result<(), Outcome> {
+        match self.decide(forge, job).await {
+            Decision::Allowed => Ok(()),
+            // `status` reads nothing the role problem hides, and is where an
+            // operator looks first: it answers, and says what the others wait for.
+            Decision::NeedsAdmin if job.trigger == (JobTrigger::Control { command: Control::Status }) => Ok(()),
+            Decision::NeedsAdmin => Err(Outcome::Retry(comment::NEEDS_ADMIN.to_owned())),
+            Decision::Undecided(outcome) => Err(outcome),
+            Decision::Denied => Err(self.deny(forge, id, job).await),
+        }
+    }
+
+    /// Asks the forge (or the cache) whether the job's author may trigger runs here.
+    async fn decide(&self, forge: &dyn Forge, job: &Job) -> Decision {
+        let repo = job.issue.repo();
+        match self.permissions.permission(forge, repo, &job.author).await {
+            Ok(p) if p.can_trigger() => Decision::Allowed,
+            Ok(_) | Err(ForgeError::NotFound) => Decision::Denied,
+            Err(ForgeError::Forbidden(message)) => {
+                tracing::error!(
+                    repo = %repo, %message,
+                    "the forge refused to show collaborator permissions: on Gitea and Forgejo the bot \
+                     account must be an administrator of the repository"
+                );
+                self.notify_needs_admin(forge, job).await;
+                Decision::NeedsAdmin
+            }
+            Err(e) => Decision::Undecided(Outcome::Retry(format!("checking @{}'s permission: {e}", job.author))),
+        }
+    }
+
+    /// Says once per issue why its triggers wait for the bot's role to be fixed.
+    async fn notify_needs_admin(&self, forge: &dyn Forge, job: &Job) {
+        let said =
+            forge.comments(&job.issue).await.map(|all| all.iter().any(|c| comment::is_permission_notice(&c.body)));
+        if let Ok(false) = said
+            && let Err(e) = forge.post_comment(&job.issue, &comment::permission_notice(&job.author)).await
+        {
+            tracing::warn!(error = %e, "could not post the permission notice");
+        }
+    }
+
+    /// Someone without write access: the configured reply, at most once per
+    /// issue and hour, so strangers cannot make the bot talk.
+    async fn deny(&self, forge: &dyn Forge, id: i64, job: &Job) -> Outcome {
+        tracing::info!(user = job.author, "ignored a trigger from a user without write access");
+        let Some(text) = &self.config.bot.deny_reply else { return Outcome::Done };
+        match self.queue.claim_deny_reply(&job.issue, now_millis() - HOUR_MS).await {
+            Ok(true) => self.post_once(forge, &job.issue, id, &comment::not_allowed_comment(text, id)).await,
+            Ok(false) => Outcome::Done,
+            Err(e) => Outcome::Failed(format!("cannot record a deny reply: {e:#}")),
+        }
+    }
+
+    /// Why an allowed request must still be refused: its author or repository
+    /// asked for too many runs in the last hour. Only admitted runs count.
+    async fn over_hourly_limits(&self, job: &Job) -> Option<String> {
+        let limits = &self.config.limits;
+        let since = now_millis() - HOUR_MS;
+        let repo = job.issue.repo().to_string();
+        let (by_author, by_repo) = match self.queue.recent_jobs(&job.author, &repo, since).await {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot count recent runs; not limiting");
+                return None;
+            }
+        };
+        if by_author >= i64::from(limits.per_user_per_hour) {
+            return Some(format!(
+                "@{} asked for {by_author} runs in the last hour, the most allowed; please try again later.",
+                job.author
+            ));
+        }
+        (by_repo >= i64::from(limits.per_repo_per_hour)).then(|| {
+            format!("This repository had {by_repo} runs in the last hour, the most allowed; please try again later.")
+        })
+    }
+}
