@@ -368,3 +368,52 @@ fn holders_of(dir: &std::path::Path) -> Vec<String> {
     }
     found
 }
+
+/// Pushes a commit that is not kugetsu's to `branch` on the test remote.
+fn push_foreign(env: &TestEnv, branch: &str) {
+    let clone = env.dir.path().join(format!("foreign-{}", branch.replace('/', "-")));
+    git(env.dir.path(), &["clone", "-q", env.remote().to_str().unwrap(), clone.to_str().unwrap()]);
+    std::fs::write(clone.join("foreign.txt"), "someone else's work\n").unwrap();
+    git(&clone, &["add", "foreign.txt"]);
+    git(&clone, &["commit", "-q", "-m", "someone else"]);
+    git(&clone, &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")]);
+}
+
+#[tokio::test]
+async fn a_foreign_push_is_never_overwritten_and_a_fresh_start_builds_on_the_pushed_branch() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    // A first run that fails before it pushes leaves the worktree and no push.
+    env.model.on("MARK-FAIL-FIRST", vec![Step::Error(500)]);
+    engine.run(&issue(20), "MARK-FAIL-FIRST", Mode::Start, RunOptions::default()).await.unwrap_err();
+    assert!(!env.remote_has_branch("kugetsu/20"));
+    // Then someone else creates the issue's branch.
+    push_foreign(&env, "kugetsu/20");
+    env.model.on(
+        "MARK-FOREIGN",
+        vec![
+            Step::Bash("echo mine > mine.txt && git add mine.txt && git commit -q -m mine".into()),
+            Step::Answer("done".into()),
+        ],
+    );
+    let err = engine.run(&issue(20), "MARK-FOREIGN", Mode::Continue, RunOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("did not overwrite"), "kugetsu's first push expects no branch: {err}");
+    let files = env.remote_files("kugetsu/20");
+    assert!(files.contains(&"foreign.txt".to_owned()) && !files.contains(&"mine.txt".to_owned()), "{files:?}");
+
+    // After a reset, the fresh worktree starts from the pushed branch, so the
+    // first push adds to it instead of replacing it.
+    engine.destroy(&issue(20)).await.unwrap();
+    env.model.on(
+        "MARK-AGAIN",
+        vec![
+            Step::Bash("echo again > again.txt && git add again.txt && git commit -q -m again".into()),
+            Step::Answer("ok".into()),
+        ],
+    );
+    let result = engine.run(&issue(20), "MARK-AGAIN", Mode::Start, RunOptions::default()).await.unwrap();
+    assert!(result.pushed_to.is_some(), "{result:?}");
+    let files = env.remote_files("kugetsu/20");
+    assert!(files.contains(&"foreign.txt".to_owned()) && files.contains(&"again.txt".to_owned()), "{files:?}");
+    engine.shutdown().await;
+}

@@ -247,15 +247,19 @@ impl Engine {
         self.sync_mirror(issue.repo(), mirror, creds).await?;
         crate::crash::point("after-fetch");
         let worktree = Worktree::at(self.layout.worktree(issue));
+        let remote_sha = mirror.remote_branch_sha(&self.git, branch).await?;
         let worktree = if worktree.exists() {
             worktree
         } else {
-            let default = mirror.default_branch(&self.git).await?;
-            let start = format!("refs/remotes/origin/{default}");
+            // A branch already pushed (before a reset, or by someone else) is built
+            // on, never replaced: the first push then adds to it.
+            let start = match &remote_sha {
+                Some(_) => format!("refs/remotes/origin/{branch}"),
+                None => format!("refs/remotes/origin/{}", mirror.default_branch(&self.git).await?),
+            };
             Worktree::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start).await?
         };
         self.hide_project_config(issue.repo(), &worktree).await?;
-        let remote_sha = mirror.remote_branch_sha(&self.git, branch).await?;
         Ok((worktree, remote_sha))
     }
 
@@ -348,8 +352,9 @@ impl Engine {
             (None, _) => None,
             // Our branch contains it (we pushed it, perhaps just before a crash): a fast-forward.
             (Some(remote), _) if worktree.contains(&self.git, &remote).await => Some(remote),
-            // A first push replaces a branch left from an earlier, destroyed session.
-            (Some(remote), None) => Some(remote),
+            // A branch that appeared after the worktree was cut is someone else's:
+            // the first push expects no branch at all, and is refused.
+            (Some(_), None) => None,
             // Someone else pushed since our last push: the push is refused, their work kept.
             (Some(_), Some(ours)) => Some(ours.clone()),
         };
