@@ -1,5 +1,6 @@
-//! Property tests for issue refs and mention parsing.
+//! Property tests for issue refs, mention parsing and quieted outgoing text.
 
+use kugetsu::comment::quiet;
 use kugetsu::issue_ref::IssueRef;
 use kugetsu::trigger::{commands, mentions};
 use proptest::prelude::*;
@@ -49,5 +50,19 @@ proptest! {
         prop_assert!(!mentions(&code, "kugetsu"), "{:?}", code);
         let quoted = format!("> @kugetsu {words}");
         prop_assert!(!mentions(&quoted, "kugetsu"), "{:?}", quoted);
+    }
+
+    #[test]
+    fn quieted_text_only_gains_joiners_and_mentions_nobody(
+        s in "(@kugetsu|@[a-z]{1,5}|/[a-z]{1,5}|`|\\n|```|[ a-zA-Z0-9.@/_-]|ü){0,40}"
+    ) {
+        let out = quiet(&s);
+        prop_assert_eq!(out.replace('\u{200D}', ""), s.clone());
+        prop_assert!(!mentions(&out, "kugetsu"), "{:?} still mentions the bot as {:?}", s, out);
+    }
+
+    #[test]
+    fn quiet_never_panics(s in any::<String>()) {
+        let _ = quiet(&s);
     }
 }

@@ -1,6 +1,7 @@
 //! Everything a webhook delivery's bytes reach before a job exists: signature
 //! checking, payload normalisation for every forge and event, trigger parsing
-//! and issue-ref parsing. None of it may panic, whatever the input.
+//! and issue-ref parsing; and the quieting of text the bot posts. None of it may
+//! panic, whatever the input.
 #![no_main]
 
 use kugetsu::config::ForgeKind;
@@ -30,5 +31,6 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let _ = commands(&text, "kugetsu");
     let _ = control_command(&text, "kugetsu");
+    let _ = kugetsu::comment::quiet(&text);
     let _ = text.parse::<IssueRef>();
 });
