@@ -222,3 +222,25 @@ async fn idle_and_slow_clients_do_not_stop_deliveries() {
     assert_eq!(d.post(&endpoint).await.0, 202, "served again once the crowd is gone");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_reply_lost_to_a_forge_fault_is_said_on_the_next_try() {
+    use axum::http::Method;
+    use support::fake_forge::Fault;
+    let mut t = BotEnv::new().await;
+    t.stop().await;
+    t.edit_config(|c| {
+        c.replace("trigger_labels = [\"kugetsu\"]", "trigger_labels = [\"kugetsu\"]\ndeny_reply = \"Sorry.\"")
+    });
+    t.start().await;
+    // More failures than one attempt budget (four tries): the job goes back in the queue.
+    for _ in 0..4 {
+        t.forge.fail_next(Method::POST, "/issues/153/comments", Fault::Error);
+    }
+    assert_eq!(gh(&gh_comment(153, 9701, "@kugetsu let me in", "mallory"), "dr-1").post(&t.url("gh")).await.0, 202);
+    let replies = t.forge.wait_for_comments("acme/widget", 153, 1).await;
+    assert!(replies[0].body.starts_with("Sorry."), "{replies:?}");
+    assert_eq!(t.wait_for_jobs_done(1).await[0].2, "done");
+    assert_eq!(t.forge.comments("acme/widget", 153).len(), 1);
+    t.stop().await;
+}

@@ -301,6 +301,12 @@ impl Queue {
         Ok(done.rows_affected())
     }
 
+    /// Forgets the issue's last deny reply, which could not be posted.
+    pub async fn release_deny_reply(&self, issue: &IssueRef) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM deny_replies WHERE issue = ?").bind(issue.to_string()).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Authors of the issue's queued or running work jobs, and whether each job
     /// was admitted already.
     pub async fn waiting_authors(&self, issue: &IssueRef) -> anyhow::Result<Vec<(String, bool)>> {

@@ -104,7 +104,16 @@ impl Worker {
         tracing::info!(user = job.author, "ignored a trigger from a user without write access");
         let Some(text) = &self.config.bot.deny_reply else { return Outcome::Done };
         match self.queue.claim_deny_reply(&job.issue, now_millis() - HOUR_MS).await {
-            Ok(true) => self.post_once(forge, &job.issue, id, &comment::not_allowed_comment(text, id)).await,
+            Ok(true) => {
+                let posted = self.post_once(forge, &job.issue, id, &comment::not_allowed_comment(text, id)).await;
+                // Not said after all (a forge fault): the next try may say it.
+                if !matches!(posted, Outcome::Done)
+                    && let Err(e) = self.queue.release_deny_reply(&job.issue).await
+                {
+                    tracing::error!(error = %format!("{e:#}"), "cannot release a deny reply");
+                }
+                posted
+            }
             Ok(false) => Outcome::Done,
             Err(e) => Outcome::Failed(format!("cannot record a deny reply: {e:#}")),
         }
