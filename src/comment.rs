@@ -22,9 +22,10 @@ pub fn is_bot_comment(body: &str) -> bool {
     body.contains(MARKER_PREFIX)
 }
 
-/// Whether a comment for this job was already posted.
+/// Whether a comment for this job was already posted. The marker must end the
+/// comment, as kugetsu writes it; quoted text cannot carry one (see [`quiet`]).
 pub fn is_comment_for_job(body: &str, job_id: i64) -> bool {
-    body.contains(&marker(job_id))
+    body.trim_end().ends_with(&marker(job_id))
 }
 
 fn short(sha: &str) -> &str {
@@ -138,13 +139,13 @@ pub fn status_comment(
                 );
             }
             if let Some(error) = &r.last_error {
-                let _ = writeln!(out, "**Last error:** {error}");
+                let _ = writeln!(out, "**Last error:** {}", what_failed(error));
             }
         }
     }
     let _ = writeln!(out, "**Queued:** {queued} request(s)");
     for why in waiting {
-        let _ = writeln!(out, "**Waiting:** {why}");
+        let _ = writeln!(out, "**Waiting:** {}", what_failed(why));
     }
     out.push_str(&marker(job_id));
     out
@@ -193,9 +194,21 @@ pub fn is_deferral_for_job(body: &str, job_id: i64) -> bool {
 
 const PERMISSION_NOTICE: &str = "<!-- kugetsu:notice:permission -->";
 
+/// `status` while the bot cannot check permissions: only what waits, since the
+/// asker may be anyone.
+pub fn waiting_status_comment(queued: i64, waiting: &[String], job_id: i64) -> String {
+    let mut out = String::from("I cannot check permissions on this repository yet, so this shows only what waits.\n");
+    let _ = writeln!(out, "**Queued:** {queued} request(s)");
+    for why in waiting {
+        let _ = writeln!(out, "**Waiting:** {}", what_failed(why));
+    }
+    out.push_str(&marker(job_id));
+    out
+}
+
 /// Why a job that asked the permission API is waiting; shown by `status` too.
-pub const NEEDS_ADMIN: &str = "the bot account cannot read collaborator permissions on this repository: \
-     on Gitea and Forgejo it needs the Administrator role here";
+pub const NEEDS_ADMIN: &str = "the bot account needs the Administrator role on this repository to read \
+     collaborator permissions (Gitea and Forgejo show them to administrators only)";
 
 /// Said once on an issue whose triggers wait because the forge will not tell the
 /// bot its users' permissions (Gitea and Forgejo show them to administrators only).

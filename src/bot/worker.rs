@@ -161,7 +161,7 @@ impl Worker {
             return self.post_once(forge.as_ref(), &job.issue, id, &body).await;
         }
         if attempts > 0 && self.past_deadline(created_at) {
-            return self.give_up(forge.as_ref(), &job, id, created_at).await;
+            return self.give_up(forge.as_ref(), job, id, created_at).await;
         }
         let job = match self.admit(forge.as_ref(), id, job).await {
             Ok(job) => job,
@@ -181,15 +181,6 @@ impl Worker {
         }
         crash::point("before-comment");
         self.post_once(forge.as_ref(), &job.issue, id, &body).await
-    }
-
-    /// Ends a job that kept meeting forge faults, saying so once if the forge lets us.
-    async fn give_up(&self, forge: &dyn Forge, job: &Job, id: i64, created_at: i64) -> Outcome {
-        let tried_for = Duration::from_millis(u64::try_from(now_millis().saturating_sub(created_at)).unwrap_or(0));
-        let why = "the forge kept failing or refusing what I needed from it";
-        let body = comment::gave_up_comment(why, tried_for, id);
-        let _ = self.post_once(forge, &job.issue, id, &body).await;
-        Outcome::Failed(format!("gave up after {}", humantime::format_duration(tried_for)))
     }
 
     /// Runs the agent and returns the comment to post; `None` when the job was

@@ -1,8 +1,10 @@
 //! Text from the agent or the repository, made quiet before the bot posts it:
 //! a mention (`@user`, `@org/team`) pings nobody and a slash command (`/merge`)
 //! triggers no bot, this one included. A zero-width joiner goes after the `@`
-//! or before the `/`; the text reads the same. Code spans and blocks are left
-//! as they are: forges link nothing there, and code must stay copyable.
+//! (or the `&` of `&#64;`, `&commat;`) or before the `/`; the text reads the
+//! same. A kugetsu marker is shown as text, so quoted text cannot pose as one
+//! of the bot's comments. Code spans and blocks are left as they are: forges
+//! link nothing there, and code must stay copyable.
 
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 
@@ -14,6 +16,9 @@ fn is_name_char(c: char) -> bool {
 
 /// `text` with every mention and line-leading slash command outside code defused.
 pub fn quiet(text: &str) -> String {
+    // The marker never survives, in code or not: `is_comment_for_job` must only
+    // ever see the ones kugetsu writes.
+    let text = &text.replace(super::MARKER_PREFIX, "&lt;!-- kugetsu:");
     let mut inserts: Vec<usize> = Vec::new();
     let mut in_code_block = 0usize;
     for (event, range) in Parser::new(text).into_offset_iter() {
@@ -48,8 +53,10 @@ fn find_in(text: &str, range: std::ops::Range<usize>, inserts: &mut Vec<usize>) 
         let after = text[at + c.len_utf8()..].chars().next();
         let next_is_name = after.is_some_and(is_name_char);
         match c {
-            // `a@b.c` is an address; `@@x` and `/@x` are not mentions either.
-            '@' if next_is_name && before.is_none_or(|b| !(is_name_char(b) || b == '.' || b == '/' || b == '@')) => {
+            // `a@b.c` is an address; after anything else (`x-@y`, `.@y`, `_@y`) a
+            // forge may see a mention.
+            '@' if next_is_name && before.is_none_or(|b| !b.is_ascii_alphanumeric()) => inserts.push(at + c.len_utf8()),
+            '&' if ["&#64;", "&#x40;", "&#X40;", "&commat;"].iter().any(|e| text[at..].starts_with(e)) => {
                 inserts.push(at + c.len_utf8());
             }
             '/' if next_is_name && starts_line(text, at) => inserts.push(at),
@@ -79,6 +86,16 @@ mod tests {
         assert!(out.contains("a@b.c") && out.contains("`@not_in_code`"), "{out}");
         assert!(out.contains("```\n@Override\n/usr/bin\n```"), "code blocks are untouched: {out}");
         assert_eq!(out.replace('\u{200D}', ""), text, "only joiners are added");
+    }
+
+    #[test]
+    fn mentions_after_punctuation_entities_and_forged_markers_are_defused() {
+        let out = quiet("x-@alice .@bob _@carol_ /@dan &#64;erin &commat;frank done <!-- kugetsu:job:7 -->");
+        for name in ["alice", "bob", "carol", "dan"] {
+            assert!(out.contains(&format!("@\u{200D}{name}")), "{name}: {out}");
+        }
+        assert!(out.contains("&\u{200D}#64;erin") && out.contains("&\u{200D}commat;frank"), "{out}");
+        assert!(!out.contains("<!-- kugetsu:") && !crate::comment::is_bot_comment(&out), "{out}");
     }
 
     #[test]

@@ -70,6 +70,19 @@ pub enum NormalizeError {
     Json(#[from] serde_json::Error),
     #[error("payload names an invalid repository or issue: {0}")]
     Ref(#[from] RefError),
+    #[error("payload names a user login no forge allows")]
+    Login,
+}
+
+/// Whether `login` is one a forge could have: ASCII letters, digits, `-`, `_`
+/// and `.`, not leading with punctuation, at most 64 characters, optionally with
+/// GitHub's `[bot]` suffix. Anything else never reaches a URL, a query or a comment.
+pub fn is_valid_login(login: &str) -> bool {
+    let name = login.strip_suffix("[bot]").unwrap_or(login);
+    !name.is_empty()
+        && login.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with(['-', '.', '_'])
 }
 
 /// Turns a verified delivery into an event. `event` is the event header's value.
@@ -105,8 +118,11 @@ pub fn normalize(
     let repo_ref = RepoRef::new(instance.clone(), &repo.owner.login, &repo.name)?;
     let sender = payload.sender.as_ref().or(payload.comment.as_ref().map(|c| &c.user)).unwrap_or(&issue.user);
     let identity = format!(
-        "{instance}:{repo}:{number}:{comment}:{event}:{action}:{updated}",
-        repo = repo.id.map_or_else(|| format!("{}/{}", repo.owner.login, repo.name), |id| id.to_string()),
+        "{instance}:{owner}/{name}:{number}:{comment}:{event}:{action}:{updated}",
+        // The owner and name the secret's scope was checked against, not the
+        // payload's repository id, which a secret holder could point elsewhere.
+        owner = repo.owner.login.to_ascii_lowercase(),
+        name = repo.name.to_ascii_lowercase(),
         number = issue.number,
         comment = payload.comment.as_ref().map_or_else(|| "-".to_owned(), |c| c.id.to_string()),
         updated = payload
@@ -116,6 +132,10 @@ pub fn normalize(
             .or(issue.updated_at.as_deref())
             .unwrap_or("-"),
     );
+    let comment_author = payload.comment.as_ref().map(|c| c.user.login.as_str());
+    if ![Some(sender.login.as_str()), comment_author].into_iter().flatten().all(is_valid_login) {
+        return Err(NormalizeError::Login);
+    }
     let author_is_bot = sender.is_bot() || kind == ForgeKind::Github && sender.kind.as_deref() == Some("Bot");
     Ok(Normalized::Event(Box::new(ForgeEvent {
         delivery_id: delivery_id.to_owned(),
@@ -134,4 +154,19 @@ pub fn normalize(
         previous_body: payload.changes.as_ref().and_then(|c| c.body.as_ref()).and_then(|b| b.from.clone()),
         identity,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_are_what_forges_allow() {
+        for ok in ["alice", "a-b", "a_b", "a.b", "kugetsu[bot]", "A1"] {
+            assert!(is_valid_login(ok), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "a/b", "a?b", "a b", "a\nb", "a#b", "@a", "[bot]", &"x".repeat(65)] {
+            assert!(!is_valid_login(bad), "{bad:?}");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::wire::{CommentAnswer, IssueAnswer, PermissionAnswer, TimelineAnswer, error_message, last_adder};
-use super::{Forge, ForgeComment, ForgeError, IssueFacts, Permission, ReactionTarget};
+use super::{Forge, ForgeComment, ForgeError, IssueFacts, LabelAddition, Permission, ReactionTarget};
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
 
@@ -125,7 +125,7 @@ impl Forge for GiteaForge {
         Ok(self.send::<IssueAnswer>(self.request(Method::GET, &path)).await?.into())
     }
 
-    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<String>, ForgeError> {
+    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {
         let mut timeline: Vec<TimelineAnswer> = Vec::new();
         // The timeline is paginated; Gitea caps a page at its MAX_RESPONSE_ITEMS (50 by default).
         for page in 1.. {
@@ -143,7 +143,7 @@ impl Forge for GiteaForge {
         }
         let records = timeline.iter().map(|t| {
             let added = t.kind == "label" && t.body.as_deref() == Some("1");
-            (added, t.label.as_ref().map(|l| l.name.as_str()), t.user.as_ref().map(|u| u.login.as_str()))
+            (added, t.label.as_ref().map(|l| l.name.as_str()), t.user.as_ref().map(|u| u.login.as_str()), t.id)
         });
         Ok(last_adder(records, label))
     }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::wire::{CommentAnswer, EventAnswer, IssueAnswer, PermissionAnswer, error_message, last_adder};
-use super::{Forge, ForgeComment, ForgeError, IssueFacts, Permission, ReactionTarget};
+use super::{Forge, ForgeComment, ForgeError, IssueFacts, LabelAddition, Permission, ReactionTarget};
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
 
@@ -195,7 +195,7 @@ impl Forge for GithubForge {
         Ok(self.call::<IssueAnswer>(None, &route).await?.into())
     }
 
-    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<String>, ForgeError> {
+    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {
         let route = format!("{}/issues/{}/events?per_page=100", repo_route(issue.repo()), issue.number());
         let events: Vec<EventAnswer> = self.all_pages(route).await?;
         let records = events.iter().map(|e| {
@@ -203,6 +203,7 @@ impl Forge for GithubForge {
                 e.event == "labeled",
                 e.label.as_ref().map(|l| l.name.as_str()),
                 e.actor.as_ref().map(|a| a.login.as_str()),
+                e.id,
             )
         });
         Ok(last_adder(records, label))

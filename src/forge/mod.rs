@@ -65,8 +65,20 @@ pub struct ForgeComment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueFacts {
     pub author: String,
+    pub title: String,
     pub body: String,
     pub labels: Vec<String>,
+    pub is_pull_request: bool,
+    /// The issue's web page, `…/{owner}/{repo}/issues/{n}` (or `/pull/`, `/pulls/`).
+    pub html_url: Option<String>,
+}
+
+/// The forge's record of a label being added: who, and the record's own id,
+/// which a replayed delivery cannot change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelAddition {
+    pub by: String,
+    pub record: u64,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -127,7 +139,7 @@ pub trait Forge: Send + Sync {
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError>;
     /// Who most recently added `label` to the issue, by the forge's own record
     /// (GitHub's issue events, Gitea's timeline).
-    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<String>, ForgeError>;
+    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError>;
 }
 
 /// The API client for an instance; one call that takes longer than `timeout`

@@ -43,6 +43,13 @@ impl PermissionCache {
         self.entries.lock().ok().and_then(|e| e.get(&key).map(|(p, _)| p.can_trigger())).unwrap_or(false)
     }
 
+    /// Whether the forge said, at some point still remembered, that `user` may
+    /// not trigger runs in `repo`. Never asks the forge.
+    pub fn is_known_stranger(&self, repo: &RepoRef, user: &str) -> bool {
+        let key = (repo.clone(), user.to_ascii_lowercase());
+        self.entries.lock().ok().and_then(|e| e.get(&key).map(|(p, _)| !p.can_trigger())).unwrap_or(false)
+    }
+
     fn remember(&self, key: (RepoRef, String), permission: Permission) {
         let Ok(mut entries) = self.entries.lock() else { return };
         if entries.len() >= CAPACITY && !entries.contains_key(&key) {

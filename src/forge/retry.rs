@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use secrecy::SecretString;
 
-use super::{Forge, ForgeComment, ForgeError, IssueFacts, Permission, ReactionTarget};
+use super::{Forge, ForgeComment, ForgeError, IssueFacts, LabelAddition, Permission, ReactionTarget};
 use crate::issue_ref::{IssueRef, RepoRef};
 
 /// The longest single wait; a `Retry-After` beyond it ends the attempts, and the
@@ -109,7 +109,7 @@ impl Forge for RetryingForge {
         self.backoff.run("issue", || self.inner.issue(issue)).await
     }
 
-    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<String>, ForgeError> {
+    async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {
         self.backoff.run("label events", || self.inner.label_added_by(issue, label)).await
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{ForgeComment, IssueFacts};
+use super::{ForgeComment, IssueFacts, LabelAddition};
 
 #[derive(Deserialize)]
 pub struct PermissionAnswer {
@@ -38,17 +38,27 @@ pub struct LabelAnswer {
 pub struct IssueAnswer {
     pub user: Option<UserAnswer>,
     #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
     pub body: Option<String>,
     #[serde(default)]
     pub labels: Option<Vec<LabelAnswer>>,
+    /// GitHub: present on pull requests; Gitea: non-null on pull requests.
+    #[serde(default)]
+    pub pull_request: Option<serde_json::Value>,
+    #[serde(default)]
+    pub html_url: Option<String>,
 }
 
 impl From<IssueAnswer> for IssueFacts {
     fn from(i: IssueAnswer) -> Self {
         Self {
             author: i.user.map(|u| u.login).unwrap_or_default(),
+            title: i.title.unwrap_or_default(),
             body: i.body.unwrap_or_default(),
             labels: i.labels.into_iter().flatten().map(|l| l.name).collect(),
+            is_pull_request: i.pull_request.is_some_and(|v| !v.is_null()),
+            html_url: i.html_url,
         }
     }
 }
@@ -56,6 +66,8 @@ impl From<IssueAnswer> for IssueFacts {
 /// One of GitHub's issue events (`GET /repos/{o}/{r}/issues/{n}/events`).
 #[derive(Deserialize)]
 pub struct EventAnswer {
+    #[serde(default)]
+    pub id: u64,
     pub event: String,
     pub actor: Option<UserAnswer>,
     pub label: Option<LabelAnswer>,
@@ -66,6 +78,8 @@ pub struct EventAnswer {
 /// (`modules/structs/issue_comment.go`, TimelineComment).
 #[derive(Deserialize)]
 pub struct TimelineAnswer {
+    #[serde(default)]
+    pub id: u64,
     #[serde(rename = "type")]
     pub kind: String,
     pub user: Option<UserAnswer>,
@@ -74,14 +88,14 @@ pub struct TimelineAnswer {
     pub body: Option<String>,
 }
 
-/// The login behind the last "added `label`" record, oldest records first.
-pub fn last_adder<'a>(
-    records: impl Iterator<Item = (bool, Option<&'a str>, Option<&'a str>)>,
-    label: &str,
-) -> Option<String> {
+/// One label record: `(added, label, login, record id)`.
+pub type LabelRecord<'a> = (bool, Option<&'a str>, Option<&'a str>, u64);
+
+/// The last "added `label`" record, oldest records first.
+pub fn last_adder<'a>(records: impl Iterator<Item = LabelRecord<'a>>, label: &str) -> Option<LabelAddition> {
     records
-        .filter(|(added, name, _)| *added && name.is_some_and(|n| n.eq_ignore_ascii_case(label)))
-        .filter_map(|(_, _, login)| login.map(str::to_owned))
+        .filter(|(added, name, _, _)| *added && name.is_some_and(|n| n.eq_ignore_ascii_case(label)))
+        .filter_map(|(_, _, login, record)| login.map(|by| LabelAddition { by: by.to_owned(), record }))
         .last()
 }
 

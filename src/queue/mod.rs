@@ -301,6 +301,31 @@ impl Queue {
         Ok(done.rows_affected())
     }
 
+    /// Records that job `id` acts on the trigger `key`; false when another job
+    /// already did (a replay). The same job may claim its key again on a retry.
+    pub async fn claim_trigger(&self, key: &str, id: i64) -> anyhow::Result<bool> {
+        sqlx::query("INSERT OR IGNORE INTO handled_triggers (key, job, at) VALUES (?, ?, ?)")
+            .bind(key)
+            .bind(id)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        let owner: i64 = sqlx::query_scalar("SELECT job FROM handled_triggers WHERE key = ?")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(owner == id)
+    }
+
+    /// Whether the issue may get a deny reply: none was given since `since_ms`.
+    pub async fn deny_reply_due(&self, issue: &IssueRef, since_ms: i64) -> anyhow::Result<bool> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT at FROM deny_replies WHERE issue = ?")
+            .bind(issue.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(last.is_none_or(|at| at < since_ms))
+    }
+
     /// Forgets the issue's last deny reply, which could not be posted.
     pub async fn release_deny_reply(&self, issue: &IssueRef) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM deny_replies WHERE issue = ?").bind(issue.to_string()).execute(&self.pool).await?;

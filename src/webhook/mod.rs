@@ -27,8 +27,10 @@ use crate::issue_ref::InstanceName;
 use crate::queue::{Enqueued, Job, JobTrigger, Queue};
 use crate::trigger::{Trigger, trigger_for};
 
-/// GitHub caps payloads at 25 MB; leave room for form encoding.
-pub const BODY_LIMIT: usize = 26 * 1024 * 1024;
+/// Issue and comment events are small: a 65,536-character body and its issue
+/// fit many times over. Larger deliveries (a push of many commits) are refused
+/// unread; kugetsu acts on none of them.
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// One instance's webhook endpoint settings.
 #[derive(Debug, Clone)]

@@ -64,6 +64,8 @@ struct Issue {
     title: String,
     body: String,
     labels: Vec<String>,
+    /// A pull request, which both forges also serve as an issue.
+    is_pull: bool,
     /// `(added, label, by)`, oldest first: GitHub's issue events, Gitea's timeline.
     label_events: Vec<(bool, String, String)>,
 }
@@ -210,6 +212,7 @@ impl FakeForge {
             issue.author = text(&payload["issue"]["user"]["login"]);
             issue.title = text(&payload["issue"]["title"]);
             issue.body = text(&payload["issue"]["body"]);
+            issue.is_pull = !payload["issue"]["pull_request"].is_null();
             (std::mem::replace(&mut issue.labels, labels.clone()), text(&payload["action"]))
         };
         // What the forge records for a label change: GitHub names the label,
@@ -415,9 +418,9 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
         // GitHub: GET /repos/{o}/{r}/issues/{n}/events (paginated like comments).
         ("GET", ["repos", o, r, "issues", n, "events"]) if req.flavor == Flavor::Github => {
             let (repo, number) = known_issue(state, o, r, n)?;
-            let events = state.repos[&repo][&number].label_events.iter().map(|(added, label, by)| {
+            let events = state.repos[&repo][&number].label_events.iter().enumerate().map(|(i, (added, label, by))| {
                 json!({
-                    "id": 1, "event": if *added { "labeled" } else { "unlabeled" }, "actor": github_user(by),
+                    "id": i + 1, "event": if *added { "labeled" } else { "unlabeled" }, "actor": github_user(by),
                     "label": { "name": label, "color": "ededed" }, "created_at": "2026-11-30T00:00:00Z"
                 })
             });
@@ -431,9 +434,10 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             let entries: Vec<Value> = state.repos[&repo][&number]
                 .label_events
                 .iter()
-                .map(|(added, label, by)| {
+                .enumerate()
+                .map(|(i, (added, label, by))| {
                     json!({
-                        "id": 1, "type": "label", "body": if *added { "1" } else { "" }, "user": gitea_user(by),
+                        "id": i + 1, "type": "label", "body": if *added { "1" } else { "" }, "user": gitea_user(by),
                         "label": { "id": 1, "name": label, "color": "ededed" }, "created_at": "2026-11-30T00:00:00Z"
                     })
                 })
@@ -611,13 +615,26 @@ fn issue_json(flavor: Flavor, repo: &str, n: u64, issue: &Issue) -> Value {
             "html_url": format!("{base}/{repo}/issues/{n}"), "number": n, "state": "open", "title": issue.title,
             "body": issue.body, "user": github_user(&issue.author), "labels": labels, "assignees": [], "locked": false,
             "comments": 0, "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
-        }),
+        })
+        .as_object()
+        .cloned()
+        .map(|mut o| {
+            // GitHub: the key is there on pull requests only.
+            if issue.is_pull {
+                let pr = json!({ "url": format!("{base}/repos/{repo}/pulls/{n}"), "html_url": format!("{base}/{repo}/pull/{n}"), "merged_at": null });
+                o.insert("pull_request".into(), pr);
+            }
+            Value::Object(o)
+        })
+        .unwrap_or_default(),
         Flavor::Gitea => json!({
             "id": n, "url": format!("{base}/api/v1/repos/{repo}/issues/{n}"), "html_url": format!("{base}/{repo}/issues/{n}"),
             "number": n, "user": gitea_user(&issue.author), "original_author": "", "original_author_id": 0,
             "title": issue.title, "body": issue.body, "ref": "", "labels": labels, "milestone": null, "assignees": null,
             "state": "open", "is_locked": false, "comments": 0, "created_at": "2026-11-30T00:00:00Z",
-            "updated_at": "2026-11-30T00:00:00Z", "closed_at": null, "due_date": null, "pull_request": null
+            "updated_at": "2026-11-30T00:00:00Z", "closed_at": null, "due_date": null,
+            // gitea: null on issues, `{merged, merged_at}` on pull requests (modules/structs/issue.go).
+            "pull_request": if issue.is_pull { json!({ "merged": false, "merged_at": null }) } else { Value::Null }
         }),
     }
 }

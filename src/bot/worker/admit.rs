@@ -4,6 +4,8 @@
 //! The claimed author's permission is asked first, from the cache when it can
 //! be: a stranger's mention costs at most one forge call and starts nothing.
 
+use std::time::Duration;
+
 use super::{Outcome, Worker};
 use crate::bot::verify::{self, Checked};
 use crate::comment;
@@ -26,20 +28,34 @@ const HOUR_MS: i64 = 3_600_000;
 
 impl Worker {
     /// The job as the forge confirms it, when its author may ask for it now;
-    /// otherwise what to do with it instead.
+    /// otherwise what to do with it instead. Nothing is posted for a trigger the
+    /// forge has not confirmed.
     pub(super) async fn admit(&self, forge: &dyn Forge, id: i64, job: Job) -> Result<Job, Outcome> {
+        match self.decide(forge, &job).await {
+            Decision::Allowed => {}
+            Decision::Denied => return Err(self.deny(forge, id, job).await),
+            Decision::NeedsAdmin => return Err(self.wait_for_admin(forge, id, job).await),
+            Decision::Undecided(outcome) => return Err(outcome),
+        }
         let claimed = job.author.clone();
-        self.allowed(forge, id, &job).await?;
-        let job = match verify::confirm(forge, &self.config.bot.handle, job).await {
-            Checked::Confirmed(job) => *job,
-            Checked::Refuted(why) => {
-                tracing::warn!(job = id, %why, "refused a delivery that the forge does not confirm");
-                return Err(Outcome::Failed(format!("not confirmed by the forge: {why}")));
-            }
-            Checked::Unknown(e) => return Err(Outcome::Retry(format!("confirming the trigger with the forge: {e}"))),
-        };
+        let (job, key) = self.confirmed(forge, id, job).await?;
         if !job.author.eq_ignore_ascii_case(&claimed) {
-            self.allowed(forge, id, &job).await?;
+            match self.decide(forge, &job).await {
+                Decision::Allowed => {}
+                Decision::Denied => return Err(self.deny_confirmed(forge, id, &job).await),
+                Decision::NeedsAdmin => return Err(Outcome::Retry(comment::NEEDS_ADMIN.to_owned())),
+                Decision::Undecided(outcome) => return Err(outcome),
+            }
+        }
+        // A trigger the forge confirms is acted on once, whatever a replay changes
+        // in the payload around it.
+        match self.queue.claim_trigger(&key, id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job = id, %key, delivery = job.delivery_id, "refused a replay of a handled trigger");
+                return Err(Outcome::Failed(format!("a replay of a trigger already handled ({key})")));
+            }
+            Err(e) => return Err(Outcome::Failed(format!("cannot record a handled trigger: {e:#}"))),
         }
         if !matches!(job.trigger, JobTrigger::Mention | JobTrigger::Label { .. }) {
             return Ok(job);
@@ -55,17 +71,47 @@ impl Worker {
         Ok(job)
     }
 
-    /// `Ok` when the job's author may trigger runs here.
-    async fn allowed(&self, forge: &dyn Forge, id: i64, job: &Job) -> Result<(), Outcome> {
-        match self.decide(forge, job).await {
-            Decision::Allowed => Ok(()),
-            // `status` reads nothing the role problem hides, and is where an
-            // operator looks first: it answers, and says what the others wait for.
-            Decision::NeedsAdmin if job.trigger == (JobTrigger::Control { command: Control::Status }) => Ok(()),
-            Decision::NeedsAdmin => Err(Outcome::Retry(comment::NEEDS_ADMIN.to_owned())),
-            Decision::Undecided(outcome) => Err(outcome),
-            Decision::Denied => Err(self.deny(forge, id, job).await),
+    /// The job as the forge has it, with the key that names its trigger.
+    async fn confirmed(&self, forge: &dyn Forge, id: i64, job: Job) -> Result<(Job, String), Outcome> {
+        match verify::confirm(forge, &self.config.bot.handle, job).await {
+            Checked::Confirmed { job, key } => Ok((*job, key)),
+            Checked::Refuted(why) => {
+                tracing::warn!(job = id, %why, "refused a delivery that the forge does not confirm");
+                Err(Outcome::Failed(format!("not confirmed by the forge: {why}")))
+            }
+            Checked::Unknown(e) => Err(Outcome::Retry(format!("confirming the trigger with the forge: {e}"))),
         }
+    }
+
+    /// Ends a job that kept meeting forge faults. It says so once, if the forge
+    /// lets it and confirms the trigger: a forged request, or one from someone
+    /// the forge said may not ask, ends in silence.
+    pub(super) async fn give_up(&self, forge: &dyn Forge, job: Job, id: i64, created_at: i64) -> Outcome {
+        let tried_for = Duration::from_millis(u64::try_from(now_millis().saturating_sub(created_at)).unwrap_or(0));
+        if let Checked::Confirmed { job, .. } = verify::confirm(forge, &self.config.bot.handle, job).await
+            && !self.permissions.is_known_stranger(job.issue.repo(), &job.author)
+        {
+            let why = "the forge kept failing or refusing what I needed from it";
+            let _ = self.post_once(forge, &job.issue, id, &comment::gave_up_comment(why, tried_for, id)).await;
+        }
+        Outcome::Failed(format!("gave up after {}", humantime::format_duration(tried_for)))
+    }
+
+    /// The forge will not show permissions to the bot: once the trigger is
+    /// confirmed, say so once on the issue and wait. `status` answers with what
+    /// waits, and nothing else, since its asker's permission is unknown.
+    async fn wait_for_admin(&self, forge: &dyn Forge, id: i64, job: Job) -> Outcome {
+        let (job, _) = match self.confirmed(forge, id, job).await {
+            Ok(confirmed) => confirmed,
+            Err(outcome) => return outcome,
+        };
+        self.notify_needs_admin(forge, &job).await;
+        if job.trigger != (JobTrigger::Control { command: Control::Status }) {
+            return Outcome::Retry(comment::NEEDS_ADMIN.to_owned());
+        }
+        let queued = self.queue.waiting_for(&job.issue).await.unwrap_or(0);
+        let waiting = self.queue.waiting_reasons(&job.issue).await.unwrap_or_default();
+        self.post_once(forge, &job.issue, id, &comment::waiting_status_comment(queued, &waiting, id)).await
     }
 
     /// Asks the forge (or the cache) whether the job's author may trigger runs here.
@@ -98,9 +144,27 @@ impl Worker {
         }
     }
 
-    /// Someone without write access: the configured reply, at most once per
-    /// issue and hour, so strangers cannot make the bot talk.
-    async fn deny(&self, forge: &dyn Forge, id: i64, job: &Job) -> Outcome {
+    /// Someone without write access: silence, or the configured reply at most
+    /// once per issue and hour, and only to a trigger the forge confirms, so
+    /// strangers and forged deliveries cannot make the bot talk.
+    async fn deny(&self, forge: &dyn Forge, id: i64, job: Job) -> Outcome {
+        if self.config.bot.deny_reply.is_none() {
+            tracing::info!(user = job.author, "ignored a trigger from a user without write access");
+            return Outcome::Done;
+        }
+        match self.queue.deny_reply_due(&job.issue, now_millis() - HOUR_MS).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Done,
+            Err(e) => return Outcome::Failed(format!("cannot read the deny replies: {e:#}")),
+        }
+        match self.confirmed(forge, id, job).await {
+            Ok((job, _)) => self.deny_confirmed(forge, id, &job).await,
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// The deny reply for a confirmed trigger, at most once per issue and hour.
+    async fn deny_confirmed(&self, forge: &dyn Forge, id: i64, job: &Job) -> Outcome {
         tracing::info!(user = job.author, "ignored a trigger from a user without write access");
         let Some(text) = &self.config.bot.deny_reply else { return Outcome::Done };
         match self.queue.claim_deny_reply(&job.issue, now_millis() - HOUR_MS).await {
