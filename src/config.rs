@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::issue_ref::InstanceName;
+use crate::sandbox::SandboxKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +37,8 @@ pub enum DriverKind {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state_dir: PathBuf,
+    #[serde(default)]
+    sandbox: SandboxKind,
     #[serde(default)]
     opencode: OpencodeSettings,
     #[serde(default)]
@@ -163,6 +166,12 @@ pub struct OpencodeSettings {
     pub memory_limit_mib: u64,
     /// A run is aborted once opencode has retried a failing model call this many times.
     pub max_model_retries: u32,
+    /// `opencode serve` processes kept at once, one per recently active issue; the
+    /// least recently used idle one is stopped to make room.
+    pub max_servers: usize,
+    /// An issue's `opencode serve` is stopped after this long without a run.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
     /// Repositories whose own opencode config and plugins (`opencode.json`,
@@ -182,6 +191,8 @@ impl Default for OpencodeSettings {
             package_dir: None,
             memory_limit_mib: 2048,
             max_model_retries: 3,
+            max_servers: 8,
+            idle_timeout: Duration::from_secs(30 * 60),
             startup_timeout: Duration::from_secs(60),
             trusted_repos: Vec::new(),
         }
@@ -304,6 +315,10 @@ impl Default for BotSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
+    /// How agent-steered processes are confined; `none` only by explicit choice.
+    pub sandbox: SandboxKind,
+    /// The file this was loaded from, hidden from the sandbox (it may name secrets).
+    pub source: Option<PathBuf>,
     pub opencode: OpencodeSettings,
     pub limits: Limits,
     pub git: GitSettings,
@@ -317,8 +332,10 @@ impl Config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base, |name| std::env::var(name).ok())
-            .with_context(|| format!("invalid config file {}", path.display()))
+        let mut config = Self::parse(&text, base, |name| std::env::var(name).ok())
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config.source = std::path::absolute(path).ok();
+        Ok(config)
     }
 
     /// Parses config text; relative paths are taken from `base`, secrets from `env`.
@@ -329,6 +346,9 @@ impl Config {
         opencode.package_dir = opencode.package_dir.map(|p| base.join(p));
         if opencode.binary.components().count() > 1 {
             opencode.binary = base.join(&opencode.binary);
+        }
+        if opencode.max_servers == 0 {
+            bail!("opencode.max_servers must be at least 1");
         }
         if raw.limits.concurrency == 0 {
             bail!("limits.concurrency must be at least 1");
@@ -352,6 +372,8 @@ impl Config {
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             state_dir: base.join(raw.state_dir),
+            sandbox: raw.sandbox,
+            source: None,
             opencode,
             limits: raw.limits,
             git: raw.git,

@@ -47,7 +47,7 @@ async fn survives_a_crash_at(point: &str, number: u64, agent_may_rerun: bool) {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("prune report");
     assert_eq!(report["findings"], serde_json::json!([]), "nothing orphaned after a crash at {point}");
     let index_lock =
-        t.env.state_dir().join("mirrors/gh/acme/widget.git/worktrees").join(number.to_string()).join("index.lock");
+        t.env.state_dir().join("worktrees/gh/acme/widget").join(number.to_string()).join(".git/index.lock");
     assert!(!index_lock.exists());
     drop(serve);
 }

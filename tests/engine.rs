@@ -154,16 +154,15 @@ async fn destroy_removes_worktree_session_and_record_but_keeps_the_branch() {
     let engine = env.engine().await;
     let result = engine.run(&issue(7), "hello", Mode::Start, RunOptions::default()).await.unwrap();
     let worktree = env.state_dir().join("worktrees/local/acme/widget/7");
-    let repo_dir = env.remote();
     assert!(env.opencode_sessions(&worktree).contains(&result.session_id));
 
     let warnings = engine.destroy(&issue(7)).await.unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(!worktree.exists());
     assert!(engine.store().issue_session(&issue(7)).await.unwrap().is_none());
-    let base_checkout = tempfile::tempdir().unwrap();
-    git(base_checkout.path(), &["clone", "-q", repo_dir.to_str().unwrap(), "c"]);
-    assert!(!env.opencode_sessions(&base_checkout.path().join("c")).contains(&result.session_id));
+    // The issue's sessions lived in its own opencode home, which is gone with it.
+    let home = env.state_dir().join("opencode/homes/local/acme/widget/7");
+    assert!(!home.exists(), "{} is left", home.display());
     assert!(env.remote_has_branch("kugetsu/7"), "the pushed branch stays");
     let err = engine.destroy(&issue(7)).await.unwrap_err();
     assert!(matches!(err, EngineError::BadInput(_)));
@@ -343,8 +342,8 @@ async fn a_stale_index_lock_left_by_a_crash_does_not_block_the_next_run() {
     env.model.on("MARK-LOCK", vec![Step::Bash("echo x > locked.txt".into()), Step::Answer("wrote".into())]);
     let engine = env.engine().await;
     engine.run(&issue(15), "hello", Mode::Start, RunOptions::default()).await.unwrap();
-    let admin = env.state_dir().join("mirrors/local/acme/widget.git/worktrees/15");
-    assert!(admin.is_dir(), "the worktree's admin dir is where git keeps its index");
+    let admin = env.state_dir().join("worktrees/local/acme/widget/15/.git");
+    assert!(admin.is_dir(), "the working copy keeps its own index");
     std::fs::write(admin.join("index.lock"), "").unwrap();
     let result = engine.run(&issue(15), "MARK-LOCK", Mode::Continue, RunOptions::default()).await.unwrap();
     assert_eq!(result.files_changed, vec!["locked.txt".to_owned()]);

@@ -256,7 +256,8 @@ async fn a_trusted_repository_may_load_its_own_opencode_plugins() {
     });
     t.stop().await;
     t.start().await;
-    let sentinel = t.env.dir.path().join("trusted-plugin-ran");
+    // The plugin runs in the sandbox, where its working copy is what it may write.
+    let sentinel = t.env.state_dir().join("worktrees/gh/acme/widget/91/trusted-plugin-ran");
     let seed = t.env.dir.path().join("seed");
     support::git(t.env.dir.path(), &["clone", "-q", t.env.remote().to_str().unwrap(), seed.to_str().unwrap()]);
     std::fs::create_dir_all(seed.join(".opencode/plugin")).unwrap();

@@ -72,6 +72,7 @@ impl Bot {
         if requeued > 0 {
             tracing::info!(jobs = requeued, "re-queued jobs interrupted by the last shutdown");
         }
+        crate::sandbox::check(&crate::sandbox::Sandbox::for_config(&config)).await.map_err(anyhow::Error::msg)?;
         let config = Arc::new(config);
         let driver = crate::opencode::driver_for(&config);
         let forges = Arc::new(forges);

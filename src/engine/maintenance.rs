@@ -81,6 +81,9 @@ impl Engine {
         if let Err(e) = self.remove_checkout(repo, &record.worktree, Some(&record.branch)).await {
             warnings.push(format!("worktree {} was not removed: {e}", record.worktree.display()));
         }
+        if let Err(e) = self.remove_opencode_home(&record.worktree).await {
+            warnings.push(e);
+        }
         if let Err(e) = self.store.delete_issue_session(&record.issue).await {
             warnings.push(format!("record was not deleted: {e:#}"));
         }
@@ -99,6 +102,17 @@ impl Engine {
             mirror.delete_local_branch(&self.git, branch).await?;
         }
         Ok(())
+    }
+
+    /// Stops the checkout's opencode and removes its files (sessions, caches).
+    async fn remove_opencode_home(&self, checkout: &Path) -> Result<(), String> {
+        self.driver.release(checkout).await;
+        let Some(home) = self.layout.opencode_home(checkout) else { return Ok(()) };
+        match std::fs::remove_dir_all(&home) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("opencode's files in {} were not removed: {e}", home.display())),
+        }
     }
 
     pub async fn destroy_base(&self, repo: &RepoRef) -> Result<Vec<String>, EngineError> {

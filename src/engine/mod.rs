@@ -4,7 +4,6 @@
 //! mirror are serialised with a file lock; different repositories run in parallel.
 
 mod error;
-mod layout;
 mod maintenance;
 
 use std::path::PathBuf;
@@ -17,10 +16,11 @@ use crate::issue_ref::{IssueRef, RepoRef};
 use crate::lock::{FileLock, lock_exclusive, try_lock_exclusive};
 use crate::opencode::{Driver, Prompt, SESSION_TITLE_PREFIX, SessionTarget, driver_for};
 use crate::result::RunResult;
+use crate::sandbox::{Jail, Sandbox};
 use crate::store::{BaseSession, IssueSession, SessionStatus, SqliteStore, Store, now_millis};
 
+pub use crate::layout::Layout;
 pub use error::EngineError;
-pub use layout::Layout;
 pub use maintenance::{Finding, PruneReport};
 
 /// Whether a run may create the issue's session, continue it, or either.
@@ -51,12 +51,14 @@ pub struct Engine {
     store: Arc<dyn Store>,
     driver: Arc<dyn Driver>,
     git: Git,
+    sandbox: Sandbox,
     layout: Layout,
 }
 
 impl Engine {
     /// Opens the state directory's database and sets up the configured driver.
     pub async fn open(config: Config) -> Result<Self, EngineError> {
+        crate::sandbox::check(&Sandbox::for_config(&config)).await.map_err(EngineError::Infra)?;
         let layout = Layout::new(&config.state_dir);
         let store = SqliteStore::open(&layout.database()).await?;
         let driver = driver_for(&config);
@@ -64,7 +66,15 @@ impl Engine {
     }
 
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>, driver: Arc<dyn Driver>) -> Self {
-        Self { git: Git::new(&config.git), layout: Layout::new(&config.state_dir), config, store, driver, tokens: None }
+        Self {
+            git: Git::new(&config.git),
+            sandbox: Sandbox::for_config(&config),
+            layout: Layout::new(&config.state_dir),
+            config,
+            store,
+            driver,
+            tokens: None,
+        }
     }
 
     /// Takes git tokens from `tokens` instead of the configuration.
@@ -180,7 +190,7 @@ impl Engine {
         let mirror = self.mirror(issue.repo(), instance);
         let branch = self.branch_for(issue);
         let (worktree, remote_sha) = self.prepare_worktree(issue, &mirror, &branch, creds.as_ref()).await?;
-        let base_sha = worktree.head(&self.git).await?;
+        let base_sha = worktree.head(&self.working_copy_git(issue.repo(), &worktree, None)).await?;
 
         let now = now_millis();
         let mut record = existing.unwrap_or_else(|| IssueSession {
@@ -248,17 +258,31 @@ impl Engine {
         crate::crash::point("after-fetch");
         let worktree = Worktree::at(self.layout.worktree(issue));
         let remote_sha = mirror.remote_branch_sha(&self.git, branch).await?;
-        let worktree = if worktree.exists() {
-            worktree
-        } else {
-            // A branch already pushed (before a reset, or by someone else) is built
-            // on, never replaced: the first push then adds to it.
-            let start = match &remote_sha {
-                Some(_) => format!("refs/remotes/origin/{branch}"),
-                None => format!("refs/remotes/origin/{}", mirror.default_branch(&self.git).await?),
-            };
-            Worktree::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start).await?
-        };
+        if worktree.exists() {
+            return Ok((worktree, remote_sha));
+        }
+        if worktree.is_legacy() {
+            // Its commits are on the mirror's local branch, which the new copy starts from.
+            worktree.remove(&self.git, mirror).await?;
+        }
+        // kugetsu's own local branch first (work not pushed yet), then a branch
+        // already pushed (before a reset, or by someone else), which is built on and
+        // never replaced, then the default branch.
+        let default = mirror.default_branch(&self.git).await?;
+        let default_ref = format!("refs/remotes/origin/{default}");
+        let mut start = None;
+        for candidate in [format!("refs/heads/{branch}"), format!("refs/remotes/origin/{branch}"), default_ref.clone()]
+        {
+            if let Some(sha) = mirror.resolve(&self.git, &candidate).await? {
+                start = Some(sha);
+                break;
+            }
+        }
+        let start = start.ok_or_else(|| EngineError::Infra(format!("{} has no branch `{default}`", issue.repo())))?;
+        let default_sha = mirror.resolve(&self.git, &default_ref).await?;
+        let tracking = default_sha.as_deref().map(|sha| (default.as_str(), sha));
+        let worktree =
+            Worktree::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start, tracking).await?;
         self.hide_project_config(issue.repo(), &worktree).await?;
         Ok((worktree, remote_sha))
     }
@@ -335,14 +359,16 @@ impl Engine {
         record: &mut IssueSession,
     ) -> Result<(Vec<crate::git::Commit>, Vec<String>, Option<String>), EngineError> {
         let message = format!("kugetsu: work on {issue}\n\nChanges the agent left uncommitted.");
-        {
+        worktree.clear_stale_locks()?;
+        worktree.commit_leftovers(&self.working_copy_git(issue.repo(), worktree, None), &message).await?;
+        let head = {
             let _lock = self.lock_mirror(issue.repo()).await?;
-            worktree.reclaim(mirror)?;
-        }
-        worktree.commit_leftovers(&self.git, &message).await?;
-        let commits = worktree.commits_since(&self.git, base_sha).await?;
-        let files = worktree.files_changed_since(&self.git, base_sha).await?;
-        let head = worktree.head(&self.git).await?;
+            // Without a sandbox the agent can reach the mirror; undo what it did there.
+            mirror.restore_config()?;
+            self.take_commits(issue.repo(), mirror, worktree, branch, base_sha).await?
+        };
+        let commits = mirror.commits_between(&self.git, base_sha, &head).await?;
+        let files = mirror.files_changed_between(&self.git, base_sha, &head).await?;
         if remote_sha.as_deref() == Some(head.as_str()) {
             record.last_pushed_sha = Some(head);
             return Ok((commits, files, None));
@@ -351,7 +377,7 @@ impl Engine {
         let lease = match (remote_sha, &record.last_pushed_sha) {
             (None, _) => None,
             // Our branch contains it (we pushed it, perhaps just before a crash): a fast-forward.
-            (Some(remote), _) if worktree.contains(&self.git, &remote).await => Some(remote),
+            (Some(remote), _) if mirror.is_ancestor(&self.git, &remote, &head).await => Some(remote),
             // A branch that appeared after the worktree was cut is someone else's:
             // the first push expects no branch at all, and is refused.
             (Some(_), None) => None,
@@ -371,6 +397,51 @@ impl Engine {
         crate::crash::point("after-push");
         record.last_pushed_sha = Some(head);
         Ok((commits, files, Some(mirror.url().to_owned())))
+    }
+
+    /// Brings the working copy's HEAD into the mirror's local `branch` and returns
+    /// it. The commits travel as a bundle, so no git that kugetsu runs in its
+    /// mirror reads anything from the agent's repository.
+    async fn take_commits(
+        &self,
+        repo: &RepoRef,
+        mirror: &Mirror,
+        worktree: &Worktree,
+        branch: &str,
+        base_sha: &str,
+    ) -> Result<String, EngineError> {
+        let head = worktree.head(&self.working_copy_git(repo, worktree, None)).await?;
+        if mirror.has_commit(&self.git, &head).await {
+            mirror.set_branch(&self.git, branch, &head).await?;
+            return Ok(head);
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix(".bundle-")
+            .tempdir_in(&self.config.state_dir)
+            .map_err(|e| EngineError::Infra(format!("cannot make a scratch directory: {e}")))?;
+        let bundle = scratch.path().join("work.bundle");
+        let confined = self.working_copy_git(repo, worktree, Some(scratch.path()));
+        worktree.bundle_since(&confined, base_sha, &bundle).await?;
+        mirror.import_bundle(&self.git, &bundle, branch).await?;
+        let imported = mirror.resolve(&self.git, &format!("refs/heads/{branch}")).await?;
+        if imported.as_deref() != Some(head.as_str()) {
+            return Err(EngineError::Infra(format!("the working copy's commits did not reach the mirror ({branch})")));
+        }
+        Ok(head)
+    }
+
+    /// git for a working copy the agent has had: confined like the agent, so
+    /// whatever it planted there (config, hooks, filters) runs in its jail, never
+    /// with kugetsu's reach. `scratch` is where it may write a bundle.
+    fn working_copy_git(&self, repo: &RepoRef, worktree: &Worktree, scratch: Option<&std::path::Path>) -> Git {
+        let mut writable = vec![worktree.path().to_owned()];
+        writable.extend(scratch.map(std::path::Path::to_owned));
+        let jail = Jail {
+            writable,
+            readable: vec![self.layout.mirror(repo).join("objects")],
+            dir: worktree.path().to_owned(),
+        };
+        self.git.confined(&self.sandbox, jail)
     }
 
     async fn record_failure(&self, record: &mut IssueSession, error: EngineError) -> EngineError {
@@ -403,7 +474,11 @@ impl Engine {
             let default = mirror.default_branch(&self.git).await?;
             let start = format!("refs/remotes/origin/{default}");
             Worktree::at(path.clone()).remove(&self.git, &mirror).await?;
-            let base = Worktree::create(&self.git, &mirror, path.clone(), None, &start).await?;
+            let sha = mirror
+                .resolve(&self.git, &start)
+                .await?
+                .ok_or_else(|| EngineError::Infra(format!("{repo} has no branch `{default}`")))?;
+            let base = Worktree::create(&self.git, &mirror, path.clone(), None, &sha, Some((&default, &sha))).await?;
             self.hide_project_config(repo, &base).await?;
         }
         let title = format!("{SESSION_TITLE_PREFIX}base {repo}");

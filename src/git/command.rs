@@ -6,6 +6,7 @@ use tokio::process::Command;
 
 use super::Credentials;
 use crate::config::GitSettings;
+use crate::sandbox::{Jail, Sandbox};
 
 /// Every git call passes refs after `--end-of-options` or `--`, so nothing that
 /// reaches argv can be read as an option. Settings below neutralise repository-controlled code paths in git: hooks,
@@ -91,6 +92,9 @@ fn repository_at(dir: &Path) -> Option<Repository> {
 /// Runs git with a scrubbed environment, a timeout and kill-on-drop.
 #[derive(Debug, Clone)]
 pub struct Git {
+    /// Set for git in a working copy the agent had: it runs in the jail,
+    /// so whatever config, hooks or filters the agent planted run confined too.
+    jail: Option<(Sandbox, Jail)>,
     timeout: Duration,
     user_name: String,
     user_email: String,
@@ -99,10 +103,16 @@ pub struct Git {
 impl Git {
     pub fn new(settings: &GitSettings) -> Self {
         Self {
+            jail: None,
             timeout: settings.timeout,
             user_name: settings.user_name.clone(),
             user_email: settings.user_email.clone(),
         }
+    }
+
+    /// The same git, run inside `jail`. It never gets credentials.
+    pub fn confined(&self, sandbox: &Sandbox, jail: Jail) -> Git {
+        Git { jail: Some((sandbox.clone(), jail)), ..self.clone() }
     }
 
     pub async fn run(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
@@ -116,7 +126,13 @@ impl Git {
         args: &[&str],
         auth: Option<(&Credentials, &str)>,
     ) -> Result<String, GitError> {
-        let mut cmd = Command::new("git");
+        let mut cmd = match (&self.jail, auth) {
+            (Some((sandbox, jail)), None) => sandbox.command("git", jail),
+            (Some(_), Some(_)) => {
+                return Err(GitError::Spawn(std::io::Error::other("credentials are never used in a sandbox")));
+            }
+            (None, _) => Command::new("git"),
+        };
         cmd.current_dir(dir).env_clear();
         // Never discover a repository: a mirror whose HEAD the agent broke must
         // fail, not send our token with the config of a repository planted above it.

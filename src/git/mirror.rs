@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use super::{Credentials, Git, GitError};
+use super::{Commit, Credentials, Git, GitError};
 
 /// A bare clone of one remote repository; every issue's worktree hangs off it, so
 /// objects are fetched once per repository, not once per issue.
@@ -82,14 +82,6 @@ impl Mirror {
         entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
     }
 
-    /// The admin directory of the worktree checked out at `worktree`.
-    pub fn admin_dir_of(&self, worktree: &Path) -> Option<PathBuf> {
-        let dot_git = worktree.join(".git");
-        self.admin_dirs()
-            .into_iter()
-            .find(|admin| std::fs::read_to_string(admin.join("gitdir")).is_ok_and(|p| Path::new(p.trim()) == dot_git))
-    }
-
     fn auth<'a>(&'a self, creds: Option<&'a Credentials>) -> Option<(&'a Credentials, &'a str)> {
         creds.map(|c| (c, self.url.as_str()))
     }
@@ -104,14 +96,19 @@ impl Mirror {
         Ok(full.trim().trim_start_matches("refs/remotes/origin/").to_owned())
     }
 
-    /// The commit a remote branch pointed at when we last fetched, if it exists.
-    pub async fn remote_branch_sha(&self, git: &Git, branch: &str) -> Result<Option<String>, GitError> {
-        let name = format!("refs/remotes/origin/{branch}");
-        match git.run(&self.path, &["rev-parse", "-q", "--verify", "--end-of-options", &name]).await {
+    /// The commit `name` (a full ref) points at, if it exists.
+    pub async fn resolve(&self, git: &Git, name: &str) -> Result<Option<String>, GitError> {
+        let commit = format!("{name}^{{commit}}");
+        match git.run(&self.path, &["rev-parse", "-q", "--verify", "--end-of-options", &commit]).await {
             Ok(sha) => Ok(Some(sha.trim().to_owned())),
             Err(GitError::Failed { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The commit a remote branch pointed at when we last fetched, if it exists.
+    pub async fn remote_branch_sha(&self, git: &Git, branch: &str) -> Result<Option<String>, GitError> {
+        self.resolve(git, &format!("refs/remotes/origin/{branch}")).await
     }
 
     /// Pushes `branch`, refusing if the remote branch is no longer at `expected`
@@ -145,14 +142,56 @@ impl Mirror {
         git.run(&self.path, &["update-ref", "-d", "--end-of-options", &full]).await.map(drop)
     }
 
-    /// Paths of all worktrees git knows for this mirror (the mirror itself excluded).
-    pub async fn worktree_paths(&self, git: &Git) -> Result<Vec<PathBuf>, GitError> {
-        let out = git.run(&self.path, &["worktree", "list", "--porcelain"]).await?;
+    /// Whether the mirror has `sha` as a commit.
+    pub async fn has_commit(&self, git: &Git, sha: &str) -> bool {
+        let object = format!("{sha}^{{commit}}");
+        git.run(&self.path, &["cat-file", "-e", "--end-of-options", &object]).await.is_ok()
+    }
+
+    /// Points the local `branch` at `sha`, a commit the mirror has.
+    pub async fn set_branch(&self, git: &Git, branch: &str, sha: &str) -> Result<(), GitError> {
+        let full = format!("refs/heads/{branch}");
+        git.run(&self.path, &["update-ref", "--end-of-options", &full, sha]).await.map(drop)
+    }
+
+    /// Takes the commits in a bundle written from an issue's working copy and
+    /// points the local `branch` at its HEAD. Reading a bundle runs nothing from
+    /// the repository it came from; its objects are checked as they arrive.
+    pub async fn import_bundle(&self, git: &Git, bundle: &Path, branch: &str) -> Result<(), GitError> {
+        let bundle = bundle.to_string_lossy().into_owned();
+        let refspec = format!("+HEAD:refs/heads/{branch}");
+        git.run(
+            &self.path,
+            &["-c", "fetch.fsckObjects=true", "fetch", "-q", "--no-tags", "--no-write-fetch-head", &bundle, &refspec],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Whether `ancestor` is in the history of `commit`.
+    pub async fn is_ancestor(&self, git: &Git, ancestor: &str, commit: &str) -> bool {
+        git.run(&self.path, &["merge-base", "--is-ancestor", "--end-of-options", ancestor, commit]).await.is_ok()
+    }
+
+    /// Commits in `since..until`, oldest first.
+    pub async fn commits_between(&self, git: &Git, since: &str, until: &str) -> Result<Vec<Commit>, GitError> {
+        let range = format!("{since}..{until}");
+        let out =
+            git.run(&self.path, &["log", "--reverse", "--format=%H%x09%s", "--end-of-options", &range, "--"]).await?;
         Ok(out
             .lines()
-            .filter_map(|l| l.strip_prefix("worktree "))
-            .map(PathBuf::from)
-            .filter(|p| p != &self.path)
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(sha, subject)| Commit { sha: sha.to_owned(), subject: subject.to_owned() })
             .collect())
+    }
+
+    pub async fn files_changed_between(&self, git: &Git, since: &str, until: &str) -> Result<Vec<String>, GitError> {
+        let out = git
+            .run(
+                &self.path,
+                &["diff", "--no-ext-diff", "--no-textconv", "--name-only", "--end-of-options", since, until, "--"],
+            )
+            .await?;
+        Ok(out.lines().map(str::to_owned).collect())
     }
 }

@@ -4,7 +4,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{Git, GitError, Mirror};
 
-/// One issue's checkout, on the issue's own branch.
+/// One issue's working copy: a repository of its own on the issue's branch, which
+/// borrows the mirror's objects read-only (`objects/info/alternates`).
+///
+/// The agent owns everything in it, `.git` included, so kugetsu treats it as
+/// hostile: it never runs git there with credentials, and work leaves it only as
+/// a bundle (plain data) that kugetsu fetches into its own mirror before pushing.
+/// Nothing the agent writes there (config, hooks, attributes, `commondir`) is
+/// ever read by a git command that kugetsu runs in the mirror.
 #[derive(Debug, Clone)]
 pub struct Worktree {
     path: PathBuf,
@@ -26,79 +33,83 @@ impl Worktree {
     }
 
     pub fn exists(&self) -> bool {
-        self.path.join(".git").exists()
+        self.path.join(".git").is_dir()
     }
 
-    /// Checks out `branch` in a new worktree. An existing local branch is reused (a
-    /// worktree lost behind our back keeps its work); otherwise the branch is cut
-    /// from `start_point`.
+    /// A checkout made by an older kugetsu with `git worktree add`, whose `.git`
+    /// is a file pointing into the mirror.
+    pub fn is_legacy(&self) -> bool {
+        self.path.join(".git").is_file()
+    }
+
+    /// Makes a fresh working copy at `path` with HEAD at `start` (a commit the
+    /// mirror has): on a new `branch`, or detached when `branch` is `None`.
+    /// `default` names the remote's default branch, kept as `origin/<default>`
+    /// so the agent can compare with it.
     pub async fn create(
         git: &Git,
         mirror: &Mirror,
         path: PathBuf,
         branch: Option<&str>,
-        start_point: &str,
+        start: &str,
+        default: Option<(&str, &str)>,
     ) -> Result<Self, GitError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(GitError::Spawn)?;
-        }
-        // A directory left by a crash would make `worktree add` fail.
-        git.run(mirror.path(), &["worktree", "prune"]).await?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(parent).map_err(GitError::Spawn)?;
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(GitError::Spawn)?;
         }
-        let path_str = path.to_string_lossy().into_owned();
+        // Built beside its final place and renamed in, so a crash never leaves a
+        // half-made working copy where a run would take it for a real one.
+        let scratch = tempfile::Builder::new().prefix(".new-").tempdir_in(parent).map_err(GitError::Spawn)?;
+        let dir = scratch.path();
+        git.run(dir, &["init", "-q", "."]).await?;
+        let objects = std::path::absolute(mirror.path().join("objects")).map_err(GitError::Spawn)?;
+        std::fs::write(dir.join(".git/objects/info/alternates"), format!("{}\n", objects.display()))
+            .map_err(GitError::Spawn)?;
         match branch {
-            None => {
-                git.run(mirror.path(), &["worktree", "add", "-q", "--detach", "--", &path_str, start_point]).await?;
-            }
             Some(branch) => {
                 let full = format!("refs/heads/{branch}");
-                let exists =
-                    git.run(mirror.path(), &["rev-parse", "-q", "--verify", "--end-of-options", &full]).await.is_ok();
-                let mut args = vec!["worktree", "add", "-q"];
-                if !exists {
-                    args.extend(["-b", branch]);
-                }
-                args.extend(["--", &path_str]);
-                args.push(if exists { branch } else { start_point });
-                git.run(mirror.path(), &args).await?;
+                git.run(dir, &["update-ref", "--end-of-options", &full, start]).await?;
+                git.run(dir, &["symbolic-ref", "HEAD", &full]).await?;
+            }
+            None => {
+                git.run(dir, &["update-ref", "--no-deref", "--end-of-options", "HEAD", start]).await?;
             }
         }
+        if let Some((name, sha)) = default {
+            let tracking = format!("refs/remotes/origin/{name}");
+            git.run(dir, &["update-ref", "--end-of-options", &tracking, sha]).await?;
+        }
+        git.run(dir, &["reset", "-q", "--hard"]).await?;
+        std::fs::rename(scratch.keep(), &path).map_err(GitError::Spawn)?;
         Ok(Self { path })
     }
 
-    /// Removes the checkout and git's record of it; the branch stays in the mirror.
+    /// Removes the working copy. A legacy worktree is also forgotten by the mirror.
     pub async fn remove(&self, git: &Git, mirror: &Mirror) -> Result<(), GitError> {
-        let path_str = self.path.to_string_lossy().into_owned();
-        if mirror.exists() {
-            // Ignore failure: the worktree may already be unknown to git.
-            let _ = git.run(mirror.path(), &["worktree", "remove", "--force", "--", &path_str]).await;
-        }
+        let legacy = self.is_legacy();
         if self.path.exists() {
             std::fs::remove_dir_all(&self.path).map_err(GitError::Spawn)?;
         }
-        if mirror.exists() {
+        if legacy && mirror.exists() {
             git.run(mirror.path(), &["worktree", "prune"]).await?;
         }
         Ok(())
     }
 
-    /// Makes the worktree safe for kugetsu's own git calls after the agent had it:
-    /// the mirror's config is restored, the `.git` link points back at the mirror
-    /// (the agent could aim it at a repository with hostile config), and index
-    /// locks left by a killed git are removed if no process holds them.
-    pub fn reclaim(&self, mirror: &Mirror) -> Result<(), GitError> {
-        mirror.restore_config()?;
-        let Some(admin) = mirror.admin_dir_of(&self.path) else {
-            return Err(GitError::Failed {
-                args: "worktree".into(),
-                stderr: format!("{} is not a worktree of {}", self.path.display(), mirror.path().display()),
-            });
-        };
-        std::fs::write(self.path.join(".git"), format!("gitdir: {}\n", admin.display())).map_err(GitError::Spawn)?;
-        for lock in [admin.join("index.lock"), admin.join("HEAD.lock")] {
-            if lock.exists() && !super::locks::held_by_a_process(&lock) {
+    /// Index locks left by a killed git are removed if no process holds them.
+    /// The lock is looked for only in a real `.git` directory, never through a
+    /// link the agent may have put there.
+    pub fn clear_stale_locks(&self) -> Result<(), GitError> {
+        let dot_git = self.path.join(".git");
+        let is_real_dir = std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir());
+        if !is_real_dir {
+            return Ok(());
+        }
+        for lock in [dot_git.join("index.lock"), dot_git.join("HEAD.lock")] {
+            let is_file = std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file());
+            if is_file && !super::locks::held_by_a_process(&lock) {
                 tracing::warn!(lock = %lock.display(), "removing a stale git lock");
                 std::fs::remove_file(&lock).map_err(GitError::Spawn)?;
             }
@@ -107,7 +118,7 @@ impl Worktree {
     }
 
     pub async fn head(&self, git: &Git) -> Result<String, GitError> {
-        Ok(git.run(&self.path, &["rev-parse", "HEAD"]).await?.trim().to_owned())
+        Ok(git.run(&self.path, &["rev-parse", "--verify", "HEAD^{commit}"]).await?.trim().to_owned())
     }
 
     /// Commits whatever the agent left uncommitted; `None` when the tree was clean.
@@ -121,10 +132,19 @@ impl Worktree {
         self.head(git).await.map(Some)
     }
 
+    /// Writes the commits of `HEAD` that are not in `known`'s history to a bundle
+    /// at `out`.
+    pub async fn bundle_since(&self, git: &Git, known: &str, out: &Path) -> Result<(), GitError> {
+        let out = out.to_string_lossy().into_owned();
+        let not = format!("^{known}");
+        git.run(&self.path, &["bundle", "create", "-q", &out, "HEAD", &not]).await.map(drop)
+    }
+
     /// Takes tracked paths out of the checkout without git counting them as
     /// deleted (skip-worktree), so the agent's commits leave them alone. Used to keep
     /// a repository's own opencode config and plugins away from opencode, which loads
     /// `.opencode/plugins/*` whatever its flags say (opencode issue #49836).
+    /// Done once, when the working copy is made, before the agent has touched it.
     pub async fn hide_paths(&self, git: &Git, paths: &[&str]) -> Result<(), GitError> {
         let mut args = vec!["ls-files", "-z", "--"];
         args.extend_from_slice(paths);
@@ -146,28 +166,5 @@ impl Worktree {
             }
         }
         Ok(())
-    }
-
-    /// Whether HEAD contains `commit`.
-    pub async fn contains(&self, git: &Git, commit: &str) -> bool {
-        git.run(&self.path, &["merge-base", "--is-ancestor", "--end-of-options", commit, "HEAD"]).await.is_ok()
-    }
-
-    /// Commits in `since..HEAD`, oldest first.
-    pub async fn commits_since(&self, git: &Git, since: &str) -> Result<Vec<Commit>, GitError> {
-        let range = format!("{since}..HEAD");
-        let out = git.run(&self.path, &["log", "--reverse", "--format=%H%x09%s", &range, "--"]).await?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .map(|(sha, subject)| Commit { sha: sha.to_owned(), subject: subject.to_owned() })
-            .collect())
-    }
-
-    pub async fn files_changed_since(&self, git: &Git, since: &str) -> Result<Vec<String>, GitError> {
-        let out = git
-            .run(&self.path, &["diff", "--no-ext-diff", "--no-textconv", "--name-only", since, "HEAD", "--"])
-            .await?;
-        Ok(out.lines().map(str::to_owned).collect())
     }
 }

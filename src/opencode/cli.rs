@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
+use super::jail::Jails;
 use super::process::{ProcessGroup, die_with_parent};
 use super::{
     AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, append_debug,
@@ -19,6 +20,7 @@ use crate::result::Tokens;
 pub struct CliDriver {
     settings: OpencodeSettings,
     env: OpencodeEnv,
+    jails: Jails,
 }
 
 /// What one run's JSON event stream told us.
@@ -92,8 +94,8 @@ fn model_failure(log_line: &str) -> Option<String> {
 }
 
 impl CliDriver {
-    pub fn new(settings: OpencodeSettings, env: OpencodeEnv) -> Self {
-        Self { settings, env }
+    pub fn new(settings: OpencodeSettings, env: OpencodeEnv, jails: Jails) -> Self {
+        Self { settings, env, jails }
     }
 
     /// The newest session with this title: a run stopped before printing any event
@@ -103,16 +105,15 @@ impl CliDriver {
         sessions.into_iter().filter(|s| s.title == title).max_by_key(|s| s.created).map(|s| s.id)
     }
 
-    fn command(&self, dir: &Path) -> Command {
-        let mut cmd = Command::new(&self.settings.binary);
-        self.env.apply(&mut cmd);
-        cmd.current_dir(dir).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+    fn command(&self, dir: &Path) -> Result<Command, RunError> {
+        let mut cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
+        cmd.stdin(Stdio::null()).process_group(0).kill_on_drop(true);
         die_with_parent(&mut cmd);
-        cmd
+        Ok(cmd)
     }
 
     async fn run_prompt(&self, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
-        let mut cmd = self.command(prompt.dir);
+        let mut cmd = self.command(prompt.dir)?;
         cmd.args(["run", "--format", "json", "--print-logs", "--log-level", "WARN"]);
         match prompt.target {
             SessionTarget::New { title } => cmd.args(["--title", title]),
@@ -231,7 +232,7 @@ impl Driver for CliDriver {
             return Ok(());
         }
         let out = self
-            .command(dir)
+            .command(dir)?
             .args(["session", "delete", id])
             .output()
             .await
@@ -248,7 +249,7 @@ impl Driver for CliDriver {
 
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
         let out = self
-            .command(dir)
+            .command(dir)?
             .args(["session", "list", "--format", "json"])
             .output()
             .await

@@ -1,5 +1,5 @@
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 
@@ -18,19 +18,17 @@ impl std::fmt::Debug for OpencodeEnv {
     }
 }
 
+/// Subdirectories of a checkout's opencode home, by variable.
+const HOME_DIRS: &[(&str, &str)] =
+    &[("HOME", "home"), ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")];
+
 impl OpencodeEnv {
     pub fn new(config: &Config) -> Self {
-        let root = config.state_dir.join("opencode");
         let settings = &config.opencode;
-        let package_dir = settings.package_dir.clone().unwrap_or_else(|| root.join("config"));
         let mut vars: Vec<(String, OsString)> = vec![
             ("PATH".into(), std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into())),
-            ("HOME".into(), root.join("home").into()),
             ("LANG".into(), "C.UTF-8".into()),
-            ("XDG_DATA_HOME".into(), root.join("data").into()),
-            ("XDG_STATE_HOME".into(), root.join("state").into()),
-            ("XDG_CACHE_HOME".into(), root.join("cache").into()),
-            ("XDG_CONFIG_HOME".into(), package_dir.into()),
+            ("XDG_CONFIG_HOME".into(), config_dir(config).into()),
             ("OPENCODE_DISABLE_MODELS_FETCH".into(), "1".into()),
             ("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into()),
             ("OPENCODE_DISABLE_SHARE".into(), "1".into()),
@@ -41,9 +39,8 @@ impl OpencodeEnv {
             ("GIT_COMMITTER_EMAIL".into(), config.git.user_email.clone().into()),
             ("GIT_TERMINAL_PROMPT".into(), "0".into()),
         ];
-        // A repository's own opencode.json could add plugins or loosen permissions.
-        // One server serves every repository, so the switch can only be off when
-        // the operator trusts some repository's config.
+        // A repository's own opencode.json could add plugins or loosen permissions;
+        // it is read only from repositories the operator trusts.
         if settings.trusted_repos.is_empty() {
             vars.push(("OPENCODE_DISABLE_PROJECT_CONFIG".into(), "1".into()));
         }
@@ -62,16 +59,18 @@ impl OpencodeEnv {
         self.vars.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    /// Directories opencode expects to exist.
-    pub fn dirs(&self) -> Vec<PathBuf> {
-        self.vars.iter().filter(|(k, _)| k.starts_with("XDG_") || k == "HOME").map(|(_, v)| PathBuf::from(v)).collect()
+    /// HOME and the XDG data, state and cache directories inside `home`.
+    pub fn home_vars(&self, home: &Path) -> Vec<(&'static str, PathBuf)> {
+        HOME_DIRS.iter().map(|(var, sub)| (*var, home.join(sub))).collect()
     }
 
-    pub fn apply(&self, cmd: &mut tokio::process::Command) {
-        cmd.env_clear();
-        for dir in self.dirs() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        cmd.envs(self.vars());
+    pub fn home_dirs(&self, home: &Path) -> Vec<PathBuf> {
+        self.home_vars(home).into_iter().map(|(_, dir)| dir).collect()
     }
+}
+
+/// opencode's global config directory (`XDG_CONFIG_HOME`), shared read-only by
+/// every checkout.
+pub fn config_dir(config: &Config) -> PathBuf {
+    config.opencode.package_dir.clone().unwrap_or_else(|| config.state_dir.join("opencode").join("config"))
 }

@@ -7,6 +7,7 @@
 mod api;
 mod cli;
 mod env;
+mod jail;
 mod process;
 mod server;
 
@@ -21,7 +22,8 @@ use crate::config::{Config, DriverKind};
 use crate::result::Tokens;
 
 pub use cli::CliDriver;
-pub use env::OpencodeEnv;
+pub use env::{OpencodeEnv, config_dir};
+pub use jail::Jails;
 pub use server::ServerDriver;
 
 /// Which session a prompt runs in.
@@ -125,6 +127,8 @@ pub trait Driver: Send + Sync {
     async fn abort(&self, id: &str, dir: &Path);
     /// Sessions of the repository checked out at `dir`.
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError>;
+    /// Stops what runs for the checkout at `dir`, before its files are removed.
+    async fn release(&self, _dir: &Path) {}
     /// Stops anything the driver started.
     async fn shutdown(&self);
 }
@@ -133,10 +137,18 @@ pub trait Driver: Send + Sync {
 pub const SESSION_TITLE_PREFIX: &str = "kugetsu ";
 
 pub fn driver_for(config: &Config) -> Arc<dyn Driver> {
+    let sandbox = crate::sandbox::Sandbox::for_config(config);
     let env = OpencodeEnv::new(config);
+    let config_dir = config_dir(config);
+    // opencode expects its config directory; made here, it is shown read-only.
+    let _ = std::fs::create_dir_all(&config_dir);
+    let mut config_files = vec![config_dir];
+    config_files.extend(config.opencode.config.clone());
+    let layout = crate::layout::Layout::new(&config.state_dir);
+    let jails = Jails::new(sandbox, layout, &config.opencode.binary, &config_files);
     match config.opencode.driver {
-        DriverKind::Server => Arc::new(ServerDriver::new(config.opencode.clone(), env, &config.state_dir)),
-        DriverKind::Cli => Arc::new(CliDriver::new(config.opencode.clone(), env)),
+        DriverKind::Server => Arc::new(ServerDriver::new(config.opencode.clone(), env, jails)),
+        DriverKind::Cli => Arc::new(CliDriver::new(config.opencode.clone(), env, jails)),
     }
 }
 

@@ -10,11 +10,14 @@ use futures_util::StreamExt;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::Mutex;
 
 use super::api::{Api, Message};
+use super::jail::Jails;
 use super::process::{ProcessGroup, die_with_parent};
 use super::{
     AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, append_debug,
@@ -35,46 +38,63 @@ struct Server {
     api: Api,
 }
 
+/// One checkout's server and what is known of its use.
+#[derive(Default)]
+struct Slot {
+    server: Mutex<Option<Server>>,
+    /// Runs using the server; it is never stopped while one is.
+    active: AtomicUsize,
+    last_used: std::sync::Mutex<Option<Instant>>,
+}
+
+/// One `opencode serve` per checkout, each in that checkout's sandbox: opencode's
+/// file tools run in the server process, so a server shared by all issues could
+/// read every issue. Servers start on first use, stay warm for follow-ups, and
+/// are stopped when idle too long or when room is needed for another.
 pub struct ServerDriver {
     settings: OpencodeSettings,
     env: OpencodeEnv,
-    log_path: PathBuf,
+    jails: Jails,
     http: reqwest::Client,
-    server: Mutex<Option<Server>>,
-    active_runs: AtomicUsize,
+    slots: std::sync::Mutex<HashMap<PathBuf, Arc<Slot>>>,
 }
 
 const EXITED_EARLY: &str = "opencode serve exited before it was ready";
 
 impl ServerDriver {
-    pub fn new(settings: OpencodeSettings, env: OpencodeEnv, state_dir: &Path) -> Self {
-        Self {
-            settings,
-            env,
-            log_path: state_dir.join("opencode").join("serve.log"),
-            http: reqwest::Client::new(),
-            server: Mutex::new(None),
-            active_runs: AtomicUsize::new(0),
-        }
+    pub fn new(settings: OpencodeSettings, env: OpencodeEnv, jails: Jails) -> Self {
+        Self { settings, env, jails, http: reqwest::Client::new(), slots: std::sync::Mutex::new(HashMap::new()) }
     }
 
-    /// The running server's API, starting (or restarting) the server if needed.
-    async fn api(&self) -> Result<Api, RunError> {
-        let mut guard = self.server.lock().await;
+    fn slot(&self, home: &Path) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.entry(home.to_owned()).or_default().clone()
+    }
+
+    fn existing_slot(&self, home: &Path) -> Option<Arc<Slot>> {
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(home).cloned()
+    }
+
+    /// The checkout's server API, starting (or restarting) its server if needed.
+    /// The caller counts itself in `slot.active` first.
+    async fn api(&self, dir: &Path, slot: &Slot, home: &Path) -> Result<Api, RunError> {
+        *slot.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        let mut guard = slot.server.lock().await;
         if let Some(server) = guard.as_mut() {
             let alive = matches!(server._child.try_wait(), Ok(None));
             if alive {
                 return Ok(server.api.clone());
             }
-            tracing::warn!("opencode serve exited; restarting it");
+            tracing::warn!(home = %home.display(), "opencode serve exited; restarting it");
             *guard = None;
         }
+        self.make_room(home).await;
         // A supervisor restarts a child that died while starting (killed, OOM);
         // a second death in a row is reported.
-        let server = match self.start().await {
+        let server = match self.start(dir, home).await {
             Err(e) if e.message.starts_with(EXITED_EARLY) => {
                 tracing::warn!(error = %e, "opencode serve died while starting; starting it once more");
-                self.start().await?
+                self.start(dir, home).await?
             }
             started => started?,
         };
@@ -83,19 +103,54 @@ impl ServerDriver {
         Ok(api)
     }
 
-    async fn start(&self) -> Result<Server, RunError> {
-        let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
-        if let Some(dir) = self.log_path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RunError::infra(format!("cannot create {}: {e}", dir.display())))?;
+    /// Stops servers idle past `idle_timeout`, and the least recently used idle
+    /// ones while `max_servers` are running.
+    async fn make_room(&self, starting: &Path) {
+        let slots: Vec<(PathBuf, Arc<Slot>)> = {
+            let slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            slots.iter().filter(|(home, _)| home.as_path() != starting).map(|(h, s)| (h.clone(), s.clone())).collect()
+        };
+        let mut idle = Vec::new();
+        let mut running = 0;
+        for (home, slot) in slots {
+            let Ok(guard) = slot.server.try_lock() else {
+                running += 1;
+                continue;
+            };
+            if guard.is_none() {
+                continue;
+            }
+            running += 1;
+            if slot.active.load(Ordering::SeqCst) == 0 {
+                let last = *slot.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                drop(guard);
+                idle.push((last, home, slot));
+            }
         }
+        idle.sort_by_key(|(last, _, _)| *last);
+        for (last, home, slot) in idle {
+            let stale = last.is_none_or(|t| t.elapsed() > self.settings.idle_timeout);
+            if !stale && running < self.settings.max_servers {
+                continue;
+            }
+            let mut guard = slot.server.lock().await;
+            if slot.active.load(Ordering::SeqCst) == 0 && guard.take().is_some() {
+                tracing::info!(home = %home.display(), "stopped an idle opencode serve");
+                running -= 1;
+            }
+        }
+    }
+
+    async fn start(&self, dir: &Path, home: &Path) -> Result<Server, RunError> {
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
+        let log_path = home.join("serve.log");
+        std::fs::create_dir_all(home).map_err(|e| RunError::infra(format!("cannot create {}: {e}", home.display())))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.log_path)
-            .map_err(|e| RunError::infra(format!("cannot open {}: {e}", self.log_path.display())))?;
-        let mut cmd = Command::new(&self.settings.binary);
-        self.env.apply(&mut cmd);
+            .open(&log_path)
+            .map_err(|e| RunError::infra(format!("cannot open {}: {e}", log_path.display())))?;
+        let mut cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
         cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
             .env("OPENCODE_SERVER_PASSWORD", &password)
             .stdin(Stdio::null())
@@ -107,36 +162,33 @@ impl ServerDriver {
         let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.binary, &e))?;
         let group = ProcessGroup::of(&child);
         let stdout = child.stdout.take().ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
+        let exited_early = || RunError::infra(format!("{EXITED_EARLY}; see {}", log_path.display()));
         let base = tokio::time::timeout(self.settings.startup_timeout, listening_url(stdout))
             .await
             .map_err(|_| RunError::infra("opencode serve did not start listening in time"))?
-            .ok_or_else(|| self.exited_early())?;
+            .ok_or_else(exited_early)?;
         let api = Api::new(self.http.clone(), base, SecretString::from(password));
         let deadline = Instant::now() + self.settings.startup_timeout;
         while !api.healthy().await {
             if let Ok(Some(_)) = child.try_wait() {
-                return Err(self.exited_early());
+                return Err(exited_early());
             }
             if Instant::now() > deadline {
                 return Err(RunError::infra("opencode serve never became healthy"));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tracing::info!(pid = child.id(), "opencode serve is up");
+        tracing::info!(pid = child.id(), home = %home.display(), "opencode serve is up");
         Ok(Server { _child: child, group, api })
-    }
-
-    fn exited_early(&self) -> RunError {
-        RunError::infra(format!("{EXITED_EARLY}; see {}", self.log_path.display()))
     }
 
     /// Restarts the server between runs once it holds more memory than allowed:
     /// opencode frees little on its own, and sessions survive a restart.
-    async fn recycle_if_bloated(&self) {
+    async fn recycle_if_bloated(&self, slot: &Slot) {
         // Checked under the server lock: a run counts itself active before it asks
         // for the server, so none can be handed the server this call is about to stop.
-        let mut guard = self.server.lock().await;
-        if self.active_runs.load(Ordering::SeqCst) > 0 {
+        let mut guard = slot.server.lock().await;
+        if slot.active.load(Ordering::SeqCst) > 0 {
             return;
         }
         let resident = guard.as_ref().map_or(0, |s| s.group.resident_mib());
@@ -146,24 +198,28 @@ impl ServerDriver {
         }
     }
 
+    /// A new issue's home starts as a copy of its repository's base home, so the
+    /// base session can be forked there.
+    fn seed_from_base(&self, dir: &Path, home: &Path) -> Result<(), RunError> {
+        let data = home.join("data");
+        let Some(base) = self.jails.base_home(dir).filter(|b| b != home) else { return Ok(()) };
+        if data.exists() || !base.join("data").is_dir() {
+            return Ok(());
+        }
+        copy_dir(&base.join("data"), &data)
+            .map_err(|e| RunError::infra(format!("cannot copy the base session to {}: {e}", data.display())))
+    }
+
     async fn open_session(&self, api: &Api, prompt: &Prompt<'_>) -> Result<String, RunError> {
         let info = match prompt.target {
             SessionTarget::Existing(id) => return Ok(id.to_owned()),
             SessionTarget::New { title } => api.create_session(prompt.dir, title).await?,
             SessionTarget::ForkOf { base, .. } => {
-                let base_dir = self.base_dir(api, base, prompt.dir).await;
+                let base_dir = self.jails.base_dir(prompt.dir).unwrap_or_else(|| prompt.dir.to_owned());
                 api.fork_into(base, prompt.dir, &base_dir).await?
             }
         };
         Ok(info.id)
-    }
-
-    /// The directory a base session lives in, so the fork request reaches its instance.
-    async fn base_dir(&self, api: &Api, base: &str, fallback: &Path) -> PathBuf {
-        match api.sessions(fallback).await {
-            Ok(list) => list.into_iter().find(|s| s.id == base).map_or_else(|| fallback.to_owned(), |s| s.directory),
-            Err(_) => fallback.to_owned(),
-        }
     }
 
     async fn prompt_in(&self, api: &Api, id: &str, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
@@ -257,7 +313,7 @@ impl ServerDriver {
     }
 }
 
-/// Counts a run as active until dropped, also when the run is cancelled midway.
+/// Counts a use of a server as active until dropped, also when cancelled midway.
 struct ActiveRun<'a>(&'a AtomicUsize);
 
 impl<'a> ActiveRun<'a> {
@@ -317,9 +373,14 @@ async fn log_events(api: Api, dir: PathBuf, debug_dir: PathBuf, session: String)
 #[async_trait]
 impl Driver for ServerDriver {
     async fn run(&self, prompt: Prompt<'_>) -> Result<AgentReply, RunError> {
-        let active = ActiveRun::new(&self.active_runs);
+        let home = self.jails.home(prompt.dir)?;
+        let slot = self.slot(&home);
+        let active = ActiveRun::new(&slot.active);
         let result = async {
-            let api = self.api().await?;
+            if matches!(prompt.target, SessionTarget::ForkOf { .. }) {
+                self.seed_from_base(prompt.dir, &home)?;
+            }
+            let api = self.api(prompt.dir, &slot, &home).await?;
             let id = self.open_session(&api, &prompt).await?;
             if let Some(started) = &prompt.started {
                 let _ = started.send(id.clone());
@@ -331,30 +392,75 @@ impl Driver for ServerDriver {
         }
         .await;
         drop(active);
-        self.recycle_if_bloated().await;
+        self.recycle_if_bloated(&slot).await;
         result
     }
 
     async fn session_exists(&self, id: &str, dir: &Path) -> Result<bool, RunError> {
-        Ok(self.api().await?.session(id, dir).await?.is_some())
+        self.with_api(dir, |api| async move { Ok(api.session(id, dir).await?.is_some()) }).await
     }
 
     async fn delete_session(&self, id: &str, dir: &Path) -> Result<(), RunError> {
-        self.api().await?.delete(id, dir).await
+        self.with_api(dir, |api| async move { api.delete(id, dir).await }).await
     }
 
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
-        self.api().await?.sessions(dir).await
+        self.with_api(dir, |api| async move { api.sessions(dir).await }).await
     }
 
     async fn abort(&self, id: &str, dir: &Path) {
-        let running = self.server.lock().await.as_ref().map(|s| s.api.clone());
+        let Some(slot) = self.jails.home(dir).ok().and_then(|home| self.existing_slot(&home)) else { return };
+        let running = slot.server.lock().await.as_ref().map(|s| s.api.clone());
         if let Some(api) = running {
             api.abort(id, dir).await;
         }
     }
 
-    async fn shutdown(&self) {
-        self.server.lock().await.take();
+    async fn release(&self, dir: &Path) {
+        let Ok(home) = self.jails.home(dir) else { return };
+        let slot = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&home);
+        if let Some(slot) = slot {
+            slot.server.lock().await.take();
+        }
     }
+
+    async fn shutdown(&self) {
+        let slots: Vec<Arc<Slot>> =
+            self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        for slot in slots {
+            slot.server.lock().await.take();
+        }
+    }
+}
+
+impl ServerDriver {
+    /// Runs `f` against the checkout's server, counted as a use so it is not stopped midway.
+    async fn with_api<'a, T, F, Fut>(&'a self, dir: &'a Path, f: F) -> Result<T, RunError>
+    where
+        F: FnOnce(Api) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RunError>> + 'a,
+    {
+        let home = self.jails.home(dir)?;
+        let slot = self.slot(&home);
+        let _active = ActiveRun::new(&slot.active);
+        let api = self.api(dir, &slot, &home).await?;
+        f(api).await
+    }
+}
+
+/// Copies a directory tree of plain files and directories; links are skipped, so
+/// nothing outside `from` is ever copied.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }

@@ -210,9 +210,12 @@ webhook_secret_env = "LOCAL_WEBHOOK_SECRET"
     /// The opencode CLI with this state dir's opencode environment, for looking at
     /// (or tampering with) sessions behind kugetsu's back.
     pub fn opencode(&self, dir: &Path) -> Command {
-        let root = self.state_dir().join("opencode");
+        // Each checkout has its own opencode home, named like the checkout.
+        let rel = dir.strip_prefix(self.state_dir().join("worktrees")).expect("a checkout kugetsu made");
+        let root = self.state_dir().join("opencode/homes").join(rel);
         let mut cmd = Command::new(opencode_bin());
         cmd.current_dir(dir)
+            .env("HOME", root.join("home"))
             .env("XDG_DATA_HOME", root.join("data"))
             .env("XDG_STATE_HOME", root.join("state"))
             .env("XDG_CACHE_HOME", root.join("cache"))
@@ -235,13 +238,13 @@ webhook_secret_env = "LOCAL_WEBHOOK_SECRET"
 
     /// Kills every opencode process that runs with this environment's state dir.
     pub fn kill_opencode(&self) -> usize {
-        let marker = format!("XDG_DATA_HOME={}", self.state_dir().join("opencode/data").display());
+        let marker = format!("XDG_DATA_HOME={}/", self.state_dir().join("opencode/homes").display());
         let mut killed = 0;
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
                 continue;
             };
-            let matches = environ.split(|b| *b == 0).any(|var| var == marker.as_bytes());
+            let matches = environ.split(|b| *b == 0).any(|var| var.starts_with(marker.as_bytes()));
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
             };

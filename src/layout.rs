@@ -50,6 +50,32 @@ impl Layout {
         self.worktrees_root().join(repo.rel_path()).join(BASE_WORKTREE)
     }
 
+    /// The repository a checkout under the worktrees root belongs to.
+    pub fn repo_of_checkout(&self, dir: &Path) -> Option<RepoRef> {
+        let rel = dir.strip_prefix(self.worktrees_root()).ok()?;
+        if !rel.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+            return None;
+        }
+        let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+        match parts.as_slice() {
+            [instance, owner, name, _checkout] => format!("{instance}/{owner}/{name}").parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Where opencode keeps its files (sessions, caches, its HOME) for one checkout:
+    /// each issue has its own, so no agent can read another's transcripts.
+    pub fn opencode_home(&self, checkout: &Path) -> Option<PathBuf> {
+        self.repo_of_checkout(checkout)?;
+        let rel = checkout.strip_prefix(self.worktrees_root()).ok()?;
+        Some(self.root.join("opencode").join("homes").join(rel))
+    }
+
+    /// Files kugetsu writes for opencode to read, such as the agent's shell.
+    pub fn opencode_bin(&self) -> PathBuf {
+        self.root.join("opencode").join("bin")
+    }
+
     /// Per-session files such as `--debug` logs.
     pub fn sessions_dir(&self) -> PathBuf {
         self.root.join("sessions")
@@ -75,5 +101,21 @@ mod tests {
         assert_eq!(layout.mirror(&a), PathBuf::from("/s/mirrors/g/o/a.b.git"));
         assert_ne!(layout.mirror(&a), layout.mirror(&b));
         assert_eq!(layout.mirror_lock(&a), PathBuf::from("/s/locks/mirrors/g/o/a.b.lock"));
+    }
+
+    #[test]
+    fn each_checkout_has_its_own_opencode_home_and_nothing_else_has_one() {
+        let layout = Layout::new(Path::new("/s"));
+        let issue = Path::new("/s/worktrees/g/o/r/7");
+        assert_eq!(layout.repo_of_checkout(issue), Some("g/o/r".parse().unwrap()));
+        assert_eq!(layout.opencode_home(issue), Some(PathBuf::from("/s/opencode/homes/g/o/r/7")));
+        assert_eq!(
+            layout.opencode_home(Path::new("/s/worktrees/g/o/r/base")),
+            Some("/s/opencode/homes/g/o/r/base".into())
+        );
+        assert_eq!(layout.opencode_home(Path::new("/s/worktrees/g/o/r")), None);
+        assert_eq!(layout.opencode_home(Path::new("/s/mirrors/g/o/r/7")), None);
+        assert_eq!(layout.opencode_home(Path::new("/elsewhere/g/o/r/7")), None);
+        assert_eq!(layout.opencode_home(Path::new("/s/worktrees/g/o/r/..")), None);
     }
 }

@@ -1,0 +1,126 @@
+//! Where each checkout's opencode runs: its own home (sessions, caches) and its
+//! own sandbox, which sees that checkout and nothing else of kugetsu's.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use tokio::process::Command;
+
+use super::{OpencodeEnv, RunError};
+use crate::layout::Layout;
+use crate::sandbox::{Jail, Sandbox};
+
+/// The agent's shell. opencode runs its bash tool as `$SHELL -c <command>` with its
+/// own environment, which holds the server's password; the shell drops it.
+const SHELL: &str = "#!/bin/sh\n# Written by kugetsu: the agent's shell, without opencode's server password.\n\
+unset OPENCODE_SERVER_PASSWORD\nexec /bin/bash \"$@\"\n";
+
+#[derive(Debug, Clone)]
+pub struct Jails {
+    sandbox: Sandbox,
+    layout: Layout,
+    /// Read-only for every checkout: opencode itself, its config, the shell.
+    shared: Vec<PathBuf>,
+    shell: PathBuf,
+}
+
+impl Jails {
+    pub fn new(sandbox: Sandbox, layout: Layout, binary: &Path, config_files: &[PathBuf]) -> Self {
+        let shell = layout.opencode_bin().join("shell");
+        let mut shared: Vec<PathBuf> = config_files.iter().filter(|p| p.exists()).cloned().collect();
+        // npm installs opencode as a link to a self-contained binary in its package.
+        if let Some(package) = resolve_binary(binary).as_deref().and_then(Path::parent).and_then(Path::parent) {
+            shared.push(package.to_owned());
+        }
+        shared.push(layout.opencode_bin());
+        Self { sandbox, layout, shared, shell }
+    }
+
+    /// The opencode home of the checkout at `dir`.
+    pub fn home(&self, dir: &Path) -> Result<PathBuf, RunError> {
+        self.layout.opencode_home(dir).ok_or_else(|| {
+            RunError::new(
+                super::FailureKind::Unsupported,
+                format!("{} is not a checkout kugetsu made, so opencode cannot run there", dir.display()),
+            )
+        })
+    }
+
+    /// The home of the repository's base checkout, which issue sessions are forked from.
+    pub fn base_home(&self, dir: &Path) -> Option<PathBuf> {
+        let repo = self.layout.repo_of_checkout(dir)?;
+        self.layout.opencode_home(&self.layout.base_worktree(&repo))
+    }
+
+    /// The repository's base checkout.
+    pub fn base_dir(&self, dir: &Path) -> Option<PathBuf> {
+        Some(self.layout.base_worktree(&self.layout.repo_of_checkout(dir)?))
+    }
+
+    fn jail(&self, dir: &Path, home: &Path) -> Jail {
+        let mut readable = self.shared.clone();
+        if let Some(repo) = self.layout.repo_of_checkout(dir) {
+            // The working copy borrows these through `objects/info/alternates`.
+            let objects = self.layout.mirror(&repo).join("objects");
+            if objects.is_dir() {
+                readable.push(objects);
+            }
+            // Issue sessions are forked from the base session in its own directory;
+            // the base checkout holds only the repository's default branch.
+            let base = self.layout.base_worktree(&repo);
+            if base != dir && base.is_dir() {
+                readable.push(base);
+            }
+        }
+        Jail { writable: vec![dir.to_owned(), home.to_owned()], readable, dir: dir.to_owned() }
+    }
+
+    /// `opencode` for the checkout at `dir`: confined, with that checkout's home
+    /// and nothing of kugetsu's environment but what `env` lists.
+    pub fn opencode(&self, binary: &Path, env: &OpencodeEnv, dir: &Path) -> Result<Command, RunError> {
+        let home = self.home(dir)?;
+        let program = resolve_binary(binary).ok_or_else(|| {
+            let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "not found");
+            super::spawn_error(binary, &missing)
+        })?;
+        self.write_shell().map_err(|e| RunError::infra(format!("cannot write the agent's shell: {e}")))?;
+        let dirs = env.home_dirs(&home);
+        for dir in &dirs {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RunError::infra(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut cmd = self.sandbox.command(&program, &self.jail(dir, &home));
+        cmd.env_clear();
+        cmd.envs(env.vars());
+        cmd.envs(env.home_vars(&home));
+        cmd.env("SHELL", &self.shell);
+        cmd.current_dir(dir);
+        Ok(cmd)
+    }
+
+    fn write_shell(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::read_to_string(&self.shell).is_ok_and(|text| text == SHELL) {
+            return Ok(());
+        }
+        if let Some(dir) = self.shell.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let scratch = self.shell.with_extension("new");
+        std::fs::write(&scratch, SHELL)?;
+        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o555))?;
+        std::fs::rename(&scratch, &self.shell)
+    }
+}
+
+/// The binary's real path: a bare name is looked up in PATH, links are followed,
+/// so the sandbox can show the file itself.
+fn resolve_binary(binary: &Path) -> Option<PathBuf> {
+    let found = if binary.components().count() > 1 {
+        binary.to_owned()
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+        std::env::split_paths(&path).map(|dir| dir.join(binary)).find(|p| p.is_file())?
+    };
+    std::fs::canonicalize(found).ok().filter(|p| p.is_file())
+}

@@ -1,0 +1,140 @@
+//! Confinement for everything the agent can steer: opencode (its file tools and
+//! the shell commands it runs) and git in an issue's working copy.
+//!
+//! With bubblewrap, such a process sees read-only system paths, a private `/tmp`,
+//! its own PID namespace (so no other process, kugetsu included, is visible), and
+//! just the paths its [`Jail`] names. Nothing else under the state directory exists
+//! for it: not the database, not the mirrors' config, not other issues.
+
+mod probe;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tokio::process::Command;
+
+pub use probe::check;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxKind {
+    /// Every agent-steered process runs under bubblewrap (`bwrap`).
+    #[default]
+    Bwrap,
+    /// No confinement: the agent can do whatever kugetsu's user can.
+    None,
+}
+
+/// System paths a sandboxed process may read. Binaries and libraries live here;
+/// `/etc` has what resolvers, TLS and git expect. Secrets in `/etc` are hidden
+/// by [`HIDDEN`].
+const SYSTEM: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
+
+/// Host secrets under [`SYSTEM`] that no sandboxed process needs.
+const HIDDEN: &[&str] = &["/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers", "/etc/sudoers.d", "/etc/kugetsu"];
+
+/// What one confined process may reach besides the system paths.
+#[derive(Debug, Clone, Default)]
+pub struct Jail {
+    /// Read and write: the issue's working copy, opencode's files for that issue.
+    pub writable: Vec<PathBuf>,
+    /// Read only: the mirror's objects, opencode itself and its config.
+    pub readable: Vec<PathBuf>,
+    /// The working directory inside.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    kind: SandboxKind,
+    bwrap: PathBuf,
+    /// Files kugetsu must not show even where a system path holds them (its config).
+    hidden: Vec<PathBuf>,
+}
+
+impl Sandbox {
+    pub fn new(kind: SandboxKind, hidden: Vec<PathBuf>) -> Self {
+        let bwrap = find_in_path("bwrap").unwrap_or_else(|| PathBuf::from("/usr/bin/bwrap"));
+        Self { kind, bwrap, hidden }
+    }
+
+    /// The sandbox the configuration asks for; kugetsu's config file is hidden in it.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        Self::new(config.sandbox, config.source.iter().cloned().collect())
+    }
+
+    pub fn kind(&self) -> SandboxKind {
+        self.kind
+    }
+
+    /// A command that runs `program` confined to `jail`. The caller sets its
+    /// arguments and environment as for an unconfined one.
+    pub fn command(&self, program: impl AsRef<OsStr>, jail: &Jail) -> Command {
+        match self.kind {
+            SandboxKind::None => {
+                let mut cmd = Command::new(program);
+                cmd.current_dir(&jail.dir);
+                cmd
+            }
+            SandboxKind::Bwrap => {
+                let mut cmd = Command::new(&self.bwrap);
+                cmd.args(self.bwrap_args(jail)).arg("--").arg(program);
+                cmd
+            }
+        }
+    }
+
+    fn bwrap_args(&self, jail: &Jail) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = [
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--die-with-parent",
+            "--new-session",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let triple = |flag: &str, from: &Path, to: &Path| {
+            [std::ffi::OsString::from(flag), from.as_os_str().to_owned(), to.as_os_str().to_owned()]
+        };
+        for path in SYSTEM.iter().map(Path::new) {
+            match std::fs::symlink_metadata(path) {
+                // Merged-/usr systems link /bin to usr/bin: keep the link, not a copy.
+                Ok(meta) if meta.is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(path) {
+                        args.extend(triple("--symlink", &target, path));
+                    }
+                }
+                Ok(_) => args.extend(triple("--ro-bind", path, path)),
+                Err(_) => {}
+            }
+        }
+        // Before the jail's own binds: a state directory under /tmp or /etc must
+        // not be covered by these.
+        args.extend(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"].iter().map(Into::into));
+        for path in HIDDEN.iter().map(Path::new).chain(self.hidden.iter().map(PathBuf::as_path)) {
+            if path.is_dir() {
+                args.extend(["--tmpfs".into(), path.as_os_str().to_owned()]);
+            } else if path.exists() {
+                args.extend(["--ro-bind".into(), "/dev/null".into(), path.as_os_str().to_owned()]);
+            }
+        }
+        for path in &jail.readable {
+            args.extend(triple("--ro-bind", path, path));
+        }
+        for path in &jail.writable {
+            args.extend(triple("--bind", path, path));
+        }
+        args.extend(["--chdir".into(), jail.dir.as_os_str().to_owned()]);
+        args
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}

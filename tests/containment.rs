@@ -1,0 +1,158 @@
+//! Containment: the agent, steered by whoever wrote the issue, attacks kugetsu
+//! from inside its sandbox. Every attack has a positive control, the same kind of
+//! command aimed at what the agent may touch, so each test can fail.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use kugetsu::engine::{Mode, RunOptions};
+use kugetsu::issue_ref::IssueRef;
+use support::{EnvOptions, Step, TestEnv};
+
+fn issue(n: u64) -> IssueRef {
+    format!("local/acme/widget#{n}").parse().unwrap()
+}
+
+fn checkout(env: &TestEnv, n: u64) -> PathBuf {
+    env.state_dir().join(format!("worktrees/local/acme/widget/{n}"))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs `script` as the agent's one bash command in issue `n`'s session. The
+/// script is hidden in octal escapes, as an attacker would hide it: opencode's
+/// own check of the paths a command names must not be what stops it.
+async fn agent_runs(env: &TestEnv, engine: &kugetsu::engine::Engine, n: u64, script: String) {
+    let marker = format!("MARK-ATTACK-{n}");
+    let hidden: String = script.bytes().map(|b| format!("\\{b:03o}")).collect();
+    let command = format!("printf '{hidden}' | sh");
+    env.model.on(&marker, vec![Step::Bash(command), Step::Answer("attacked".into())]);
+    let result = engine.run(&issue(n), &marker, Mode::Auto, RunOptions::default()).await.unwrap();
+    assert_eq!(result.answer, "attacked");
+    // What the bash tool answered, for when an assertion below fails.
+    if let Some(last) = env.model.requests_for(&marker).last() {
+        eprintln!("{}", support::transcript(last));
+    }
+}
+
+#[tokio::test]
+async fn the_agent_reaches_neither_the_database_nor_other_issues_nor_the_mirror() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    agent_runs(&env, &engine, 1, "echo issue-one-private > private.txt".into()).await;
+    let state = env.state_dir();
+    let (one, two) = (checkout(&env, 1), checkout(&env, 2));
+    let mirror = state.join("mirrors/local/acme/widget.git");
+    let mirror_config = read(&mirror.join("config"));
+    let script = format!(
+        "echo issue-two > own.txt; cat own.txt > control-read.out; \
+         head -c 16 {db} > db.out 2>&1; \
+         cat {one}/private.txt > other-read.out 2>&1; \
+         echo hijacked > {one}/hijacked.txt 2> other-write.err; \
+         cat {mirror}/config > mirror-config.out 2>&1; \
+         git config --file {mirror}/config credential.helper '!touch {state}/helper-ran' 2> mirror-write.err; \
+         ls {state} > state.out 2>&1; ls {state}/opencode/homes/local/acme/widget > homes.out 2>&1",
+        db = state.join("kugetsu.db").display(),
+        one = one.display(),
+        mirror = mirror.display(),
+        state = state.display(),
+    );
+    agent_runs(&env, &engine, 2, script).await;
+
+    assert_eq!(read(&two.join("control-read.out")).trim(), "issue-two", "control: the agent reads its own copy");
+    assert!(state.join("kugetsu.db").exists());
+    assert!(!read(&two.join("db.out")).contains("SQLite format"), "the database is out of reach");
+    assert!(!read(&two.join("other-read.out")).contains("issue-one-private"), "another issue is out of reach");
+    assert!(!one.join("hijacked.txt").exists(), "another issue's copy cannot be written");
+    assert!(!read(&two.join("mirror-config.out")).contains("[remote"), "the mirror's config is out of reach");
+    assert_eq!(read(&mirror.join("config")), mirror_config, "the mirror's config is untouched");
+    assert!(!state.join("helper-ran").exists());
+    let listed = read(&two.join("state.out"));
+    assert!(!listed.contains("kugetsu.db") && !listed.contains("locks"), "the state dir shows nothing: {listed}");
+    let homes = read(&two.join("homes.out"));
+    assert!(!homes.contains('1'), "other issues' opencode homes are hidden: {homes}");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_agent_cannot_find_the_server_password_or_see_kugetsu() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    let kugetsu_pid = std::process::id();
+    let script = format!(
+        "env > env.out; ls /proc > procs.out; \
+         cat /proc/{kugetsu_pid}/environ > kugetsu-env.out 2>&1; \
+         cat /proc/self/environ | tr '\\0' '\\n' > self-env.out; \
+         echo \"$SHELL\" > shell.out"
+    );
+    agent_runs(&env, &engine, 3, script).await;
+    let dir = checkout(&env, 3);
+    let env_out = read(&dir.join("env.out"));
+    assert!(env_out.contains("GIT_AUTHOR_NAME="), "control: the agent's environment was written: {env_out}");
+    assert!(!env_out.contains("OPENCODE_SERVER_PASSWORD"), "the password is not in the agent's environment");
+    assert!(!read(&dir.join("self-env.out")).contains("OPENCODE_SERVER_PASSWORD"));
+    let pids: Vec<u32> = read(&dir.join("procs.out")).lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(!pids.is_empty(), "control: the agent sees its own processes");
+    assert!(pids.iter().all(|&pid| pid < 100), "only the sandbox's own few processes are visible: {pids:?}");
+    assert!(!read(&dir.join("kugetsu-env.out")).contains("PATH="), "kugetsu's environment is out of reach");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn config_and_filters_planted_in_the_working_copy_run_only_inside_the_sandbox() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    let state = env.state_dir();
+    let dir = checkout(&env, 4);
+    // kugetsu's own `git add` of the leftovers runs the planted clean filter.
+    let script = format!(
+        "git config filter.evil.clean 'touch {dir}/filter-ran; touch {state}/filter-escaped; cat' && \
+         echo '* filter=evil' > .gitattributes && echo leftover > leftover.txt",
+        dir = dir.display(),
+        state = state.display(),
+    );
+    agent_runs(&env, &engine, 4, script).await;
+    assert!(dir.join("filter-ran").exists(), "control: kugetsu's git ran the planted filter");
+    assert!(!state.join("filter-escaped").exists(), "but only inside the sandbox");
+    assert!(env.remote_files("kugetsu/4").contains(&"leftover.txt".to_owned()), "the work was still pushed");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_sandbox_the_same_attack_reaches_the_database() {
+    // sandbox = "none" is the operator's explicit choice; this is what it costs.
+    let env = TestEnv::with(EnvOptions::default()).await;
+    let text = read(&env.config_path).replacen("state_dir = \"state\"", "state_dir = \"state\"\nsandbox = \"none\"", 1);
+    std::fs::write(&env.config_path, text).unwrap();
+    let engine = env.engine().await;
+    let db = env.state_dir().join("kugetsu.db");
+    agent_runs(&env, &engine, 5, format!("head -c 16 {} > db.out", db.display())).await;
+    assert!(read(&checkout(&env, 5).join("db.out")).contains("SQLite format"), "unconfined, the agent reads it");
+    engine.shutdown().await;
+}
+
+// Multi-threaded: the test blocks on the CLI while the fake model answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_cannot_sandbox_refuses_to_run_agents_and_says_how_to_fix_it() {
+    let env = TestEnv::new("server").await;
+    let fake = env.dir.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let bwrap = fake.join("bwrap");
+    // What bubblewrap prints where a container's seccomp profile forbids namespaces.
+    std::fs::write(&bwrap, "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&bwrap, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    let out = env.kugetsu().env("PATH", &path).args(["start", "local/acme/widget#6", "MARK-CONTROL"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("No permissions to create new namespace"), "{stderr}");
+    assert!(stderr.contains("sandbox = \"none\""), "it names the way out: {stderr}");
+    assert!(env.model.requests().is_empty(), "no agent ran");
+    // Control: with the real bubblewrap the same command runs.
+    env.model.on("MARK-CONTROL", vec![Step::Answer("ran".into())]);
+    let out = env.kugetsu().args(["start", "local/acme/widget#6", "MARK-CONTROL"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
