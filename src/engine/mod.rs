@@ -281,6 +281,8 @@ impl Engine {
         let start = start.ok_or_else(|| EngineError::Infra(format!("{} has no branch `{default}`", issue.repo())))?;
         let default_sha = mirror.resolve(&self.git, &default_ref).await?;
         let tracking = default_sha.as_deref().map(|sha| (default.as_str(), sha));
+        // A server still running for a checkout that is gone would keep working in it.
+        self.driver.release(worktree.path()).await;
         let worktree =
             Worktree::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start, tracking).await?;
         self.hide_project_config(issue.repo(), &worktree).await?;
@@ -422,6 +424,11 @@ impl Engine {
         let bundle = scratch.path().join("work.bundle");
         let confined = self.working_copy_git(repo, worktree, Some(scratch.path()));
         worktree.bundle_since(&confined, base_sha, &bundle).await?;
+        // The jail that wrote it is gone with its last process, so nothing can swap
+        // it now; a link in its place would make kugetsu's git read whatever it names.
+        if !std::fs::symlink_metadata(&bundle).is_ok_and(|m| m.is_file()) {
+            return Err(EngineError::Infra("the working copy's bundle is not a plain file".into()));
+        }
         mirror.import_bundle(&self.git, &bundle, branch).await?;
         let imported = mirror.resolve(&self.git, &format!("refs/heads/{branch}")).await?;
         if imported.as_deref() != Some(head.as_str()) {

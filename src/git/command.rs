@@ -154,6 +154,9 @@ impl Git {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
+            // A working copy's config could name a promisor remote whose command
+            // runs when an object is missing; kugetsu never wants objects fetched lazily.
+            .env("GIT_NO_LAZY_FETCH", "1")
             .env("GIT_AUTHOR_NAME", &self.user_name)
             .env("GIT_AUTHOR_EMAIL", &self.user_email)
             .env("GIT_COMMITTER_NAME", &self.user_name)

@@ -117,8 +117,16 @@ impl Worktree {
         Ok(())
     }
 
+    /// The commit HEAD names. Read by git in the agent's jail, so the answer is
+    /// checked to be an object name before kugetsu's own git is given it.
     pub async fn head(&self, git: &Git) -> Result<String, GitError> {
-        Ok(git.run(&self.path, &["rev-parse", "--verify", "HEAD^{commit}"]).await?.trim().to_owned())
+        let out = git.run(&self.path, &["rev-parse", "--verify", "HEAD^{commit}"]).await?;
+        let sha = out.trim();
+        let is_object_name = matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_object_name {
+            return Err(GitError::Failed { args: "rev-parse HEAD".into(), stderr: "HEAD is not a commit".into() });
+        }
+        Ok(sha.to_owned())
     }
 
     /// Commits whatever the agent left uncommitted; `None` when the tree was clean.

@@ -28,10 +28,9 @@ impl Jails {
     pub fn new(sandbox: Sandbox, layout: Layout, binary: &Path, config_files: &[PathBuf]) -> Self {
         let shell = layout.opencode_bin().join("shell");
         let mut shared: Vec<PathBuf> = config_files.iter().filter(|p| p.exists()).cloned().collect();
-        // npm installs opencode as a link to a self-contained binary in its package.
-        if let Some(package) = resolve_binary(binary).as_deref().and_then(Path::parent).and_then(Path::parent) {
-            shared.push(package.to_owned());
-        }
+        // npm installs opencode as a link to a self-contained binary: that file is
+        // all it needs, and anything beside it stays hidden.
+        shared.extend(resolve_binary(binary));
         shared.push(layout.opencode_bin());
         Self { sandbox, layout, shared, shell }
     }
@@ -86,6 +85,12 @@ impl Jails {
         self.write_shell().map_err(|e| RunError::infra(format!("cannot write the agent's shell: {e}")))?;
         let dirs = env.home_dirs(&home);
         for dir in &dirs {
+            // The agent may have put a link here; following it would make
+            // directories wherever it points, outside its jail.
+            if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+                std::fs::remove_file(dir)
+                    .map_err(|e| RunError::infra(format!("cannot remove {}: {e}", dir.display())))?;
+            }
             std::fs::create_dir_all(dir)
                 .map_err(|e| RunError::infra(format!("cannot create {}: {e}", dir.display())))?;
         }

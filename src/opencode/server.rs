@@ -1,5 +1,6 @@
 //! The default driver: one supervised `opencode serve` for all issues.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,9 +146,12 @@ impl ServerDriver {
         let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
         let log_path = home.join("serve.log");
         std::fs::create_dir_all(home).map_err(|e| RunError::infra(format!("cannot create {}: {e}", home.display())))?;
+        // The home is the agent's to write: a link planted at the log's place
+        // must not make kugetsu append to a file it points at.
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(&log_path)
             .map_err(|e| RunError::infra(format!("cannot open {}: {e}", log_path.display())))?;
         let mut cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
@@ -205,6 +209,13 @@ impl ServerDriver {
         let Some(base) = self.jails.base_home(dir).filter(|b| b != home) else { return Ok(()) };
         if data.exists() || !base.join("data").is_dir() {
             return Ok(());
+        }
+        // The base checkout's agent may have left processes that swap files for
+        // links while they are copied; they end with the base server's jail.
+        if let Some(slot) = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&base)
+            && let Ok(mut server) = slot.server.try_lock()
+        {
+            server.take();
         }
         copy_dir(&base.join("data"), &data)
             .map_err(|e| RunError::infra(format!("cannot copy the base session to {}: {e}", data.display())))

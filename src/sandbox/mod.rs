@@ -61,7 +61,11 @@ impl Sandbox {
 
     /// The sandbox the configuration asks for; kugetsu's config file is hidden in it.
     pub fn for_config(config: &crate::config::Config) -> Self {
-        Self::new(config.sandbox, config.source.iter().cloned().collect())
+        // The state directory is covered as a whole (a jail's own paths in it are
+        // bound again on top), also where it lies under a system path.
+        let mut hidden: Vec<PathBuf> = vec![config.state_dir.clone()];
+        hidden.extend(config.source.iter().cloned());
+        Self::new(config.sandbox, hidden)
     }
 
     pub fn kind(&self) -> SandboxKind {
@@ -128,6 +132,12 @@ impl Sandbox {
         }
         for path in &jail.writable {
             args.extend(triple("--bind", path, path));
+        }
+        // Hidden files again, in case a readable directory above one showed it.
+        for path in HIDDEN.iter().map(Path::new).chain(self.hidden.iter().map(PathBuf::as_path)) {
+            if path.is_file() {
+                args.extend(["--ro-bind".into(), "/dev/null".into(), path.as_os_str().to_owned()]);
+            }
         }
         args.extend(["--chdir".into(), jail.dir.as_os_str().to_owned()]);
         args
