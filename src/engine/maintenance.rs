@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{Engine, EngineError};
-use crate::git::Worktree;
+use crate::git::WorkingCopy;
 use crate::issue_ref::{IssueRef, RepoRef};
 use crate::opencode::SESSION_TITLE_PREFIX;
 use crate::store::IssueSession;
@@ -97,7 +97,7 @@ impl Engine {
             Err(_) => crate::git::Mirror::new(self.layout.mirror(repo), String::new()),
         };
         let _lock = self.lock_mirror(repo).await?;
-        Worktree::at(path.to_owned()).remove(&self.git, &mirror).await?;
+        WorkingCopy::at(path.to_owned()).remove(&self.git, &mirror).await?;
         if let (Some(branch), true) = (branch, mirror.exists()) {
             mirror.delete_local_branch(&self.git, branch).await?;
         }

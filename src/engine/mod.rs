@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{Config, Instance};
-use crate::git::{Credentials, Git, GitError, Mirror, Worktree, with_retries};
+use crate::git::{Credentials, Git, GitError, Mirror, WorkingCopy, with_retries};
 use crate::issue_ref::{IssueRef, RepoRef};
 use crate::lock::{FileLock, lock_exclusive, try_lock_exclusive};
 use crate::opencode::{Driver, Prompt, SESSION_TITLE_PREFIX, SessionTarget, driver_for};
@@ -190,7 +190,7 @@ impl Engine {
         let mirror = self.mirror(issue.repo(), instance);
         let branch = self.branch_for(issue);
         let (worktree, remote_sha) = self.prepare_worktree(issue, &mirror, &branch, creds.as_ref()).await?;
-        let base_sha = worktree.head(&self.working_copy_git(issue.repo(), &worktree, None)).await?;
+        let base_sha = worktree.head(&self.working_copy_git(&worktree, None)).await?;
 
         let now = now_millis();
         let mut record = existing.unwrap_or_else(|| IssueSession {
@@ -252,11 +252,11 @@ impl Engine {
         mirror: &Mirror,
         branch: &str,
         creds: Option<&Credentials>,
-    ) -> Result<(Worktree, Option<String>), EngineError> {
+    ) -> Result<(WorkingCopy, Option<String>), EngineError> {
         let _lock = self.lock_mirror(issue.repo()).await?;
         self.sync_mirror(issue.repo(), mirror, creds).await?;
         crate::crash::point("after-fetch");
-        let worktree = Worktree::at(self.layout.worktree(issue));
+        let worktree = WorkingCopy::at(self.layout.worktree(issue));
         let remote_sha = mirror.remote_branch_sha(&self.git, branch).await?;
         if worktree.exists() {
             return Ok((worktree, remote_sha));
@@ -284,7 +284,7 @@ impl Engine {
         // A server still running for a checkout that is gone would keep working in it.
         self.driver.release(worktree.path()).await;
         let worktree =
-            Worktree::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start, tracking).await?;
+            WorkingCopy::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start, tracking).await?;
         self.hide_project_config(issue.repo(), &worktree).await?;
         Ok((worktree, remote_sha))
     }
@@ -293,7 +293,7 @@ impl Engine {
         &self,
         issue: &IssueRef,
         record: &mut IssueSession,
-        worktree: &Worktree,
+        worktree: &WorkingCopy,
         message: &str,
         opts: RunOptions,
     ) -> Result<crate::opencode::AgentReply, EngineError> {
@@ -353,7 +353,7 @@ impl Engine {
         &self,
         issue: &IssueRef,
         mirror: &Mirror,
-        worktree: &Worktree,
+        worktree: &WorkingCopy,
         branch: &str,
         base_sha: &str,
         remote_sha: Option<String>,
@@ -362,12 +362,12 @@ impl Engine {
     ) -> Result<(Vec<crate::git::Commit>, Vec<String>, Option<String>), EngineError> {
         let message = format!("kugetsu: work on {issue}\n\nChanges the agent left uncommitted.");
         worktree.clear_stale_locks()?;
-        worktree.commit_leftovers(&self.working_copy_git(issue.repo(), worktree, None), &message).await?;
+        worktree.commit_leftovers(&self.working_copy_git(worktree, None), &message).await?;
         let head = {
             let _lock = self.lock_mirror(issue.repo()).await?;
             // Without a sandbox the agent can reach the mirror; undo what it did there.
             mirror.restore_config()?;
-            self.take_commits(issue.repo(), mirror, worktree, branch, base_sha).await?
+            self.take_commits(mirror, worktree, branch, base_sha).await?
         };
         let commits = mirror.commits_between(&self.git, base_sha, &head).await?;
         let files = mirror.files_changed_between(&self.git, base_sha, &head).await?;
@@ -406,13 +406,12 @@ impl Engine {
     /// mirror reads anything from the agent's repository.
     async fn take_commits(
         &self,
-        repo: &RepoRef,
         mirror: &Mirror,
-        worktree: &Worktree,
+        worktree: &WorkingCopy,
         branch: &str,
         base_sha: &str,
     ) -> Result<String, EngineError> {
-        let head = worktree.head(&self.working_copy_git(repo, worktree, None)).await?;
+        let head = worktree.head(&self.working_copy_git(worktree, None)).await?;
         if mirror.has_commit(&self.git, &head).await {
             mirror.set_branch(&self.git, branch, &head).await?;
             return Ok(head);
@@ -422,7 +421,7 @@ impl Engine {
             .tempdir_in(&self.config.state_dir)
             .map_err(|e| EngineError::Infra(format!("cannot make a scratch directory: {e}")))?;
         let bundle = scratch.path().join("work.bundle");
-        let confined = self.working_copy_git(repo, worktree, Some(scratch.path()));
+        let confined = self.working_copy_git(worktree, Some(scratch.path()));
         worktree.bundle_since(&confined, base_sha, &bundle).await?;
         // The jail that wrote it is gone with its last process, so nothing can swap
         // it now; a link in its place would make kugetsu's git read whatever it names.
@@ -440,14 +439,9 @@ impl Engine {
     /// git for a working copy the agent has had: confined like the agent, so
     /// whatever it planted there (config, hooks, filters) runs in its jail, never
     /// with kugetsu's reach. `scratch` is where it may write a bundle.
-    fn working_copy_git(&self, repo: &RepoRef, worktree: &Worktree, scratch: Option<&std::path::Path>) -> Git {
-        let mut writable = vec![worktree.path().to_owned()];
-        writable.extend(scratch.map(std::path::Path::to_owned));
-        let jail = Jail {
-            writable,
-            readable: vec![self.layout.mirror(repo).join("objects")],
-            dir: worktree.path().to_owned(),
-        };
+    fn working_copy_git(&self, worktree: &WorkingCopy, scratch: Option<&std::path::Path>) -> Git {
+        let mut jail = Jail::for_checkout(&self.layout, worktree.path());
+        jail.writable.extend(scratch.map(std::path::Path::to_owned));
         self.git.confined(&self.sandbox, jail)
     }
 
@@ -480,12 +474,13 @@ impl Engine {
             self.sync_mirror(repo, &mirror, creds.as_ref()).await?;
             let default = mirror.default_branch(&self.git).await?;
             let start = format!("refs/remotes/origin/{default}");
-            Worktree::at(path.clone()).remove(&self.git, &mirror).await?;
+            WorkingCopy::at(path.clone()).remove(&self.git, &mirror).await?;
             let sha = mirror
                 .resolve(&self.git, &start)
                 .await?
                 .ok_or_else(|| EngineError::Infra(format!("{repo} has no branch `{default}`")))?;
-            let base = Worktree::create(&self.git, &mirror, path.clone(), None, &sha, Some((&default, &sha))).await?;
+            let base =
+                WorkingCopy::create(&self.git, &mirror, path.clone(), None, &sha, Some((&default, &sha))).await?;
             self.hide_project_config(repo, &base).await?;
         }
         let title = format!("{SESSION_TITLE_PREFIX}base {repo}");
@@ -511,7 +506,7 @@ impl Engine {
 
     /// Keeps the repository's own opencode config and plugins out of the worktree,
     /// unless the operator trusts the repository.
-    async fn hide_project_config(&self, repo: &RepoRef, worktree: &Worktree) -> Result<(), EngineError> {
+    async fn hide_project_config(&self, repo: &RepoRef, worktree: &WorkingCopy) -> Result<(), EngineError> {
         if self.config.opencode.trusted_repos.contains(repo) {
             return Ok(());
         }

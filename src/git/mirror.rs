@@ -2,8 +2,8 @@ use std::path::{Path, PathBuf};
 
 use super::{Commit, Credentials, Git, GitError};
 
-/// A bare clone of one remote repository; every issue's worktree hangs off it, so
-/// objects are fetched once per repository, not once per issue.
+/// A bare clone of one remote repository. Every issue's working copy borrows its
+/// objects read-only, so they are fetched once per repository, not once per issue.
 #[derive(Debug, Clone)]
 pub struct Mirror {
     path: PathBuf,
@@ -49,8 +49,9 @@ impl Mirror {
         Ok(())
     }
 
-    /// The mirror's config as kugetsu wrote it. The agent shares this repository
-    /// through its worktree and could add filters, fsmonitor commands, includes or
+    /// The mirror's config as kugetsu wrote it. An agent without a sandbox (or a
+    /// checkout made by `git worktree add` before working copies were repositories
+    /// of their own) can reach it and add filters, fsmonitor commands, includes or
     /// an ssh command that kugetsu's own git calls would run; rewriting the file
     /// (and dropping per-worktree config) before kugetsu uses git again undoes that.
     pub fn restore_config(&self) -> Result<(), GitError> {

@@ -1,4 +1,4 @@
-//! Git as child processes: bare mirrors per repository and one worktree per issue.
+//! Git as child processes: bare mirrors per repository and one working copy per issue.
 //!
 //! Every call goes through [`Git`], which hardens git against configuration that a
 //! repository or the agent could plant, and hands credentials to git through a helper only that git process can reach.
@@ -8,10 +8,10 @@ mod credential;
 mod locks;
 mod mirror;
 mod retry;
-mod worktree;
+mod working_copy;
 
 pub use command::{Git, GitError};
 pub use credential::Credentials;
 pub use mirror::Mirror;
 pub use retry::with_retries;
-pub use worktree::{Commit, Worktree};
+pub use working_copy::{Commit, WorkingCopy};

@@ -57,21 +57,15 @@ impl Jails {
     }
 
     fn jail(&self, dir: &Path, home: &Path) -> Jail {
-        let mut readable = self.shared.clone();
-        if let Some(repo) = self.layout.repo_of_checkout(dir) {
-            // The working copy borrows these through `objects/info/alternates`.
-            let objects = self.layout.mirror(&repo).join("objects");
-            if objects.is_dir() {
-                readable.push(objects);
-            }
-            // Issue sessions are forked from the base session in its own directory;
-            // the base checkout holds only the repository's default branch.
-            let base = self.layout.base_worktree(&repo);
-            if base != dir && base.is_dir() {
-                readable.push(base);
-            }
+        let mut jail = Jail::for_checkout(&self.layout, dir);
+        jail.writable.push(home.to_owned());
+        jail.readable.extend(self.shared.iter().cloned());
+        // Issue sessions are forked from the base session in its own directory;
+        // the base checkout holds only the repository's default branch.
+        if let Some(base) = self.base_dir(dir).filter(|base| base != dir && base.is_dir()) {
+            jail.readable.push(base);
         }
-        Jail { writable: vec![dir.to_owned(), home.to_owned()], readable, dir: dir.to_owned() }
+        jail
     }
 
     /// `opencode` for the checkout at `dir`: confined, with that checkout's home

@@ -186,6 +186,14 @@ impl ServerDriver {
         Ok(Server { _child: child, group, api })
     }
 
+    /// Stops the server of the checkout whose home is `home`, and forgets it.
+    async fn stop(&self, home: &Path) {
+        let slot = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(home);
+        if let Some(slot) = slot {
+            slot.server.lock().await.take();
+        }
+    }
+
     /// Restarts the server between runs once it holds more memory than allowed:
     /// opencode frees little on its own, and sessions survive a restart.
     async fn recycle_if_bloated(&self, slot: &Slot) {
@@ -204,7 +212,7 @@ impl ServerDriver {
 
     /// A new issue's home starts as a copy of its repository's base home, so the
     /// base session can be forked there.
-    fn seed_from_base(&self, dir: &Path, home: &Path) -> Result<(), RunError> {
+    async fn seed_from_base(&self, dir: &Path, home: &Path) -> Result<(), RunError> {
         let data = home.join("data");
         let Some(base) = self.jails.base_home(dir).filter(|b| b != home) else { return Ok(()) };
         if data.exists() || !base.join("data").is_dir() {
@@ -212,11 +220,7 @@ impl ServerDriver {
         }
         // The base checkout's agent may have left processes that swap files for
         // links while they are copied; they end with the base server's jail.
-        if let Some(slot) = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&base)
-            && let Ok(mut server) = slot.server.try_lock()
-        {
-            server.take();
-        }
+        self.stop(&base).await;
         copy_dir(&base.join("data"), &data)
             .map_err(|e| RunError::infra(format!("cannot copy the base session to {}: {e}", data.display())))
     }
@@ -389,7 +393,7 @@ impl Driver for ServerDriver {
         let active = ActiveRun::new(&slot.active);
         let result = async {
             if matches!(prompt.target, SessionTarget::ForkOf { .. }) {
-                self.seed_from_base(prompt.dir, &home)?;
+                self.seed_from_base(prompt.dir, &home).await?;
             }
             let api = self.api(prompt.dir, &slot, &home).await?;
             let id = self.open_session(&api, &prompt).await?;
@@ -428,10 +432,8 @@ impl Driver for ServerDriver {
     }
 
     async fn release(&self, dir: &Path) {
-        let Ok(home) = self.jails.home(dir) else { return };
-        let slot = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&home);
-        if let Some(slot) = slot {
-            slot.server.lock().await.take();
+        if let Ok(home) = self.jails.home(dir) {
+            self.stop(&home).await;
         }
     }
 

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tokio::process::Command;
 
+use crate::layout::Layout;
+
 pub use probe::check;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -43,6 +45,21 @@ pub struct Jail {
     pub readable: Vec<PathBuf>,
     /// The working directory inside.
     pub dir: PathBuf,
+}
+
+impl Jail {
+    /// A checkout's jail: the checkout read-write, and the mirror objects it
+    /// borrows through `objects/info/alternates` read-only.
+    pub fn for_checkout(layout: &Layout, dir: &Path) -> Jail {
+        let mut readable = Vec::new();
+        if let Some(repo) = layout.repo_of_checkout(dir) {
+            let objects = layout.mirror(&repo).join("objects");
+            if objects.is_dir() {
+                readable.push(objects);
+            }
+        }
+        Jail { writable: vec![dir.to_owned()], readable, dir: dir.to_owned() }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +106,11 @@ impl Sandbox {
         }
     }
 
+    /// What no jail shows: host secrets, kugetsu's config file and state directory.
+    fn masked(&self) -> impl Iterator<Item = &Path> {
+        HIDDEN.iter().map(Path::new).chain(self.hidden.iter().map(PathBuf::as_path))
+    }
+
     fn bwrap_args(&self, jail: &Jail) -> Vec<std::ffi::OsString> {
         let mut args: Vec<std::ffi::OsString> = [
             "--unshare-user",
@@ -120,7 +142,7 @@ impl Sandbox {
         // Before the jail's own binds: a state directory under /tmp or /etc must
         // not be covered by these.
         args.extend(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"].iter().map(Into::into));
-        for path in HIDDEN.iter().map(Path::new).chain(self.hidden.iter().map(PathBuf::as_path)) {
+        for path in self.masked() {
             if path.is_dir() {
                 args.extend(["--tmpfs".into(), path.as_os_str().to_owned()]);
             } else if path.exists() {
@@ -134,7 +156,7 @@ impl Sandbox {
             args.extend(triple("--bind", path, path));
         }
         // Hidden files again, in case a readable directory above one showed it.
-        for path in HIDDEN.iter().map(Path::new).chain(self.hidden.iter().map(PathBuf::as_path)) {
+        for path in self.masked() {
             if path.is_file() {
                 args.extend(["--ro-bind".into(), "/dev/null".into(), path.as_os_str().to_owned()]);
             }

@@ -13,7 +13,7 @@ use super::{Git, GitError, Mirror};
 /// Nothing the agent writes there (config, hooks, attributes, `commondir`) is
 /// ever read by a git command that kugetsu runs in the mirror.
 #[derive(Debug, Clone)]
-pub struct Worktree {
+pub struct WorkingCopy {
     path: PathBuf,
 }
 
@@ -23,7 +23,7 @@ pub struct Commit {
     pub subject: String,
 }
 
-impl Worktree {
+impl WorkingCopy {
     pub fn at(path: PathBuf) -> Self {
         Self { path }
     }
@@ -129,15 +129,15 @@ impl Worktree {
         Ok(sha.to_owned())
     }
 
-    /// Commits whatever the agent left uncommitted; `None` when the tree was clean.
-    pub async fn commit_leftovers(&self, git: &Git, message: &str) -> Result<Option<String>, GitError> {
+    /// Commits whatever the agent left uncommitted.
+    pub async fn commit_leftovers(&self, git: &Git, message: &str) -> Result<(), GitError> {
         let status = git.run(&self.path, &["status", "--porcelain", "--untracked-files=all"]).await?;
         if status.trim().is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         git.run(&self.path, &["add", "-A", "--", "."]).await?;
         git.run(&self.path, &["commit", "-q", "--no-verify", "-m", message]).await?;
-        self.head(git).await.map(Some)
+        Ok(())
     }
 
     /// Writes the commits of `HEAD` that are not in `known`'s history to a bundle
