@@ -86,19 +86,43 @@ async fn the_agent_cannot_find_the_server_password_or_see_kugetsu() {
         "env > env.out; ls /proc > procs.out; \
          cat /proc/{kugetsu_pid}/environ > kugetsu-env.out 2>&1; \
          cat /proc/self/environ | tr '\\0' '\\n' > self-env.out; \
-         echo \"$SHELL\" > shell.out"
+         for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ; done 2>/dev/null > every-env.out; \
+         grep CapEff /proc/self/status > caps.out"
     );
     agent_runs(&env, &engine, 3, script).await;
     let dir = checkout(&env, 3);
     let env_out = read(&dir.join("env.out"));
     assert!(env_out.contains("GIT_AUTHOR_NAME="), "control: the agent's environment was written: {env_out}");
     assert!(!env_out.contains("OPENCODE_SERVER_PASSWORD"), "the password is not in the agent's environment");
+    assert!(read(&dir.join("self-env.out")).contains("GIT_AUTHOR_NAME="), "control: /proc is readable");
     assert!(!read(&dir.join("self-env.out")).contains("OPENCODE_SERVER_PASSWORD"));
+    // The server's own environment holds the password (seen from outside, as
+    // root), and no process in the jail can read it.
+    let home = env.state_dir().join("opencode/homes/local/acme/widget/3");
+    assert!(server_environ(&home).contains("OPENCODE_SERVER_PASSWORD="), "control: the password is there to find");
+    let every = read(&dir.join("every-env.out"));
+    assert!(every.contains("GIT_AUTHOR_NAME="), "control: the agent's own processes' environments were read");
+    assert!(!every.contains("OPENCODE_SERVER_PASSWORD"), "no process in the jail shows the password: {every}");
+    assert_eq!(read(&dir.join("caps.out")).trim(), "CapEff:\t0000000000000000", "nothing in the jail has a capability");
     let pids: Vec<u32> = read(&dir.join("procs.out")).lines().filter_map(|l| l.parse().ok()).collect();
     assert!(!pids.is_empty(), "control: the agent sees its own processes");
     assert!(pids.iter().all(|&pid| pid < 100), "only the sandbox's own few processes are visible: {pids:?}");
     assert!(!read(&dir.join("kugetsu-env.out")).contains("PATH="), "kugetsu's environment is out of reach");
     engine.shutdown().await;
+}
+
+/// The environment of the `opencode serve` whose data lives in `home`, read from outside its jail.
+fn server_environ(home: &Path) -> String {
+    let marker = format!("XDG_DATA_HOME={}", home.join("data").display());
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        let text = String::from_utf8_lossy(&environ).replace('\0', "\n");
+        let is_server = std::fs::read_to_string(entry.path().join("cmdline")).is_ok_and(|c| c.contains("serve"));
+        if is_server && text.lines().any(|l| l == marker) {
+            return text;
+        }
+    }
+    String::new()
 }
 
 #[tokio::test]

@@ -13,7 +13,12 @@ use crate::sandbox::{Jail, Sandbox};
 /// The agent's shell. opencode runs its bash tool as `$SHELL -c <command>` with its
 /// own environment, which holds the server's password; the shell drops it.
 const SHELL: &str = "#!/bin/sh\n# Written by kugetsu: the agent's shell, without opencode's server password.\n\
-unset OPENCODE_SERVER_PASSWORD\nexec /bin/bash \"$@\"\n";
+unset OPENCODE_SERVER_PASSWORD LD_PRELOAD\nexec /bin/bash \"$@\"\n";
+
+/// Preloaded into opencode so that it is non-dumpable: its environment (the
+/// server's password, provider keys) cannot be read through `/proc` by the
+/// agent's processes. Built from `src/sandbox/nodump.c` by `build.rs`.
+const NODUMP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nodump.so"));
 
 #[derive(Debug, Clone)]
 pub struct Jails {
@@ -22,17 +27,19 @@ pub struct Jails {
     /// Read-only for every checkout: opencode itself, its config, the shell.
     shared: Vec<PathBuf>,
     shell: PathBuf,
+    nodump: PathBuf,
 }
 
 impl Jails {
     pub fn new(sandbox: Sandbox, layout: Layout, binary: &Path, config_files: &[PathBuf]) -> Self {
         let shell = layout.opencode_bin().join("shell");
+        let nodump = layout.opencode_bin().join("nodump.so");
         let mut shared: Vec<PathBuf> = config_files.iter().filter(|p| p.exists()).cloned().collect();
         // npm installs opencode as a link to a self-contained binary: that file is
         // all it needs, and anything beside it stays hidden.
         shared.extend(resolve_binary(binary));
         shared.push(layout.opencode_bin());
-        Self { sandbox, layout, shared, shell }
+        Self { sandbox, layout, shared, shell, nodump }
     }
 
     /// The opencode home of the checkout at `dir`.
@@ -76,7 +83,10 @@ impl Jails {
             let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "not found");
             super::spawn_error(binary, &missing)
         })?;
-        self.write_shell().map_err(|e| RunError::infra(format!("cannot write the agent's shell: {e}")))?;
+        write_once(&self.shell, SHELL.as_bytes(), 0o555)
+            .map_err(|e| RunError::infra(format!("cannot write the agent's shell: {e}")))?;
+        write_once(&self.nodump, NODUMP, 0o444)
+            .map_err(|e| RunError::infra(format!("cannot write {}: {e}", self.nodump.display())))?;
         let dirs = env.home_dirs(&home);
         for dir in &dirs {
             // The agent may have put a link here; following it would make
@@ -93,23 +103,26 @@ impl Jails {
         cmd.envs(env.vars());
         cmd.envs(env.home_vars(&home));
         cmd.env("SHELL", &self.shell);
+        cmd.env("LD_PRELOAD", &self.nodump);
         cmd.current_dir(dir);
         Ok(cmd)
     }
+}
 
-    fn write_shell(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        if std::fs::read_to_string(&self.shell).is_ok_and(|text| text == SHELL) {
-            return Ok(());
-        }
-        if let Some(dir) = self.shell.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let scratch = self.shell.with_extension("new");
-        std::fs::write(&scratch, SHELL)?;
-        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o555))?;
-        std::fs::rename(&scratch, &self.shell)
+/// Writes `bytes` to `path` with `mode` unless it already holds them; written
+/// beside and renamed in, so a running jail never sees half a file.
+fn write_once(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read(path).is_ok_and(|held| held == bytes) {
+        return Ok(());
     }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let scratch = path.with_extension("new");
+    std::fs::write(&scratch, bytes)?;
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&scratch, path)
 }
 
 /// The binary's real path: a bare name is looked up in PATH, links are followed,

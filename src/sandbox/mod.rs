@@ -118,6 +118,12 @@ impl Sandbox {
             "--unshare-ipc",
             "--unshare-uts",
             "--unshare-cgroup-try",
+            // No bwrap init is left inside holding the environment it was given,
+            // and nothing inside keeps a capability, so no process in a jail can
+            // read another's /proc/<pid>/environ once that one is non-dumpable.
+            "--as-pid-1",
+            "--cap-drop",
+            "ALL",
             "--die-with-parent",
             "--new-session",
         ]
