@@ -76,6 +76,11 @@ impl Layout {
         self.root.join("opencode").join("bin")
     }
 
+    /// Scratch space for opencode setting up its config directory.
+    pub fn opencode_setup(&self) -> PathBuf {
+        self.root.join("opencode").join("setup")
+    }
+
     /// Per-session files such as `--debug` logs.
     pub fn sessions_dir(&self) -> PathBuf {
         self.root.join("sessions")

@@ -416,3 +416,32 @@ async fn a_foreign_push_is_never_overwritten_and_a_fresh_start_builds_on_the_pus
     assert!(files.contains(&"foreign.txt".to_owned()) && files.contains(&"again.txt".to_owned()), "{files:?}");
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_fresh_opencode_config_directory_is_set_up_before_the_first_jailed_run() {
+    // Jails show opencode's config directory read-only, and opencode stops with
+    // EROFS where it cannot write its `.gitignore` there (measured with 1.18.33):
+    // kugetsu lets it set the directory up first, in a jail of its own.
+    let env = TestEnv::new("server").await;
+    let fresh = env.dir.path().join("fresh-config");
+    let warm = support::package_dir().join("opencode");
+    std::fs::create_dir_all(fresh.join("opencode")).unwrap();
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(warm.join(file), fresh.join("opencode").join(file)).unwrap();
+    }
+    let copied = std::process::Command::new("cp")
+        .args(["-r", warm.join("node_modules").to_str().unwrap(), fresh.join("opencode").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    assert!(!fresh.join("opencode/.gitignore").exists(), "control: opencode has not set it up");
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    let text = text.replace(&support::package_dir().display().to_string(), &fresh.display().to_string());
+    std::fs::write(&env.config_path, text).unwrap();
+    env.model.on("MARK-FRESH", vec![Step::Answer("fresh ok".into())]);
+    let engine = env.engine().await;
+    let result = engine.run(&issue(30), "MARK-FRESH", Mode::Start, RunOptions::default()).await.unwrap();
+    assert_eq!(result.answer, "fresh ok");
+    assert!(fresh.join("opencode/.gitignore").exists(), "opencode set its config directory up");
+    engine.shutdown().await;
+}

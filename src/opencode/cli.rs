@@ -105,7 +105,8 @@ impl CliDriver {
         sessions.into_iter().filter(|s| s.title == title).max_by_key(|s| s.created).map(|s| s.id)
     }
 
-    fn command(&self, dir: &Path) -> Result<Command, RunError> {
+    async fn command(&self, dir: &Path) -> Result<Command, RunError> {
+        self.jails.ensure_ready(&self.settings.binary, &self.env, self.settings.startup_timeout).await;
         let mut cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
         cmd.stdin(Stdio::null()).process_group(0).kill_on_drop(true);
         die_with_parent(&mut cmd);
@@ -113,7 +114,7 @@ impl CliDriver {
     }
 
     async fn run_prompt(&self, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
-        let mut cmd = self.command(prompt.dir)?;
+        let mut cmd = self.command(prompt.dir).await?;
         cmd.args(["run", "--format", "json", "--print-logs", "--log-level", "WARN"]);
         match prompt.target {
             SessionTarget::New { title } => cmd.args(["--title", title]),
@@ -232,7 +233,8 @@ impl Driver for CliDriver {
             return Ok(());
         }
         let out = self
-            .command(dir)?
+            .command(dir)
+            .await?
             .args(["session", "delete", id])
             .output()
             .await
@@ -249,7 +251,8 @@ impl Driver for CliDriver {
 
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
         let out = self
-            .command(dir)?
+            .command(dir)
+            .await?
             .args(["session", "list", "--format", "json"])
             .output()
             .await

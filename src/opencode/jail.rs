@@ -4,7 +4,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::process::Command;
+use tokio::sync::OnceCell;
 
 use super::{OpencodeEnv, RunError};
 use crate::layout::Layout;
@@ -28,9 +32,14 @@ pub struct Jails {
     shared: Vec<PathBuf>,
     shell: PathBuf,
     nodump: PathBuf,
+    /// opencode's global config directory, read-only in every checkout's jail.
+    config_dir: PathBuf,
+    /// Set once opencode has set up `config_dir` (see [`super::setup`]).
+    ready: Arc<OnceCell<()>>,
 }
 
 impl Jails {
+    /// `config_files[0]` is opencode's config directory; the rest are files it reads.
     pub fn new(sandbox: Sandbox, layout: Layout, binary: &Path, config_files: &[PathBuf]) -> Self {
         let shell = layout.opencode_bin().join("shell");
         let nodump = layout.opencode_bin().join("nodump.so");
@@ -39,7 +48,22 @@ impl Jails {
         // all it needs, and anything beside it stays hidden.
         shared.extend(resolve_binary(binary));
         shared.push(layout.opencode_bin());
-        Self { sandbox, layout, shared, shell, nodump }
+        let config_dir = config_files.first().cloned().unwrap_or_default();
+        Self { sandbox, layout, shared, shell, nodump, config_dir, ready: Arc::new(OnceCell::new()) }
+    }
+
+    /// Lets opencode set up its config directory, once per process, before it
+    /// runs in a jail that shows the directory read-only. A failure is logged:
+    /// the runs that follow then fail with opencode's own error.
+    pub async fn ensure_ready(&self, binary: &Path, env: &OpencodeEnv, timeout: Duration) {
+        self.ready
+            .get_or_init(|| async {
+                let scratch = self.layout.opencode_setup();
+                if let Err(e) = super::setup::prepare(self, binary, env, &self.config_dir, &scratch, timeout).await {
+                    tracing::error!(error = %e, "opencode's config directory is not ready; agent runs may fail");
+                }
+            })
+            .await;
     }
 
     /// The opencode home of the checkout at `dir`.
@@ -75,10 +99,33 @@ impl Jails {
         jail
     }
 
+    /// `opencode` in `scratch` (no checkout) with opencode's config directory
+    /// writable, for [`super::setup::prepare`] only.
+    pub fn setup(
+        &self,
+        binary: &Path,
+        env: &OpencodeEnv,
+        scratch: &Path,
+        config_dir: &Path,
+    ) -> Result<Command, RunError> {
+        let jail = Jail {
+            writable: vec![scratch.to_owned(), config_dir.to_owned()],
+            readable: self.shared.clone(),
+            dir: scratch.to_owned(),
+        };
+        self.command(binary, env, scratch, jail)
+    }
+
     /// `opencode` for the checkout at `dir`: confined, with that checkout's home
     /// and nothing of kugetsu's environment but what `env` lists.
     pub fn opencode(&self, binary: &Path, env: &OpencodeEnv, dir: &Path) -> Result<Command, RunError> {
         let home = self.home(dir)?;
+        let jail = self.jail(dir, &home);
+        self.command(binary, env, &home, jail)
+    }
+
+    /// opencode in `jail`, with its files under `home`.
+    fn command(&self, binary: &Path, env: &OpencodeEnv, home: &Path, jail: Jail) -> Result<Command, RunError> {
         let program = resolve_binary(binary).ok_or_else(|| {
             let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "not found");
             super::spawn_error(binary, &missing)
@@ -87,24 +134,23 @@ impl Jails {
             .map_err(|e| RunError::infra(format!("cannot write the agent's shell: {e}")))?;
         write_once(&self.nodump, NODUMP, 0o444)
             .map_err(|e| RunError::infra(format!("cannot write {}: {e}", self.nodump.display())))?;
-        let dirs = env.home_dirs(&home);
-        for dir in &dirs {
+        for dir in env.home_dirs(home) {
             // The agent may have put a link here; following it would make
             // directories wherever it points, outside its jail.
-            if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
-                std::fs::remove_file(dir)
+            if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+                std::fs::remove_file(&dir)
                     .map_err(|e| RunError::infra(format!("cannot remove {}: {e}", dir.display())))?;
             }
-            std::fs::create_dir_all(dir)
+            std::fs::create_dir_all(&dir)
                 .map_err(|e| RunError::infra(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let mut cmd = self.sandbox.command(&program, &self.jail(dir, &home));
+        let mut cmd = self.sandbox.command(&program, &jail);
         cmd.env_clear();
         cmd.envs(env.vars());
-        cmd.envs(env.home_vars(&home));
+        cmd.envs(env.home_vars(home));
         cmd.env("SHELL", &self.shell);
         cmd.env("LD_PRELOAD", &self.nodump);
-        cmd.current_dir(dir);
+        cmd.current_dir(&jail.dir);
         Ok(cmd)
     }
 }

@@ -10,6 +10,7 @@ mod env;
 mod jail;
 mod process;
 mod server;
+mod setup;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

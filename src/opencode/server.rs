@@ -143,6 +143,7 @@ impl ServerDriver {
     }
 
     async fn start(&self, dir: &Path, home: &Path) -> Result<Server, RunError> {
+        self.jails.ensure_ready(&self.settings.binary, &self.env, self.settings.startup_timeout).await;
         let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
         let log_path = home.join("serve.log");
         std::fs::create_dir_all(home).map_err(|e| RunError::infra(format!("cannot create {}: {e}", home.display())))?;
@@ -356,7 +357,7 @@ fn describe_permission(rest: &std::collections::HashMap<String, Value>) -> Strin
 
 /// Reads `opencode serve`'s stdout until it says where it listens, then keeps
 /// draining it so the pipe never fills.
-async fn listening_url(stdout: tokio::process::ChildStdout) -> Option<String> {
+pub(super) async fn listening_url(stdout: tokio::process::ChildStdout) -> Option<String> {
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(at) = line.find("http://") {
