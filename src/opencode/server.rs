@@ -1,8 +1,10 @@
 //! The default driver: one supervised `opencode serve` for all issues.
 
+use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,8 +13,6 @@ use futures_util::StreamExt;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::Mutex;
@@ -144,7 +144,6 @@ impl ServerDriver {
 
     async fn start(&self, dir: &Path, home: &Path) -> Result<Server, RunError> {
         self.jails.ensure_ready(&self.settings.binary, &self.env, self.settings.startup_timeout).await;
-        let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
         let log_path = home.join("serve.log");
         std::fs::create_dir_all(home).map_err(|e| RunError::infra(format!("cannot create {}: {e}", home.display())))?;
         // The home is the agent's to write: a link planted at the log's place
@@ -155,24 +154,11 @@ impl ServerDriver {
             .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(&log_path)
             .map_err(|e| RunError::infra(format!("cannot open {}: {e}", log_path.display())))?;
-        let mut cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
-        cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
-            .env("OPENCODE_SERVER_PASSWORD", &password)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| spawn_error(&self.settings.binary, &e))?;
-        let group = ProcessGroup::of(&child);
-        let stdout = child.stdout.take().ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
+        let cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
         let exited_early = || RunError::infra(format!("{EXITED_EARLY}; see {}", log_path.display()));
-        let base = tokio::time::timeout(self.settings.startup_timeout, listening_url(stdout))
-            .await
-            .map_err(|_| RunError::infra("opencode serve did not start listening in time"))?
-            .ok_or_else(exited_early)?;
-        let api = Api::new(self.http.clone(), base, SecretString::from(password));
+        let launched =
+            launch(cmd, &self.settings.binary, log.into(), self.settings.startup_timeout, &self.http).await?;
+        let Listening { mut child, group, api } = launched.ok_or_else(exited_early)?;
         let deadline = Instant::now() + self.settings.startup_timeout;
         while !api.healthy().await {
             if let Ok(Some(_)) = child.try_wait() {
@@ -355,9 +341,44 @@ fn describe_permission(rest: &std::collections::HashMap<String, Value>) -> Strin
     if patterns.is_empty() { kind.to_owned() } else { format!("{kind} `{}`", patterns.join("`, `")) }
 }
 
+/// A started `opencode serve`: its process and the API it listens on.
+pub(super) struct Listening {
+    pub child: Child,
+    pub group: ProcessGroup,
+    pub api: Api,
+}
+
+/// Starts `opencode serve` from `cmd` (an opencode command made by [`Jails`])
+/// with a fresh password, and waits at most `timeout` until it says where it
+/// listens. `None` when it exits first.
+pub(super) async fn launch(
+    mut cmd: tokio::process::Command,
+    binary: &Path,
+    stderr: Stdio,
+    timeout: Duration,
+    http: &reqwest::Client,
+) -> Result<Option<Listening>, RunError> {
+    let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
+    cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
+        .env("OPENCODE_SERVER_PASSWORD", &password)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(true);
+    die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| spawn_error(binary, &e))?;
+    let group = ProcessGroup::of(&child);
+    let stdout = child.stdout.take().ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
+    let base = tokio::time::timeout(timeout, listening_url(stdout))
+        .await
+        .map_err(|_| RunError::infra("opencode serve did not start listening in time"))?;
+    Ok(base.map(|base| Listening { child, group, api: Api::new(http.clone(), base, SecretString::from(password)) }))
+}
+
 /// Reads `opencode serve`'s stdout until it says where it listens, then keeps
 /// draining it so the pipe never fills.
-pub(super) async fn listening_url(stdout: tokio::process::ChildStdout) -> Option<String> {
+async fn listening_url(stdout: tokio::process::ChildStdout) -> Option<String> {
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(at) = line.find("http://") {

@@ -11,10 +11,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rand::distr::{Alphanumeric, SampleString};
-use secrecy::SecretString;
-
-use super::api::Api;
 use super::jail::Jails;
 use super::{OpencodeEnv, RunError};
 
@@ -45,26 +41,13 @@ pub async fn prepare(
         .prefix("setup-")
         .tempdir_in(scratch_root)
         .map_err(|e| RunError::infra(format!("cannot make a scratch directory: {e}")))?;
-    let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
-    let mut cmd = jails.setup(binary, env, scratch.path(), config_dir)?;
-    cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
-        .env("OPENCODE_SERVER_PASSWORD", &password)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    super::process::die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| super::spawn_error(binary, &e))?;
-    let _group = super::process::ProcessGroup::of(&child);
-    let stdout = child.stdout.take().ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
-    let base = tokio::time::timeout(timeout, super::server::listening_url(stdout))
-        .await
-        .map_err(|_| RunError::infra("opencode did not start listening in time"))?
+    let cmd = jails.setup(binary, env, scratch.path(), config_dir)?;
+    // Held to the end: dropping it stops opencode.
+    let server = super::server::launch(cmd, binary, Stdio::null(), timeout, &reqwest::Client::new())
+        .await?
         .ok_or_else(|| RunError::infra("opencode exited while setting up its config directory"))?;
-    let api = Api::new(reqwest::Client::new(), base, SecretString::from(password));
     // Loading a project is what makes opencode set up its config directory.
-    api.sessions(scratch.path()).await?;
+    server.api.sessions(scratch.path()).await?;
     let deadline = Instant::now() + timeout;
     while !is_ready(config_dir) {
         if Instant::now() > deadline {
