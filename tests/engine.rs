@@ -445,3 +445,25 @@ async fn a_fresh_opencode_config_directory_is_set_up_before_the_first_jailed_run
     assert!(fresh.join("opencode/.gitignore").exists(), "opencode set its config directory up");
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn commits_that_never_reached_the_mirror_are_taken_with_the_next_run() {
+    // What a kill of kugetsu between the agent's commit and the hand-over leaves:
+    // the working copy is ahead of the mirror when the next run starts.
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    env.model.on("MARK-FIRST", vec![commit_file("first.txt", "first"), Step::Answer("one".into())]);
+    engine.run(&issue(31), "MARK-FIRST", Mode::Start, RunOptions::default()).await.unwrap();
+    let worktree = env.state_dir().join("worktrees/local/acme/widget/31");
+    std::fs::write(worktree.join("stranded.txt"), "made before a crash\n").unwrap();
+    git(&worktree, &["add", "stranded.txt"]);
+    git(&worktree, &["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "-m", "stranded"]);
+    env.model.on("MARK-NEXT", vec![commit_file("next.txt", "next"), Step::Answer("two".into())]);
+    let result = engine.run(&issue(31), "MARK-NEXT", Mode::Continue, RunOptions::default()).await.unwrap();
+    assert_eq!(result.answer, "two");
+    let files = env.remote_files("kugetsu/31");
+    for file in ["first.txt", "stranded.txt", "next.txt"] {
+        assert!(files.contains(&file.to_owned()), "{file} reached the remote: {files:?}");
+    }
+    engine.shutdown().await;
+}

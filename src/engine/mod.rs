@@ -367,10 +367,16 @@ impl Engine {
             let _lock = self.lock_mirror(issue.repo()).await?;
             // Without a sandbox the agent can reach the mirror; undo what it did there.
             mirror.restore_config()?;
-            self.take_commits(mirror, worktree, branch, base_sha).await?
+            self.take_commits(mirror, worktree, branch).await?
         };
-        let commits = mirror.commits_between(&self.git, base_sha, &head).await?;
-        let files = mirror.files_changed_between(&self.git, base_sha, &head).await?;
+        // The run's start is in the mirror unless the agent left it behind before
+        // kugetsu took it (a crash, a reset); then the listing starts at the default branch.
+        let since = match mirror.has_commit(&self.git, base_sha).await {
+            true => base_sha.to_owned(),
+            false => mirror.resolve(&self.git, "refs/remotes/origin/HEAD").await?.unwrap_or_else(|| head.clone()),
+        };
+        let commits = mirror.commits_between(&self.git, &since, &head).await?;
+        let files = mirror.files_changed_between(&self.git, &since, &head).await?;
         if remote_sha.as_deref() == Some(head.as_str()) {
             record.last_pushed_sha = Some(head);
             return Ok((commits, files, None));
@@ -404,13 +410,7 @@ impl Engine {
     /// Brings the working copy's HEAD into the mirror's local `branch` and returns
     /// it. The commits travel as a bundle, so no git that kugetsu runs in its
     /// mirror reads anything from the agent's repository.
-    async fn take_commits(
-        &self,
-        mirror: &Mirror,
-        worktree: &WorkingCopy,
-        branch: &str,
-        base_sha: &str,
-    ) -> Result<String, EngineError> {
+    async fn take_commits(&self, mirror: &Mirror, worktree: &WorkingCopy, branch: &str) -> Result<String, EngineError> {
         let head = worktree.head(&self.working_copy_git(worktree, None)).await?;
         if mirror.has_commit(&self.git, &head).await {
             mirror.set_branch(&self.git, branch, &head).await?;
@@ -422,7 +422,10 @@ impl Engine {
             .map_err(|e| EngineError::Infra(format!("cannot make a scratch directory: {e}")))?;
         let bundle = scratch.path().join("work.bundle");
         let confined = self.working_copy_git(worktree, Some(scratch.path()));
-        worktree.bundle_since(&confined, base_sha, &bundle).await?;
+        // Only what the mirror lacks: the working copy may hold commits of an
+        // earlier run that never reached the mirror (kugetsu was killed first).
+        let known = mirror.tips(&self.git, branch).await?;
+        worktree.bundle_since(&confined, &known, &bundle).await?;
         // The jail that wrote it is gone with its last process, so nothing can swap
         // it now; a link in its place would make kugetsu's git read whatever it names.
         if !std::fs::symlink_metadata(&bundle).is_ok_and(|m| m.is_file()) {

@@ -143,6 +143,22 @@ impl Mirror {
         git.run(&self.path, &["update-ref", "-d", "--end-of-options", &full]).await.map(drop)
     }
 
+    /// The commits the mirror holds for `branch`: its local branch, the remote
+    /// branch and the remote's default branch, those that exist.
+    pub async fn tips(&self, git: &Git, branch: &str) -> Result<Vec<String>, GitError> {
+        let mut tips = Vec::new();
+        for name in
+            [format!("refs/heads/{branch}"), format!("refs/remotes/origin/{branch}"), "refs/remotes/origin/HEAD".into()]
+        {
+            if let Some(sha) = self.resolve(git, &name).await?
+                && !tips.contains(&sha)
+            {
+                tips.push(sha);
+            }
+        }
+        Ok(tips)
+    }
+
     /// Whether the mirror has `sha` as a commit.
     pub async fn has_commit(&self, git: &Git, sha: &str) -> bool {
         let object = format!("{sha}^{{commit}}");

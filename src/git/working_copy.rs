@@ -140,12 +140,14 @@ impl WorkingCopy {
         Ok(())
     }
 
-    /// Writes the commits of `HEAD` that are not in `known`'s history to a bundle
-    /// at `out`.
-    pub async fn bundle_since(&self, git: &Git, known: &str, out: &Path) -> Result<(), GitError> {
+    /// Writes the commits of `HEAD` that are in none of the `known` commits'
+    /// histories to a bundle at `out`.
+    pub async fn bundle_since(&self, git: &Git, known: &[String], out: &Path) -> Result<(), GitError> {
         let out = out.to_string_lossy().into_owned();
-        let not = format!("^{known}");
-        git.run(&self.path, &["bundle", "create", "-q", &out, "HEAD", &not]).await.map(drop)
+        let nots: Vec<String> = known.iter().map(|sha| format!("^{sha}")).collect();
+        let mut args = vec!["bundle", "create", "-q", out.as_str(), "HEAD"];
+        args.extend(nots.iter().map(String::as_str));
+        git.run(&self.path, &args).await.map(drop)
     }
 
     /// Takes tracked paths out of the checkout without git counting them as
