@@ -363,6 +363,13 @@ async fn an_oversized_body_is_refused_with_413() {
     let d = webhook::gitea_raw("issue_comment", "issue_comment", "big", body, TEA_SECRET);
     assert_eq!(d.post(&t.url("tea")).await.0, 413);
     assert!(t.jobs().await.is_empty());
+    // A large body within the limit is verified (off the runtime's threads) like any other.
+    let mut large = serde_json::to_vec(&tea_comment(50, 1350, "@kugetsu status", "alice")).unwrap();
+    large.resize(1024 * 1024, b' ');
+    let forged = webhook::gitea_raw("issue_comment", "issue_comment", "large-1", large.clone(), "not-the-secret");
+    assert_eq!(forged.post(&t.url("tea")).await.0, 401, "a large body signed with another secret");
+    let d = webhook::gitea_raw("issue_comment", "issue_comment", "large-2", large, TEA_SECRET);
+    assert_eq!(d.post(&t.url("tea")).await.0, 202, "control: the same body, signed");
     t.stop().await;
 }
 

@@ -87,7 +87,8 @@ async fn the_agent_cannot_find_the_server_password_or_see_kugetsu() {
          cat /proc/{kugetsu_pid}/environ > kugetsu-env.out 2>&1; \
          cat /proc/self/environ | tr '\\0' '\\n' > self-env.out; \
          for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ; done 2>/dev/null > every-env.out; \
-         grep CapEff /proc/self/status > caps.out"
+         grep CapEff /proc/self/status > caps.out; \
+         unshare -U true 2> userns.err; echo $? > userns.rc"
     );
     agent_runs(&env, &engine, 3, script).await;
     let dir = checkout(&env, 3);
@@ -104,6 +105,14 @@ async fn the_agent_cannot_find_the_server_password_or_see_kugetsu() {
     assert!(every.contains("GIT_AUTHOR_NAME="), "control: the agent's own processes' environments were read");
     assert!(!every.contains("OPENCODE_SERVER_PASSWORD"), "no process in the jail shows the password: {every}");
     assert_eq!(read(&dir.join("caps.out")).trim(), "CapEff:\t0000000000000000", "nothing in the jail has a capability");
+    let control = std::process::Command::new("unshare").args(["-U", "true"]).status().unwrap();
+    assert!(control.success(), "control: outside a jail, unshare makes a user namespace");
+    assert_ne!(
+        read(&dir.join("userns.rc")).trim(),
+        "0",
+        "no new user namespace inside: {}",
+        read(&dir.join("userns.err"))
+    );
     let pids: Vec<u32> = read(&dir.join("procs.out")).lines().filter_map(|l| l.parse().ok()).collect();
     assert!(!pids.is_empty(), "control: the agent sees its own processes");
     assert!(pids.iter().all(|&pid| pid < 100), "only the sandbox's own few processes are visible: {pids:?}");
@@ -142,6 +151,27 @@ async fn config_and_filters_planted_in_the_working_copy_run_only_inside_the_sand
     assert!(dir.join("filter-ran").exists(), "control: kugetsu's git ran the planted filter");
     assert!(!state.join("filter-escaped").exists(), "but only inside the sandbox");
     assert!(env.remote_files("kugetsu/4").contains(&"leftover.txt".to_owned()), "the work was still pushed");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_the_agent_leaves_running_ends_with_its_run() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    let dir = checkout(&env, 7);
+    // A background job and a daemon in a session of its own, each waiting to act
+    // while kugetsu commits and pushes, or later.
+    let script = "nohup sh -c 'echo $$ > job.pid; sleep 4; touch job-late' >/dev/null 2>&1 & \
+         setsid sh -c 'echo $$ > daemon.pid; sleep 4; touch daemon-late' >/dev/null 2>&1 < /dev/null & \
+         sleep 1";
+    agent_runs(&env, &engine, 7, script.into()).await;
+    assert!(dir.join("job.pid").exists() && dir.join("daemon.pid").exists(), "control: both were running");
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert!(!dir.join("job-late").exists(), "the background job ended with the run");
+    assert!(!dir.join("daemon-late").exists(), "the daemon ended with the run");
+    // The server itself stays warm for the next turn.
+    let home = env.state_dir().join("opencode/homes/local/acme/widget/7");
+    assert!(server_environ(&home).contains("OPENCODE_SERVER_PASSWORD="), "the issue's server still runs");
     engine.shutdown().await;
 }
 

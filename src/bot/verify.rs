@@ -74,7 +74,7 @@ fn digest(text: &str) -> String {
 
 async fn confirm_comment(forge: &dyn Forge, handle: &str, job: &mut Job, id: u64) -> Result<Verdict, ForgeError> {
     let found = forge.comment(job.issue.repo(), id).await?;
-    if found.issue != Some(job.issue.number()) {
+    if !found.issue.as_ref().is_some_and(|place| place.is(&job.issue)) {
         return Ok(Err(format!("comment {id} is not on {}", job.issue)));
     }
     if !found.author.eq_ignore_ascii_case(&job.author) {

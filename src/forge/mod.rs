@@ -58,7 +58,25 @@ pub struct ForgeComment {
     /// The login of the comment's author.
     pub author: String,
     /// The issue or pull request the comment is on, where the answer says.
-    pub issue: Option<u64>,
+    pub issue: Option<CommentPlace>,
+}
+
+/// Where a comment is, read from the path of its issue's or pull request's URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentPlace {
+    pub owner: String,
+    pub repo: String,
+    pub number: u64,
+}
+
+impl CommentPlace {
+    /// Whether this is `issue`: owner, repository and number. Logins and
+    /// repository names are case-insensitive on both forges.
+    pub fn is(&self, issue: &IssueRef) -> bool {
+        self.number == issue.number()
+            && self.owner.eq_ignore_ascii_case(issue.repo().owner())
+            && self.repo.eq_ignore_ascii_case(issue.repo().name())
+    }
 }
 
 /// An issue as the forge has it now.
@@ -205,6 +223,16 @@ mod tests {
         ] {
             assert_eq!(Permission::parse(value).can_trigger(), can, "{value}");
         }
+    }
+
+    #[test]
+    fn a_comment_is_on_an_issue_only_when_owner_repository_and_number_all_match() {
+        let issue: IssueRef = "gh/Acme/Widget#7".parse().unwrap();
+        let place = |owner: &str, repo: &str, number| CommentPlace { owner: owner.into(), repo: repo.into(), number };
+        assert!(place("acme", "widget", 7).is(&issue), "control: case does not matter");
+        assert!(!place("acme", "widget", 8).is(&issue));
+        assert!(!place("acme", "gadget", 7).is(&issue), "same number, another repository");
+        assert!(!place("other", "widget", 7).is(&issue), "same name, another owner");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{ForgeComment, IssueFacts, LabelAddition};
+use super::{CommentPlace, ForgeComment, IssueFacts, LabelAddition};
 
 #[derive(Deserialize)]
 pub struct PermissionAnswer {
@@ -99,15 +99,22 @@ pub fn last_adder<'a>(records: impl Iterator<Item = LabelRecord<'a>>, label: &st
         .last()
 }
 
-/// The issue or pull request number at the end of a comment's `issue_url` or
-/// `pull_request_url`.
-fn number_in(url: Option<&str>) -> Option<u64> {
-    url?.trim_end_matches('/').rsplit('/').next()?.parse().ok()
+/// Owner, repository and number at the end of a comment's `issue_url` or
+/// `pull_request_url`: `…/{owner}/{repo}/{issues|pulls|pull}/{n}`.
+fn place_in(url: Option<&str>) -> Option<CommentPlace> {
+    let mut parts = url?.trim_end_matches('/').rsplit('/');
+    let number = parts.next()?.parse().ok()?;
+    if !matches!(parts.next()?, "issues" | "pulls" | "pull") {
+        return None;
+    }
+    let repo = parts.next()?.to_owned();
+    let owner = parts.next()?.to_owned();
+    Some(CommentPlace { owner, repo, number })
 }
 
 impl From<CommentAnswer> for ForgeComment {
     fn from(c: CommentAnswer) -> Self {
-        let issue = number_in(c.issue_url.as_deref()).or_else(|| number_in(c.pull_request_url.as_deref()));
+        let issue = place_in(c.issue_url.as_deref()).or_else(|| place_in(c.pull_request_url.as_deref()));
         Self { id: c.id, body: c.body.unwrap_or_default(), author: c.user.map(|u| u.login).unwrap_or_default(), issue }
     }
 }
@@ -126,10 +133,14 @@ mod tests {
 
     #[test]
     fn comment_urls_name_their_issue_on_both_forges() {
-        assert_eq!(number_in(Some("https://api.github.com/repos/o/r/issues/12")), Some(12));
-        assert_eq!(number_in(Some("https://git.example.com/o/r/issues/7")), Some(7));
-        assert_eq!(number_in(Some("https://git.example.com/o/r/pulls/9/")), Some(9));
-        assert_eq!(number_in(Some("")), None);
-        assert_eq!(number_in(None), None);
+        let at =
+            |owner: &str, repo: &str, number| Some(CommentPlace { owner: owner.into(), repo: repo.into(), number });
+        assert_eq!(place_in(Some("https://api.github.com/repos/o/r/issues/12")), at("o", "r", 12));
+        assert_eq!(place_in(Some("https://git.example.com/o/r/issues/7")), at("o", "r", 7));
+        assert_eq!(place_in(Some("https://git.example.com/sub/o/r/pulls/9/")), at("o", "r", 9));
+        assert_eq!(place_in(Some("https://git.example.com/o/r/commits/9")), None);
+        assert_eq!(place_in(Some("9")), None);
+        assert_eq!(place_in(Some("")), None);
+        assert_eq!(place_in(None), None);
     }
 }

@@ -99,19 +99,25 @@ impl WorkingCopy {
     }
 
     /// Index locks left by a killed git are removed if no process holds them.
-    /// The lock is looked for only in a real `.git` directory, never through a
-    /// link the agent may have put there.
+    /// They are looked for only in a real `.git` directory, held open while it is
+    /// searched, so a link the agent puts in its place meanwhile changes nothing.
     pub fn clear_stale_locks(&self) -> Result<(), GitError> {
-        let dot_git = self.path.join(".git");
-        let is_real_dir = std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir());
-        if !is_real_dir {
+        use nix::fcntl::{AtFlags, OFlag};
+        use nix::sys::stat::{Mode, SFlag, fstatat};
+        use nix::unistd::{UnlinkatFlags, unlinkat};
+        use std::os::fd::AsRawFd;
+        let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+        let Ok(dot_git) = nix::fcntl::open(&self.path.join(".git"), flags, Mode::empty()) else {
             return Ok(());
-        }
-        for lock in [dot_git.join("index.lock"), dot_git.join("HEAD.lock")] {
-            let is_file = std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file());
+        };
+        for name in ["index.lock", "HEAD.lock"] {
+            let is_file = fstatat(&dot_git, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG);
+            let lock = PathBuf::from(format!("/proc/self/fd/{}/{name}", dot_git.as_raw_fd()));
             if is_file && !super::locks::held_by_a_process(&lock) {
-                tracing::warn!(lock = %lock.display(), "removing a stale git lock");
-                std::fs::remove_file(&lock).map_err(GitError::Spawn)?;
+                tracing::warn!(lock = %self.path.join(".git").join(name).display(), "removing a stale git lock");
+                unlinkat(&dot_git, name, UnlinkatFlags::NoRemoveDir)
+                    .map_err(|e| GitError::Spawn(std::io::Error::from(e)))?;
             }
         }
         Ok(())

@@ -162,6 +162,11 @@ fn split_model(model: &str) -> Option<(&str, &str)> {
 fn append_debug(debug_dir: Option<&Path>, session: &str, line: &str) {
     use std::io::Write;
     let Some(dir) = debug_dir else { return };
+    // The id comes from opencode's answers; only a plain name may become a path.
+    let plain = !session.is_empty() && session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !plain {
+        return;
+    }
     let dir = dir.join(session);
     if std::fs::create_dir_all(&dir).is_err() {
         return;
@@ -178,4 +183,24 @@ fn spawn_error(binary: &Path, e: &std::io::Error) -> RunError {
         ""
     };
     RunError::infra(format!("cannot start opencode `{}`: {e}{hint}", binary.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_logs_go_only_under_a_plain_session_name() {
+        let root = tempfile::tempdir().unwrap();
+        let debug = root.path().join("debug");
+        append_debug(Some(&debug), "ses_0a1B-2", "kept");
+        let kept = std::fs::read_to_string(debug.join("ses_0a1B-2/debug.log")).unwrap();
+        assert_eq!(kept, "kept\n", "control: a real session id is logged");
+        for hostile in ["../escaped", "/tmp/abs", "a/b", "", ".."] {
+            append_debug(Some(&debug), hostile, "dropped");
+        }
+        assert!(!root.path().join("escaped").exists());
+        let entries: Vec<_> = std::fs::read_dir(&debug).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(entries, vec![std::ffi::OsString::from("ses_0a1B-2")], "nothing else was written");
+    }
 }

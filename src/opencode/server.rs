@@ -1,4 +1,4 @@
-//! The default driver: one supervised `opencode serve` for all issues.
+//! The default driver: a supervised `opencode serve` per checkout, each in its jail.
 
 use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
@@ -34,7 +34,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 const ABORT_GRACE: Duration = Duration::from_secs(10);
 
 struct Server {
-    _child: Child,
+    child: Child,
     group: ProcessGroup,
     api: Api,
 }
@@ -82,7 +82,7 @@ impl ServerDriver {
         *slot.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         let mut guard = slot.server.lock().await;
         if let Some(server) = guard.as_mut() {
-            let alive = matches!(server._child.try_wait(), Ok(None));
+            let alive = matches!(server.child.try_wait(), Ok(None));
             if alive {
                 return Ok(server.api.clone());
             }
@@ -170,7 +170,7 @@ impl ServerDriver {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tracing::info!(pid = child.id(), home = %home.display(), "opencode serve is up");
-        Ok(Server { _child: child, group, api })
+        Ok(Server { child, group, api })
     }
 
     /// Stops the server of the checkout whose home is `home`, and forgets it.
@@ -181,14 +181,23 @@ impl ServerDriver {
         }
     }
 
-    /// Restarts the server between runs once it holds more memory than allowed:
-    /// opencode frees little on its own, and sessions survive a restart.
-    async fn recycle_if_bloated(&self, slot: &Slot) {
-        // Checked under the server lock: a run counts itself active before it asks
-        // for the server, so none can be handed the server this call is about to stop.
+    /// Between runs: ends what the agent left running, so nothing of it acts
+    /// while kugetsu commits and pushes, and restarts the server once it holds
+    /// more memory than allowed (opencode frees little on its own, and sessions
+    /// survive a restart).
+    async fn after_run(&self, slot: &Slot) {
+        // Under the server lock: a run counts itself active before it asks for
+        // the server, so none can be handed a server this call is about to stop.
         let mut guard = slot.server.lock().await;
         if slot.active.load(Ordering::SeqCst) > 0 {
             return;
+        }
+        let server = guard.as_ref().and_then(|s| s.child.id()).and_then(super::process::server_process);
+        if let Some(server) = server {
+            let killed = super::process::kill_agent_processes(server);
+            if killed > 0 {
+                tracing::info!(killed, "ended processes the agent left running");
+            }
         }
         let resident = guard.as_ref().map_or(0, |s| s.group.resident_mib());
         if resident > self.settings.memory_limit_mib {
@@ -429,7 +438,7 @@ impl Driver for ServerDriver {
         }
         .await;
         drop(active);
-        self.recycle_if_bloated(&slot).await;
+        self.after_run(&slot).await;
         result
     }
 

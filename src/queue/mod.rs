@@ -194,23 +194,29 @@ impl Queue {
     /// what it waits for, shown by `status`. A job that is no longer running
     /// (stopped meanwhile) stays as it is.
     pub async fn defer(&self, id: i64, not_before_ms: i64, why: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET status = 'pending', not_before = ?, error = ?, updated_at = ? \
-             WHERE id = ? AND status = 'running'",
-        )
-        .bind(not_before_ms)
-        .bind(why)
-        .bind(now_millis())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.put_back(id, not_before_ms, why, 0).await
     }
 
     /// Puts a job back after a forge fault, counting the attempt.
     pub async fn retry_later(&self, id: i64, not_before_ms: i64, why: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE jobs SET attempts = attempts + 1 WHERE id = ?").bind(id).execute(&self.pool).await?;
-        self.defer(id, not_before_ms, why).await
+        self.put_back(id, not_before_ms, why, 1).await
+    }
+
+    /// One statement, so nobody reading the row sees the attempt counted while
+    /// the job still shows as running with no reason.
+    async fn put_back(&self, id: i64, not_before_ms: i64, why: &str, attempt: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'pending', not_before = ?, error = ?, updated_at = ?, \
+             attempts = attempts + ? WHERE id = ? AND status = 'running'",
+        )
+        .bind(not_before_ms)
+        .bind(why)
+        .bind(now_millis())
+        .bind(attempt)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Why the issue's pending jobs wait, if they were put back.

@@ -114,6 +114,9 @@ impl Sandbox {
     fn bwrap_args(&self, jail: &Jail) -> Vec<std::ffi::OsString> {
         let mut args: Vec<std::ffi::OsString> = [
             "--unshare-user",
+            // No namespaces of its own inside: each is kernel surface the agent
+            // needs for no task, and a way to regain capabilities there.
+            "--disable-userns",
             "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",

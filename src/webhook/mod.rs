@@ -126,9 +126,7 @@ async fn receive(
         ForgeKind::Github => &body,
         _ => json.as_deref().unwrap_or(&body),
     };
-    let Some(scope) =
-        hook.secrets.iter().find(|(_, secret)| signature::verify(secret, signed, delivery.signature)).map(|(s, _)| s)
-    else {
+    let Some(scope) = signing_scope(hook, signed, delivery.signature).await else {
         return reply(StatusCode::UNAUTHORIZED, "bad webhook signature");
     };
     let Some(json) = json else {
@@ -151,6 +149,25 @@ async fn receive(
             reply(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery; please redeliver")
         }
     }
+}
+
+/// Bodies above this are hashed on the blocking pool, not on the runtime's threads.
+const HASH_INLINE_LIMIT: usize = 64 * 1024;
+
+/// The scope of the secret that signed `signed`, if any did. Each secret costs a
+/// hash of the whole body, which for a large one would hold up every other
+/// request on this thread, so large bodies are hashed off the runtime.
+async fn signing_scope<'h>(hook: &'h Hook, signed: &[u8], signature: &str) -> Option<&'h SecretScope> {
+    let matches = |secrets: &[(SecretScope, SecretString)], body: &[u8], signature: &str| {
+        secrets.iter().position(|(_, secret)| signature::verify(secret, body, signature))
+    };
+    let found = if signed.len() <= HASH_INLINE_LIMIT {
+        matches(&hook.secrets, signed, signature)
+    } else {
+        let (secrets, body, signature) = (hook.secrets.clone(), signed.to_vec(), signature.to_owned());
+        tokio::task::spawn_blocking(move || matches(&secrets, &body, &signature)).await.ok().flatten()
+    };
+    found.and_then(|i| hook.secrets.get(i)).map(|(scope, _)| scope)
 }
 
 async fn accept(intake: &Intake, instance: &InstanceName, hook: &Hook, event: &ForgeEvent) -> anyhow::Result<Reply> {
