@@ -22,14 +22,20 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The agent's bash command for `script`, hidden in octal escapes, as an
+/// attacker would hide it: opencode's own check of the paths a command names
+/// must not be what stops it.
+fn hidden(script: &str) -> String {
+    let escaped: String = script.bytes().map(|b| format!("\\{b:03o}")).collect();
+    format!("printf '{escaped}' | sh")
+}
+
 /// Runs `script` as the agent's one bash command in issue `n`'s session. The
 /// script is hidden in octal escapes, as an attacker would hide it: opencode's
 /// own check of the paths a command names must not be what stops it.
 async fn agent_runs(env: &TestEnv, engine: &kugetsu::engine::Engine, n: u64, script: String) {
     let marker = format!("MARK-ATTACK-{n}");
-    let hidden: String = script.bytes().map(|b| format!("\\{b:03o}")).collect();
-    let command = format!("printf '{hidden}' | sh");
-    env.model.on(&marker, vec![Step::Bash(command), Step::Answer("attacked".into())]);
+    env.model.on(&marker, vec![Step::Bash(hidden(&script)), Step::Answer("attacked".into())]);
     let result = engine.run(&issue(n), &marker, Mode::Auto, RunOptions::default()).await.unwrap();
     assert_eq!(result.answer, "attacked");
     // What the bash tool answered, for when an assertion below fails.
@@ -172,6 +178,43 @@ async fn what_the_agent_leaves_running_ends_with_its_run() {
     // The server itself stays warm for the next turn.
     let home = env.state_dir().join("opencode/homes/local/acme/widget/7");
     assert!(server_environ(&home).contains("OPENCODE_SERVER_PASSWORD="), "the issue's server still runs");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_objects_the_agent_writes_never_reach_the_mirror_or_the_remote() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    // A commit git's own fsck calls broken (badDate), written past git's checks.
+    let commit_with_date = |date: &str| {
+        format!(
+            "t=$(git write-tree); p=$(git rev-parse HEAD); \
+             c=$(printf 'tree %s\\nparent %s\\nauthor a <a@x> {date} +0000\\ncommitter a <a@x> 0 +0000\\n\\nmade by hand\\n' $t $p \
+                 | git hash-object -t commit -w --literally --stdin); \
+             git update-ref HEAD $c && echo $c > made.sha"
+        )
+    };
+    for (n, date) in [(8, "nottime"), (9, "0")] {
+        env.model.on(
+            &format!("MARK-OBJECT-{n}"),
+            vec![Step::Bash(hidden(&commit_with_date(date))), Step::Answer("made".into())],
+        );
+    }
+    let control = engine.run(&issue(9), "MARK-OBJECT-9", Mode::Auto, RunOptions::default()).await;
+    assert!(control.is_ok(), "control: a hand-made, well-formed commit is taken: {control:?}");
+    assert!(env.remote_files("kugetsu/9").contains(&"made.sha".to_owned()));
+
+    let attack = engine.run(&issue(8), "MARK-OBJECT-8", Mode::Auto, RunOptions::default()).await;
+    let refusal = attack.expect_err("the broken commit is refused").to_string();
+    assert!(refusal.contains("git's checks refuse"), "said in kugetsu's words: {refusal}");
+    let bad = read(&checkout(&env, 8).join("made.sha"));
+    let mirror = env.state_dir().join("mirrors/local/acme/widget.git");
+    let in_mirror = std::process::Command::new("git")
+        .args(["--git-dir", &mirror.to_string_lossy(), "cat-file", "-e", bad.trim()])
+        .status()
+        .unwrap();
+    assert!(!in_mirror.success(), "the mirror does not hold it");
+    assert!(!env.remote_has_branch("kugetsu/8"), "nothing was pushed");
     engine.shutdown().await;
 }
 

@@ -431,7 +431,17 @@ impl Engine {
         if !std::fs::symlink_metadata(&bundle).is_ok_and(|m| m.is_file()) {
             return Err(EngineError::Infra("the working copy's bundle is not a plain file".into()));
         }
-        mirror.import_bundle(&self.git, &bundle, branch).await?;
+        mirror.import_bundle(&self.git, &bundle, branch, &head).await.map_err(|e| match e {
+            GitError::Failed { args, stderr } if args.starts_with("index-pack") => {
+                tracing::warn!(%stderr, "the working copy's objects failed git's checks");
+                EngineError::BadInput(
+                    "the agent's commits hold objects that git's checks refuse, so nothing was pushed \
+                     and `reset` starts the issue afresh"
+                        .into(),
+                )
+            }
+            other => other.into(),
+        })?;
         let imported = mirror.resolve(&self.git, &format!("refs/heads/{branch}")).await?;
         if imported.as_deref() != Some(head.as_str()) {
             return Err(EngineError::Infra(format!("the working copy's commits did not reach the mirror ({branch})")));

@@ -116,7 +116,12 @@ impl Git {
     }
 
     pub async fn run(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
-        self.run_authenticated(dir, args, None).await
+        self.exec(dir, args, None, None).await
+    }
+
+    /// Runs git with `input` as its standard input.
+    pub async fn run_with_input(&self, dir: &Path, args: &[&str], input: std::fs::File) -> Result<String, GitError> {
+        self.exec(dir, args, None, Some(input)).await
     }
 
     /// Runs git; with credentials for `url`, git gets them from kugetsu's credential helper.
@@ -125,6 +130,16 @@ impl Git {
         dir: &Path,
         args: &[&str],
         auth: Option<(&Credentials, &str)>,
+    ) -> Result<String, GitError> {
+        self.exec(dir, args, auth, None).await
+    }
+
+    async fn exec(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        auth: Option<(&Credentials, &str)>,
+        input: Option<std::fs::File>,
     ) -> Result<String, GitError> {
         let mut cmd = match (&self.jail, auth) {
             (Some((sandbox, jail)), None) => sandbox.command("git", jail),
@@ -161,7 +176,7 @@ impl Git {
             .env("GIT_AUTHOR_EMAIL", &self.user_email)
             .env("GIT_COMMITTER_NAME", &self.user_name)
             .env("GIT_COMMITTER_EMAIL", &self.user_email)
-            .stdin(Stdio::null())
+            .stdin(input.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);

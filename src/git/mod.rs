@@ -3,6 +3,7 @@
 //! Every call goes through [`Git`], which hardens git against configuration that a
 //! repository or the agent could plant, and hands credentials to git through a helper only that git process can reach.
 
+mod bundle;
 mod command;
 mod credential;
 mod locks;
