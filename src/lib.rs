@@ -19,6 +19,7 @@ pub mod opencode;
 pub mod queue;
 pub mod result;
 pub mod sandbox;
+pub mod stage;
 pub mod store;
 pub mod trigger;
 pub mod webhook;

@@ -160,24 +160,102 @@ async fn config_and_filters_planted_in_the_working_copy_run_only_inside_the_sand
     engine.shutdown().await;
 }
 
+/// A process that outlives its group's leader: the main thread exits alone, so
+/// `/proc` shows the process as a zombie while its other thread goes on.
+const HEADLESS_THREAD: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static void *later(void *arg) { sleep(6); fclose(fopen("zombie-late", "w")); return arg; }
+int main(void) {
+    setsid();
+    pthread_t t;
+    pthread_create(&t, 0, later, 0);
+    fclose(fopen("zombie.started", "w"));
+    syscall(SYS_exit, 0);
+}
+"#;
+
+/// A chain of processes that each start the next and exit, so no pid lives long.
+const HOPPER: &str = "c=$(cat hops 2>/dev/null || echo 0); echo $((c + 1)) > hops; sleep 0.05; \
+                      if [ $c -gt 120 ]; then touch hop-late; else sh hop.sh & fi";
+
 #[tokio::test]
 async fn what_the_agent_leaves_running_ends_with_its_run() {
     let env = TestEnv::new("server").await;
     let engine = env.engine().await;
     let dir = checkout(&env, 7);
-    // A background job and a daemon in a session of its own, each waiting to act
-    // while kugetsu commits and pushes, or later.
-    let script = "nohup sh -c 'echo $$ > job.pid; sleep 4; touch job-late' >/dev/null 2>&1 & \
-         setsid sh -c 'echo $$ > daemon.pid; sleep 4; touch daemon-late' >/dev/null 2>&1 < /dev/null & \
-         sleep 1";
-    agent_runs(&env, &engine, 7, script.into()).await;
-    assert!(dir.join("job.pid").exists() && dir.join("daemon.pid").exists(), "control: both were running");
-    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    assert!(!dir.join("job-late").exists(), "the background job ended with the run");
-    assert!(!dir.join("daemon-late").exists(), "the daemon ended with the run");
-    // The server itself stays warm for the next turn.
+    // Each waits to act while kugetsu commits and pushes, or later: a background
+    // job, a daemon in a session of its own, a process whose leader thread is
+    // gone, and a chain that hops from pid to pid.
+    let script = format!(
+        "cat > headless.c <<'EOF'\n{HEADLESS_THREAD}\nEOF\n\
+         cc -o headless headless.c -lpthread && (./headless >/dev/null 2>&1 </dev/null &); \
+         nohup sh -c 'echo $$ > job.pid; sleep 6; touch job-late' >/dev/null 2>&1 & \
+         setsid sh -c 'echo $$ > daemon.pid; sleep 6; touch daemon-late' >/dev/null 2>&1 < /dev/null & \
+         echo '{HOPPER}' > hop.sh; sh hop.sh >/dev/null 2>&1 </dev/null; \
+         sleep 1"
+    );
+    agent_runs(&env, &engine, 7, script).await;
     let home = env.state_dir().join("opencode/homes/local/acme/widget/7");
-    assert!(server_environ(&home).contains("OPENCODE_SERVER_PASSWORD="), "the issue's server still runs");
+    let server = server_pid(&home).expect("the issue's server runs");
+    for started in ["job.pid", "daemon.pid", "zombie.started", "hops"] {
+        assert!(dir.join(started).exists(), "control: {started} shows it was running");
+    }
+    let hops = read(&dir.join("hops"));
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    for late in ["job-late", "daemon-late", "zombie-late", "hop-late"] {
+        assert!(!dir.join(late).exists(), "{late}: it ended with the run");
+    }
+    assert_eq!(read(&dir.join("hops")), hops, "the chain stopped hopping");
+    assert_eq!(server_pid(&home), Some(server), "the server itself stays warm for the next turn");
+    engine.shutdown().await;
+}
+
+/// The host pid of the `opencode serve` whose data lives in `home`: PID 1 of its jail.
+fn server_pid(home: &Path) -> Option<u32> {
+    let marker = format!("XDG_DATA_HOME={}", home.join("data").display());
+    std::fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let environ = String::from_utf8_lossy(&std::fs::read(entry.path().join("environ")).ok()?).replace('\0', "\n");
+        let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+        let jail_init =
+            status.lines().any(|l| l.starts_with("NSpid:") && l.split_whitespace().count() > 2 && l.ends_with("\t1"));
+        (jail_init && environ.lines().any(|l| l == marker)).then_some(pid)
+    })
+}
+
+#[tokio::test]
+async fn opencodes_grep_runs_kugetsus_ripgrep_not_one_the_agent_planted() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    let dir = checkout(&env, 10);
+    // opencode runs the first `rg` it finds, with its whole environment, and
+    // looks in its data directory (the agent's to write) when PATH has none.
+    let script = format!(
+        "mkdir -p $XDG_DATA_HOME/opencode/bin && \
+         printf '#!/bin/sh\\nenv > {dir}/planted-ran\\n' > $XDG_DATA_HOME/opencode/bin/rg && \
+         chmod +x $XDG_DATA_HOME/opencode/bin/rg; \
+         command -v rg > which-rg.out; echo 'needle-in-go' > main.go",
+        dir = dir.display()
+    );
+    env.model.on(
+        "MARK-HELPERS",
+        vec![
+            Step::Bash(hidden(&script)),
+            Step::Tool("grep", serde_json::json!({ "pattern": "needle-in-go" })),
+            Step::Answer("looked".into()),
+        ],
+    );
+    let result = engine.run(&issue(10), "MARK-HELPERS", Mode::Auto, RunOptions::default()).await.unwrap();
+    assert_eq!(result.answer, "looked");
+    let requests = env.model.requests_for("MARK-HELPERS");
+    let last = support::transcript(requests.last().expect("the model was asked"));
+    assert!(last.contains("main.go"), "control: the grep tool found the file: {last}");
+    let found = read(&dir.join("which-rg.out"));
+    assert!(found.trim().ends_with("opencode/bin/rg"), "the first rg is kugetsu's: {found}");
+    assert!(!dir.join("planted-ran").exists(), "the planted ripgrep never ran");
     engine.shutdown().await;
 }
 

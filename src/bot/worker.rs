@@ -18,6 +18,7 @@ use crate::engine::{Engine, EngineError, Mode, RunOptions};
 use crate::forge::{Backoff, Forge, PermissionCache, ReactionTarget, compare_url};
 use crate::issue_ref::{InstanceName, IssueRef};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
+use crate::stage::{self, Stage};
 use crate::store::now_millis;
 use crate::trigger::Control;
 
@@ -152,6 +153,7 @@ impl Worker {
     async fn process(&self, queued: QueuedJob) -> Outcome {
         crash::point("after-claim");
         let QueuedJob { id, job, outcome, attempts, created_at } = queued;
+        stage::reached(&job.issue, Stage::Claimed);
         let Some(forge) = self.forges.get(job.issue.repo().instance()).cloned() else {
             return Outcome::Failed("the instance is no longer configured".into());
         };
@@ -167,6 +169,7 @@ impl Worker {
             Ok(job) => job,
             Err(outcome) => return outcome,
         };
+        stage::reached(&job.issue, Stage::Admitted);
         let body = match &job.trigger {
             JobTrigger::Mention | JobTrigger::Label { .. } => match self.run_agent(forge.as_ref(), id, &job).await {
                 Some(body) => body,
@@ -180,7 +183,9 @@ impl Worker {
             tracing::error!(error = %format!("{e:#}"), "cannot save a job's outcome");
         }
         crash::point("before-comment");
-        self.post_once(forge.as_ref(), &job.issue, id, &body).await
+        let posted = self.post_once(forge.as_ref(), &job.issue, id, &body).await;
+        stage::reached(&job.issue, Stage::Commented);
+        posted
     }
 
     /// Runs the agent and returns the comment to post; `None` when the job was

@@ -17,6 +17,7 @@ use crate::lock::{FileLock, lock_exclusive, try_lock_exclusive};
 use crate::opencode::{Driver, Prompt, SESSION_TITLE_PREFIX, SessionTarget, driver_for};
 use crate::result::RunResult;
 use crate::sandbox::{Jail, Sandbox};
+use crate::stage::{self, Stage};
 use crate::store::{BaseSession, IssueSession, SessionStatus, SqliteStore, Store, now_millis};
 
 pub use crate::layout::Layout;
@@ -191,6 +192,7 @@ impl Engine {
         let branch = self.branch_for(issue);
         let (worktree, remote_sha) = self.prepare_worktree(issue, &mirror, &branch, creds.as_ref()).await?;
         let base_sha = worktree.head(&self.working_copy_git(&worktree, None)).await?;
+        stage::reached(issue, Stage::WorkingCopyReady);
 
         let now = now_millis();
         let mut record = existing.unwrap_or_else(|| IssueSession {
@@ -212,6 +214,7 @@ impl Engine {
         self.store.save_issue_session(&record).await?;
 
         let outcome = self.run_agent(issue, &mut record, &worktree, message, opts).await;
+        stage::reached(issue, Stage::AgentDone);
         let reply = match outcome {
             Ok(reply) => reply,
             Err(e) => return Err(self.record_failure(&mut record, e).await),
@@ -324,6 +327,7 @@ impl Engine {
             tokio::select! {
                 outcome = &mut run => break outcome,
                 Some(id) = session_ids.recv() => {
+                    stage::reached(issue, Stage::SessionReady);
                     // Recorded before the agent starts, so `stop` finds the session to abort.
                     if record.session_id.as_deref() != Some(id.as_str()) {
                         record.session_id = Some(id);
@@ -369,6 +373,7 @@ impl Engine {
             mirror.restore_config()?;
             self.take_commits(mirror, worktree, branch).await?
         };
+        stage::reached(issue, Stage::Committed);
         // The run's start is in the mirror unless the agent left it behind before
         // kugetsu took it (a crash, a reset); then the listing starts at the default branch.
         let since = match mirror.has_commit(&self.git, base_sha).await {
@@ -403,6 +408,7 @@ impl Engine {
         .await
         .map_err(|e| push_error(branch, e))?;
         crate::crash::point("after-push");
+        stage::reached(issue, Stage::Pushed);
         record.last_pushed_sha = Some(head);
         Ok((commits, files, Some(mirror.url().to_owned())))
     }

@@ -1,19 +1,26 @@
 //! Stale lock files: git leaves `index.lock` behind when it is killed, and every
 //! later git call in that worktree then fails until the file is removed.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
 
-/// Whether any process has `lock` open. A lock is only stale when none does;
+/// Which file: its device and inode, so no path (nor a link swapped into one)
+/// is followed to find it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Whether any process has the file open. A lock is only stale when none does;
 /// removing a live one would corrupt the index of the git that holds it.
-pub fn held_by_a_process(lock: &Path) -> bool {
-    let Ok(target) = lock.canonicalize() else { return false };
+pub fn held_by_a_process(lock: FileId) -> bool {
     let Ok(procs) = std::fs::read_dir("/proc") else { return true };
     procs
         .flatten()
         .filter(|p| p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
         .filter_map(|p| std::fs::read_dir(p.path().join("fd")).ok())
         .flat_map(|fds| fds.flatten())
-        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|open| open == target))
+        .any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| FileId { dev: m.dev(), ino: m.ino() } == lock))
 }
 
 #[cfg(test)]
@@ -25,8 +32,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lock = dir.path().join("index.lock");
         let file = std::fs::File::create(&lock).unwrap();
-        assert!(held_by_a_process(&lock));
+        let meta = std::fs::metadata(&lock).unwrap();
+        let id = FileId { dev: meta.dev(), ino: meta.ino() };
+        assert!(held_by_a_process(id));
         drop(file);
-        assert!(!held_by_a_process(&lock));
+        assert!(!held_by_a_process(id));
     }
 }

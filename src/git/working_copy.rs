@@ -105,16 +105,15 @@ impl WorkingCopy {
         use nix::fcntl::{AtFlags, OFlag};
         use nix::sys::stat::{Mode, SFlag, fstatat};
         use nix::unistd::{UnlinkatFlags, unlinkat};
-        use std::os::fd::AsRawFd;
         let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
         let Ok(dot_git) = nix::fcntl::open(&self.path.join(".git"), flags, Mode::empty()) else {
             return Ok(());
         };
         for name in ["index.lock", "HEAD.lock"] {
-            let is_file = fstatat(&dot_git, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG);
-            let lock = PathBuf::from(format!("/proc/self/fd/{}/{name}", dot_git.as_raw_fd()));
-            if is_file && !super::locks::held_by_a_process(&lock) {
+            let Ok(st) = fstatat(&dot_git, name, AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+            let is_file = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+            let id = super::locks::FileId { dev: st.st_dev, ino: st.st_ino };
+            if is_file && !super::locks::held_by_a_process(id) {
                 tracing::warn!(lock = %self.path.join(".git").join(name).display(), "removing a stale git lock");
                 unlinkat(&dot_git, name, UnlinkatFlags::NoRemoveDir)
                     .map_err(|e| GitError::Spawn(std::io::Error::from(e)))?;

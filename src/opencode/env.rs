@@ -18,6 +18,16 @@ impl std::fmt::Debug for OpencodeEnv {
     }
 }
 
+/// What opencode does for a person at a terminal and a bot does not need.
+/// - Snapshots are opencode's undo store, a second git index of the whole
+///   checkout kept up around every tool call; kugetsu commits every run, so git
+///   already is the record.
+/// - Language servers and formatters are programs opencode starts itself, with
+///   its whole environment (its server password, provider keys), and looks for
+///   in its data directory, which the agent can write. The agent runs linters
+///   and formatters through its shell, which has neither.
+pub const HEADLESS_CONFIG: &str = r#"{"snapshot":false,"lsp":false,"formatter":false}"#;
+
 /// Subdirectories of a checkout's opencode home, by variable.
 const HOME_DIRS: &[(&str, &str)] =
     &[("HOME", "home"), ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")];
@@ -33,6 +43,8 @@ impl OpencodeEnv {
             ("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into()),
             ("OPENCODE_DISABLE_SHARE".into(), "1".into()),
             ("OPENCODE_DISABLE_LSP_DOWNLOAD".into(), "1".into()),
+            // Merged over the operator's config. See [`HEADLESS_CONFIG`].
+            ("OPENCODE_CONFIG_CONTENT".into(), HEADLESS_CONFIG.into()),
             ("GIT_AUTHOR_NAME".into(), config.git.user_name.clone().into()),
             ("GIT_AUTHOR_EMAIL".into(), config.git.user_email.clone().into()),
             ("GIT_COMMITTER_NAME".into(), config.git.user_name.clone().into()),

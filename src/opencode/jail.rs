@@ -19,6 +19,16 @@ use crate::sandbox::{Jail, Sandbox};
 const SHELL: &str = "#!/bin/sh\n# Written by kugetsu: the agent's shell, without opencode's server password.\n\
 unset OPENCODE_SERVER_PASSWORD LD_PRELOAD\nexec /bin/bash \"$@\"\n";
 
+/// ripgrep for opencode's grep and glob tools, first on opencode's PATH. It runs
+/// the system's ripgrep with none of opencode's environment (the server's
+/// password, provider keys); and since opencode finds it on PATH, it never looks
+/// for (or downloads) one in its data directory, which the agent can write.
+const RIPGREP: &str = "#!/bin/sh\n# Written by kugetsu: ripgrep without opencode's environment.\n\
+for rg in /usr/bin/rg /usr/local/bin/rg /bin/rg; do\n\
+  [ -x \"$rg\" ] && exec env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \"$rg\" \"$@\"\n\
+done\n\
+echo 'ripgrep is not installed (apt install ripgrep)' >&2\nexit 127\n";
+
 /// Preloaded into opencode so that it is non-dumpable: its environment (the
 /// server's password, provider keys) cannot be read through `/proc` by the
 /// agent's processes. Built from `src/sandbox/nodump.c` by `build.rs`.
@@ -31,6 +41,7 @@ pub struct Jails {
     /// Read-only for every checkout: opencode itself, its config, the shell.
     shared: Vec<PathBuf>,
     shell: PathBuf,
+    ripgrep: PathBuf,
     nodump: PathBuf,
     /// opencode's global config directory, read-only in every checkout's jail.
     config_dir: PathBuf,
@@ -42,6 +53,7 @@ impl Jails {
     /// `config_files[0]` is opencode's config directory; the rest are files it reads.
     pub fn new(sandbox: Sandbox, layout: Layout, binary: &Path, config_files: &[PathBuf]) -> Self {
         let shell = layout.opencode_bin().join("shell");
+        let ripgrep = layout.opencode_bin().join("rg");
         let nodump = layout.opencode_bin().join("nodump.so");
         let mut shared: Vec<PathBuf> = config_files.iter().filter(|p| p.exists()).cloned().collect();
         // npm installs opencode as a link to a self-contained binary: that file is
@@ -49,7 +61,7 @@ impl Jails {
         shared.extend(resolve_binary(binary));
         shared.push(layout.opencode_bin());
         let config_dir = config_files.first().cloned().unwrap_or_default();
-        Self { sandbox, layout, shared, shell, nodump, config_dir, ready: Arc::new(OnceCell::new()) }
+        Self { sandbox, layout, shared, shell, ripgrep, nodump, config_dir, ready: Arc::new(OnceCell::new()) }
     }
 
     /// Lets opencode set up its config directory, once per process, before it
@@ -64,6 +76,13 @@ impl Jails {
                 }
             })
             .await;
+    }
+
+    /// Ends what the agent left running in the jail of the server `spawned`.
+    pub async fn end_leftovers(&self, spawned: u32) {
+        if let Err(e) = self.sandbox.end_all_but_pid1(spawned).await {
+            tracing::warn!(error = %e, "could not end what the agent left running");
+        }
     }
 
     /// The opencode home of the checkout at `dir`.
@@ -132,6 +151,8 @@ impl Jails {
         })?;
         write_once(&self.shell, SHELL.as_bytes(), 0o555)
             .map_err(|e| RunError::infra(format!("cannot write the agent's shell: {e}")))?;
+        write_once(&self.ripgrep, RIPGREP.as_bytes(), 0o555)
+            .map_err(|e| RunError::infra(format!("cannot write opencode's ripgrep: {e}")))?;
         write_once(&self.nodump, NODUMP, 0o444)
             .map_err(|e| RunError::infra(format!("cannot write {}: {e}", self.nodump.display())))?;
         for dir in env.home_dirs(home) {
@@ -149,6 +170,12 @@ impl Jails {
         cmd.envs(env.vars());
         cmd.envs(env.home_vars(home));
         cmd.env("SHELL", &self.shell);
+        let path = env.vars().find(|(k, _)| *k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+        let mut dirs = vec![self.layout.opencode_bin()];
+        dirs.extend(std::env::split_paths(&path));
+        if let Ok(path) = std::env::join_paths(dirs) {
+            cmd.env("PATH", path);
+        }
         cmd.env("LD_PRELOAD", &self.nodump);
         cmd.current_dir(&jail.dir);
         Ok(cmd)
@@ -181,4 +208,39 @@ fn resolve_binary(binary: &Path) -> Option<PathBuf> {
         std::env::split_paths(&path).map(|dir| dir.join(binary)).find(|p| p.is_file())?
     };
     std::fs::canonicalize(found).ok().filter(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ripgrep's `--pre` runs a program per file with ripgrep's own environment,
+    /// which shows what ripgrep was given.
+    fn environment_seen_by_ripgrep(rg: &[&str]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("dump");
+        std::fs::write(&dump, "#!/bin/sh\nenv\n").unwrap();
+        std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let out = std::process::Command::new(rg[0])
+            .args(&rg[1..])
+            .args(["--pre", &dump.to_string_lossy(), "=", "file"])
+            .current_dir(dir.path())
+            .env("OPENCODE_SERVER_PASSWORD", "the-server-password")
+            .output()
+            .expect("ripgrep runs (scripts/test installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn the_ripgrep_opencode_runs_gets_none_of_its_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = dir.path().join("rg");
+        write_once(&wrapper, RIPGREP.as_bytes(), 0o555).unwrap();
+        let direct = environment_seen_by_ripgrep(&["rg"]);
+        assert!(direct.contains("the-server-password"), "control: ripgrep passes its environment on: {direct}");
+        let wrapped = environment_seen_by_ripgrep(&[&wrapper.to_string_lossy()]);
+        assert!(wrapped.contains("PATH="), "control: the wrapper ran ripgrep: {wrapped}");
+        assert!(!wrapped.contains("the-server-password"), "{wrapped}");
+    }
 }

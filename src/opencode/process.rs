@@ -26,8 +26,7 @@ impl ProcessGroup {
     /// MiB. Below, not in the group: in a jail, opencode runs in a session of its own.
     pub fn resident_mib(&self) -> u64 {
         let Some(leader) = self.pgid else { return 0 };
-        let table = process_table();
-        let kib: u64 = tree_of(&table, leader)
+        let kib: u64 = tree_of(&parents(), leader)
             .into_iter()
             .filter_map(|pid| resident_kib(std::path::Path::new(&format!("/proc/{pid}"))))
             .sum();
@@ -41,88 +40,34 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// The fields of `/proc/<pid>/stat` that place a process in the tree.
-struct StatFields {
-    /// A zombie (`Z`) is dead already, only not yet reaped.
-    state: char,
-    ppid: i32,
-    session: i32,
-}
-
-fn stat_fields(proc_dir: &std::path::Path) -> Option<StatFields> {
+/// The parent of the process whose `/proc` entry is `proc_dir`.
+fn parent_of(proc_dir: &std::path::Path) -> Option<i32> {
     let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
     // The command name may hold spaces and parentheses; fields resume after the last `)`.
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let mut next = || rest.next()?.parse().ok();
-    let ppid = next()?;
-    let _pgrp: i32 = next()?;
-    Some(StatFields { state, ppid, session: next()? })
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Every process, by pid.
-fn process_table() -> HashMap<i32, StatFields> {
+/// Every process's parent, by pid.
+fn parents() -> HashMap<i32, i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return HashMap::new() };
     entries
         .flatten()
         .filter_map(|e| {
             let pid = e.file_name().to_str()?.parse().ok()?;
-            Some((pid, stat_fields(&e.path())?))
+            Some((pid, parent_of(&e.path())?))
         })
         .collect()
 }
 
 /// `root` and every process below it.
-fn tree_of(table: &HashMap<i32, StatFields>, root: i32) -> Vec<i32> {
+fn tree_of(parents: &HashMap<i32, i32>, root: i32) -> Vec<i32> {
     let mut tree = vec![root];
     let mut next = 0;
     while let Some(&parent) = tree.get(next) {
-        tree.extend(table.iter().filter(|(_, f)| f.ppid == parent).map(|(pid, _)| *pid));
+        tree.extend(parents.iter().filter(|(_, p)| **p == parent).map(|(pid, _)| *pid));
         next += 1;
     }
     tree
-}
-
-/// The process that runs `opencode serve` for a child spawned as `root`: with a
-/// sandbox, bubblewrap's child (opencode is PID 1 of the jail); without one, `root`.
-pub fn server_process(root: u32) -> Option<i32> {
-    let root = i32::try_from(root).ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{root}/comm")).ok()?;
-    if comm.trim() != "bwrap" {
-        return Some(root);
-    }
-    process_table().into_iter().find(|(_, f)| f.ppid == root).map(|(pid, _)| pid)
-}
-
-/// Kills what the agent left running below `server`: every descendant outside
-/// the server's own session. opencode starts each bash tool call in a session of
-/// its own, and no process can move into another session, so background jobs and
-/// daemons are found however they forked; in a jail, orphans are re-parented to
-/// the server (its PID 1), never out of its tree. Helpers opencode starts itself
-/// (language servers) share its session and are left running. Returns how many
-/// processes were killed.
-pub fn kill_agent_processes(server: i32) -> usize {
-    let Some(server_session) = stat_fields(std::path::Path::new(&format!("/proc/{server}"))).map(|f| f.session) else {
-        return 0;
-    };
-    let mut killed = 0;
-    // Processes fork while the table is read; passes repeat until one finds none.
-    for _ in 0..20 {
-        let table = process_table();
-        let found: Vec<i32> = tree_of(&table, server)
-            .into_iter()
-            .filter(|pid| table.get(pid).is_some_and(|f| f.session != server_session && !matches!(f.state, 'Z' | 'X')))
-            .collect();
-        if found.is_empty() {
-            break;
-        }
-        for pid in found {
-            if nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-                killed += 1;
-            }
-        }
-    }
-    killed
 }
 
 fn resident_kib(proc_dir: &std::path::Path) -> Option<u64> {

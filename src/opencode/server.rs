@@ -192,12 +192,8 @@ impl ServerDriver {
         if slot.active.load(Ordering::SeqCst) > 0 {
             return;
         }
-        let server = guard.as_ref().and_then(|s| s.child.id()).and_then(super::process::server_process);
-        if let Some(server) = server {
-            let killed = super::process::kill_agent_processes(server);
-            if killed > 0 {
-                tracing::info!(killed, "ended processes the agent left running");
-            }
+        if let Some(spawned) = guard.as_ref().and_then(|s| s.child.id()) {
+            self.jails.end_leftovers(spawned).await;
         }
         let resident = guard.as_ref().map_or(0, |s| s.group.resident_mib());
         if resident > self.settings.memory_limit_mib {

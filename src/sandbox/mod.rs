@@ -7,6 +7,7 @@
 //! for it: not the database, not the mirrors' config, not other issues.
 
 mod probe;
+mod reap;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,17 @@ impl Sandbox {
         let mut hidden: Vec<PathBuf> = vec![config.state_dir.clone()];
         hidden.extend(config.source.iter().cloned());
         Self::new(config.sandbox, hidden)
+    }
+
+    /// Ends every process in the jail of `spawned` (a process [`Sandbox::command`]
+    /// started) but the jail's PID 1. Without a sandbox there is no jail to empty.
+    pub async fn end_all_but_pid1(&self, spawned: u32) -> std::io::Result<()> {
+        match self.kind {
+            SandboxKind::None => Ok(()),
+            SandboxKind::Bwrap => tokio::task::spawn_blocking(move || reap::kill_all_but_pid1(spawned))
+                .await
+                .map_err(std::io::Error::other)?,
+        }
     }
 
     pub fn kind(&self) -> SandboxKind {

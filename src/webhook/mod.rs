@@ -154,6 +154,11 @@ async fn receive(
 /// Bodies above this are hashed on the blocking pool, not on the runtime's threads.
 const HASH_INLINE_LIMIT: usize = 64 * 1024;
 
+/// Large bodies hashed at once. A permit is held until the hashing ends, also
+/// when its request was dropped meanwhile, so slow or vanished clients cannot pile
+/// up work that no connection limit counts.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// The scope of the secret that signed `signed`, if any did. Each secret costs a
 /// hash of the whole body, which for a large one would hold up every other
 /// request on this thread, so large bodies are hashed off the runtime.
@@ -161,11 +166,21 @@ async fn signing_scope<'h>(hook: &'h Hook, signed: &[u8], signature: &str) -> Op
     let matches = |secrets: &[(SecretScope, SecretString)], body: &[u8], signature: &str| {
         secrets.iter().position(|(_, secret)| signature::verify(secret, body, signature))
     };
+    if !signature::is_well_formed(signature) {
+        return None;
+    }
     let found = if signed.len() <= HASH_INLINE_LIMIT {
         matches(&hook.secrets, signed, signature)
     } else {
+        let permit = HASHING.acquire().await.ok()?;
         let (secrets, body, signature) = (hook.secrets.clone(), signed.to_vec(), signature.to_owned());
-        tokio::task::spawn_blocking(move || matches(&secrets, &body, &signature)).await.ok().flatten()
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            matches(&secrets, &body, &signature)
+        })
+        .await
+        .ok()
+        .flatten()
     };
     found.and_then(|i| hook.secrets.get(i)).map(|(scope, _)| scope)
 }

@@ -20,6 +20,11 @@ pub fn verify(secret: &SecretString, body: &[u8], hex_signature: &str) -> bool {
     mac.verify_slice(&expected).is_ok()
 }
 
+/// Whether `hex_signature` could be an HMAC-SHA256 at all: 32 bytes in hex.
+pub fn is_well_formed(hex_signature: &str) -> bool {
+    hex::decode(hex_signature.trim()).is_ok_and(|bytes| bytes.len() == 32)
+}
+
 /// Signs `body` the way the forges do: lower-case hex HMAC-SHA256.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
@@ -41,5 +46,9 @@ mod tests {
         assert!(!verify(&secret, b"Hello, World!", ""));
         assert!(!verify(&secret, b"Hello, World!", "zz"));
         assert!(!verify(&secret, b"Hello, World!", &sig[..62]));
+        assert!(is_well_formed(sig), "control");
+        for bad in ["", "zz", &sig[..62], &format!("{sig}00")] {
+            assert!(!is_well_formed(bad), "{bad}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! Every request is recorded so tests can assert what the model saw.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 pub enum Step {
     /// Call the `bash` tool with this command.
     Bash(String),
+    /// Call any tool by name with these arguments.
+    Tool(&'static str, Value),
     /// Answer with this text and end the turn.
     Answer(String),
     /// Fail the request with this HTTP status.
@@ -34,6 +36,8 @@ pub enum Step {
 struct Script {
     rules: Vec<(String, Vec<Step>)>,
     requests: Vec<Value>,
+    /// When each of `requests` arrived.
+    arrivals: Vec<Instant>,
 }
 
 #[derive(Clone)]
@@ -72,6 +76,18 @@ impl FakeModel {
     /// Requests whose latest user message contains `marker`.
     pub fn requests_for(&self, marker: &str) -> Vec<Value> {
         self.requests().into_iter().filter(|r| latest_user_text(r).contains(marker)).collect()
+    }
+
+    /// When each request for `marker` arrived, in order.
+    pub fn arrivals_for(&self, marker: &str) -> Vec<Instant> {
+        let script = self.script.lock().unwrap();
+        script
+            .requests
+            .iter()
+            .zip(&script.arrivals)
+            .filter(|(r, _)| latest_user_text(r).contains(marker))
+            .map(|(_, at)| *at)
+            .collect()
     }
 
     /// Waits until a request for `marker` has arrived.
@@ -115,6 +131,7 @@ async fn complete(State(script): State<Arc<Mutex<Script>>>, body: String) -> Res
     let step = {
         let mut script = script.lock().unwrap();
         script.requests.push(request.clone());
+        script.arrivals.push(Instant::now());
         let text = latest_user_text(&request);
         let steps =
             script.rules.iter().rev().find(|(marker, _)| text.contains(marker.as_str())).map(|(_, s)| s.clone());
@@ -136,8 +153,10 @@ async fn play(step: Step) -> Response {
             Box::pin(play(*step)).await
         }
         Step::Bash(command) => {
-            let args = json!({ "command": command, "description": "scripted command" }).to_string();
-            let call = json!({ "role": "assistant", "tool_calls": [{ "index": 0, "id": format!("call_{}", rand_id()), "type": "function", "function": { "name": "bash", "arguments": args } }] });
+            Box::pin(play(Step::Tool("bash", json!({ "command": command, "description": "scripted command" })))).await
+        }
+        Step::Tool(name, args) => {
+            let call = json!({ "role": "assistant", "tool_calls": [{ "index": 0, "id": format!("call_{}", rand_id()), "type": "function", "function": { "name": name, "arguments": args.to_string() } }] });
             sse(vec![chunk(call, None), chunk(json!({}), Some("tool_calls"))])
         }
         Step::Answer(text) => {
