@@ -260,6 +260,34 @@ async fn opencodes_grep_runs_kugetsus_ripgrep_not_one_the_agent_planted() {
 }
 
 #[tokio::test]
+async fn what_the_agent_plants_in_its_opencode_home_never_reaches_opencode() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    let dir = checkout(&env, 11);
+    // opencode runs git itself when it starts, with its whole environment; git's
+    // trace2 would write the variables it names wherever the config says.
+    let script = format!(
+        "printf '[trace2]\\n\\teventTarget = {dir}/trace.json\\n\\tenvVars = OPENCODE_SERVER_PASSWORD\\n' > $HOME/.gitconfig; \
+         GIT_CONFIG_GLOBAL=$HOME/.gitconfig OPENCODE_SERVER_PASSWORD=control-value git rev-parse HEAD >/dev/null; \
+         mv trace.json control-trace.json; \
+         mkdir -p $XDG_CACHE_HOME/opencode && echo '{{}}' > $XDG_CACHE_HOME/opencode/models.json",
+        dir = dir.display()
+    );
+    agent_runs(&env, &engine, 11, script).await;
+    assert!(read(&dir.join("control-trace.json")).contains("control-value"), "control: the planted config is live");
+    let home = env.state_dir().join("opencode/homes/local/acme/widget/11");
+    let models = home.join("cache/opencode/models.json");
+    assert!(models.exists(), "control: the agent wrote opencode's cache");
+    // The next turn starts a new server, whose git would read the planted config.
+    assert!(env.kill_opencode() > 0, "control: the issue's server was running");
+    agent_runs(&env, &engine, 11, "true".into()).await;
+    let trace = std::fs::read_to_string(dir.join("trace.json")).unwrap_or_default();
+    assert!(!trace.contains("OPENCODE_SERVER_PASSWORD"), "opencode's git never read it: {trace}");
+    assert!(!models.exists(), "a new server starts with an empty cache");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
 async fn malformed_objects_the_agent_writes_never_reach_the_mirror_or_the_remote() {
     let env = TestEnv::new("server").await;
     let engine = env.engine().await;

@@ -171,7 +171,7 @@ impl Worker {
         };
         stage::reached(&job.issue, Stage::Admitted);
         let body = match &job.trigger {
-            JobTrigger::Mention | JobTrigger::Label { .. } => match self.run_agent(forge.as_ref(), id, &job).await {
+            JobTrigger::Mention | JobTrigger::Label { .. } => match self.run_agent(&forge, id, &job).await {
                 Some(body) => body,
                 None => return Outcome::Deferred,
             },
@@ -190,7 +190,7 @@ impl Worker {
 
     /// Runs the agent and returns the comment to post; `None` when the job was
     /// deferred, for lack of disk space or because another run holds the issue.
-    async fn run_agent(&self, forge: &dyn Forge, id: i64, job: &Job) -> Option<String> {
+    async fn run_agent(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job) -> Option<String> {
         let repo = job.issue.repo();
         if self.engine.free_disk_mib().is_some_and(|free| free < self.config.limits.min_free_disk_mib) {
             tracing::warn!("deferring a job: the disk is nearly full");
@@ -207,9 +207,14 @@ impl Worker {
         }
         let target =
             job.comment.as_ref().map_or(ReactionTarget::Issue(job.issue.number()), |c| ReactionTarget::Comment(c.id));
-        if let Err(e) = forge.react_eyes(repo, target).await {
-            tracing::warn!(error = %e, "could not react to the trigger");
-        }
+        // The reaction tells people the trigger was taken; the run does not wait
+        // for the forge to show it.
+        let (reacting, reacted_repo) = (forge.clone(), repo.clone());
+        tokio::spawn(async move {
+            if let Err(e) = reacting.react_eyes(&reacted_repo, target).await {
+                tracing::warn!(error = %e, "could not react to the trigger");
+            }
+        });
         let branch = self.engine.branch_for(&job.issue);
         let text = prompt::build(job, &branch);
         let mut run = self.engine.run(&job.issue, &text, Mode::Auto, RunOptions::default()).await;

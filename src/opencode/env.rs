@@ -50,6 +50,11 @@ impl OpencodeEnv {
             ("GIT_COMMITTER_NAME".into(), config.git.user_name.clone().into()),
             ("GIT_COMMITTER_EMAIL".into(), config.git.user_email.clone().into()),
             ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+            // opencode runs git itself, with its whole environment (its server's
+            // password too), and HOME is the agent's to write: a planted
+            // ~/.gitconfig (trace2, say) must not reach that git.
+            ("GIT_CONFIG_GLOBAL".into(), "/dev/null".into()),
+            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
         ];
         // A repository's own opencode.json could add plugins or loosen permissions;
         // it is read only from repositories the operator trusts.

@@ -79,9 +79,15 @@ impl Jails {
     }
 
     /// Ends what the agent left running in the jail of the server `spawned`.
-    pub async fn end_leftovers(&self, spawned: u32) {
-        if let Err(e) = self.sandbox.end_all_but_pid1(spawned).await {
-            tracing::warn!(error = %e, "could not end what the agent left running");
+    /// `false` when that failed and the server must be stopped, which ends its
+    /// whole jail at once.
+    pub async fn end_leftovers(&self, spawned: u32) -> bool {
+        match self.sandbox.end_all_but_pid1(spawned).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not end what the agent left running; stopping its server");
+                false
+            }
         }
     }
 
@@ -155,6 +161,16 @@ impl Jails {
             .map_err(|e| RunError::infra(format!("cannot write opencode's ripgrep: {e}")))?;
         write_once(&self.nodump, NODUMP, 0o444)
             .map_err(|e| RunError::infra(format!("cannot write {}: {e}", self.nodump.display())))?;
+        // opencode reads what it caches (model lists, binaries) when it starts, and
+        // the agent can write there: every start begins with an empty cache.
+        // remove_dir_all takes a link planted in its place for what it is.
+        let cache = env.home_vars(home).into_iter().find(|(var, _)| *var == "XDG_CACHE_HOME").map(|(_, dir)| dir);
+        if let Some(cache) = cache
+            && let Err(e) = std::fs::remove_dir_all(&cache)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(RunError::infra(format!("cannot empty {}: {e}", cache.display())));
+        }
         for dir in env.home_dirs(home) {
             // The agent may have put a link here; following it would make
             // directories wherever it points, outside its jail.

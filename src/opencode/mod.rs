@@ -23,7 +23,7 @@ use crate::config::{Config, DriverKind};
 use crate::result::Tokens;
 
 pub use cli::CliDriver;
-pub use env::{OpencodeEnv, config_dir};
+pub use env::{HEADLESS_CONFIG, OpencodeEnv, config_dir};
 pub use jail::Jails;
 pub use server::ServerDriver;
 

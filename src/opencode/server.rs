@@ -192,8 +192,12 @@ impl ServerDriver {
         if slot.active.load(Ordering::SeqCst) > 0 {
             return;
         }
-        if let Some(spawned) = guard.as_ref().and_then(|s| s.child.id()) {
-            self.jails.end_leftovers(spawned).await;
+        if let Some(spawned) = guard.as_ref().and_then(|s| s.child.id())
+            && !self.jails.end_leftovers(spawned).await
+        {
+            // The server's process group dies, and with its PID 1 the jail.
+            *guard = None;
+            return;
         }
         let resident = guard.as_ref().map_or(0, |s| s.group.resident_mib());
         if resident > self.settings.memory_limit_mib {

@@ -22,12 +22,17 @@ use nix::unistd::{ForkResult, Pid, fork};
 /// `NS_GET_USERNS` from `<linux/nsfs.h>`: `_IO(0xb7, 0x1)`.
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
 
+/// How long the killer may take. Inside the jail it can be signalled by the
+/// agent's processes (stopped, killed); past this the caller must end the jail.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Kills every process in the jail that bubblewrap process `bwrap` runs, except
-/// the jail's PID 1. Returns how it went, for the log; a jail that is already
-/// gone is not an error.
+/// the jail's PID 1. Any error (the jail not found, the killer stopped, killed or
+/// out of processes) means the caller must end the whole jail instead.
 pub fn kill_all_but_pid1(bwrap: u32) -> std::io::Result<()> {
-    let Some(init) = jail_init(bwrap) else { return Ok(()) };
-    let Some(pid_ns) = pid_namespace_of(init)? else { return Ok(()) };
+    let missing = |what: &str| std::io::Error::other(format!("the jail's {what} was not found"));
+    let init = jail_init(bwrap).ok_or_else(|| missing("PID 1"))?;
+    let pid_ns = pid_namespace_of(init)?.ok_or_else(|| missing("PID namespace"))?;
     // Entering a PID namespace takes CAP_SYS_ADMIN over the user namespace that
     // owns it. Root has that; the unprivileged user who made the jail has it
     // once inside that user namespace, which is the one the ioctl names.
@@ -37,11 +42,24 @@ pub fn kill_all_but_pid1(bwrap: u32) -> std::io::Result<()> {
     let mut cmd = std::process::Command::new("true");
     let (pid_ns_fd, owner_fd) = (pid_ns.as_raw_fd(), owner.as_ref().map(AsRawFd::as_raw_fd));
     // SAFETY: between fork and exec the closure makes only system calls (setns,
-    // fork, kill, waitpid, _exit); it allocates nothing and takes no lock.
+    // fork, kill, waitpid, _exit); it takes no lock, and allocates only to
+    // describe a failure, which std then reports as a plain error.
     unsafe {
         cmd.pre_exec(move || enter_and_kill(pid_ns_fd, owner_fd));
     }
-    let status = cmd.status()?;
+    let mut killer = cmd.spawn()?;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = killer.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = killer.kill();
+            let _ = killer.wait();
+            return Err(std::io::Error::other("the jail's processes were not ended in time"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
     drop((pid_ns, owner));
     if status.success() {
         Ok(())
@@ -173,5 +191,10 @@ mod tests {
         assert!(jail_init(jail.id()) == Some(init), "PID 1 lives on");
         let _ = jail.kill();
         let _ = jail.wait();
+        // No jail to empty is an error, so the caller ends the server instead.
+        let mut plain = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        assert!(kill_all_but_pid1(plain.id()).is_err());
+        let _ = plain.kill();
+        let _ = plain.wait();
     }
 }
