@@ -7,7 +7,8 @@
 //!   same fake model and config, and the ratio;
 //! - webhook answers under open-loop load (200 deliveries/s for 10 s, a new
 //!   connection each, every payload distinct) while 4 agent runs are active;
-//! - resident memory of the bot's process and of the opencode servers.
+//! - resident memory of the bot's process and of the opencode servers;
+//! - `kugetsu list` with 10,000 issues tracked.
 //!
 //! Run with `cargo bench --bench speed` (after `scripts/install-opencode`). The
 //! model is the tests' fake, which answers at once, so what is timed is kugetsu,
@@ -301,6 +302,50 @@ fn opencode_servers(state: &std::path::Path) -> (usize, f64) {
     found
 }
 
+/// `kugetsu list` with `count` issues tracked: the median of three whole runs of
+/// the command, start-up included.
+async fn list_with_issues(env: &TestEnv, count: u64) -> Duration {
+    use kugetsu::store::{IssueSession, SessionStatus, SqliteStore, Store};
+    let store = SqliteStore::open(&env.state_dir().join("kugetsu.db")).await.unwrap();
+    for number in 1..=count {
+        let issue: kugetsu::issue_ref::IssueRef = format!("tea/acme/listed#{number}").parse().unwrap();
+        let now = kugetsu::store::now_millis();
+        let record = IssueSession {
+            branch: format!("kugetsu/{number}"),
+            worktree: env.state_dir().join(format!("worktrees/tea/acme/listed/{number}")),
+            issue,
+            session_id: Some(format!("ses_{number:026}")),
+            status: SessionStatus::Idle,
+            last_pushed_sha: None,
+            last_result: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            last_run_at: Some(now),
+        };
+        store.save_issue_session(&record).await.unwrap();
+    }
+    drop(store);
+    let runs = (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_kugetsu"))
+                .arg("--config")
+                .arg(&env.config_path)
+                .arg("list")
+                .env("TOKEN", TOKEN)
+                .env("SECRET", SECRET)
+                .env("LOCAL_WEBHOOK_SECRET", SECRET)
+                .output()
+                .expect("kugetsu list runs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("#{count}")));
+            started.elapsed()
+        })
+        .collect();
+    median(runs)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let stages = StageLog::default();
@@ -383,4 +428,7 @@ async fn main() {
     let (servers, mib) = opencode_servers(&bench.env.state_dir());
     println!("  opencode serve, {servers} running                        {mib:>7.0} MiB");
     bot.shutdown().await;
+
+    let listed = list_with_issues(&bench.env, 10_000).await;
+    println!("\n`kugetsu list`, 10,000 issues tracked (median of 3, process start included)  {}", ms(listed));
 }

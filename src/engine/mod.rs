@@ -190,7 +190,14 @@ impl Engine {
         let creds = self.credentials(instance).await?;
         let mirror = self.mirror(issue.repo(), instance);
         let branch = self.branch_for(issue);
-        let (worktree, remote_sha) = self.prepare_worktree(issue, &mirror, &branch, creds.as_ref()).await?;
+        // A follow-up's working copy is there already; the fetch, which only the
+        // push's lease needs, then runs beside the agent instead of before it.
+        let ready = WorkingCopy::at(self.layout.worktree(issue));
+        let follow_up = ready.exists() && mirror.exists();
+        let (worktree, mut remote_sha) = match follow_up {
+            true => (ready, None),
+            false => self.prepare_worktree(issue, &mirror, &branch, creds.as_ref()).await?,
+        };
         let base_sha = worktree.head(&self.working_copy_git(&worktree, None)).await?;
         stage::reached(issue, Stage::WorkingCopyReady);
 
@@ -213,7 +220,18 @@ impl Engine {
         record.last_run_at = Some(now);
         self.store.save_issue_session(&record).await?;
 
-        let outcome = self.run_agent(issue, &mut record, &worktree, message, opts).await;
+        let agent = self.run_agent(issue, &mut record, &worktree, message, opts);
+        let outcome = match follow_up {
+            true => {
+                let fetch = self.fetch_remote_branch(issue, &mirror, &branch, creds.as_ref());
+                let (fetched, outcome) = tokio::join!(fetch, agent);
+                outcome.and_then(|reply| {
+                    remote_sha = fetched?;
+                    Ok(reply)
+                })
+            }
+            false => agent.await,
+        };
         stage::reached(issue, Stage::AgentDone);
         let reply = match outcome {
             Ok(reply) => reply,
@@ -245,6 +263,19 @@ impl Engine {
         record.updated_at = now_millis();
         self.store.save_issue_session(&record).await?;
         Ok(result)
+    }
+
+    /// Fetches the mirror and reads the remote branch: what the push's lease needs.
+    async fn fetch_remote_branch(
+        &self,
+        issue: &IssueRef,
+        mirror: &Mirror,
+        branch: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<String>, EngineError> {
+        let _lock = self.lock_mirror(issue.repo()).await?;
+        self.sync_mirror(issue.repo(), mirror, creds).await?;
+        Ok(mirror.remote_branch_sha(&self.git, branch).await?)
     }
 
     /// Syncs the mirror and makes sure the issue's worktree exists. Returns the

@@ -30,6 +30,8 @@ use crate::result::Tokens;
 /// How often a running prompt is checked for permission prompts, questions,
 /// model retries and the deadline.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a debug log may take to catch up with a finished turn.
+const DEBUG_DRAIN: Duration = Duration::from_secs(2);
 /// How long an aborted prompt may take to return before we stop waiting for it.
 const ABORT_GRACE: Duration = Duration::from_secs(10);
 
@@ -266,7 +268,10 @@ impl ServerDriver {
                 }
             }
         };
-        if let Some(task) = debug {
+        // The stream trails the reply: the log ends at the session's idle event.
+        if let Some(mut task) = debug
+            && tokio::time::timeout(DEBUG_DRAIN, &mut task).await.is_err()
+        {
             task.abort();
         }
         let message: Message = outcome?;
@@ -411,9 +416,24 @@ async fn log_events(api: Api, dir: PathBuf, debug_dir: PathBuf, session: String)
             let line: String = pending.drain(..=end).collect();
             if let Some(data) = line.trim_end().strip_prefix("data: ") {
                 append_debug(Some(&debug_dir), &session, data);
+                if is_idle_event(data, &session) {
+                    return;
+                }
             }
         }
     }
+}
+
+/// Whether an event says `session` has gone idle: its turn's last events are out.
+fn is_idle_event(data: &str, session: &str) -> bool {
+    let Ok(event) = serde_json::from_str::<Value>(data) else { return false };
+    let properties = &event["properties"];
+    let idle = match event["type"].as_str() {
+        Some("session.idle") => true,
+        Some("session.status") => properties["status"]["type"] == "idle",
+        _ => false,
+    };
+    idle && properties["sessionID"] == session
 }
 
 #[async_trait]

@@ -83,8 +83,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // One connection: statements wait their turn in the pool, woken the moment
+        // the one before ends. With more, a writer that finds another writing is
+        // put to sleep by SQLite's busy handler (1, 2, 5, 10… ms), which is what
+        // made the slowest webhook answers under load. Every statement here is
+        // short, and no transaction waits on another query.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(1)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;
@@ -138,9 +143,11 @@ impl Store for SqliteStore {
     }
 
     async fn issue_sessions(&self) -> anyhow::Result<Vec<IssueSession>> {
-        let rows: Vec<IssueRow> =
-            sqlx::query_as("SELECT * FROM issue_sessions ORDER BY issue").fetch_all(&self.pool).await?;
-        rows.into_iter().map(IssueSession::try_from).collect()
+        let rows: Vec<IssueRow> = sqlx::query_as("SELECT * FROM issue_sessions").fetch_all(&self.pool).await?;
+        let mut sessions = rows.into_iter().map(IssueSession::try_from).collect::<anyhow::Result<Vec<_>>>()?;
+        // By instance, repository and issue number: as text, #1000 sorts before #2.
+        sessions.sort_by(|a, b| a.issue.cmp(&b.issue));
+        Ok(sessions)
     }
 
     async fn base_session(&self, repo: &RepoRef) -> anyhow::Result<Option<BaseSession>> {
@@ -209,5 +216,30 @@ mod tests {
         assert_eq!(store.issue_session(&issue).await.unwrap(), None);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn issue_sessions_come_in_issue_order_not_text_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+        for issue in ["tea/acme/widget#1000", "gh/zeta/a#5", "tea/acme/widget#2", "tea/acme/gadget#30"] {
+            let issue: IssueRef = issue.parse().unwrap();
+            let record = IssueSession {
+                issue: issue.clone(),
+                session_id: None,
+                branch: format!("kugetsu/{}", issue.number()),
+                worktree: dir.path().join("wt"),
+                status: SessionStatus::Idle,
+                last_pushed_sha: None,
+                last_result: None,
+                last_error: None,
+                created_at: now_millis(),
+                updated_at: now_millis(),
+                last_run_at: None,
+            };
+            store.save_issue_session(&record).await.unwrap();
+        }
+        let order: Vec<String> = store.issue_sessions().await.unwrap().iter().map(|s| s.issue.to_string()).collect();
+        assert_eq!(order, ["gh/zeta/a#5", "tea/acme/gadget#30", "tea/acme/widget#2", "tea/acme/widget#1000"]);
     }
 }
