@@ -1,5 +1,7 @@
 //! How the CLI prints results: readable by default, JSON with `--json`.
 
+use std::io::Write;
+
 use crate::engine::{EngineError, Finding, PruneReport};
 use crate::result::RunResult;
 use crate::store::IssueSession;
@@ -51,9 +53,13 @@ pub fn print_list(records: &[IssueSession], json: bool) {
         println!("no issues tracked yet");
         return;
     }
+    // One write for the lot: stdout flushes at every line, which for thousands
+    // of issues costs more than reading them.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for r in records {
         let last_run = r.last_run_at.map_or_else(|| "never".to_owned(), format_millis);
-        println!(
+        let _ = writeln!(
+            out,
             "{}  {}  session {}  branch {}  last run {}\n    worktree {}",
             r.issue,
             r.status.as_str(),
@@ -63,9 +69,10 @@ pub fn print_list(records: &[IssueSession], json: bool) {
             r.worktree.display()
         );
         if let Some(error) = &r.last_error {
-            println!("    last error: {error}");
+            let _ = writeln!(out, "    last error: {error}");
         }
     }
+    let _ = out.flush();
 }
 
 fn format_millis(ms: i64) -> String {
