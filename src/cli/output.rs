@@ -56,9 +56,19 @@ pub fn print_list(records: &[IssueSession], json: bool) {
     // One write for the lot: stdout flushes at every line, which for thousands
     // of issues costs more than reading them.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = write_list(&mut out, records).and_then(|()| out.flush());
+    // A reader that stopped early (`| head`) is not an error; anything else is said.
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write the list: {e}");
+    }
+}
+
+fn write_list(out: &mut impl Write, records: &[IssueSession]) -> std::io::Result<()> {
     for r in records {
         let last_run = r.last_run_at.map_or_else(|| "never".to_owned(), format_millis);
-        let _ = writeln!(
+        writeln!(
             out,
             "{}  {}  session {}  branch {}  last run {}\n    worktree {}",
             r.issue,
@@ -67,12 +77,12 @@ pub fn print_list(records: &[IssueSession], json: bool) {
             r.branch,
             last_run,
             r.worktree.display()
-        );
+        )?;
         if let Some(error) = &r.last_error {
-            let _ = writeln!(out, "    last error: {error}");
+            writeln!(out, "    last error: {error}")?;
         }
     }
-    let _ = out.flush();
+    Ok(())
 }
 
 fn format_millis(ms: i64) -> String {

@@ -225,10 +225,22 @@ impl Engine {
             true => {
                 let fetch = self.fetch_remote_branch(issue, &mirror, &branch, creds.as_ref());
                 let (fetched, outcome) = tokio::join!(fetch, agent);
-                outcome.and_then(|reply| {
-                    remote_sha = fetched?;
-                    Ok(reply)
-                })
+                match (outcome, fetched) {
+                    (Ok(reply), Ok(sha)) => {
+                        remote_sha = sha;
+                        Ok(reply)
+                    }
+                    // The agent's work is done and paid for: the forge gets one more
+                    // chance before the run fails for want of a fetch.
+                    (Ok(reply), Err(e)) => {
+                        tracing::warn!(error = %e, "the fetch beside the agent failed; fetching again");
+                        self.fetch_remote_branch(issue, &mirror, &branch, creds.as_ref()).await.map(|sha| {
+                            remote_sha = sha;
+                            reply
+                        })
+                    }
+                    (Err(e), _) => Err(e),
+                }
             }
             false => agent.await,
         };
@@ -275,6 +287,7 @@ impl Engine {
     ) -> Result<Option<String>, EngineError> {
         let _lock = self.lock_mirror(issue.repo()).await?;
         self.sync_mirror(issue.repo(), mirror, creds).await?;
+        crate::crash::point("after-fetch");
         Ok(mirror.remote_branch_sha(&self.git, branch).await?)
     }
 

@@ -246,9 +246,10 @@ impl ServerDriver {
         if let Some(agent) = &self.settings.agent {
             body["agent"] = json!(agent);
         }
-        let debug = prompt
-            .debug_dir
-            .map(|dir| tokio::spawn(log_events(api.clone(), prompt.dir.to_owned(), dir.to_owned(), id.to_owned())));
+        let debug = match prompt.debug_dir {
+            Some(dir) => subscribe_debug_log(api, prompt.dir, dir, id).await,
+            None => None,
+        };
         let mut denied = Vec::new();
         let outcome = {
             let reply = api.prompt(id, prompt.dir, &body);
@@ -404,24 +405,37 @@ async fn listening_url(stdout: tokio::process::ChildStdout) -> Option<String> {
     None
 }
 
-async fn log_events(api: Api, dir: PathBuf, debug_dir: PathBuf, session: String) {
-    let Ok(resp) = api.events(&dir).await else {
-        return;
-    };
-    let mut stream = resp.bytes_stream();
-    let mut pending = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        pending.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
-            if let Some(data) = line.trim_end().strip_prefix("data: ") {
-                append_debug(Some(&debug_dir), &session, data);
-                if is_idle_event(data, &session) {
-                    return;
+/// Subscribes to opencode's events before the prompt is sent, so the log misses
+/// nothing of the turn, and logs them in the background until the session is idle.
+async fn subscribe_debug_log(
+    api: &Api,
+    dir: &Path,
+    debug_dir: &Path,
+    session: &str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let resp = api.events(dir).await.ok()?;
+    let mut stream = Box::pin(resp.bytes_stream());
+    // opencode's first event (`server.connected`) says the subscription is live.
+    let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
+    let (debug_dir, session) = (debug_dir.to_owned(), session.to_owned());
+    Some(tokio::spawn(async move {
+        let mut pending = String::from_utf8_lossy(&first).into_owned();
+        loop {
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                if let Some(data) = line.trim_end().strip_prefix("data: ") {
+                    append_debug(Some(&debug_dir), &session, data);
+                    if is_idle_event(data, &session) {
+                        return;
+                    }
                 }
             }
+            match stream.next().await {
+                Some(Ok(chunk)) => pending.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return,
+            }
         }
-    }
+    }))
 }
 
 /// Whether an event says `session` has gone idle: its turn's last events are out.
