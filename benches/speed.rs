@@ -3,8 +3,8 @@
 //! - one turn, stage by stage, from the delivery to the comment: a new issue with
 //!   the repository not yet mirrored, a new issue with the mirror warm, and a
 //!   follow-up (median of several), on a 200-file and a 10,000-file repository;
-//! - the same follow-up turn done by `opencode run -s` in a plain clone, with the
-//!   same fake model and config, and the ratio;
+//! - the same follow-up turns done by `opencode run -s` in a plain clone, with the
+//!   same fake model and config, and the ratio, on both repositories;
 //! - webhook answers under open-loop load (200 deliveries/s for 10 s, a new
 //!   connection each, every payload distinct) while 4 agent runs are active;
 //! - resident memory of the bot's process and of the opencode servers;
@@ -211,8 +211,9 @@ fn opencode_run_turns(env: &TestEnv, repo: &str, count: usize) -> Vec<Duration> 
         assert!(out.status.success(), "opencode run failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    env.model.on("PLAIN-START", vec![Step::Answer("started".into())]);
-    let first = opencode(&["run", "--format", "json", "PLAIN-START"]);
+    let start = format!("PLAIN-START-{repo}");
+    env.model.on(&start, vec![Step::Answer("started".into())]);
+    let first = opencode(&["run", "--format", "json", &start]);
     let session = first
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -220,7 +221,7 @@ fn opencode_run_turns(env: &TestEnv, repo: &str, count: usize) -> Vec<Duration> 
         .expect("opencode run names its session");
     (0..count)
         .map(|i| {
-            let marker = format!("PLAIN-TURN-{i}");
+            let marker = format!("PLAIN-TURN-{repo}-{i}");
             let steps = vec![Step::Bash(format!("echo {marker} >> notes.txt")), Step::Answer("done".into())];
             env.model.on(&marker, steps);
             let started = Instant::now();
@@ -374,7 +375,7 @@ async fn main() {
     let url = webhook::Endpoint { url: format!("http://{}/webhooks/tea", bot.addr), forge: forge.clone() };
     let bench = Bench { env, forge, url, stages };
 
-    let mut follow_up_totals = Vec::new();
+    let mut follow_up_totals = HashMap::new();
     // Comment ids are the forge's, unique across repositories.
     for (repo, files, ids) in [("small", 200, 0), ("big", 10_000, 1_000)] {
         let cold = bench.turn(repo, 1, ids + 1).await;
@@ -384,9 +385,8 @@ async fn main() {
             follow_ups.push(bench.turn(repo, 2, ids + 10 + i).await);
         }
         let follow_up = median_turn(&follow_ups);
-        if repo == "small" {
-            follow_up_totals = follow_ups.iter().filter_map(|t| t.last().map(|(_, d)| *d)).collect();
-        }
+        let totals: Vec<Duration> = follow_ups.iter().filter_map(|t| t.last().map(|(_, d)| *d)).collect();
+        follow_up_totals.insert(repo, totals);
         print_turns(
             &format!("one turn (a bash command, commit, push, comment), {files} files"),
             &[
@@ -397,15 +397,16 @@ async fn main() {
         );
     }
 
-    println!("\nthe same follow-up turn, 200 files");
-    let plain = opencode_run_turns(&bench.env, "small", 3);
-    let (kugetsu, earlier) = (median(follow_up_totals), median(plain.clone()));
-    println!("  kugetsu, delivery → comment (commit and push included)  {:>8}", ms(kugetsu));
-    println!("  `opencode run --format json -s <id>` (median of {})       {:>8}", plain.len(), ms(earlier));
-    println!(
-        "  ratio                                                     {:>7.1}×",
-        earlier.as_secs_f64() / kugetsu.as_secs_f64()
-    );
+    for (repo, files) in [("small", 200), ("big", 10_000)] {
+        println!("\nthe same follow-up turn, {files} files");
+        let plain = opencode_run_turns(&bench.env, repo, 3);
+        let kugetsu = median(follow_up_totals.remove(repo).unwrap_or_default());
+        let earlier = median(plain.clone());
+        println!("  kugetsu, delivery → comment (commit and push included)  {:>8}", ms(kugetsu));
+        println!("  `opencode run --format json -s <id>` (median of {})       {:>8}", plain.len(), ms(earlier));
+        let ratio = earlier.as_secs_f64() / kugetsu.as_secs_f64();
+        println!("  ratio                                                     {ratio:>7.1}×");
+    }
 
     // Four runs that never finish hold every worker while deliveries arrive.
     bench.env.model.on("BUSY", vec![Step::Hang]);
