@@ -7,7 +7,7 @@
 //!   same fake model and config, and the ratio, on both repositories;
 //! - webhook answers under open-loop load (200 deliveries/s for 10 s, a new
 //!   connection each, every payload distinct) while 4 agent runs are active;
-//! - resident memory of the bot's process and of the opencode servers;
+//! - resident memory of `kugetsu serve` and of the opencode servers;
 //! - `kugetsu list` with 10,000 issues tracked.
 //!
 //! Run with `cargo bench --bench speed` (after `scripts/install-opencode`). The
@@ -249,9 +249,9 @@ fn report(label: &str, mut samples: Vec<Duration>) {
 
 /// Webhook answer times at `rate` deliveries per second for `seconds`, each on a
 /// new connection, alternating a stored job and an ignored comment.
-async fn acks_under_load(bench: &Bench, rate: u32, seconds: u32) -> (Vec<Duration>, Vec<Duration>) {
+async fn acks_under_load(url: &str, rate: u32, seconds: u32) -> (Vec<Duration>, Vec<Duration>) {
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let url = bench.url.url.clone();
+    let url = url.to_owned();
     let start = tokio::time::Instant::now();
     let period = Duration::from_secs(1) / rate;
     let mut tasks = Vec::new();
@@ -287,9 +287,57 @@ fn resident_mib(pid: &str) -> f64 {
     kib / 1024.0
 }
 
+async fn wait_for_ready(bot: &Bot, repo: &str) {
+    let repo = format!("tea/acme/{repo}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while bot.engine().ready_checkouts(&repo) == 0 {
+        assert!(Instant::now() < deadline, "no ready checkout of {repo}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The repository's ready checkout and its opencode home.
+fn ready_checkout(env: &TestEnv, repo: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = env.state_dir().join("worktrees/tea/acme").join(repo);
+    let dir = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".ready-")))
+        .expect("a ready checkout");
+    let home = env.state_dir().join("opencode/homes/tea/acme").join(repo).join(dir.file_name().unwrap());
+    (dir, home)
+}
+
+/// Space used by the files under `dir`, by their allocated blocks.
+fn disk_mib(dir: &std::path::Path) -> f64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut bytes = 0u64;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            bytes += meta.blocks() * 512;
+        }
+    }
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Resident memory of the opencode server whose home is `home`.
+fn opencode_servers_of(home: &std::path::Path) -> f64 {
+    opencode_servers_where(&format!("XDG_DATA_HOME={}", home.join("data").display())).1
+}
+
 /// Resident memory of the opencode servers under `state`: (count, total MiB).
 fn opencode_servers(state: &std::path::Path) -> (usize, f64) {
-    let marker = format!("XDG_DATA_HOME={}/", state.join("opencode/homes").display());
+    opencode_servers_where(&format!("XDG_DATA_HOME={}/", state.join("opencode/homes").display()))
+}
+
+/// The opencode servers with an environment variable starting with `marker`.
+fn opencode_servers_where(marker: &str) -> (usize, f64) {
     let mut found = (0, 0.0);
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let pid = entry.file_name().to_string_lossy().into_owned();
@@ -358,14 +406,15 @@ async fn main() {
     forge.set_permission(support::fake_forge::BOT_LOGIN, "admin");
     forge.accept_token(TOKEN, support::fake_forge::BOT_LOGIN);
     let extra = format!(
-        "\n[instances.tea]\nkind = \"gitea\"\napi_url = \"{}\"\ngit_url = \"{{remotes}}\"\ntoken_env = \"TOKEN\"\nwebhook_secret_env = \"SECRET\"\n",
+        "\n[bot]\nlisten = \"127.0.0.1:0\"\n\n[instances.tea]\nkind = \"gitea\"\napi_url = \"{}\"\ngit_url = \"{{remotes}}\"\ntoken_env = \"TOKEN\"\nwebhook_secret_env = \"SECRET\"\n",
         forge.gitea_api()
     );
     let env = TestEnv::with(EnvOptions { extra, run_timeout: "10m", ..EnvOptions::default() }).await;
     let text = std::fs::read_to_string(&env.config_path)
         .unwrap()
         .replace("{remotes}", env.remotes.to_str().unwrap())
-        .replace("concurrency = 2", "concurrency = 4");
+        .replace("concurrency = 2", "concurrency = 4")
+        .replace("[pool]\nsize = 0", "[pool]\nsize = 1");
     std::fs::write(&env.config_path, text).unwrap();
     make_repository(&env, "small", 200);
     make_repository(&env, "big", 10_000);
@@ -379,7 +428,11 @@ async fn main() {
     // Comment ids are the forge's, unique across repositories.
     for (repo, files, ids) in [("small", 200, 0), ("big", 10_000, 1_000)] {
         let cold = bench.turn(repo, 1, ids + 1).await;
+        // The first run's repository gets a ready checkout once the run is over.
+        wait_for_ready(&bot, repo).await;
         let warm = bench.turn(repo, 2, ids + 2).await;
+        // Follow-ups are timed with the pool full again, as on a quiet bot.
+        wait_for_ready(&bot, repo).await;
         let mut follow_ups = Vec::new();
         for i in 0..FOLLOW_UPS as u64 {
             follow_ups.push(bench.turn(repo, 2, ids + 10 + i).await);
@@ -391,7 +444,7 @@ async fn main() {
             &format!("one turn (a bash command, commit, push, comment), {files} files"),
             &[
                 ("new issue, cold", &cold),
-                ("new issue, warm mirror", &warm),
+                ("new issue, ready checkout", &warm),
                 (&format!("follow-up (median of {FOLLOW_UPS})"), &follow_up),
             ],
         );
@@ -408,27 +461,64 @@ async fn main() {
         println!("  ratio                                                     {ratio:>7.1}×");
     }
 
+    println!("\nready checkouts (one per repository, made again after each is taken)");
+    for repo in ["small", "big"] {
+        wait_for_ready(&bot, repo).await;
+        let (dir, home) = ready_checkout(&bench.env, repo);
+        let server = opencode_servers_of(&home);
+        println!(
+            "  {repo:<6} opencode serve {:>5.0} MiB resident; checkout {:>6.1} MiB and opencode files {:>5.1} MiB on disk",
+            server,
+            disk_mib(&dir),
+            disk_mib(&home)
+        );
+    }
+
+    let in_process = resident_mib("self");
+    bot.shutdown().await;
+
+    // From here the bot runs as deployed, `kugetsu serve` in a process of its own,
+    // so the answers timed are its own, not shared with the fakes and the load.
+    let vars: Vec<(String, String)> = [("SECRET", SECRET), ("LOCAL_WEBHOOK_SECRET", SECRET), ("TOKEN", TOKEN)]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain([("KUGETSU_LOG".to_owned(), "info".to_owned())])
+        .collect();
+    let log = bench.env.dir.path().join("serve.log");
+    let serve = support::serve::ServeProcess::spawn(&bench.env.config_path, &vars, None, log);
+    let url = webhook::Endpoint { url: serve.url("tea"), forge: bench.forge.clone() };
     // Four runs that never finish hold every worker while deliveries arrive.
     bench.env.model.on("BUSY", vec![Step::Hang]);
     for number in 900..904 {
         let d = mention("small", number, number, "@kugetsu BUSY");
-        assert_eq!(d.post(&bench.url).await.0, 202);
+        assert_eq!(d.post(&url).await.0, 202);
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while bench.env.model.arrivals_for("BUSY").len() < 4 {
         assert!(Instant::now() < deadline, "the four runs never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("\nwebhook answers, 200 deliveries/s for 10 s, new connection each, 4 agent runs active");
-    let (stored, ignored) = acks_under_load(&bench, 200, 10).await;
+    // Its start-up made ready checkouts of both repositories; the load waits for them.
+    while serve.log_text().matches("a checkout is ready").count() < 2 {
+        assert!(Instant::now() < deadline, "no ready checkouts: {}", serve.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "\nwebhook answers by `kugetsu serve`, 200 deliveries/s for 10 s, new connection each, 4 agent runs active"
+    );
+    let (stored, ignored) = acks_under_load(&url.url, 200, 10).await;
     report("verified, stored as a job (202)", stored);
     report("verified, not triggering (200)", ignored);
 
     println!("\nresident memory");
-    println!("  this process (kugetsu serve's code, plus the fakes)   {:>7.0} MiB", resident_mib("self"));
+    println!(
+        "  `kugetsu serve`, after the load                     {:>7.0} MiB",
+        resident_mib(&serve.pid().to_string())
+    );
+    println!("  the bench process (the bot in-process, and the fakes) {:>7.0} MiB", in_process);
     let (servers, mib) = opencode_servers(&bench.env.state_dir());
     println!("  opencode serve, {servers} running                        {mib:>7.0} MiB");
-    bot.shutdown().await;
+    drop(serve);
 
     let listed = list_with_issues(&bench.env, 10_000).await;
     println!("\n`kugetsu list`, 10,000 issues tracked (median of 3, process start included)  {}", ms(listed));

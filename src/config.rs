@@ -48,6 +48,8 @@ struct RawConfig {
     #[serde(default)]
     bot: BotSettings,
     #[serde(default)]
+    pool: PoolSettings,
+    #[serde(default)]
     instances: BTreeMap<InstanceName, RawInstance>,
 }
 
@@ -312,6 +314,28 @@ impl Default for BotSettings {
     }
 }
 
+/// Checkouts made ready before any issue needs them, each with its opencode
+/// started and warmed up, so a new issue starts like a follow-up. Only `kugetsu
+/// serve` keeps them, and only in a sandbox (where a checkout can be renamed
+/// under its opencode).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSettings {
+    /// Ready checkouts per repository; 0 turns the pool off.
+    pub size: usize,
+    /// The most resident memory the ready checkouts' opencode servers may hold
+    /// together (each holds about 500 MiB).
+    pub memory_mib: u64,
+    /// Repositories made ready at start-up. Others are once they have had a run.
+    pub repos: Vec<crate::issue_ref::RepoRef>,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self { size: 1, memory_mib: 2048, repos: Vec::new() }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
@@ -323,6 +347,7 @@ pub struct Config {
     pub limits: Limits,
     pub git: GitSettings,
     pub bot: BotSettings,
+    pub pool: PoolSettings,
     pub instances: BTreeMap<InstanceName, Instance>,
 }
 
@@ -378,6 +403,7 @@ impl Config {
             limits: raw.limits,
             git: raw.git,
             bot: raw.bot,
+            pool: raw.pool,
             instances,
         })
     }

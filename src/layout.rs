@@ -13,6 +13,8 @@ pub struct Layout {
 /// (which are named by number, so the two never collide).
 pub const BASE_WORKTREE: &str = "base";
 
+const READY_PREFIX: &str = ".ready-";
+
 impl Layout {
     pub fn new(root: &Path) -> Self {
         Self { root: root.to_owned() }
@@ -50,6 +52,16 @@ impl Layout {
         self.worktrees_root().join(repo.rel_path()).join(BASE_WORKTREE)
     }
 
+    /// A ready checkout of the repository (see `engine::pool`), beside its issue
+    /// checkouts; the leading dot keeps it apart from them and from `base`.
+    pub fn ready_checkout(&self, repo: &RepoRef, id: &str) -> PathBuf {
+        self.worktrees_root().join(repo.rel_path()).join(format!("{READY_PREFIX}{id}"))
+    }
+
+    pub fn is_ready_checkout(path: &Path) -> bool {
+        path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(READY_PREFIX))
+    }
+
     /// The repository a checkout under the worktrees root belongs to.
     pub fn repo_of_checkout(&self, dir: &Path) -> Option<RepoRef> {
         let rel = dir.strip_prefix(self.worktrees_root()).ok()?;
@@ -68,7 +80,11 @@ impl Layout {
     pub fn opencode_home(&self, checkout: &Path) -> Option<PathBuf> {
         self.repo_of_checkout(checkout)?;
         let rel = checkout.strip_prefix(self.worktrees_root()).ok()?;
-        Some(self.root.join("opencode").join("homes").join(rel))
+        Some(self.opencode_homes_root().join(rel))
+    }
+
+    pub fn opencode_homes_root(&self) -> PathBuf {
+        self.root.join("opencode").join("homes")
     }
 
     /// Files kugetsu writes for opencode to read, such as the agent's shell.

@@ -10,6 +10,9 @@ use kugetsu::engine::{Mode, RunOptions};
 use kugetsu::issue_ref::IssueRef;
 use support::{EnvOptions, Step, TestEnv};
 
+/// Where the agent sees its checkout of acme/widget, whatever the issue.
+const INSIDE: &str = "/workspace/widget";
+
 fn issue(n: u64) -> IssueRef {
     format!("local/acme/widget#{n}").parse().unwrap()
 }
@@ -148,9 +151,8 @@ async fn config_and_filters_planted_in_the_working_copy_run_only_inside_the_sand
     let dir = checkout(&env, 4);
     // kugetsu's own `git add` of the leftovers runs the planted clean filter.
     let script = format!(
-        "git config filter.evil.clean 'touch {dir}/filter-ran; touch {state}/filter-escaped; cat' && \
+        "git config filter.evil.clean 'touch {INSIDE}/filter-ran; touch {state}/filter-escaped; cat' && \
          echo '* filter=evil' > .gitattributes && echo leftover > leftover.txt",
-        dir = dir.display(),
         state = state.display(),
     );
     agent_runs(&env, &engine, 4, script).await;
@@ -235,10 +237,9 @@ async fn opencodes_grep_runs_kugetsus_ripgrep_not_one_the_agent_planted() {
     // looks in its data directory (the agent's to write) when PATH has none.
     let script = format!(
         "mkdir -p $XDG_DATA_HOME/opencode/bin && \
-         printf '#!/bin/sh\\nenv > {dir}/planted-ran\\n' > $XDG_DATA_HOME/opencode/bin/rg && \
+         printf '#!/bin/sh\\nenv > {INSIDE}/planted-ran\\n' > $XDG_DATA_HOME/opencode/bin/rg && \
          chmod +x $XDG_DATA_HOME/opencode/bin/rg; \
-         command -v rg > which-rg.out; echo 'needle-in-go' > main.go",
-        dir = dir.display()
+         command -v rg > which-rg.out; echo 'needle-in-go' > main.go"
     );
     env.model.on(
         "MARK-HELPERS",
@@ -267,11 +268,10 @@ async fn what_the_agent_plants_in_its_opencode_home_never_reaches_opencode() {
     // opencode runs git itself when it starts, with its whole environment; git's
     // trace2 would write the variables it names wherever the config says.
     let script = format!(
-        "printf '[trace2]\\n\\teventTarget = {dir}/trace.json\\n\\tenvVars = OPENCODE_SERVER_PASSWORD\\n' > $HOME/.gitconfig; \
+        "printf '[trace2]\\n\\teventTarget = {INSIDE}/trace.json\\n\\tenvVars = OPENCODE_SERVER_PASSWORD\\n' > $HOME/.gitconfig; \
          GIT_CONFIG_GLOBAL=$HOME/.gitconfig OPENCODE_SERVER_PASSWORD=control-value git rev-parse HEAD >/dev/null; \
          mv trace.json control-trace.json; \
-         mkdir -p $XDG_CACHE_HOME/opencode && echo '{{}}' > $XDG_CACHE_HOME/opencode/models.json",
-        dir = dir.display()
+         mkdir -p $XDG_CACHE_HOME/opencode && echo '{{}}' > $XDG_CACHE_HOME/opencode/models.json"
     );
     agent_runs(&env, &engine, 11, script).await;
     assert!(read(&dir.join("control-trace.json")).contains("control-value"), "control: the planted config is live");

@@ -261,10 +261,9 @@ async fn a_trusted_repository_may_load_its_own_opencode_plugins() {
     let seed = t.env.dir.path().join("seed");
     support::git(t.env.dir.path(), &["clone", "-q", t.env.remote().to_str().unwrap(), seed.to_str().unwrap()]);
     std::fs::create_dir_all(seed.join(".opencode/plugin")).unwrap();
-    let plugin = format!(
-        "import fs from 'fs';\nfs.writeFileSync('{}', 'x');\nexport const Trusted = async () => ({{}});\n",
-        sentinel.display()
-    );
+    // Written where the sandbox shows the checkout.
+    let plugin = "import fs from 'fs';\nfs.writeFileSync('/workspace/widget/trusted-plugin-ran', 'x');\n\
+                  export const Trusted = async () => ({});\n";
     std::fs::write(seed.join(".opencode/plugin/trusted.js"), plugin).unwrap();
     support::git(&seed, &["add", "-A"]);
     support::git(&seed, &["commit", "-q", "-m", "a plugin the operator trusts"]);

@@ -77,7 +77,9 @@ impl Bot {
         let driver = crate::opencode::driver_for(&config);
         let forges = Arc::new(forges);
         let tokens = Arc::new(crate::forge::ForgeTokens(forges.clone()));
-        let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver).with_git_tokens(tokens));
+        let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver).with_git_tokens(tokens).with_pool());
+        let warming = engine.clone();
+        tokio::spawn(async move { warming.start_pool().await });
         let permissions = Arc::new(PermissionCache::new(config.bot.permission_cache));
         let intake = Arc::new(Intake {
             hooks,
@@ -99,6 +101,11 @@ impl Bot {
         let server = tokio::spawn(crate::webhook::serve(listener, app, bounds, stopped));
         tracing::info!(%addr, "kugetsu is listening");
         Ok(Self { addr, stop, server, worker, engine })
+    }
+
+    /// The engine runs go through, for looking at its state (ready checkouts).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// Stops taking deliveries and jobs. Runs still in progress are interrupted;

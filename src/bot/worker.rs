@@ -88,6 +88,7 @@ impl Worker {
                     let (id, issue) = (job.id, job.job.issue.clone());
                     let key = issue.clone();
                     let worker = self.clone();
+                    let refill = lane == "work";
                     let handle = tasks.spawn(async move {
                         let (attempts, created_at) = (job.attempts, job.created_at);
                         let outcome = worker.process(job).await;
@@ -98,6 +99,10 @@ impl Worker {
                             running.remove(&issue);
                         }
                         drop(slot);
+                        // After the comment, so the run never shares the machine with it.
+                        if refill {
+                            worker.engine.fill_pool(issue.repo()).await;
+                        }
                     });
                     if lane == "work"
                         && let Ok(mut running) = self.running.lock()

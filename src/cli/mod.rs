@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, Mode, RunOptions};
+use crate::engine::{Engine, EngineError, Layout, Mode, RunOptions};
 use crate::issue_ref::{IssueRef, RepoRef};
+use crate::store::{SqliteStore, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -114,8 +115,17 @@ pub async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), EngineError> {
     let config = Config::load(&cli.config).map_err(|e| EngineError::BadInput(format!("{e:#}")))?;
-    if let Command::Serve = cli.command {
-        return crate::bot::serve(config).await.map_err(|e| EngineError::Infra(format!("{e:#}")));
+    match cli.command {
+        Command::Serve => {
+            return crate::bot::serve(config).await.map_err(|e| EngineError::Infra(format!("{e:#}")));
+        }
+        // A read of the database: no sandbox check, no opencode.
+        Command::List { json } => {
+            let store = SqliteStore::open(&Layout::new(&config.state_dir).database()).await?;
+            output::print_list(&store.issue_sessions().await?, json);
+            return Ok(());
+        }
+        _ => {}
     }
     let engine = Engine::open(config).await?;
     let result = dispatch(&engine, cli.command).await;

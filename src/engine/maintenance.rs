@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Layout};
 use crate::git::WorkingCopy;
 use crate::issue_ref::{IssueRef, RepoRef};
 use crate::opencode::SESSION_TITLE_PREFIX;
@@ -90,7 +90,12 @@ impl Engine {
         warnings
     }
 
-    async fn remove_checkout(&self, repo: &RepoRef, path: &Path, branch: Option<&str>) -> Result<(), EngineError> {
+    pub(super) async fn remove_checkout(
+        &self,
+        repo: &RepoRef,
+        path: &Path,
+        branch: Option<&str>,
+    ) -> Result<(), EngineError> {
         let mirror = match self.instance(repo) {
             Ok(instance) => self.mirror(repo, instance),
             // An instance removed from the config: there is no mirror to tidy.
@@ -105,7 +110,7 @@ impl Engine {
     }
 
     /// Stops the checkout's opencode and removes its files (sessions, caches).
-    async fn remove_opencode_home(&self, checkout: &Path) -> Result<(), String> {
+    pub(super) async fn remove_opencode_home(&self, checkout: &Path) -> Result<(), String> {
         self.driver.release(checkout).await;
         let Some(home) = self.layout.opencode_home(checkout) else { return Ok(()) };
         match std::fs::remove_dir_all(&home) {
@@ -153,7 +158,8 @@ impl Engine {
         let mut known_paths: HashSet<PathBuf> = records.iter().map(|r| r.worktree.clone()).collect();
         known_paths.extend(bases.iter().map(|b| b.worktree.clone()));
         for (repo, path) in self.worktree_dirs() {
-            if known_paths.contains(&path) {
+            // Ready checkouts belong to `kugetsu serve`'s pool, which removes its own leftovers.
+            if known_paths.contains(&path) || Layout::is_ready_checkout(&path) {
                 continue;
             }
             if force && let Err(e) = self.remove_checkout(&repo, &path, None).await {
@@ -205,21 +211,27 @@ impl Engine {
     }
 
     /// Every `worktrees/<instance>/<owner>/<repo>/<entry>` directory on disk.
-    fn worktree_dirs(&self) -> Vec<(RepoRef, PathBuf)> {
-        let mut found = Vec::new();
-        for instance in subdirs(&self.layout.worktrees_root()) {
-            for owner in subdirs(&instance) {
-                for repo_dir in subdirs(&owner) {
-                    let repo = format!("{}/{}/{}", file_name(&instance), file_name(&owner), file_name(&repo_dir));
-                    let Ok(repo) = repo.parse::<RepoRef>() else {
-                        continue;
-                    };
-                    found.extend(subdirs(&repo_dir).into_iter().map(|p| (repo.clone(), p)));
-                }
+    pub(super) fn worktree_dirs(&self) -> Vec<(RepoRef, PathBuf)> {
+        checkout_dirs(&self.layout.worktrees_root())
+    }
+}
+
+/// Every `<root>/<instance>/<owner>/<repo>/<entry>` directory on disk: the
+/// checkouts under the worktrees root, or their opencode homes.
+pub(super) fn checkout_dirs(root: &Path) -> Vec<(RepoRef, PathBuf)> {
+    let mut found = Vec::new();
+    for instance in subdirs(root) {
+        for owner in subdirs(&instance) {
+            for repo_dir in subdirs(&owner) {
+                let repo = format!("{}/{}/{}", file_name(&instance), file_name(&owner), file_name(&repo_dir));
+                let Ok(repo) = repo.parse::<RepoRef>() else {
+                    continue;
+                };
+                found.extend(subdirs(&repo_dir).into_iter().map(|p| (repo.clone(), p)));
             }
         }
-        found
     }
+    found
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {

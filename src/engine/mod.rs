@@ -5,6 +5,7 @@
 
 mod error;
 mod maintenance;
+mod pool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub struct Engine {
     git: Git,
     sandbox: Sandbox,
     layout: Layout,
+    pool: pool::Pool,
 }
 
 impl Engine {
@@ -75,6 +77,7 @@ impl Engine {
             store,
             driver,
             tokens: None,
+            pool: pool::Pool::default(),
         }
     }
 
@@ -97,6 +100,7 @@ impl Engine {
     }
 
     pub async fn shutdown(&self) {
+        self.close_pool();
         self.driver.shutdown().await;
     }
 
@@ -194,11 +198,10 @@ impl Engine {
         // push's lease needs, then runs beside the agent instead of before it.
         let ready = WorkingCopy::at(self.layout.worktree(issue));
         let follow_up = ready.exists() && mirror.exists();
-        let (worktree, mut remote_sha) = match follow_up {
-            true => (ready, None),
+        let Prepared { worktree, mut remote_sha, start } = match follow_up {
+            true => Prepared { worktree: ready, remote_sha: None, start: None },
             false => self.prepare_worktree(issue, &mirror, &branch, creds.as_ref()).await?,
         };
-        let base_sha = worktree.head(&self.working_copy_git(&worktree, None)).await?;
         stage::reached(issue, Stage::WorkingCopyReady);
 
         let now = now_millis();
@@ -249,9 +252,8 @@ impl Engine {
             Ok(reply) => reply,
             Err(e) => return Err(self.record_failure(&mut record, e).await),
         };
-        let finished = self
-            .finish_run(issue, &mirror, &worktree, &branch, &base_sha, remote_sha, creds.as_ref(), &mut record)
-            .await;
+        let finished =
+            self.finish_run(issue, &mirror, &worktree, &branch, start, remote_sha, creds.as_ref(), &mut record).await;
         let (commits, files_changed, pushed_to) = match finished {
             Ok(done) => done,
             Err(e) => return Err(self.record_failure(&mut record, e).await),
@@ -291,22 +293,21 @@ impl Engine {
         Ok(mirror.remote_branch_sha(&self.git, branch).await?)
     }
 
-    /// Syncs the mirror and makes sure the issue's worktree exists. Returns the
-    /// worktree and the remote branch's commit as last fetched.
+    /// Syncs the mirror and makes sure the issue's worktree exists.
     async fn prepare_worktree(
         &self,
         issue: &IssueRef,
         mirror: &Mirror,
         branch: &str,
         creds: Option<&Credentials>,
-    ) -> Result<(WorkingCopy, Option<String>), EngineError> {
+    ) -> Result<Prepared, EngineError> {
         let _lock = self.lock_mirror(issue.repo()).await?;
         self.sync_mirror(issue.repo(), mirror, creds).await?;
         crate::crash::point("after-fetch");
         let worktree = WorkingCopy::at(self.layout.worktree(issue));
         let remote_sha = mirror.remote_branch_sha(&self.git, branch).await?;
         if worktree.exists() {
-            return Ok((worktree, remote_sha));
+            return Ok(Prepared { worktree, remote_sha, start: None });
         }
         if worktree.is_legacy() {
             // Its commits are on the mirror's local branch, which the new copy starts from.
@@ -330,10 +331,16 @@ impl Engine {
         let tracking = default_sha.as_deref().map(|sha| (default.as_str(), sha));
         // A server still running for a checkout that is gone would keep working in it.
         self.driver.release(worktree.path()).await;
-        let worktree =
-            WorkingCopy::create(&self.git, mirror, worktree.path().to_owned(), Some(branch), &start, tracking).await?;
-        self.hide_project_config(issue.repo(), &worktree).await?;
-        Ok((worktree, remote_sha))
+        let worktree = match self.take_ready(issue, branch, &start, tracking).await {
+            Some(ready) => ready,
+            None => {
+                let path = worktree.path().to_owned();
+                let made = WorkingCopy::create(&self.git, mirror, path, Some(branch), &start, tracking).await?;
+                self.hide_project_config(issue.repo(), &made, &self.git).await?;
+                made
+            }
+        };
+        Ok(Prepared { worktree, remote_sha, start: Some(start) })
     }
 
     async fn run_agent(
@@ -395,7 +402,9 @@ impl Engine {
         }
     }
 
-    /// Commits leftovers and pushes the branch if it moved.
+    /// Commits leftovers and pushes the branch if it moved. `start` is where a
+    /// new working copy began; a follow-up's run began where the last one left
+    /// the mirror's branch, as nothing runs in its jail between runs.
     #[allow(clippy::too_many_arguments)]
     async fn finish_run(
         &self,
@@ -403,26 +412,30 @@ impl Engine {
         mirror: &Mirror,
         worktree: &WorkingCopy,
         branch: &str,
-        base_sha: &str,
+        start: Option<String>,
         remote_sha: Option<String>,
         creds: Option<&Credentials>,
         record: &mut IssueSession,
     ) -> Result<(Vec<crate::git::Commit>, Vec<String>, Option<String>), EngineError> {
         let message = format!("kugetsu: work on {issue}\n\nChanges the agent left uncommitted.");
         worktree.clear_stale_locks()?;
-        worktree.commit_leftovers(&self.working_copy_git(worktree, None), &message).await?;
-        let head = {
+        let unchanged_head = worktree.commit_leftovers(&self.working_copy_git(worktree, None), &message).await?;
+        let (head, start) = {
             let _lock = self.lock_mirror(issue.repo()).await?;
             // Without a sandbox the agent can reach the mirror; undo what it did there.
             mirror.restore_config()?;
-            self.take_commits(mirror, worktree, branch).await?
+            let start = match start {
+                Some(start) => Some(start),
+                None => mirror.resolve(&self.git, &format!("refs/heads/{branch}")).await?,
+            };
+            (self.take_commits(mirror, worktree, branch, unchanged_head).await?, start)
         };
         stage::reached(issue, Stage::Committed);
-        // The run's start is in the mirror unless the agent left it behind before
-        // kugetsu took it (a crash, a reset); then the listing starts at the default branch.
-        let since = match mirror.has_commit(&self.git, base_sha).await {
-            true => base_sha.to_owned(),
-            false => mirror.resolve(&self.git, "refs/remotes/origin/HEAD").await?.unwrap_or_else(|| head.clone()),
+        // The listing starts at the run's start, or at the default branch where
+        // that is unknown (a crash before the mirror had the branch).
+        let since = match start {
+            Some(start) if mirror.has_commit(&self.git, &start).await => start,
+            _ => mirror.resolve(&self.git, "refs/remotes/origin/HEAD").await?.unwrap_or_else(|| head.clone()),
         };
         let commits = mirror.commits_between(&self.git, &since, &head).await?;
         let files = mirror.files_changed_between(&self.git, &since, &head).await?;
@@ -459,10 +472,18 @@ impl Engine {
 
     /// Brings the working copy's HEAD into the mirror's local `branch` and returns
     /// it. The commits travel as a bundle, so no git that kugetsu runs in its
-    /// mirror reads anything from the agent's repository.
-    async fn take_commits(&self, mirror: &Mirror, worktree: &WorkingCopy, branch: &str) -> Result<String, EngineError> {
-        let head = worktree.head(&self.working_copy_git(worktree, None)).await?;
-        if mirror.has_commit(&self.git, &head).await {
+    /// mirror reads anything from the agent's repository. `head` is HEAD, where
+    /// already known.
+    async fn take_commits(
+        &self,
+        mirror: &Mirror,
+        worktree: &WorkingCopy,
+        branch: &str,
+        head: Option<String>,
+    ) -> Result<String, EngineError> {
+        if let Some(head) = head
+            && mirror.has_commit(&self.git, &head).await
+        {
             mirror.set_branch(&self.git, branch, &head).await?;
             return Ok(head);
         }
@@ -470,18 +491,28 @@ impl Engine {
             .prefix(".bundle-")
             .tempdir_in(&self.config.state_dir)
             .map_err(|e| EngineError::Infra(format!("cannot make a scratch directory: {e}")))?;
-        let bundle = scratch.path().join("work.bundle");
+        let path = scratch.path().join("work.bundle");
         let confined = self.working_copy_git(worktree, Some(scratch.path()));
         // Only what the mirror lacks: the working copy may hold commits of an
         // earlier run that never reached the mirror (kugetsu was killed first).
         let known = mirror.tips(&self.git, branch).await?;
-        worktree.bundle_since(&confined, &known, &bundle).await?;
+        if let Err(e) = worktree.bundle_since(&confined, &known, &path).await {
+            // git makes no bundle without new commits: HEAD is one the mirror has.
+            let head = worktree.head(&confined).await?;
+            if !mirror.has_commit(&self.git, &head).await {
+                return Err(e.into());
+            }
+            mirror.set_branch(&self.git, branch, &head).await?;
+            return Ok(head);
+        }
         // The jail that wrote it is gone with its last process, so nothing can swap
         // it now; a link in its place would make kugetsu's git read whatever it names.
-        if !std::fs::symlink_metadata(&bundle).is_ok_and(|m| m.is_file()) {
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
             return Err(EngineError::Infra("the working copy's bundle is not a plain file".into()));
         }
-        mirror.import_bundle(&self.git, &bundle, branch, &head).await.map_err(|e| match e {
+        let bundle = crate::git::Bundle::open(&path)?;
+        let head = bundle.head.clone();
+        mirror.import_bundle(&self.git, bundle, branch).await.map_err(|e| match e {
             GitError::Failed { args, stderr } if args.starts_with("index-pack") => {
                 tracing::warn!(%stderr, "the working copy's objects failed git's checks");
                 EngineError::BadInput(
@@ -544,7 +575,7 @@ impl Engine {
                 .ok_or_else(|| EngineError::Infra(format!("{repo} has no branch `{default}`")))?;
             let base =
                 WorkingCopy::create(&self.git, &mirror, path.clone(), None, &sha, Some((&default, &sha))).await?;
-            self.hide_project_config(repo, &base).await?;
+            self.hide_project_config(repo, &base, &self.git).await?;
         }
         let title = format!("{SESSION_TITLE_PREFIX}base {repo}");
         let prompt = Prompt {
@@ -568,18 +599,28 @@ impl Engine {
     }
 
     /// Keeps the repository's own opencode config and plugins out of the worktree,
-    /// unless the operator trusts the repository.
-    async fn hide_project_config(&self, repo: &RepoRef, worktree: &WorkingCopy) -> Result<(), EngineError> {
+    /// unless the operator trusts the repository. `git` is kugetsu's own for a
+    /// working copy it has just made, and a confined one otherwise.
+    async fn hide_project_config(&self, repo: &RepoRef, worktree: &WorkingCopy, git: &Git) -> Result<(), EngineError> {
         if self.config.opencode.trusted_repos.contains(repo) {
             return Ok(());
         }
-        Ok(worktree.hide_paths(&self.git, &[".opencode", "opencode.json", "opencode.jsonc"]).await?)
+        Ok(worktree.hide_paths(git, &[".opencode", "opencode.json", "opencode.jsonc"]).await?)
     }
 
     fn worktree_dir_for_lookup(&self, record: &IssueSession) -> Option<PathBuf> {
         let base = self.layout.base_worktree(record.issue.repo());
         [record.worktree.clone(), base].into_iter().find(|p| p.join(".git").exists())
     }
+}
+
+/// The issue's working copy, ready for a run.
+struct Prepared {
+    worktree: WorkingCopy,
+    /// The remote branch's commit as last fetched, when it was fetched before the run.
+    remote_sha: Option<String>,
+    /// The commit a working copy made for this run starts at.
+    start: Option<String>,
 }
 
 fn is_lease_refusal(git_error: &str) -> bool {

@@ -149,22 +149,29 @@ impl Git {
             (None, _) => Command::new("git"),
         };
         cmd.current_dir(dir).env_clear();
+        let dir_abs = std::path::absolute(dir).map_err(GitError::Spawn)?;
+        // In a jail, the working directory may show at another path.
+        let seen = match &self.jail {
+            Some((sandbox, jail)) if std::path::absolute(&jail.dir).is_ok_and(|d| d == dir_abs) => {
+                sandbox.dir_inside(jail).to_owned()
+            }
+            _ => dir_abs.clone(),
+        };
         // Never discover a repository: a mirror whose HEAD the agent broke must
         // fail, not send our token with the config of a repository planted above it.
-        let dir_abs = std::path::absolute(dir).map_err(GitError::Spawn)?;
-        cmd.env("GIT_CEILING_DIRECTORIES", dir_abs.parent().unwrap_or(&dir_abs));
+        cmd.env("GIT_CEILING_DIRECTORIES", seen.parent().unwrap_or(&seen));
         match repository_at(&dir_abs) {
             Some(Repository::Bare) => {
-                cmd.env("GIT_DIR", &dir_abs);
+                cmd.env("GIT_DIR", &seen);
             }
             Some(Repository::WorkTree) => {
-                cmd.env("GIT_DIR", dir_abs.join(".git")).env("GIT_WORK_TREE", &dir_abs);
+                cmd.env("GIT_DIR", seen.join(".git")).env("GIT_WORK_TREE", &seen);
             }
             None => {}
         }
         cmd.args(HARDENING)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", dir)
+            .env("HOME", &seen)
             .env("LC_ALL", "C")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")

@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 
+use super::bundle::Bundle;
 use super::{Commit, Credentials, Git, GitError};
 
 /// A bare clone of one remote repository. Every issue's working copy borrows its
@@ -146,14 +147,17 @@ impl Mirror {
     /// The commits the mirror holds for `branch`: its local branch, the remote
     /// branch and the remote's default branch, those that exist.
     pub async fn tips(&self, git: &Git, branch: &str) -> Result<Vec<String>, GitError> {
-        let mut tips = Vec::new();
-        for name in
-            [format!("refs/heads/{branch}"), format!("refs/remotes/origin/{branch}"), "refs/remotes/origin/HEAD".into()]
-        {
-            if let Some(sha) = self.resolve(git, &name).await?
-                && !tips.contains(&sha)
+        let (local, remote) = (format!("refs/heads/{branch}"), format!("refs/remotes/origin/{branch}"));
+        let args =
+            ["for-each-ref", "--format=%(refname) %(objectname)", "--", &local, &remote, "refs/remotes/origin/HEAD"];
+        let listed = git.run(&self.path, &args).await?;
+        let mut tips: Vec<String> = Vec::new();
+        // Patterns also match refs below them, which a branch name cannot have.
+        for (name, sha) in listed.lines().filter_map(|l| l.split_once(' ')) {
+            if [local.as_str(), remote.as_str(), "refs/remotes/origin/HEAD"].contains(&name)
+                && !tips.iter().any(|t| t == sha)
             {
-                tips.push(sha);
+                tips.push(sha.to_owned());
             }
         }
         Ok(tips)
@@ -172,12 +176,13 @@ impl Mirror {
     }
 
     /// Takes the commits in a bundle written from an issue's working copy and
-    /// points the local `branch` at `head`. Reading a bundle runs nothing from
+    /// points the local `branch` at its `HEAD`. Reading a bundle runs nothing from
     /// the repository it came from. Its pack goes through `index-pack --strict`,
     /// which checks every object as it arrives: `git fetch` from a bundle does
     /// not, whatever `fetch.fsckObjects` says (measured with git 2.47).
-    pub async fn import_bundle(&self, git: &Git, bundle: &Path, branch: &str, head: &str) -> Result<(), GitError> {
-        let pack = super::bundle::pack_of(bundle)?;
+    pub async fn import_bundle(&self, git: &Git, bundle: Bundle, branch: &str) -> Result<(), GitError> {
+        let Bundle { head, pack } = bundle;
+        let head = head.as_str();
         git.run_with_input(&self.path, &["index-pack", "--strict", "--fix-thin", "--stdin"], pack).await?;
         // Everything `head` reaches must be here now, or the branch would name a broken history.
         git.run(&self.path, &["rev-list", "--objects", "--quiet", "--not", "--all", "--not", "--end-of-options", head])

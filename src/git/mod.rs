@@ -11,6 +11,7 @@ mod mirror;
 mod retry;
 mod working_copy;
 
+pub use bundle::Bundle;
 pub use command::{Git, GitError};
 pub use credential::Credentials;
 pub use mirror::Mirror;

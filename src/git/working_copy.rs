@@ -86,6 +86,23 @@ impl WorkingCopy {
         Ok(Self { path })
     }
 
+    /// Puts a ready working copy (one no agent has had) on a new `branch` at
+    /// `start`, with its files to match, and `origin/<default>` where the mirror has it.
+    pub async fn switch_to(
+        &self,
+        git: &Git,
+        branch: &str,
+        start: &str,
+        default: Option<(&str, &str)>,
+    ) -> Result<(), GitError> {
+        git.run(&self.path, &["checkout", "-q", "-f", "--no-track", "-B", branch, start]).await?;
+        if let Some((name, sha)) = default {
+            let tracking = format!("refs/remotes/origin/{name}");
+            git.run(&self.path, &["update-ref", "--end-of-options", &tracking, sha]).await?;
+        }
+        Ok(())
+    }
+
     /// Removes the working copy. A legacy worktree is also forgotten by the mirror.
     pub async fn remove(&self, git: &Git, mirror: &Mirror) -> Result<(), GitError> {
         let legacy = self.is_legacy();
@@ -127,22 +144,30 @@ impl WorkingCopy {
     pub async fn head(&self, git: &Git) -> Result<String, GitError> {
         let out = git.run(&self.path, &["rev-parse", "--verify", "HEAD^{commit}"]).await?;
         let sha = out.trim();
-        let is_object_name = matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit());
-        if !is_object_name {
+        if !is_object_name(sha) {
             return Err(GitError::Failed { args: "rev-parse HEAD".into(), stderr: "HEAD is not a commit".into() });
         }
         Ok(sha.to_owned())
     }
 
-    /// Commits whatever the agent left uncommitted.
-    pub async fn commit_leftovers(&self, git: &Git, message: &str) -> Result<(), GitError> {
-        let status = git.run(&self.path, &["status", "--porcelain", "--untracked-files=all"]).await?;
-        if status.trim().is_empty() {
-            return Ok(());
+    /// Commits whatever the agent left uncommitted. Returns HEAD when there was
+    /// nothing to commit, as `git status` tells it (read in the same call).
+    pub async fn commit_leftovers(&self, git: &Git, message: &str) -> Result<Option<String>, GitError> {
+        let status = git.run(&self.path, &["status", "--porcelain=v2", "--branch", "--untracked-files=all"]).await?;
+        let mut head = None;
+        let mut changed = false;
+        for line in status.lines() {
+            match line.strip_prefix("# branch.oid ") {
+                Some(oid) => head = is_object_name(oid).then(|| oid.to_owned()),
+                None => changed |= !line.starts_with('#'),
+            }
+        }
+        if !changed {
+            return Ok(head);
         }
         git.run(&self.path, &["add", "-A", "--", "."]).await?;
         git.run(&self.path, &["commit", "-q", "--no-verify", "-m", message]).await?;
-        Ok(())
+        Ok(None)
     }
 
     /// Writes the commits of `HEAD` that are in none of the `known` commits'
@@ -182,4 +207,9 @@ impl WorkingCopy {
         }
         Ok(())
     }
+}
+
+/// Whether git's answer, which the agent's repository shaped, is an object name.
+fn is_object_name(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }

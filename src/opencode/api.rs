@@ -1,7 +1,7 @@
 //! A typed client for the parts of `opencode serve`'s HTTP API that kugetsu uses.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -12,16 +12,19 @@ use serde_json::{Value, json};
 use super::{RunError, SessionInfo};
 use crate::result::Tokens;
 
+/// One server's API, for the one checkout that server serves.
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: String,
     password: SecretString,
+    /// The checkout as opencode sees it, sent with every call as `directory`.
+    directory: PathBuf,
 }
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Api").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("Api").field("base", &self.base).field("directory", &self.directory).finish_non_exhaustive()
     }
 }
 
@@ -116,19 +119,24 @@ impl Message {
 }
 
 impl Api {
-    pub fn new(http: reqwest::Client, base: String, password: SecretString) -> Self {
-        Self { http, base, password }
+    pub fn new(http: reqwest::Client, base: String, password: SecretString, directory: PathBuf) -> Self {
+        Self { http, base, password, directory }
     }
 
-    fn request(&self, method: Method, path: &str, dir: Option<&Path>) -> RequestBuilder {
-        let mut req = self
-            .http
+    /// A call about the checkout.
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.in_directory(method, path, &self.directory)
+    }
+
+    fn in_directory(&self, method: Method, path: &str, dir: &Path) -> RequestBuilder {
+        self.global(method, path).query(&[("directory", dir.to_string_lossy())])
+    }
+
+    /// A call about the server as a whole.
+    fn global(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
             .request(method, format!("{}{path}", self.base))
-            .basic_auth("opencode", Some(self.password.expose_secret()));
-        if let Some(dir) = dir {
-            req = req.query(&[("directory", dir.to_string_lossy())]);
-        }
-        req
+            .basic_auth("opencode", Some(self.password.expose_secret()))
     }
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder, what: &str) -> Result<T, RunError> {
@@ -155,30 +163,34 @@ impl Api {
     }
 
     pub async fn healthy(&self) -> bool {
-        let req = self.request(Method::GET, "/global/health", None);
+        let req = self.global(Method::GET, "/global/health");
         matches!(req.send().await, Ok(r) if r.status().is_success())
     }
 
-    pub async fn create_session(&self, dir: &Path, title: &str) -> Result<SessionInfo, RunError> {
-        let req = self.request(Method::POST, "/session", Some(dir)).json(&json!({ "title": title }));
+    pub async fn create_session(&self, title: &str) -> Result<SessionInfo, RunError> {
+        let req = self.request(Method::POST, "/session").json(&json!({ "title": title }));
         self.send(req, "session creation").await
     }
 
-    /// Forks `base` and re-roots the copy in `dir`: a fork keeps its parent's
-    /// directory, and the agent would otherwise work in the base checkout.
-    pub async fn fork_into(&self, base: &str, dir: &Path, base_dir: &Path) -> Result<SessionInfo, RunError> {
-        let req = self.request(Method::POST, &format!("/session/{base}/fork"), Some(base_dir)).json(&json!({}));
+    /// Forks `base`, whose directory is `base_dir`, into this checkout: a fork
+    /// keeps its parent's directory, and where that is another, the agent would
+    /// work there, so the copy is moved.
+    pub async fn fork_into(&self, base: &str, base_dir: &Path) -> Result<SessionInfo, RunError> {
+        let req = self.in_directory(Method::POST, &format!("/session/{base}/fork"), base_dir).json(&json!({}));
         let fork: SessionInfo = self.send(req, "session fork").await?;
+        if base_dir == self.directory {
+            return Ok(fork);
+        }
         let req = self
-            .request(Method::POST, "/experimental/control-plane/move-session", None)
-            .json(&json!({ "sessionID": fork.id, "destination": { "directory": dir } }));
+            .global(Method::POST, "/experimental/control-plane/move-session")
+            .json(&json!({ "sessionID": fork.id, "destination": { "directory": self.directory } }));
         self.send_expecting_success(req, "session move").await.map_err(|e| e.in_session(&fork.id))?;
         Ok(fork)
     }
 
-    pub async fn session(&self, id: &str, dir: &Path) -> Result<Option<SessionCounters>, RunError> {
+    pub async fn session(&self, id: &str) -> Result<Option<SessionCounters>, RunError> {
         let resp = self
-            .request(Method::GET, &format!("/session/{id}"), Some(dir))
+            .request(Method::GET, &format!("/session/{id}"))
             .send()
             .await
             .map_err(|e| RunError::infra(format!("opencode server unreachable: {e}")))?;
@@ -191,25 +203,25 @@ impl Api {
         }
     }
 
-    pub async fn sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
-        self.send(self.request(Method::GET, "/session", Some(dir)), "session listing").await
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, RunError> {
+        self.send(self.request(Method::GET, "/session"), "session listing").await
     }
 
-    pub async fn prompt(&self, id: &str, dir: &Path, body: &Value) -> Result<Message, RunError> {
-        let req = self.request(Method::POST, &format!("/session/{id}/message"), Some(dir)).json(body);
+    pub async fn prompt(&self, id: &str, body: &Value) -> Result<Message, RunError> {
+        let req = self.request(Method::POST, &format!("/session/{id}/message")).json(body);
         self.send(req, "prompt").await
     }
 
-    pub async fn abort(&self, id: &str, dir: &Path) {
-        let req = self.request(Method::POST, &format!("/session/{id}/abort"), Some(dir));
+    pub async fn abort(&self, id: &str) {
+        let req = self.request(Method::POST, &format!("/session/{id}/abort"));
         if let Err(e) = req.send().await {
             tracing::warn!(session = id, error = %e, "could not abort session");
         }
     }
 
-    pub async fn delete(&self, id: &str, dir: &Path) -> Result<(), RunError> {
+    pub async fn delete(&self, id: &str) -> Result<(), RunError> {
         let resp = self
-            .request(Method::DELETE, &format!("/session/{id}"), Some(dir))
+            .request(Method::DELETE, &format!("/session/{id}"))
             .send()
             .await
             .map_err(|e| RunError::infra(format!("opencode server unreachable: {e}")))?;
@@ -219,33 +231,33 @@ impl Api {
         }
     }
 
-    pub async fn statuses(&self, dir: &Path) -> Result<HashMap<String, SessionStatus>, RunError> {
-        self.send(self.request(Method::GET, "/session/status", Some(dir)), "status").await
+    pub async fn statuses(&self) -> Result<HashMap<String, SessionStatus>, RunError> {
+        self.send(self.request(Method::GET, "/session/status"), "status").await
     }
 
-    pub async fn permissions(&self, dir: &Path) -> Result<Vec<PendingRequest>, RunError> {
-        self.send(self.request(Method::GET, "/permission", Some(dir)), "permission listing").await
+    pub async fn permissions(&self) -> Result<Vec<PendingRequest>, RunError> {
+        self.send(self.request(Method::GET, "/permission"), "permission listing").await
     }
 
-    pub async fn reject_permission(&self, id: &str, dir: &Path, why: &str) -> Result<(), RunError> {
+    pub async fn reject_permission(&self, id: &str, why: &str) -> Result<(), RunError> {
         let req = self
-            .request(Method::POST, &format!("/permission/{id}/reply"), Some(dir))
+            .request(Method::POST, &format!("/permission/{id}/reply"))
             .json(&json!({ "reply": "reject", "message": why }));
         self.send_expecting_success(req, "permission reply").await
     }
 
-    pub async fn questions(&self, dir: &Path) -> Result<Vec<PendingRequest>, RunError> {
-        self.send(self.request(Method::GET, "/question", Some(dir)), "question listing").await
+    pub async fn questions(&self) -> Result<Vec<PendingRequest>, RunError> {
+        self.send(self.request(Method::GET, "/question"), "question listing").await
     }
 
-    pub async fn reject_question(&self, id: &str, dir: &Path) -> Result<(), RunError> {
-        let req = self.request(Method::POST, &format!("/question/{id}/reject"), Some(dir));
+    pub async fn reject_question(&self, id: &str) -> Result<(), RunError> {
+        let req = self.request(Method::POST, &format!("/question/{id}/reject"));
         self.send_expecting_success(req, "question reply").await
     }
 
-    /// The server's event stream for `dir`, for debug logs.
-    pub async fn events(&self, dir: &Path) -> Result<reqwest::Response, RunError> {
-        self.request(Method::GET, "/event", Some(dir))
+    /// The server's event stream for the checkout, for debug logs.
+    pub async fn events(&self) -> Result<reqwest::Response, RunError> {
+        self.request(Method::GET, "/event")
             .send()
             .await
             .map_err(|e| RunError::infra(format!("cannot subscribe to opencode events: {e}")))

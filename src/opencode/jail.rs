@@ -112,15 +112,22 @@ impl Jails {
         Some(self.layout.base_worktree(&self.layout.repo_of_checkout(dir)?))
     }
 
+    /// The checkout at `dir` as its opencode sees it, which is what opencode's
+    /// API calls `directory`. In a sandbox every checkout of a repository is at
+    /// the same place, the base checkout too, and stays there when renamed.
+    pub fn inside(&self, dir: &Path) -> PathBuf {
+        self.sandbox.dir_inside(&Jail::for_checkout(&self.layout, dir)).to_owned()
+    }
+
+    /// Whether a checkout keeps its running opencode when renamed.
+    pub fn renames_keep_servers(&self) -> bool {
+        self.sandbox.kind() != crate::sandbox::SandboxKind::None
+    }
+
     fn jail(&self, dir: &Path, home: &Path) -> Jail {
         let mut jail = Jail::for_checkout(&self.layout, dir);
         jail.writable.push(home.to_owned());
         jail.readable.extend(self.shared.iter().cloned());
-        // Issue sessions are forked from the base session in its own directory;
-        // the base checkout holds only the repository's default branch.
-        if let Some(base) = self.base_dir(dir).filter(|base| base != dir && base.is_dir()) {
-            jail.readable.push(base);
-        }
         jail
     }
 
@@ -137,6 +144,7 @@ impl Jails {
             writable: vec![scratch.to_owned(), config_dir.to_owned()],
             readable: self.shared.clone(),
             dir: scratch.to_owned(),
+            dir_inside: None,
         };
         self.command(binary, env, scratch, jail)
     }

@@ -11,6 +11,7 @@ mod jail;
 mod process;
 mod server;
 mod setup;
+mod warmup;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -130,6 +131,24 @@ pub trait Driver: Send + Sync {
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError>;
     /// Stops what runs for the checkout at `dir`, before its files are removed.
     async fn release(&self, _dir: &Path) {}
+    /// Whether checkouts can be readied ahead ([`Driver::warm`]) and then renamed
+    /// for an issue ([`Driver::moved`]) with what runs for them.
+    fn can_pool(&self) -> bool {
+        false
+    }
+    /// Starts opencode for the checkout at `dir` and pays for its first prompt,
+    /// so the checkout's first real prompt starts like a follow-up.
+    async fn warm(&self, _dir: &Path) -> Result<(), RunError> {
+        Ok(())
+    }
+    /// The checkout at `from` was renamed `to`: its opencode files and server follow.
+    async fn moved(&self, _from: &Path, _to: &Path) -> Result<(), RunError> {
+        Ok(())
+    }
+    /// Resident memory of what runs for the checkout at `dir`, if anything does.
+    async fn resident_mib(&self, _dir: &Path) -> Option<u64> {
+        None
+    }
     /// Stops anything the driver started.
     async fn shutdown(&self);
 }

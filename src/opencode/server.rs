@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 use super::api::{Api, Message};
 use super::jail::Jails;
 use super::process::{ProcessGroup, die_with_parent};
+use super::warmup::{WarmupModel, warm_up};
 use super::{
     AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, append_debug,
     spawn_error, split_model,
@@ -47,6 +48,9 @@ struct Slot {
     server: Mutex<Option<Server>>,
     /// Runs using the server; it is never stopped while one is.
     active: AtomicUsize,
+    /// A ready checkout's server: kept until an issue takes it, outside
+    /// `max_servers` and `idle_timeout` (the pool has its own bounds).
+    pooled: std::sync::atomic::AtomicBool,
     last_used: std::sync::Mutex<Option<Instant>>,
 }
 
@@ -60,13 +64,22 @@ pub struct ServerDriver {
     jails: Jails,
     http: reqwest::Client,
     slots: std::sync::Mutex<HashMap<PathBuf, Arc<Slot>>>,
+    /// Started with the first warm-up; from then on every server may use it.
+    warmup: tokio::sync::OnceCell<WarmupModel>,
 }
 
 const EXITED_EARLY: &str = "opencode serve exited before it was ready";
 
 impl ServerDriver {
     pub fn new(settings: OpencodeSettings, env: OpencodeEnv, jails: Jails) -> Self {
-        Self { settings, env, jails, http: reqwest::Client::new(), slots: std::sync::Mutex::new(HashMap::new()) }
+        Self {
+            settings,
+            env,
+            jails,
+            http: reqwest::Client::new(),
+            slots: std::sync::Mutex::new(HashMap::new()),
+            warmup: tokio::sync::OnceCell::new(),
+        }
     }
 
     fn slot(&self, home: &Path) -> Arc<Slot> {
@@ -111,7 +124,11 @@ impl ServerDriver {
     async fn make_room(&self, starting: &Path) {
         let slots: Vec<(PathBuf, Arc<Slot>)> = {
             let slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            slots.iter().filter(|(home, _)| home.as_path() != starting).map(|(h, s)| (h.clone(), s.clone())).collect()
+            slots
+                .iter()
+                .filter(|(home, slot)| home.as_path() != starting && !slot.pooled.load(Ordering::SeqCst))
+                .map(|(h, s)| (h.clone(), s.clone()))
+                .collect()
         };
         let mut idle = Vec::new();
         let mut running = 0;
@@ -156,10 +173,15 @@ impl ServerDriver {
             .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(&log_path)
             .map_err(|e| RunError::infra(format!("cannot open {}: {e}", log_path.display())))?;
-        let cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
+        let mut cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
+        if let Some(model) = self.warmup.get() {
+            cmd.env("OPENCODE_CONFIG_CONTENT", model.config());
+        }
+        let directory = self.jails.inside(dir);
         let exited_early = || RunError::infra(format!("{EXITED_EARLY}; see {}", log_path.display()));
         let launched =
-            launch(cmd, &self.settings.binary, log.into(), self.settings.startup_timeout, &self.http).await?;
+            launch(cmd, &self.settings.binary, log.into(), self.settings.startup_timeout, &self.http, directory)
+                .await?;
         let Listening { mut child, group, api } = launched.ok_or_else(exited_early)?;
         let deadline = Instant::now() + self.settings.startup_timeout;
         while !api.healthy().await {
@@ -226,17 +248,17 @@ impl ServerDriver {
     async fn open_session(&self, api: &Api, prompt: &Prompt<'_>) -> Result<String, RunError> {
         let info = match prompt.target {
             SessionTarget::Existing(id) => return Ok(id.to_owned()),
-            SessionTarget::New { title } => api.create_session(prompt.dir, title).await?,
+            SessionTarget::New { title } => api.create_session(title).await?,
             SessionTarget::ForkOf { base, .. } => {
                 let base_dir = self.jails.base_dir(prompt.dir).unwrap_or_else(|| prompt.dir.to_owned());
-                api.fork_into(base, prompt.dir, &base_dir).await?
+                api.fork_into(base, &self.jails.inside(&base_dir)).await?
             }
         };
         Ok(info.id)
     }
 
     async fn prompt_in(&self, api: &Api, id: &str, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
-        let before = api.session(id, prompt.dir).await?.ok_or_else(|| {
+        let before = api.session(id).await?.ok_or_else(|| {
             RunError::new(FailureKind::Agent, format!("opencode has no session {id}; it was deleted"))
         })?;
         let mut body = json!({ "parts": [{ "type": "text", "text": text }] });
@@ -247,21 +269,23 @@ impl ServerDriver {
             body["agent"] = json!(agent);
         }
         let debug = match prompt.debug_dir {
-            Some(dir) => subscribe_debug_log(api, prompt.dir, dir, id).await,
+            Some(dir) => subscribe_debug_log(api, dir, id).await,
             None => None,
         };
         let mut denied = Vec::new();
         let outcome = {
-            let reply = api.prompt(id, prompt.dir, &body);
+            let reply = api.prompt(id, &body);
             tokio::pin!(reply);
             let deadline = tokio::time::Instant::now() + prompt.timeout;
-            let mut ticker = tokio::time::interval(WATCH_INTERVAL);
+            // The first look is one interval in: a turn that ends sooner is never
+            // slowed by it.
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + WATCH_INTERVAL, WATCH_INTERVAL);
             loop {
                 tokio::select! {
                     res = &mut reply => break res,
                     _ = ticker.tick() => {
                         if let Some(failure) = self.watch(api, id, prompt, deadline, &mut denied).await {
-                            api.abort(id, prompt.dir).await;
+                            api.abort(id).await;
                             let _ = tokio::time::timeout(ABORT_GRACE, &mut reply).await;
                             break Err(failure);
                         }
@@ -279,7 +303,7 @@ impl ServerDriver {
         if let Some(error) = message.error() {
             return Err(RunError::agent(format!("the agent's turn failed: {error}")));
         }
-        let after = api.session(id, prompt.dir).await?.unwrap_or_default();
+        let after = api.session(id).await?.unwrap_or_default();
         Ok(AgentReply {
             session_id: id.to_owned(),
             answer: message.text(),
@@ -305,22 +329,22 @@ impl ServerDriver {
                 humantime::format_duration(prompt.timeout)
             )));
         }
-        for request in api.permissions(prompt.dir).await.unwrap_or_default() {
+        for request in api.permissions().await.unwrap_or_default() {
             if request.session_id != id {
                 continue;
             }
             let what = describe_permission(&request.rest);
             let why = "kugetsu runs unattended and denies permission prompts; configure opencode's permission rules to allow this";
-            if api.reject_permission(&request.id, prompt.dir, why).await.is_ok() {
+            if api.reject_permission(&request.id, why).await.is_ok() {
                 denied.push(format!("permission: {what}"));
             }
         }
-        for question in api.questions(prompt.dir).await.unwrap_or_default() {
-            if question.session_id == id && api.reject_question(&question.id, prompt.dir).await.is_ok() {
+        for question in api.questions().await.unwrap_or_default() {
+            if question.session_id == id && api.reject_question(&question.id).await.is_ok() {
                 denied.push("question: the agent asked a question, which was declined".to_owned());
             }
         }
-        let statuses = api.statuses(prompt.dir).await.unwrap_or_default();
+        let statuses = api.statuses().await.unwrap_or_default();
         match statuses.get(id) {
             Some(s) if s.kind == "retry" && s.attempt > self.settings.max_model_retries => {
                 Some(RunError::agent(format!("the model keeps failing ({} attempts): {}", s.attempt, s.message)))
@@ -372,6 +396,7 @@ pub(super) async fn launch(
     stderr: Stdio,
     timeout: Duration,
     http: &reqwest::Client,
+    directory: PathBuf,
 ) -> Result<Option<Listening>, RunError> {
     let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
     cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
@@ -388,7 +413,11 @@ pub(super) async fn launch(
     let base = tokio::time::timeout(timeout, listening_url(stdout))
         .await
         .map_err(|_| RunError::infra("opencode serve did not start listening in time"))?;
-    Ok(base.map(|base| Listening { child, group, api: Api::new(http.clone(), base, SecretString::from(password)) }))
+    Ok(base.map(|base| Listening {
+        child,
+        group,
+        api: Api::new(http.clone(), base, SecretString::from(password), directory),
+    }))
 }
 
 /// Reads `opencode serve`'s stdout until it says where it listens, then keeps
@@ -407,13 +436,8 @@ async fn listening_url(stdout: tokio::process::ChildStdout) -> Option<String> {
 
 /// Subscribes to opencode's events before the prompt is sent, so the log misses
 /// nothing of the turn, and logs them in the background until the session is idle.
-async fn subscribe_debug_log(
-    api: &Api,
-    dir: &Path,
-    debug_dir: &Path,
-    session: &str,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let resp = api.events(dir).await.ok()?;
+async fn subscribe_debug_log(api: &Api, debug_dir: &Path, session: &str) -> Option<tokio::task::JoinHandle<()>> {
+    let resp = api.events().await.ok()?;
     let mut stream = Box::pin(resp.bytes_stream());
     // opencode's first event (`server.connected`) says the subscription is live.
     let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
@@ -477,22 +501,22 @@ impl Driver for ServerDriver {
     }
 
     async fn session_exists(&self, id: &str, dir: &Path) -> Result<bool, RunError> {
-        self.with_api(dir, |api| async move { Ok(api.session(id, dir).await?.is_some()) }).await
+        self.with_api(dir, |api| async move { Ok(api.session(id).await?.is_some()) }).await
     }
 
     async fn delete_session(&self, id: &str, dir: &Path) -> Result<(), RunError> {
-        self.with_api(dir, |api| async move { api.delete(id, dir).await }).await
+        self.with_api(dir, |api| async move { api.delete(id).await }).await
     }
 
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
-        self.with_api(dir, |api| async move { api.sessions(dir).await }).await
+        self.with_api(dir, |api| async move { api.sessions().await }).await
     }
 
     async fn abort(&self, id: &str, dir: &Path) {
         let Some(slot) = self.jails.home(dir).ok().and_then(|home| self.existing_slot(&home)) else { return };
         let running = slot.server.lock().await.as_ref().map(|s| s.api.clone());
         if let Some(api) = running {
-            api.abort(id, dir).await;
+            api.abort(id).await;
         }
     }
 
@@ -500,6 +524,45 @@ impl Driver for ServerDriver {
         if let Ok(home) = self.jails.home(dir) {
             self.stop(&home).await;
         }
+    }
+
+    fn can_pool(&self) -> bool {
+        self.jails.renames_keep_servers()
+    }
+
+    async fn warm(&self, dir: &Path) -> Result<(), RunError> {
+        let home = self.jails.home(dir)?;
+        self.warmup.get_or_try_init(WarmupModel::start).await?;
+        // Forks of the base session are made in the issue's own home.
+        self.seed_from_base(dir, &home).await?;
+        let slot = self.slot(&home);
+        slot.pooled.store(true, Ordering::SeqCst);
+        let _active = ActiveRun::new(&slot.active);
+        let api = self.api(dir, &slot, &home).await?;
+        let warmed = tokio::time::timeout(self.settings.startup_timeout, warm_up(&api, self.settings.agent.as_deref()));
+        warmed.await.map_err(|_| RunError::infra("opencode's warm-up prompt did not end in time"))?
+    }
+
+    async fn moved(&self, from: &Path, to: &Path) -> Result<(), RunError> {
+        let (old, new) = (self.jails.home(from)?, self.jails.home(to)?);
+        if let Some(parent) = new.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| RunError::infra(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        std::fs::rename(&old, &new)
+            .map_err(|e| RunError::infra(format!("cannot move {} to {}: {e}", old.display(), new.display())))?;
+        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = slots.remove(&old) {
+            slot.pooled.store(false, Ordering::SeqCst);
+            slots.insert(new, slot);
+        }
+        Ok(())
+    }
+
+    async fn resident_mib(&self, dir: &Path) -> Option<u64> {
+        let slot = self.existing_slot(&self.jails.home(dir).ok()?)?;
+        let guard = slot.server.lock().await;
+        guard.as_ref().map(|server| server.group.resident_mib())
     }
 
     async fn shutdown(&self) {

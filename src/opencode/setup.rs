@@ -43,11 +43,12 @@ pub async fn prepare(
         .map_err(|e| RunError::infra(format!("cannot make a scratch directory: {e}")))?;
     let cmd = jails.setup(binary, env, scratch.path(), config_dir)?;
     // Held to the end: dropping it stops opencode.
-    let server = super::server::launch(cmd, binary, Stdio::null(), timeout, &reqwest::Client::new())
+    let directory = scratch.path().to_owned();
+    let server = super::server::launch(cmd, binary, Stdio::null(), timeout, &reqwest::Client::new(), directory)
         .await?
         .ok_or_else(|| RunError::infra("opencode exited while setting up its config directory"))?;
     // Loading a project is what makes opencode set up its config directory.
-    server.api.sessions(scratch.path()).await?;
+    server.api.sessions().await?;
     let deadline = Instant::now() + timeout;
     while !is_ready(config_dir) {
         if Instant::now() > deadline {

@@ -37,29 +37,45 @@ const SYSTEM: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "
 /// Host secrets under [`SYSTEM`] that no sandboxed process needs.
 const HIDDEN: &[&str] = &["/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers", "/etc/sudoers.d", "/etc/kugetsu"];
 
+/// Where a checkout appears inside its jail: `/workspace/<repository name>`,
+/// whatever its issue. A checkout can then be renamed under a running opencode
+/// (a ready one handed to a new issue) without opencode seeing its path change,
+/// and no agent learns the host's layout.
+pub const CHECKOUTS_INSIDE: &str = "/workspace";
+
 /// What one confined process may reach besides the system paths.
 #[derive(Debug, Clone, Default)]
 pub struct Jail {
-    /// Read and write: the issue's working copy, opencode's files for that issue.
+    /// Read and write: opencode's files for the issue, scratch space.
     pub writable: Vec<PathBuf>,
     /// Read only: the mirror's objects, opencode itself and its config.
     pub readable: Vec<PathBuf>,
-    /// The working directory inside.
+    /// The working directory, as the host names it.
     pub dir: PathBuf,
+    /// Where `dir` appears inside, bound read-write; `None`: at its own path,
+    /// bound only if `writable` or `readable` names it.
+    pub dir_inside: Option<PathBuf>,
 }
 
 impl Jail {
-    /// A checkout's jail: the checkout read-write, and the mirror objects it
-    /// borrows through `objects/info/alternates` read-only.
+    /// A checkout's jail: the checkout read-write at [`CHECKOUTS_INSIDE`], and the
+    /// mirror objects it borrows through `objects/info/alternates` read-only.
     pub fn for_checkout(layout: &Layout, dir: &Path) -> Jail {
-        let mut readable = Vec::new();
-        if let Some(repo) = layout.repo_of_checkout(dir) {
-            let objects = layout.mirror(&repo).join("objects");
-            if objects.is_dir() {
-                readable.push(objects);
-            }
+        let Some(repo) = layout.repo_of_checkout(dir) else {
+            return Jail { writable: vec![dir.to_owned()], dir: dir.to_owned(), ..Jail::default() };
+        };
+        let objects = layout.mirror(&repo).join("objects");
+        Jail {
+            writable: Vec::new(),
+            readable: [objects].into_iter().filter(|o| o.is_dir()).collect(),
+            dir: dir.to_owned(),
+            dir_inside: Some(Path::new(CHECKOUTS_INSIDE).join(repo.name())),
         }
-        Jail { writable: vec![dir.to_owned()], readable, dir: dir.to_owned() }
+    }
+
+    /// The working directory as the jailed process sees it.
+    pub fn inside(&self) -> &Path {
+        self.dir_inside.as_deref().unwrap_or(&self.dir)
     }
 }
 
@@ -99,6 +115,14 @@ impl Sandbox {
 
     pub fn kind(&self) -> SandboxKind {
         self.kind
+    }
+
+    /// The jail's working directory as a process run in it sees it.
+    pub fn dir_inside<'a>(&self, jail: &'a Jail) -> &'a Path {
+        match self.kind {
+            SandboxKind::None => &jail.dir,
+            SandboxKind::Bwrap => jail.inside(),
+        }
     }
 
     /// A command that runs `program` confined to `jail`. The caller sets its
@@ -176,13 +200,16 @@ impl Sandbox {
         for path in &jail.writable {
             args.extend(triple("--bind", path, path));
         }
+        if let Some(inside) = &jail.dir_inside {
+            args.extend(triple("--bind", &jail.dir, inside));
+        }
         // Hidden files again, in case a readable directory above one showed it.
         for path in self.masked() {
             if path.is_file() {
                 args.extend(["--ro-bind".into(), "/dev/null".into(), path.as_os_str().to_owned()]);
             }
         }
-        args.extend(["--chdir".into(), jail.dir.as_os_str().to_owned()]);
+        args.extend(["--chdir".into(), jail.inside().as_os_str().to_owned()]);
         args
     }
 }

@@ -111,6 +111,10 @@ webhook_secret_env = "TEA_SECRET"
         }
     }
 
+    pub fn bot(&self) -> &Bot {
+        self.bot.as_ref().expect("bot running")
+    }
+
     /// The in-process bot's webhook endpoint for `instance`.
     pub fn url(&self, instance: &str) -> Endpoint {
         self.at(format!("http://{}/webhooks/{instance}", self.bot.as_ref().expect("bot running").addr))

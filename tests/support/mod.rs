@@ -95,11 +95,14 @@ pub struct EnvOptions {
     pub opencode: Option<PathBuf>,
     /// Extra TOML appended to the config.
     pub extra: String,
+    /// Ready checkouts per repository (`pool.size`). Off unless a test is about
+    /// them: each is one more opencode server on a 2-core machine.
+    pub pool: usize,
 }
 
 impl Default for EnvOptions {
     fn default() -> Self {
-        Self { driver: "server", run_timeout: "90s", opencode: None, extra: String::new() }
+        Self { driver: "server", run_timeout: "90s", opencode: None, extra: String::new(), pool: 0 }
     }
 }
 
@@ -142,6 +145,9 @@ max_model_retries = 1
 run_timeout = "{timeout}"
 concurrency = 2
 
+[pool]
+size = {pool}
+
 [instances.local]
 kind = "gitea"
 api_url = "http://127.0.0.1:9/api/v1"
@@ -153,6 +159,7 @@ webhook_secret_env = "LOCAL_WEBHOOK_SECRET"
             driver = options.driver,
             packages = package_dir().display(),
             timeout = options.run_timeout,
+            pool = options.pool,
             remotes = remotes.display(),
             extra = options.extra,
         );

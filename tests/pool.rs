@@ -1,0 +1,144 @@
+//! Ready checkouts: `kugetsu serve` keeps a checkout per repository with its
+//! opencode started and warmed up, and a new issue takes it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::Step;
+use support::bot_env::{BotEnv, tea, tea_comment};
+
+const REPO: &str = "tea/acme/widget";
+
+/// A bot whose pool keeps one ready checkout of acme/widget from start-up.
+async fn bot_with_pool() -> BotEnv {
+    let mut t = BotEnv::new().await;
+    t.stop().await;
+    t.edit_config(|text| text.replace("[pool]\nsize = 0\n", &format!("[pool]\nsize = 1\nrepos = [\"{REPO}\"]\n")));
+    t.start().await;
+    t
+}
+
+fn checkouts_root(t: &BotEnv) -> PathBuf {
+    t.env.state_dir().join("worktrees/tea/acme/widget")
+}
+
+/// The ready checkouts on disk.
+fn ready_dirs(t: &BotEnv) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(checkouts_root(t)) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".ready-")))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+async fn wait_for_ready(t: &BotEnv, count: usize) {
+    let repo = REPO.parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while t.bot().engine().ready_checkouts(&repo) < count {
+        assert!(tokio::time::Instant::now() < deadline, "no ready checkout after 90 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The opencode server whose home is `home`, by the `XDG_DATA_HOME` it was started with.
+fn server_of_home(home: &Path) -> Option<u32> {
+    let var = format!("XDG_DATA_HOME={}", home.join("data").display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let environ = std::fs::read(entry.path().join("environ")).ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        let found = environ.split(|b| *b == 0).any(|v| v == var.as_bytes()) && !comm.starts_with("bwrap");
+        found.then_some(pid)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_issue_takes_the_ready_checkout_and_its_warm_opencode() {
+    let mut t = bot_with_pool().await;
+    wait_for_ready(&t, 1).await;
+    let ready = ready_dirs(&t);
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    let ready_home = t.env.state_dir().join("opencode/homes/tea/acme/widget").join(ready[0].file_name().unwrap());
+    let server = server_of_home(&ready_home).expect("the ready checkout's opencode runs");
+    assert!(t.env.model.requests().is_empty(), "warming up called no model: {:?}", t.env.model.requests());
+
+    t.env.model.on(
+        "MARK-POOL",
+        vec![
+            Step::Bash("pwd > where.txt && git add where.txt && git commit -q -m 'agent: where'".into()),
+            Step::Answer("POOLANSWER".into()),
+        ],
+    );
+    let delivery = tea(&tea_comment(5, 701, "@kugetsu where are you? MARK-POOL", "alice"), "p-1");
+    assert_eq!(delivery.post(&t.url("tea")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 5, 1).await;
+    assert!(comments[0].body.contains("POOLANSWER"), "{}", comments[0].body);
+
+    let issue_dir = checkouts_root(&t).join("5");
+    let written = std::fs::read_to_string(issue_dir.join("where.txt")).unwrap();
+    assert_eq!(written.trim(), "/workspace/widget", "the agent sees its checkout at the same place as ever");
+    assert!(t.env.remote_files("kugetsu/5").contains(&"where.txt".to_owned()));
+    // The server that was warmed up for the ready checkout is the issue's: its view
+    // of the checkout holds what the agent wrote.
+    let seen_by_server = PathBuf::from(format!("/proc/{server}/root/workspace/widget/where.txt"));
+    assert_eq!(std::fs::read_to_string(&seen_by_server).unwrap(), written);
+    assert!(!ready[0].exists(), "the ready checkout became the issue's");
+
+    wait_for_ready(&t, 1).await;
+    let refilled = ready_dirs(&t);
+    assert_eq!(refilled.len(), 1, "{refilled:?}");
+    assert_ne!(refilled, ready, "a new ready checkout replaces the one taken");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_replaces_the_ready_checkouts_an_earlier_process_left() {
+    let mut t = bot_with_pool().await;
+    wait_for_ready(&t, 1).await;
+    let before = ready_dirs(&t);
+    assert_eq!(before.len(), 1, "control: a ready checkout was made: {before:?}");
+    t.stop().await;
+    assert!(before[0].exists(), "control: stopping leaves it on disk");
+    t.start().await;
+    wait_for_ready(&t, 1).await;
+    let after = ready_dirs(&t);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before);
+    let homes = t.env.state_dir().join("opencode/homes/tea/acme/widget");
+    assert!(!homes.join(before[0].file_name().unwrap()).exists(), "its opencode files went with it");
+    t.stop().await;
+}
+
+/// The agent of an issue attacks the repository's ready checkout, which the next
+/// issue will take: it must not be able to see or change it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_cannot_reach_the_ready_checkout_the_next_issue_takes() {
+    let mut t = bot_with_pool().await;
+    wait_for_ready(&t, 1).await;
+    t.env.model.on("MARK-FIRST", vec![Step::Answer("first".into())]);
+    assert_eq!(tea(&tea_comment(6, 801, "@kugetsu MARK-FIRST", "alice"), "a-1").post(&t.url("tea")).await.0, 202);
+    t.forge.wait_for_comments("acme/widget", 6, 1).await;
+    wait_for_ready(&t, 1).await;
+    let target = ready_dirs(&t).pop().expect("a ready checkout for the next issue");
+    let script = format!(
+        "ls -a /workspace > seen.txt; ls -a {root} >> seen.txt 2>&1; \
+         echo planted > {target}/README.md 2>> seen.txt; echo own > own.txt",
+        root = checkouts_root(&t).display(),
+        target = target.display(),
+    );
+    t.env.model.on("MARK-ATTACK", vec![Step::Bash(script), Step::Answer("attacked".into())]);
+    assert_eq!(tea(&tea_comment(6, 802, "@kugetsu MARK-ATTACK", "alice"), "a-2").post(&t.url("tea")).await.0, 202);
+    t.forge.wait_for_comments("acme/widget", 6, 2).await;
+    let issue_dir = checkouts_root(&t).join("6");
+    assert_eq!(std::fs::read_to_string(issue_dir.join("own.txt")).unwrap().trim(), "own", "control: the attack ran");
+    let seen = std::fs::read_to_string(issue_dir.join("seen.txt")).unwrap();
+    assert!(seen.contains("widget"), "control: the agent listed /workspace: {seen}");
+    assert!(!seen.contains(".ready-"), "the agent saw a ready checkout: {seen}");
+    assert_eq!(std::fs::read_to_string(target.join("README.md")).unwrap(), "# widget\n", "it was changed");
+    t.stop().await;
+}
