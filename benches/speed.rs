@@ -195,7 +195,9 @@ fn opencode_run_turns(env: &TestEnv, repo: &str, count: usize) -> Vec<Duration> 
     let home = env.dir.path().join(format!("plain-home-{repo}"));
     let opencode = |args: &[&str]| {
         let mut cmd = std::process::Command::new(support::opencode_bin());
+        // opencode takes its directory from PWD when set, which the bench inherits.
         cmd.current_dir(&plain)
+            .env("PWD", &plain)
             .args(args)
             .env("HOME", home.join("home"))
             .env("XDG_DATA_HOME", home.join("data"))

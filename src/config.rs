@@ -382,6 +382,17 @@ impl Config {
             bail!("bot.api_attempts must be at least 1");
         }
         validate_branch_prefix(&raw.git.branch_prefix)?;
+        let state_dir = base.join(raw.state_dir);
+        // Sandboxes show each checkout there, over whatever else they show.
+        let inside = Path::new(crate::sandbox::CHECKOUTS_INSIDE);
+        for (key, path) in [("state_dir", Some(&state_dir)), ("opencode.package_dir", opencode.package_dir.as_ref())]
+            .into_iter()
+            .chain([("opencode.config", opencode.config.as_ref())])
+        {
+            if path.is_some_and(|p| p.starts_with(inside)) {
+                bail!("{key} must not be under {}, where sandboxes show the checkouts", inside.display());
+            }
+        }
         let raw_bot_handle = raw.bot.handle.clone();
         if raw_bot_handle.is_empty() || raw_bot_handle.starts_with('@') {
             bail!("bot.handle must be a login without `@`");
@@ -396,7 +407,7 @@ impl Config {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
-            state_dir: base.join(raw.state_dir),
+            state_dir,
             sandbox: raw.sandbox,
             source: None,
             opencode,
@@ -542,6 +553,9 @@ mod tests {
             gitea.webhook_secrets()[1].0.covers("ACME", "anything") && !gitea.webhook_secrets()[1].0.covers("x", "y")
         );
         assert!(!format!("{config:?}").contains("scoped-canary"), "Debug hides scoped secrets");
+        assert!(Config::parse(MINIMAL, Path::new("/workspaces/kugetsu"), |_| None).is_ok(), "control: a near name");
+        let err = format!("{:#}", Config::parse(MINIMAL, Path::new("/workspace/kugetsu"), |_| None).unwrap_err());
+        assert!(err.contains("state_dir must not be under /workspace"), "{err}");
         let userinfo = MINIMAL.replace("git_url = \"http://", "git_url = \"http://bot:tok-canary@");
         let err = format!("{:#}", Config::parse(&userinfo, Path::new("/"), |_| None).unwrap_err());
         assert!(err.contains("token_env") && !err.contains("tok-canary"), "{err}");

@@ -196,6 +196,21 @@ async fn prune_catches_a_session_deleted_behind_our_back() {
     engine.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_session_deleted_behind_our_back_fails_the_next_run_clearly() {
+    let env = TestEnv::new("server").await;
+    let engine = env.engine().await;
+    let result = engine.run(&issue(12), "hello", Mode::Start, RunOptions::default()).await.unwrap();
+    let worktree = env.state_dir().join("worktrees/local/acme/widget/12");
+    let out = env.opencode(&worktree).args(["session", "delete", &result.session_id]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.model.on("MARK-AFTER-DELETE", vec![Step::Answer("answered a deleted session".into())]);
+    let err = engine.run(&issue(12), "MARK-AFTER-DELETE", Mode::Continue, RunOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("was deleted"), "{err}");
+    assert!(env.model.requests_for("MARK-AFTER-DELETE").is_empty(), "nothing was answered in its place");
+    engine.shutdown().await;
+}
+
 async fn debug_writes_the_event_log(driver: &'static str) {
     let env = TestEnv::new(driver).await;
     env.model.on("MARK-DEBUG", vec![Step::Answer("DEBUGGED".into())]);

@@ -142,3 +142,32 @@ async fn an_agent_cannot_reach_the_ready_checkout_the_next_issue_takes() {
     assert_eq!(std::fs::read_to_string(target.join("README.md")).unwrap(), "# widget\n", "it was changed");
     t.stop().await;
 }
+
+/// An agent that deletes its checkout's `.git` loses the checkout, not its
+/// session: the next run makes a checkout and keeps the issue's opencode files,
+/// and the ready checkout stays for a new issue.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_checkout_keeps_its_session_and_leaves_the_ready_checkout_alone() {
+    let mut t = bot_with_pool().await;
+    wait_for_ready(&t, 1).await;
+    t.env.model.on("MARK-REMEMBER", vec![Step::Answer("the word is PELICAN".into())]);
+    t.env.model.on("MARK-BREAK", vec![Step::Bash("rm -rf .git".into()), Step::Answer("broken".into())]);
+    t.env.model.on("MARK-AGAIN", vec![Step::Answer("still here".into())]);
+    let say = |id: u64, text: &str| tea(&tea_comment(8, id, text, "alice"), &format!("l-{id}"));
+    assert_eq!(say(901, "@kugetsu MARK-REMEMBER").post(&t.url("tea")).await.0, 202);
+    t.forge.wait_for_comments("acme/widget", 8, 1).await;
+    wait_for_ready(&t, 1).await;
+    assert_eq!(say(902, "@kugetsu MARK-BREAK").post(&t.url("tea")).await.0, 202);
+    t.forge.wait_for_comments("acme/widget", 8, 2).await;
+    assert!(!checkouts_root(&t).join("8/.git").exists(), "control: the agent removed its .git");
+    let ready = ready_dirs(&t);
+    assert_eq!(ready.len(), 1, "{ready:?}");
+
+    assert_eq!(say(903, "@kugetsu MARK-AGAIN").post(&t.url("tea")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 8, 3).await;
+    assert!(comments[2].body.contains("still here"), "{}", comments[2].body);
+    let seen = support::transcript(&t.env.model.requests_for("MARK-AGAIN")[0]);
+    assert!(seen.contains("PELICAN"), "the run continued the issue's session: {seen}");
+    assert_eq!(ready_dirs(&t), ready, "the ready checkout was left for a new issue");
+    t.stop().await;
+}

@@ -78,6 +78,7 @@ impl Bot {
         let forges = Arc::new(forges);
         let tokens = Arc::new(crate::forge::ForgeTokens(forges.clone()));
         let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver).with_git_tokens(tokens).with_pool());
+        engine.remove_leftover_ready_checkouts().await;
         let warming = engine.clone();
         tokio::spawn(async move { warming.start_pool().await });
         let permissions = Arc::new(PermissionCache::new(config.bot.permission_cache));

@@ -431,15 +431,19 @@ impl Engine {
             (self.take_commits(mirror, worktree, branch, unchanged_head).await?, start)
         };
         stage::reached(issue, Stage::Committed);
-        // The listing starts at the run's start, or at the default branch where
-        // that is unknown (a crash before the mirror had the branch).
+        // The listing starts at the run's start (a commit the mirror had), or at the
+        // default branch where that is unknown (a crash before the mirror had the branch).
         let since = match start {
-            Some(start) if mirror.has_commit(&self.git, &start).await => start,
-            _ => mirror.resolve(&self.git, "refs/remotes/origin/HEAD").await?.unwrap_or_else(|| head.clone()),
+            Some(start) => start,
+            None => mirror.resolve(&self.git, "refs/remotes/origin/HEAD").await?.unwrap_or_else(|| head.clone()),
         };
-        let commits = mirror.commits_between(&self.git, &since, &head).await?;
-        let files = mirror.files_changed_between(&self.git, &since, &head).await?;
+        let listing = async {
+            let commits = mirror.commits_between(&self.git, &since, &head).await?;
+            let files = mirror.files_changed_between(&self.git, &since, &head).await?;
+            Ok::<_, EngineError>((commits, files))
+        };
         if remote_sha.as_deref() == Some(head.as_str()) {
+            let (commits, files) = listing.await?;
             record.last_pushed_sha = Some(head);
             return Ok((commits, files, None));
         }
@@ -454,18 +458,25 @@ impl Engine {
             // Someone else pushed since our last push: the push is refused, their work kept.
             (Some(_), Some(ours)) => Some(ours.clone()),
         };
-        let _lock = self.lock_mirror(issue.repo()).await?;
-        crate::crash::point("before-push");
-        mirror.restore_config()?;
-        // A refused lease is an answer, not an outage: only other failures are retried.
-        let retryable = |e: &GitError| e.may_pass() && !is_lease_refusal(&e.to_string());
-        with_retries("pushing the branch", retryable, || {
-            mirror.push_branch(&self.git, branch, lease.as_deref(), creds)
-        })
-        .await
-        .map_err(|e| push_error(branch, e))?;
-        crate::crash::point("after-push");
-        stage::reached(issue, Stage::Pushed);
+        let push = async {
+            let _lock = self.lock_mirror(issue.repo()).await?;
+            crate::crash::point("before-push");
+            mirror.restore_config()?;
+            // A refused lease is an answer, not an outage: only other failures are retried.
+            let retryable = |e: &GitError| e.may_pass() && !is_lease_refusal(&e.to_string());
+            with_retries("pushing the branch", retryable, || {
+                mirror.push_branch(&self.git, branch, lease.as_deref(), creds)
+            })
+            .await
+            .map_err(|e| push_error(branch, e))?;
+            crate::crash::point("after-push");
+            stage::reached(issue, Stage::Pushed);
+            Ok::<_, EngineError>(())
+        };
+        // Reads of the mirror, beside the push rather than before it.
+        let (listed, pushed) = tokio::join!(listing, push);
+        pushed?;
+        let (commits, files) = listed?;
         record.last_pushed_sha = Some(head);
         Ok((commits, files, Some(mirror.url().to_owned())))
     }

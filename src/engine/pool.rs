@@ -98,14 +98,12 @@ impl Engine {
         self.pool.count(repo)
     }
 
-    /// Removes the ready checkouts an earlier process left (their opencode ended
-    /// with it), then makes new ones: for the configured repositories first,
-    /// then for the most recently active, while the pool's memory allows.
+    /// Makes ready checkouts: for the configured repositories first, then for
+    /// the most recently active, while the pool's memory allows.
     pub async fn start_pool(&self) {
         if !self.pool.enabled {
             return;
         }
-        self.remove_leftover_ready_checkouts().await;
         let mut repos = self.config.pool.repos.clone();
         let mut records = self.store.issue_sessions().await.unwrap_or_default();
         records.sort_by_key(|r| std::cmp::Reverse(r.last_run_at.unwrap_or(r.updated_at)));
@@ -122,10 +120,14 @@ impl Engine {
     }
 
     /// Makes ready checkouts of `repo` until it has `pool.size`. `false` when
-    /// the pool's memory is full (or the pool is off or closed).
+    /// no more can be made for any repository: the pool's memory is full, or the
+    /// pool is off or closed.
     pub async fn fill_pool(&self, repo: &RepoRef) -> bool {
-        if !self.pool.enabled || self.instance(repo).is_err() {
+        if !self.pool.enabled {
             return false;
+        }
+        if self.instance(repo).is_err() {
+            return true;
         }
         let Some(_filling) = self.pool.start_filling(repo) else { return true };
         while self.pool.count(repo) < self.config.pool.size {
@@ -205,7 +207,10 @@ impl Engine {
         start: &str,
         default: Option<(&str, &str)>,
     ) -> Option<WorkingCopy> {
-        if !self.pool.enabled {
+        let path = self.layout.worktree(issue);
+        // The issue's opencode files (its sessions) outlive a lost checkout; a
+        // ready checkout's files would have to replace them.
+        if !self.pool.enabled || self.layout.opencode_home(&path).is_none_or(|home| home.exists()) {
             return None;
         }
         let base = self.store.base_session(issue.repo()).await.ok()?.map(|b| b.session_id);
@@ -214,7 +219,6 @@ impl Engine {
             self.discard_checkout(&dir).await;
         }
         let ready = ready?;
-        let path = self.layout.worktree(issue);
         match self.adopt(issue.repo(), &ready.dir, &path, branch, start, default).await {
             Ok(copy) => Some(copy),
             Err(e) => {
@@ -236,6 +240,13 @@ impl Engine {
         default: Option<(&str, &str)>,
     ) -> Result<WorkingCopy, EngineError> {
         let io = |what: &str, e: std::io::Error| EngineError::Infra(format!("cannot {what} {}: {e}", path.display()));
+        // Made the issue's before it takes the issue's place, as a new working
+        // copy is, so a crash never leaves a half-made one there. Its opencode
+        // has run in it: from now on, git there runs in a jail.
+        let copy = WorkingCopy::at(ready.to_owned());
+        let git = self.working_copy_git(&copy, None);
+        copy.switch_to(&git, branch, start, default).await?;
+        self.hide_project_config(repo, &copy, &git).await?;
         // Not a working copy (the caller checked), so at most a half-made leftover.
         if path.exists() {
             std::fs::remove_dir_all(path).map_err(|e| io("clear", e))?;
@@ -245,12 +256,7 @@ impl Engine {
         }
         std::fs::rename(ready, path).map_err(|e| io("move a ready checkout to", e))?;
         self.driver.moved(ready, path).await?;
-        let copy = WorkingCopy::at(path.to_owned());
-        // Its opencode has run there: from now on, git there runs in a jail.
-        let git = self.working_copy_git(&copy, None);
-        copy.switch_to(&git, branch, start, default).await?;
-        self.hide_project_config(repo, &copy, &git).await?;
-        Ok(copy)
+        Ok(WorkingCopy::at(path.to_owned()))
     }
 
     /// Stops a checkout's opencode and removes the checkout and its opencode
@@ -267,7 +273,9 @@ impl Engine {
         }
     }
 
-    async fn remove_leftover_ready_checkouts(&self) {
+    /// Removes the ready checkouts an earlier process left (their opencode ended
+    /// with it). Before any run or fill, so nothing live is taken for a leftover.
+    pub async fn remove_leftover_ready_checkouts(&self) {
         for (_, dir) in self.worktree_dirs().into_iter().filter(|(_, dir)| Layout::is_ready_checkout(dir)) {
             self.discard_checkout(&dir).await;
         }

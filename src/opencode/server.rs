@@ -258,9 +258,6 @@ impl ServerDriver {
     }
 
     async fn prompt_in(&self, api: &Api, id: &str, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
-        let before = api.session(id).await?.ok_or_else(|| {
-            RunError::new(FailureKind::Agent, format!("opencode has no session {id}; it was deleted"))
-        })?;
         let mut body = json!({ "parts": [{ "type": "text", "text": text }] });
         if let Some((provider, model)) = self.settings.model.as_deref().and_then(split_model) {
             body["model"] = json!({ "providerID": provider, "modelID": model });
@@ -273,7 +270,10 @@ impl ServerDriver {
             None => None,
         };
         let mut denied = Vec::new();
-        let outcome = {
+        // The counters before the turn are read beside the prompt, not before it:
+        // they change only once the model has answered.
+        let before = api.session(id);
+        let turn = async {
             let reply = api.prompt(id, &body);
             tokio::pin!(reply);
             let deadline = tokio::time::Instant::now() + prompt.timeout;
@@ -293,6 +293,10 @@ impl ServerDriver {
                 }
             }
         };
+        let (before, outcome) = tokio::join!(before, turn);
+        let before = before?.ok_or_else(|| {
+            RunError::new(FailureKind::Agent, format!("opencode has no session {id}; it was deleted"))
+        })?;
         // The stream trails the reply: the log ends at the session's idle event.
         if let Some(mut task) = debug
             && tokio::time::timeout(DEBUG_DRAIN, &mut task).await.is_err()
@@ -551,10 +555,17 @@ impl Driver for ServerDriver {
         }
         std::fs::rename(&old, &new)
             .map_err(|e| RunError::infra(format!("cannot move {} to {}: {e}", old.display(), new.display())))?;
-        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(slot) = slots.remove(&old) {
-            slot.pooled.store(false, Ordering::SeqCst);
-            slots.insert(new, slot);
+        let displaced = {
+            let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let moving = slots.remove(&old);
+            moving.and_then(|slot| {
+                slot.pooled.store(false, Ordering::SeqCst);
+                slots.insert(new, slot)
+            })
+        };
+        // A server left for the checkout that was here would run on, untracked.
+        if let Some(slot) = displaced {
+            slot.server.lock().await.take();
         }
         Ok(())
     }

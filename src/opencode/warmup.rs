@@ -12,6 +12,7 @@
 //! token is spent.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -29,9 +30,22 @@ const MODEL: &str = "refuses";
 const REFUSAL: &str =
     r#"{"error":{"message":"kugetsu's warm-up model answers nothing","type":"invalid_request_error"}}"#;
 
+/// Agents share the host's network, so they can reach this endpoint too: it
+/// holds few connections, each briefly, and a flood only slows warm-ups down.
+const BOUNDS: crate::webhook::Bounds = crate::webhook::Bounds {
+    header_timeout: Duration::from_secs(2),
+    connection_timeout: Duration::from_secs(10),
+    max_connections: 16,
+};
+
+/// Tools the warm-up prompt may not use, should anything but the refusal answer it.
+const NO_TOOLS: &[&str] = &["bash", "edit", "write", "patch", "read", "grep", "glob", "list", "webfetch", "task"];
+
 /// A loopback endpoint in OpenAI's chat-completions shape that refuses everything.
 pub struct WarmupModel {
     config: String,
+    /// Held for the endpoint's life: dropped, it stops.
+    _running: tokio::sync::watch::Sender<bool>,
 }
 
 impl WarmupModel {
@@ -41,12 +55,9 @@ impl WarmupModel {
             .map_err(|e| RunError::infra(format!("cannot listen for opencode's warm-up model: {e}")))?;
         let addr = listener.local_addr().map_err(|e| RunError::infra(format!("warm-up model address: {e}")))?;
         let app = Router::new().fallback(|| async { (StatusCode::BAD_REQUEST, REFUSAL) });
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "opencode's warm-up model stopped");
-            }
-        });
-        Ok(Self { config: config_with_provider(addr) })
+        let (running, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::webhook::serve(listener, app, BOUNDS, stopped));
+        Ok(Self { config: config_with_provider(addr), _running: running })
     }
 
     /// `OPENCODE_CONFIG_CONTENT` for servers that may be warmed up: kugetsu's
@@ -74,6 +85,7 @@ pub async fn warm_up(api: &Api, agent: Option<&str>) -> Result<(), RunError> {
     let mut body = json!({
         "parts": [{ "type": "text", "text": "kugetsu is warming this server up." }],
         "model": { "providerID": PROVIDER, "modelID": MODEL },
+        "tools": NO_TOOLS.iter().map(|tool| ((*tool).to_owned(), Value::Bool(false))).collect::<serde_json::Map<_, _>>(),
     });
     if let Some(agent) = agent {
         body["agent"] = json!(agent);
