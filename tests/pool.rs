@@ -171,3 +171,31 @@ async fn a_lost_checkout_keeps_its_session_and_leaves_the_ready_checkout_alone()
     assert_eq!(ready_dirs(&t), ready, "the ready checkout was left for a new issue");
     t.stop().await;
 }
+
+/// The default branch moved after the ready checkout was made: the issue starts
+/// from where it is now, and the repository's opencode config stays hidden.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ready_checkout_made_before_a_push_starts_the_issue_at_the_new_default_branch() {
+    let mut t = bot_with_pool().await;
+    wait_for_ready(&t, 1).await;
+    let ready = ready_dirs(&t);
+    let seed = t.env.dir.path().join("seed");
+    support::git(t.env.dir.path(), &["clone", "-q", t.env.remote().to_str().unwrap(), seed.to_str().unwrap()]);
+    std::fs::write(seed.join("pushed-later.txt"), "new\n").unwrap();
+    std::fs::write(seed.join("opencode.json"), "{}\n").unwrap();
+    support::git(&seed, &["add", "-A"]);
+    support::git(&seed, &["commit", "-q", "-m", "pushed after the checkout was made ready"]);
+    support::git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+
+    t.env.model.on("MARK-MOVED", vec![Step::Bash("ls -a > seen.txt".into()), Step::Answer("looked".into())]);
+    assert_eq!(tea(&tea_comment(9, 951, "@kugetsu MARK-MOVED", "alice"), "m-1").post(&t.url("tea")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 9, 1).await;
+    assert!(comments[0].body.contains("looked"), "{}", comments[0].body);
+    let seen = std::fs::read_to_string(checkouts_root(&t).join("9/seen.txt")).unwrap();
+    assert!(seen.contains("pushed-later.txt"), "the issue starts at the new default branch: {seen}");
+    assert!(!seen.contains("opencode.json"), "the repository's opencode config is hidden: {seen}");
+    let pushed = t.env.remote_files("kugetsu/9");
+    assert!(pushed.contains(&"opencode.json".to_owned()), "hiding it did not delete it: {pushed:?}");
+    assert!(!ready[0].exists(), "the ready checkout was the one taken");
+    t.stop().await;
+}

@@ -38,6 +38,8 @@ struct Ready {
     dir: PathBuf,
     /// The base session the checkout's opencode home was seeded from.
     base: Option<String>,
+    /// Its HEAD: the default branch when it was made.
+    head: String,
 }
 
 impl Pool {
@@ -173,7 +175,7 @@ impl Engine {
         let mirror = self.mirror(repo, instance);
         let id = Alphanumeric.sample_string(&mut rand::rng(), 10).to_lowercase();
         let dir = self.layout.ready_checkout(repo, &id);
-        {
+        let head = {
             let _lock = self.lock_mirror(repo).await?;
             // An existing mirror is fresh enough: taking the checkout fetches.
             if !mirror.exists() {
@@ -187,13 +189,20 @@ impl Engine {
                 .ok_or_else(|| EngineError::Infra(format!("{repo} has no branch `{default}`")))?;
             let copy = WorkingCopy::create(&self.git, &mirror, dir.clone(), None, &sha, Some((&default, &sha))).await?;
             self.hide_project_config(repo, &copy, &self.git).await?;
-        }
+            sha
+        };
         let base = self.store.base_session(repo).await?.map(|b| b.session_id);
         if let Err(e) = self.driver.warm(&dir).await {
             self.discard_checkout(&dir).await;
             return Err(e.into());
         }
-        Ok(Ready { dir, base })
+        // Seconds after the checkout was written, so no file is racily clean any
+        // more. Its opencode has run there: git there runs in a jail.
+        let copy = WorkingCopy::at(dir.clone());
+        if let Err(e) = copy.refresh_index(&self.working_copy_git(&copy, None)).await {
+            tracing::warn!(error = %e, "could not refresh a ready checkout's index");
+        }
+        Ok(Ready { dir, base, head })
     }
 
     /// Hands a ready checkout of the issue's repository to the issue: renamed to
@@ -219,7 +228,7 @@ impl Engine {
             self.discard_checkout(&dir).await;
         }
         let ready = ready?;
-        match self.adopt(issue.repo(), &ready.dir, &path, branch, start, default).await {
+        match self.adopt(issue.repo(), &ready, &path, branch, start, default).await {
             Ok(copy) => Some(copy),
             Err(e) => {
                 tracing::warn!(error = %e, "could not take a ready checkout; making a new one");
@@ -233,7 +242,7 @@ impl Engine {
     async fn adopt(
         &self,
         repo: &RepoRef,
-        ready: &Path,
+        ready: &Ready,
         path: &Path,
         branch: &str,
         start: &str,
@@ -243,10 +252,11 @@ impl Engine {
         // Made the issue's before it takes the issue's place, as a new working
         // copy is, so a crash never leaves a half-made one there. Its opencode
         // has run in it: from now on, git there runs in a jail.
-        let copy = WorkingCopy::at(ready.to_owned());
+        let copy = WorkingCopy::at(ready.dir.clone());
         let git = self.working_copy_git(&copy, None);
-        copy.switch_to(&git, branch, start, default).await?;
-        self.hide_project_config(repo, &copy, &git).await?;
+        if copy.switch_to(&git, &ready.head, branch, start, default).await? {
+            self.hide_project_config(repo, &copy, &git).await?;
+        }
         // Not a working copy (the caller checked), so at most a half-made leftover.
         if path.exists() {
             std::fs::remove_dir_all(path).map_err(|e| io("clear", e))?;
@@ -254,8 +264,8 @@ impl Engine {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io("make the parent of", e))?;
         }
-        std::fs::rename(ready, path).map_err(|e| io("move a ready checkout to", e))?;
-        self.driver.moved(ready, path).await?;
+        std::fs::rename(&ready.dir, path).map_err(|e| io("move a ready checkout to", e))?;
+        self.driver.moved(&ready.dir, path).await?;
         Ok(WorkingCopy::at(path.to_owned()))
     }
 
@@ -297,7 +307,8 @@ mod tests {
     fn a_checkout_seeded_from_another_base_session_is_never_handed_out() {
         let pool = Pool::default();
         let repo: RepoRef = "g/o/r".parse().unwrap();
-        let ready = |dir: &str, base: Option<&str>| Ready { dir: dir.into(), base: base.map(str::to_owned) };
+        let ready =
+            |dir: &str, base: Option<&str>| Ready { dir: dir.into(), base: base.map(str::to_owned), head: "c0".into() };
         pool.ready().insert(repo.clone(), vec![ready("/a", None), ready("/b", Some("ses_1")), ready("/c", None)]);
         let (taken, stale) = pool.take(&repo, Some("ses_1"));
         assert_eq!(taken.map(|r| r.dir), Some(PathBuf::from("/b")));

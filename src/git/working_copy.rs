@@ -86,21 +86,35 @@ impl WorkingCopy {
         Ok(Self { path })
     }
 
-    /// Puts a ready working copy (one no agent has had) on a new `branch` at
-    /// `start`, with its files to match, and `origin/<default>` where the mirror has it.
+    /// Puts a ready working copy (one no agent has had), whose HEAD is `head`, on
+    /// a new `branch` at `start`, with its files to match, and `origin/<default>`
+    /// where the mirror has it. Returns whether its files changed.
     pub async fn switch_to(
         &self,
         git: &Git,
+        head: &str,
         branch: &str,
         start: &str,
         default: Option<(&str, &str)>,
-    ) -> Result<(), GitError> {
-        git.run(&self.path, &["checkout", "-q", "-f", "--no-track", "-B", branch, start]).await?;
-        if let Some((name, sha)) = default {
+    ) -> Result<bool, GitError> {
+        let moved = start != head;
+        match moved {
+            // A new branch at HEAD: git leaves the index and the files alone.
+            false => git.run(&self.path, &["checkout", "-q", "-b", branch]).await?,
+            true => git.run(&self.path, &["checkout", "-q", "-f", "--no-track", "-B", branch, start]).await?,
+        };
+        if let Some((name, sha)) = default.filter(|(_, sha)| *sha != head) {
             let tracking = format!("refs/remotes/origin/{name}");
             git.run(&self.path, &["update-ref", "--end-of-options", &tracking, sha]).await?;
         }
-        Ok(())
+        Ok(moved)
+    }
+
+    /// Rewrites the index with the files' current stat data. Files written in the
+    /// same moment as the index are "racily clean" to git, which then reads them
+    /// whole at every status until the index is written again.
+    pub async fn refresh_index(&self, git: &Git) -> Result<(), GitError> {
+        git.run(&self.path, &["update-index", "-q", "--refresh"]).await.map(drop)
     }
 
     /// Removes the working copy. A legacy worktree is also forgotten by the mirror.

@@ -1,6 +1,7 @@
 //! Durable state behind a small interface, so another database can replace SQLite
 //! (for several replicas) without touching its callers.
 
+mod checkpoint;
 mod sqlite;
 
 use std::path::PathBuf;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use super::checkpoint::Checkpointer;
 use super::{BaseSession, IssueSession, SessionStatus, Store};
 use crate::issue_ref::{IssueRef, RepoRef};
 
@@ -14,6 +15,7 @@ use crate::issue_ref::{IssueRef, RepoRef};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    _checkpoints: std::sync::Arc<Checkpointer>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -82,7 +84,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // See `Checkpointer`.
+            .pragma("wal_autocheckpoint", "0");
         // One connection: statements wait their turn in the pool, woken the moment
         // the one before ends. With more, a writer that finds another writing is
         // put to sleep by SQLite's busy handler (1, 2, 5, 10… ms), which is what
@@ -90,11 +94,12 @@ impl SqliteStore {
         // short, and no transaction waits on another query.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;
         sqlx::migrate!("./migrations").run(&pool).await.context("database migration failed")?;
-        Ok(Self { pool })
+        let checkpoints = Checkpointer::start(options).await.context("cannot open the checkpoint connection")?;
+        Ok(Self { pool, _checkpoints: std::sync::Arc::new(checkpoints) })
     }
 
     /// The pool, for modules that keep their own tables in the same database.
