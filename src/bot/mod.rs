@@ -66,7 +66,7 @@ impl Bot {
             })
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
         let layout = crate::engine::Layout::new(&config.state_dir);
-        let store = SqliteStore::open(&layout.database()).await?;
+        let store = SqliteStore::open(&layout.database()).await?.with_background_checkpoints().await?;
         let queue = Queue::new(store.pool().clone());
         let requeued = queue.requeue_interrupted().await?;
         if requeued > 0 {

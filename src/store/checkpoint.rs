@@ -5,8 +5,9 @@
 //! one connection, every statement queued behind that commit waits too: under
 //! 100 stored jobs a second, that was the slowest 1% of webhook answers (enqueue
 //! p99 6.1 ms, against 1.0 ms with the commit spared it; see the README's Speed).
-//! So the writer never checkpoints, and a connection of its own does, passively
-//! (never blocking the writer), once a second.
+//! So the writer never checkpoints. In `kugetsu serve` a connection of its own
+//! does, passively (never blocking the writer), once a second; other processes
+//! are short and checkpoint as they close.
 
 use std::time::Duration;
 

@@ -15,7 +15,8 @@ use crate::issue_ref::{IssueRef, RepoRef};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    _checkpoints: std::sync::Arc<Checkpointer>,
+    options: SqliteConnectOptions,
+    checkpoints: Option<std::sync::Arc<Checkpointer>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -98,8 +99,15 @@ impl SqliteStore {
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;
         sqlx::migrate!("./migrations").run(&pool).await.context("database migration failed")?;
-        let checkpoints = Checkpointer::start(options).await.context("cannot open the checkpoint connection")?;
-        Ok(Self { pool, _checkpoints: std::sync::Arc::new(checkpoints) })
+        Ok(Self { pool, options, checkpoints: None })
+    }
+
+    /// Checkpoints in the background from now on (see [`Checkpointer`]). A
+    /// process that does not, such as a CLI command, checkpoints when it closes.
+    pub async fn with_background_checkpoints(mut self) -> anyhow::Result<Self> {
+        let checkpoints = Checkpointer::start(self.options.clone()).await.context("cannot open a second connection")?;
+        self.checkpoints = Some(std::sync::Arc::new(checkpoints));
+        Ok(self)
     }
 
     /// The pool, for modules that keep their own tables in the same database.
