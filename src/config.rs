@@ -292,6 +292,14 @@ pub struct BotSettings {
     pub connection_timeout: Duration,
     /// Webhook connections open at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// How often the served repositories' recent comments are read for mentions
+    /// no delivery brought (also at start-up); 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// Finished jobs, and the deliveries and event identities that guard against
+    /// replays, are removed once this old (hourly, and by `kugetsu prune`).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl Default for BotSettings {
@@ -310,6 +318,8 @@ impl Default for BotSettings {
             header_timeout: Duration::from_secs(10),
             connection_timeout: Duration::from_secs(60),
             max_connections: 512,
+            reconcile_interval: Duration::from_secs(5 * 60),
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -380,6 +390,10 @@ impl Config {
         }
         if raw.bot.api_attempts == 0 {
             bail!("bot.api_attempts must be at least 1");
+        }
+        // A replay, or the reconciler's look back, must still find what it repeats.
+        if raw.bot.retention < raw.bot.retry_deadline.max(Duration::from_secs(3600)) {
+            bail!("bot.retention must be at least bot.retry_deadline, and at least an hour");
         }
         validate_branch_prefix(&raw.git.branch_prefix)?;
         let state_dir = base.join(raw.state_dir);

@@ -1,6 +1,7 @@
 //! `kugetsu serve`: the webhook server and the workers that run its jobs.
 
 pub mod prompt;
+mod reconcile;
 mod verify;
 mod worker;
 
@@ -28,6 +29,7 @@ pub struct Bot {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
+    reconciler: Option<JoinHandle<()>>,
     engine: Arc<Engine>,
 }
 
@@ -90,6 +92,16 @@ impl Bot {
             permissions: permissions.clone(),
         });
         let (stop, stopped) = watch::channel(false);
+        let reconciler = (!config.bot.reconcile_interval.is_zero()).then(|| {
+            let reconciler = reconcile::Reconciler {
+                intake: intake.clone(),
+                forges: forges.clone(),
+                queue: queue.clone(),
+                interval: config.bot.reconcile_interval,
+            };
+            tokio::spawn(reconciler.run(stopped.clone()))
+        });
+        tokio::spawn(forget_old_history(engine.clone(), config.bot.retention, stopped.clone()));
         let worker = Worker::new(engine.clone(), queue, forges, config.clone(), permissions);
         let worker = tokio::spawn(worker.run(stopped.clone()));
         let addr = listener.local_addr()?;
@@ -101,7 +113,7 @@ impl Bot {
         };
         let server = tokio::spawn(crate::webhook::serve(listener, app, bounds, stopped));
         tracing::info!(%addr, "kugetsu is listening");
-        Ok(Self { addr, stop, server, worker, engine })
+        Ok(Self { addr, stop, server, worker, reconciler, engine })
     }
 
     /// The engine runs go through, for looking at its state (ready checkouts).
@@ -115,7 +127,27 @@ impl Bot {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         let _ = self.worker.await;
+        if let Some(reconciler) = self.reconciler {
+            let _ = reconciler.await;
+        }
         self.engine.shutdown().await;
+    }
+}
+
+/// Removes job history older than `retention`, at start-up and hourly.
+async fn forget_old_history(engine: Arc<Engine>, retention: std::time::Duration, mut stopped: watch::Receiver<bool>) {
+    let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let before = crate::store::now_millis().saturating_sub(retention);
+        match engine.store().old_history(before, true).await {
+            Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "removed old job history"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not remove old job history"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = stopped.changed() => return,
+        }
     }
 }
 

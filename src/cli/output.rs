@@ -94,10 +94,18 @@ pub fn print_prune(report: &PruneReport, json: bool) {
     if json {
         return print_json(report);
     }
-    if report.findings.is_empty() {
+    let nothing = report.findings.is_empty() && report.history.is_empty();
+    if nothing {
         println!("nothing to prune");
     }
     let verb = if report.removed { "removed" } else { "found" };
+    if !report.history.is_empty() {
+        let h = report.history;
+        println!(
+            "{verb}: {} finished jobs, {} deliveries and {} event identities older than bot.retention",
+            h.jobs, h.deliveries, h.identities
+        );
+    }
     for f in &report.findings {
         match f {
             Finding::MissingSession { issue, session_id } => {
@@ -114,7 +122,7 @@ pub fn print_prune(report: &PruneReport, json: bool) {
             }
         }
     }
-    if !report.removed && !report.findings.is_empty() {
+    if !report.removed && !nothing {
         println!("run `kugetsu prune --force` to remove these");
     }
     for w in &report.warnings {

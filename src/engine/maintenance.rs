@@ -9,7 +9,7 @@ use super::{Engine, EngineError, Layout};
 use crate::git::WorkingCopy;
 use crate::issue_ref::{IssueRef, RepoRef};
 use crate::opencode::SESSION_TITLE_PREFIX;
-use crate::store::IssueSession;
+use crate::store::{History, IssueSession, now_millis};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -31,6 +31,8 @@ pub struct PruneReport {
     pub removed: bool,
     /// Clean-up steps that failed; the rest still went ahead.
     pub warnings: Vec<String>,
+    /// Job history older than `bot.retention`.
+    pub history: History,
 }
 
 impl Engine {
@@ -143,6 +145,8 @@ impl Engine {
     /// that no record points to; with `force`, removes them.
     pub async fn prune(&self, force: bool) -> Result<PruneReport, EngineError> {
         let mut report = PruneReport { removed: force, ..PruneReport::default() };
+        let retention = i64::try_from(self.config.bot.retention.as_millis()).unwrap_or(i64::MAX);
+        report.history = self.store.old_history(now_millis().saturating_sub(retention), force).await?;
         let records = self.store.issue_sessions().await?;
         let bases = self.store.base_sessions().await?;
         for record in &records {

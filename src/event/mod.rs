@@ -85,6 +85,26 @@ pub fn is_valid_login(login: &str) -> bool {
         && !name.starts_with(['-', '.', '_'])
 }
 
+/// What makes an event the same event however it reaches kugetsu: a delivery,
+/// a redelivery under a new id, or the reconciler's look at the forge.
+pub fn identity(
+    issue: &IssueRef,
+    comment: Option<u64>,
+    (event, action): (&str, &str),
+    updated: Option<&str>,
+) -> String {
+    let repo = issue.repo();
+    format!(
+        "{instance}:{owner}/{name}:{number}:{comment}:{event}:{action}:{updated}",
+        instance = repo.instance(),
+        owner = repo.owner().to_ascii_lowercase(),
+        name = repo.name().to_ascii_lowercase(),
+        number = issue.number(),
+        comment = comment.map_or_else(|| "-".to_owned(), |id| id.to_string()),
+        updated = updated.unwrap_or("-"),
+    )
+}
+
 /// Turns a verified delivery into an event. `event` is the event header's value.
 pub fn normalize(
     kind: ForgeKind,
@@ -117,20 +137,13 @@ pub fn normalize(
     };
     let repo_ref = RepoRef::new(instance.clone(), &repo.owner.login, &repo.name)?;
     let sender = payload.sender.as_ref().or(payload.comment.as_ref().map(|c| &c.user)).unwrap_or(&issue.user);
-    let identity = format!(
-        "{instance}:{owner}/{name}:{number}:{comment}:{event}:{action}:{updated}",
-        // The owner and name the secret's scope was checked against, not the
-        // payload's repository id, which a secret holder could point elsewhere.
-        owner = repo.owner.login.to_ascii_lowercase(),
-        name = repo.name.to_ascii_lowercase(),
-        number = issue.number,
-        comment = payload.comment.as_ref().map_or_else(|| "-".to_owned(), |c| c.id.to_string()),
-        updated = payload
-            .comment
-            .as_ref()
-            .and_then(|c| c.updated_at.as_deref())
-            .or(issue.updated_at.as_deref())
-            .unwrap_or("-"),
+    // The owner and name the secret's scope was checked against, not the
+    // payload's repository id, which a secret holder could point elsewhere.
+    let identity = identity(
+        &repo_ref.issue(issue.number)?,
+        payload.comment.as_ref().map(|c| c.id),
+        (event, action),
+        payload.comment.as_ref().and_then(|c| c.updated_at.as_deref()).or(issue.updated_at.as_deref()),
     );
     let comment_author = payload.comment.as_ref().map(|c| c.user.login.as_str());
     if ![Some(sender.login.as_str()), comment_author].into_iter().flatten().all(is_valid_login) {

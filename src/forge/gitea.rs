@@ -120,6 +120,25 @@ impl Forge for GiteaForge {
         Ok(self.send::<CommentAnswer>(self.request(Method::GET, &path)).await?.into())
     }
 
+    /// gitea: `GET /repos/{o}/{r}/issues/comments` (ListRepoIssueComments in
+    /// routers/api/v1/repo/issue_comment.go): `since` (updated at or after), paged
+    /// by `page` and `limit` (at most MAX_RESPONSE_ITEMS, 50 by default), oldest first.
+    async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError> {
+        let since: String = form_urlencoded::byte_serialize(since.as_bytes()).collect();
+        let mut all: Vec<CommentAnswer> = Vec::new();
+        for page in 1.. {
+            let path = format!("{}/issues/comments?since={since}&limit={PAGE_LIMIT}&page={page}", repo_path(repo));
+            let batch: Vec<CommentAnswer> = self.send(self.request(Method::GET, &path)).await?;
+            let done = batch.len() < PAGE_LIMIT;
+            all.extend(batch);
+            if done || all.len() >= crate::forge::MAX_RECENT_COMMENTS {
+                break;
+            }
+        }
+        all.truncate(crate::forge::MAX_RECENT_COMMENTS);
+        Ok(all.into_iter().map(ForgeComment::from).collect())
+    }
+
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {
         let path = format!("{}/issues/{}", repo_path(issue.repo()), issue.number());
         Ok(self.send::<IssueAnswer>(self.request(Method::GET, &path)).await?.into())
@@ -130,12 +149,12 @@ impl Forge for GiteaForge {
         // The timeline is paginated; Gitea caps a page at its MAX_RESPONSE_ITEMS (50 by default).
         for page in 1.. {
             let path = format!(
-                "{}/issues/{}/timeline?limit={TIMELINE_PAGE}&page={page}",
+                "{}/issues/{}/timeline?limit={PAGE_LIMIT}&page={page}",
                 repo_path(issue.repo()),
                 issue.number()
             );
             let batch: Vec<TimelineAnswer> = self.send(self.request(Method::GET, &path)).await?;
-            let done = batch.len() < TIMELINE_PAGE;
+            let done = batch.len() < PAGE_LIMIT;
             timeline.extend(batch);
             if done || page >= MAX_TIMELINE_PAGES {
                 break;
@@ -149,6 +168,7 @@ impl Forge for GiteaForge {
     }
 }
 
-const TIMELINE_PAGE: usize = 50;
+/// Gitea caps a page at its MAX_RESPONSE_ITEMS, 50 by default.
+const PAGE_LIMIT: usize = 50;
 /// An issue with more than 5,000 timeline entries is read only that far.
 const MAX_TIMELINE_PAGES: usize = 100;

@@ -117,6 +117,11 @@ impl GithubForge {
 impl GithubForge {
     /// Every item of a paginated list, following `link: rel="next"`.
     async fn all_pages<T: DeserializeOwned>(&self, first: String) -> Result<Vec<T>, ForgeError> {
+        self.all_pages_upto(first, usize::MAX).await
+    }
+
+    /// Pages from `first` until there are no more, or at least `most` items.
+    async fn all_pages_upto<T: DeserializeOwned>(&self, first: String, most: usize) -> Result<Vec<T>, ForgeError> {
         let mut route = first;
         let mut all = Vec::new();
         loop {
@@ -125,8 +130,8 @@ impl GithubForge {
                 .map_err(|e| ForgeError::transient(format!("unexpected answer from GitHub: {e}")))?;
             all.extend(page);
             match link.as_deref().and_then(next_page) {
-                Some(next) => route = next.to_owned(),
-                None => return Ok(all),
+                Some(next) if all.len() < most => route = next.to_owned(),
+                _ => return Ok(all),
             }
         }
     }
@@ -188,6 +193,17 @@ impl Forge for GithubForge {
     async fn comment(&self, repo: &RepoRef, id: u64) -> Result<ForgeComment, ForgeError> {
         let answer: CommentAnswer = self.call(None, &format!("{}/issues/comments/{id}", repo_route(repo))).await?;
         Ok(answer.into())
+    }
+
+    /// GitHub: `GET /repos/{o}/{r}/issues/comments`, "list issue comments for a
+    /// repository", by `since` (updated at or after), sorted by update, oldest first.
+    async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError> {
+        let since: String = form_urlencoded::byte_serialize(since.as_bytes()).collect();
+        let route =
+            format!("{}/issues/comments?since={since}&sort=updated&direction=asc&per_page=100", repo_route(repo));
+        let mut all: Vec<CommentAnswer> = self.all_pages_upto(route, crate::forge::MAX_RECENT_COMMENTS).await?;
+        all.truncate(crate::forge::MAX_RECENT_COMMENTS);
+        Ok(all.into_iter().map(ForgeComment::from).collect())
     }
 
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {

@@ -59,6 +59,8 @@ pub struct ForgeComment {
     pub author: String,
     /// The issue or pull request the comment is on, where the answer says.
     pub issue: Option<CommentPlace>,
+    /// When it was last changed, as the forge writes it (RFC 3339).
+    pub updated_at: Option<String>,
 }
 
 /// Where a comment is, read from the path of its issue's or pull request's URL.
@@ -154,11 +156,18 @@ pub trait Forge: Send + Sync {
     async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError>;
     /// One comment, by id, wherever it is in the repository.
     async fn comment(&self, repo: &RepoRef, id: u64) -> Result<ForgeComment, ForgeError>;
+    /// The repository's comments changed at or after `since` (RFC 3339), oldest
+    /// first, at most [`MAX_RECENT_COMMENTS`].
+    async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError>;
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError>;
     /// Who most recently added `label` to the issue, by the forge's own record
     /// (GitHub's issue events, Gitea's timeline).
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError>;
 }
+
+/// The most comments one look at a repository's recent comments reads; more
+/// are read at the next look, from the last one's time.
+pub const MAX_RECENT_COMMENTS: usize = 500;
 
 /// The API client for an instance; one call that takes longer than `timeout`
 /// is a transient fault.

@@ -105,6 +105,10 @@ impl Forge for RetryingForge {
         self.backoff.run("comment", || self.inner.comment(repo, id)).await
     }
 
+    async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError> {
+        self.backoff.run("recent comments", || self.inner.comments_since(repo, since)).await
+    }
+
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {
         self.backoff.run("issue", || self.inner.issue(issue)).await
     }

@@ -22,6 +22,8 @@ pub struct CommentAnswer {
     pub issue_url: Option<String>,
     #[serde(default)]
     pub pull_request_url: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -115,7 +117,13 @@ fn place_in(url: Option<&str>) -> Option<CommentPlace> {
 impl From<CommentAnswer> for ForgeComment {
     fn from(c: CommentAnswer) -> Self {
         let issue = place_in(c.issue_url.as_deref()).or_else(|| place_in(c.pull_request_url.as_deref()));
-        Self { id: c.id, body: c.body.unwrap_or_default(), author: c.user.map(|u| u.login).unwrap_or_default(), issue }
+        Self {
+            id: c.id,
+            body: c.body.unwrap_or_default(),
+            author: c.user.map(|u| u.login).unwrap_or_default(),
+            issue,
+            updated_at: c.updated_at,
+        }
     }
 }
 

@@ -360,6 +360,29 @@ impl Queue {
         .await?)
     }
 
+    /// Repositories kugetsu has had a job or a session for, with when it last
+    /// looked at their comments (or, never having looked, when their last job came).
+    pub async fn served_repos(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT repo, COALESCE((SELECT at FROM reconciled r WHERE r.repo = s.repo), \
+                                   (SELECT MAX(created_at) FROM jobs j WHERE j.repo = s.repo), 0) \
+             FROM (SELECT repo FROM jobs UNION SELECT repo FROM issue_sessions) s ORDER BY repo",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Records that the repository's comments were looked at up to `at_ms`.
+    pub async fn set_reconciled(&self, repo: &str, at_ms: i64) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO reconciled (repo, at) VALUES (?1, ?2) ON CONFLICT (repo) DO UPDATE SET at = ?2")
+            .bind(repo)
+            .bind(at_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn labels(&self, issue: &IssueRef) -> anyhow::Result<Option<Vec<String>>> {
         let json: Option<String> = sqlx::query_scalar("SELECT labels FROM issue_labels WHERE issue = ?")
             .bind(issue.to_string())

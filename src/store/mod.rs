@@ -77,6 +77,24 @@ pub trait Store: Send + Sync {
     async fn save_base_session(&self, base: &BaseSession) -> anyhow::Result<()>;
     async fn delete_base_session(&self, repo: &RepoRef) -> anyhow::Result<()>;
     async fn base_sessions(&self) -> anyhow::Result<Vec<BaseSession>>;
+
+    /// Finished jobs, and the deliveries and event identities kept against
+    /// replays, from before `before_ms`; removed too when `remove`.
+    async fn old_history(&self, before_ms: i64, remove: bool) -> anyhow::Result<History>;
+}
+
+/// Rows of the job history, counted by [`Store::old_history`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct History {
+    pub jobs: u64,
+    pub deliveries: u64,
+    pub identities: u64,
+}
+
+impl History {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Milliseconds since the Unix epoch, the store's timestamp unit.

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::checkpoint::Checkpointer;
-use super::{BaseSession, IssueSession, SessionStatus, Store};
+use super::{BaseSession, History, IssueSession, SessionStatus, Store};
 use crate::issue_ref::{IssueRef, RepoRef};
 
 /// SQLite in WAL mode: readers never block the single writer, and a crash loses
@@ -194,12 +194,82 @@ impl Store for SqliteStore {
             sqlx::query_as("SELECT * FROM base_sessions ORDER BY repo").fetch_all(&self.pool).await?;
         rows.into_iter().map(BaseSession::try_from).collect()
     }
+
+    async fn old_history(&self, before_ms: i64, remove: bool) -> anyhow::Result<History> {
+        // Pending and running jobs stay whatever their age: they are work.
+        const COUNT: [&str; 3] = [
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?",
+            "SELECT COUNT(*) FROM deliveries WHERE received_at < ?",
+            "SELECT COUNT(*) FROM event_identities WHERE received_at < ?",
+        ];
+        const REMOVE: [&str; 3] = [
+            "DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?",
+            "DELETE FROM deliveries WHERE received_at < ?",
+            "DELETE FROM event_identities WHERE received_at < ?",
+        ];
+        let mut tx = self.pool.begin().await?;
+        let mut counts = [0u64; 3];
+        for ((count_sql, remove_sql), count) in COUNT.into_iter().zip(REMOVE).zip(&mut counts) {
+            *count = match remove {
+                true => sqlx::query(remove_sql).bind(before_ms).execute(&mut *tx).await?.rows_affected(),
+                false => {
+                    let n: i64 = sqlx::query_scalar(count_sql).bind(before_ms).fetch_one(&mut *tx).await?;
+                    u64::try_from(n).unwrap_or(0)
+                }
+            };
+        }
+        tx.commit().await?;
+        let [jobs, deliveries, identities] = counts;
+        Ok(History { jobs, deliveries, identities })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::now_millis;
+
+    #[tokio::test]
+    async fn old_history_is_counted_then_removed_and_work_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+        let (old, new) = (1_000, now_millis());
+        for (status, at) in [("done", old), ("failed", old), ("pending", old), ("running", old), ("done", new)] {
+            sqlx::query(
+                "INSERT INTO jobs (issue, job, status, created_at, updated_at, author, repo, lane) \
+                 VALUES ('g/o/r#1', '{}', ?, ?, ?, 'a', 'g/o/r', 'work')",
+            )
+            .bind(status)
+            .bind(at)
+            .bind(at)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        for (id, at) in [("d-old", old), ("d-new", new)] {
+            sqlx::query("INSERT INTO deliveries (instance, delivery_id, received_at) VALUES ('g', ?, ?)")
+                .bind(id)
+                .bind(at)
+                .execute(store.pool())
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO event_identities (identity, received_at) VALUES (?, ?)")
+                .bind(id)
+                .bind(at)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let cutoff = new - 1;
+        let expected = History { jobs: 2, deliveries: 1, identities: 1 };
+        assert_eq!(store.old_history(cutoff, false).await.unwrap(), expected, "counted");
+        assert_eq!(store.old_history(cutoff, false).await.unwrap(), expected, "a count removes nothing");
+        assert_eq!(store.old_history(cutoff, true).await.unwrap(), expected, "removed");
+        assert!(store.old_history(cutoff, false).await.unwrap().is_empty());
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT status FROM jobs ORDER BY id").fetch_all(store.pool()).await.unwrap();
+        assert_eq!(left, ["pending", "running", "done"], "work in progress and recent history stay");
+    }
 
     #[tokio::test]
     async fn issue_sessions_round_trip_and_survive_reopen() {

@@ -185,6 +185,14 @@ async fn signing_scope<'h>(hook: &'h Hook, signed: &[u8], signature: &str) -> Op
     found.and_then(|i| hook.secrets.get(i)).map(|(scope, _)| scope)
 }
 
+/// Queues what an event the forge's API showed asks for, as a delivery of it
+/// would have: the reconciler's way in. `true` when a job was stored.
+pub async fn take_event(intake: &Intake, event: &ForgeEvent) -> anyhow::Result<bool> {
+    let Some((name, hook)) = intake.hooks.get_key_value(event.issue.repo().instance()) else { return Ok(false) };
+    let (status, _) = accept(intake, name, hook, event).await?;
+    Ok(status == StatusCode::ACCEPTED)
+}
+
 async fn accept(intake: &Intake, instance: &InstanceName, hook: &Hook, event: &ForgeEvent) -> anyhow::Result<Reply> {
     let from_bot = event.author_is_bot
         || event.author.eq_ignore_ascii_case(&hook.bot_login)

@@ -26,6 +26,8 @@ pub struct PostedComment {
     pub id: u64,
     pub body: String,
     pub author: String,
+    /// When it was made or last changed (RFC 3339), as both forges write it.
+    pub updated_at: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +237,9 @@ impl FakeForge {
             let body = text(&comment["body"]);
             let mut state = self.state.lock().unwrap();
             state.comments.retain(|c| c.id != id);
-            state.comments.push(PostedComment { repo, issue: number, id, body, author });
+            // The forge's own record, which its webhook payloads copy.
+            let updated_at = comment["updated_at"].as_str().map_or_else(now_rfc3339, str::to_owned);
+            state.comments.push(PostedComment { repo, issue: number, id, body, author, updated_at });
         }
     }
 
@@ -245,6 +249,7 @@ impl FakeForge {
         if let Some(c) = state.comments.iter_mut().find(|c| c.id == id) {
             c.author = author.to_owned();
             c.body = body.to_owned();
+            c.updated_at = now_rfc3339();
         }
     }
 
@@ -410,6 +415,33 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             let comment = state.comments.iter().find(|c| c.id == id && c.repo == repo)?;
             Some(axum::Json(comment_json(req.flavor, comment)).into_response())
         }
+        // GitHub: GET /repos/{o}/{r}/issues/comments, "list issue comments for a
+        // repository": `since` keeps those updated at or after it; paged by per_page.
+        // gitea: ListRepoIssueComments (routers/api/v1/repo/issue_comment.go): `since`
+        // too, paged by `page` and `limit` (at most 50, MAX_RESPONSE_ITEMS).
+        ("GET", ["repos", o, r, "issues", "comments"]) => {
+            let repo = known_repo(state, o, r)?;
+            let query = query_of(req);
+            let since =
+                query.get("since").map(|s| humantime::parse_rfc3339(s).ok()).unwrap_or(Some(std::time::UNIX_EPOCH));
+            let Some(since) = since else {
+                return Some(error(req.flavor, StatusCode::UNPROCESSABLE_ENTITY, "since is not a timestamp"));
+            };
+            let all: Vec<Value> = state
+                .comments
+                .iter()
+                .filter(|c| c.repo == repo && humantime::parse_rfc3339(&c.updated_at).is_ok_and(|at| at >= since))
+                .map(|c| comment_json(req.flavor, c))
+                .collect();
+            if req.flavor == Flavor::Github {
+                return Some(paginated(req, all));
+            }
+            let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(30usize).clamp(1, 50);
+            let page = query.get("page").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1);
+            let total = HeaderValue::from(all.len());
+            let items: Vec<Value> = all.into_iter().skip((page - 1) * limit).take(limit).collect();
+            Some(([("x-total-count", total)], axum::Json(items)).into_response())
+        }
         ("GET", ["repos", o, r, "issues", n]) => {
             let (repo, number) = known_issue(state, o, r, n)?;
             let issue = &state.repos[&repo][&number];
@@ -554,7 +586,8 @@ fn create_comment(state: &mut State, req: &Request, caller: &str, at: (String, u
     }
     state.next_id += 1;
     let (repo, issue) = at;
-    let comment = PostedComment { repo, issue, id: state.next_id, body, author: caller.to_owned() };
+    let comment =
+        PostedComment { repo, issue, id: state.next_id, body, author: caller.to_owned(), updated_at: now_rfc3339() };
     let answer = comment_json(req.flavor, &comment);
     state.comments.push(comment);
     (StatusCode::CREATED, axum::Json(answer)).into_response()
@@ -680,14 +713,14 @@ fn comment_json(flavor: Flavor, c: &PostedComment) -> Value {
             "url": format!("{base}/repos/{repo}/issues/comments/{id}"),
             "html_url": format!("{base}/{repo}/issues/{n}#issuecomment-{id}"),
             "issue_url": format!("{base}/repos/{repo}/issues/{n}"),
-            "user": github_user(&c.author), "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+            "user": github_user(&c.author), "created_at": c.updated_at, "updated_at": c.updated_at
         }),
         // gitea: modules/structs/issue_comment.go, Comment.
         Flavor::Gitea => json!({
             "id": id, "html_url": format!("{base}/{repo}/issues/{n}#issuecomment-{id}"),
             "pull_request_url": "", "issue_url": format!("{base}/{repo}/issues/{n}"),
             "user": gitea_user(&c.author), "original_author": "", "original_author_id": 0,
-            "body": c.body, "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+            "body": c.body, "created_at": c.updated_at, "updated_at": c.updated_at
         }),
     }
 }
@@ -716,4 +749,8 @@ fn gitea_user(login: &str) -> Value {
         "restricted": false, "active": true, "prohibit_login": false, "location": "", "website": "", "description": "",
         "visibility": "public", "followers_count": 0, "following_count": 0, "starred_repos_count": 0, "username": login
     })
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

@@ -1,0 +1,133 @@
+//! No lost mentions. GitHub does not retry a failed delivery and Gitea cannot
+//! redeliver at all, so a mention made while kugetsu restarts, or whose delivery
+//! was lost, would never run. At start-up and every `bot.reconcile_interval`,
+//! kugetsu reads each served repository's comments changed since it last looked
+//! and hands those that mention it to the webhook intake, as their deliveries
+//! would have been: with the same identity, so a mention that also arrives by
+//! webhook is stored once, and confirmed with the forge by the worker like any.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::event::{CommentInfo, EventKind, ForgeEvent, identity};
+use crate::forge::{Forge, ForgeComment};
+use crate::issue_ref::{InstanceName, RepoRef};
+use crate::queue::Queue;
+use crate::store::now_millis;
+use crate::webhook::{Intake, take_event};
+
+/// Each look starts this far before the last one, so a comment the forge saved
+/// just as the last look read (or with a clock a little behind ours) is not
+/// missed; what is seen twice is stored once.
+const OVERLAP: Duration = Duration::from_secs(60);
+
+pub struct Reconciler {
+    pub intake: Arc<Intake>,
+    pub forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
+    pub queue: Queue,
+    pub interval: Duration,
+}
+
+impl Reconciler {
+    /// Looks now, then every interval, until `stopped` turns true.
+    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            self.look().await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+
+    /// One look at every served repository. Returns how many jobs it stored.
+    pub async fn look(&self) -> usize {
+        let repos = match self.queue.served_repos().await {
+            Ok(repos) => repos,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot list the repositories to reconcile");
+                return 0;
+            }
+        };
+        let mut stored = 0;
+        for (repo, last_ms) in repos {
+            let Ok(repo) = repo.parse::<RepoRef>() else { continue };
+            let started = now_millis();
+            // A repository seen for the first time (a session the CLI started) is
+            // looked at from now on: older mentions were never kugetsu's to run.
+            let last_ms = if last_ms > 0 { last_ms } else { started };
+            match self.look_at(&repo, last_ms, started).await {
+                Ok(found) => {
+                    stored += found;
+                    if let Err(e) = self.queue.set_reconciled(&repo.to_string(), started).await {
+                        tracing::warn!(%repo, error = %format!("{e:#}"), "cannot record a reconciliation");
+                    }
+                }
+                Err(e) => tracing::warn!(%repo, error = %e, "cannot read recent comments; trying again later"),
+            }
+        }
+        if stored > 0 {
+            tracing::info!(jobs = stored, "reconciliation found triggers that never arrived as deliveries");
+        }
+        stored
+    }
+
+    async fn look_at(&self, repo: &RepoRef, last_ms: i64, now_ms: i64) -> anyhow::Result<usize> {
+        let Some(forge) = self.forges.get(repo.instance()) else { return Ok(0) };
+        // A mention older than the retry deadline would have been given up by
+        // now; running it after so long would surprise whoever wrote it.
+        let deadline = i64::try_from(self.intake.bot.retry_deadline.as_millis()).unwrap_or(i64::MAX);
+        let from_ms = last_ms.max(now_ms.saturating_sub(deadline));
+        let since = UNIX_EPOCH + Duration::from_millis(u64::try_from(from_ms).unwrap_or(0)).saturating_sub(OVERLAP);
+        let since = humantime::format_rfc3339_seconds(since).to_string();
+        let mut stored = 0;
+        for comment in forge.comments_since(repo, &since).await? {
+            if !crate::trigger::mentions(&comment.body, &self.intake.bot.handle) {
+                continue;
+            }
+            let Some(event) = self.event_of(forge.as_ref(), repo, comment).await? else { continue };
+            if take_event(&self.intake, &event).await? {
+                tracing::info!(issue = %event.issue, comment = ?event.comment.as_ref().map(|c| c.id), "queued a mention no delivery brought");
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The event a delivery of the comment's creation would have made.
+    async fn event_of(
+        &self,
+        forge: &dyn Forge,
+        repo: &RepoRef,
+        comment: ForgeComment,
+    ) -> anyhow::Result<Option<ForgeEvent>> {
+        let Some(place) = comment.issue.as_ref() else { return Ok(None) };
+        let issue = repo.issue(place.number)?;
+        if !place.is(&issue) || !crate::event::is_valid_login(&comment.author) {
+            return Ok(None);
+        }
+        let facts = forge.issue(&issue).await?;
+        // The repository's page is the issue's, less `/issues/<n>` (or `/pulls/<n>`).
+        let repo_html_url = facts.html_url.as_deref().and_then(|url| url.rsplitn(3, '/').nth(2)).map(str::to_owned);
+        Ok(Some(ForgeEvent {
+            delivery_id: format!("reconciled-comment-{}", comment.id),
+            identity: identity(&issue, Some(comment.id), ("issue_comment", "created"), comment.updated_at.as_deref()),
+            issue,
+            kind: EventKind::CommentCreated,
+            author_is_bot: comment.author.ends_with("[bot]"),
+            author: comment.author,
+            title: facts.title,
+            body: facts.body,
+            labels: facts.labels,
+            is_pull_request: facts.is_pull_request,
+            comment: Some(CommentInfo { id: comment.id, body: comment.body }),
+            repo_html_url,
+            default_branch: None,
+            repo_id: None,
+            previous_body: None,
+        }))
+    }
+}
