@@ -300,6 +300,10 @@ pub struct BotSettings {
     /// replays, are removed once this old (hourly, and by `kugetsu prune`).
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// A closed issue's working copy is removed this long after it was closed
+    /// (its session and record stay, so a reopened issue goes on where it was).
+    #[serde(with = "humantime_serde")]
+    pub closed_issue_grace: Duration,
 }
 
 impl Default for BotSettings {
@@ -320,6 +324,7 @@ impl Default for BotSettings {
             max_connections: 512,
             reconcile_interval: Duration::from_secs(5 * 60),
             retention: Duration::from_secs(30 * 24 * 3600),
+            closed_issue_grace: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

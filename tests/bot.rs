@@ -398,3 +398,36 @@ async fn a_mention_waits_for_a_cli_run_that_holds_the_issue() {
     assert_eq!(t.forge.comments("acme/widget", 95).len(), 1);
     t.stop().await;
 }
+
+/// `--log-format json` (here through its variable): every line is a JSON
+/// object, and a job's lines name the job, its issue and its delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_the_job_issue_and_delivery_of_each_line() {
+    let mut t = BotEnv::new().await;
+    t.stop().await;
+    let mut vars = t.secret_vars();
+    vars.push(("KUGETSU_LOG_FORMAT".into(), "json".into()));
+    let log = t.env.dir.path().join("serve-json.log");
+    let serve = support::serve::ServeProcess::spawn(&t.env.config_path, &vars, None, log);
+    // The forge has no such comment, so the job is refused, with a warning, in its span.
+    let unconfirmed = tea(&tea_comment(71, 7101, "@kugetsu MARK-UNCONFIRMED", "alice"), "json-71");
+    assert_eq!(unconfirmed.post(&serve.url("tea")).await.0, 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let lines: Vec<Value> = loop {
+        let text = serve.log_text();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .collect();
+        if lines.iter().any(|l| l["span"]["delivery"] == "json-71") {
+            break lines;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no line of the job: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let job = lines.iter().find(|l| l["span"]["delivery"] == "json-71").unwrap();
+    assert_eq!(job["span"]["issue"], "tea/acme/widget#71", "{job}");
+    assert!(job["span"]["job"].is_number(), "{job}");
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "kugetsu is listening"), "control: the start is logged");
+    assert!(t.env.model.requests_for("MARK-UNCONFIRMED").is_empty(), "an unconfirmed trigger runs nothing");
+}

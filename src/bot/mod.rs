@@ -101,7 +101,7 @@ impl Bot {
             };
             tokio::spawn(reconciler.run(stopped.clone()))
         });
-        tokio::spawn(forget_old_history(engine.clone(), config.bot.retention, stopped.clone()));
+        tokio::spawn(housekeeping(engine.clone(), config.bot.retention, stopped.clone()));
         let worker = Worker::new(engine.clone(), queue, forges, config.clone(), permissions);
         let worker = tokio::spawn(worker.run(stopped.clone()));
         let addr = listener.local_addr()?;
@@ -134,8 +134,9 @@ impl Bot {
     }
 }
 
-/// Removes job history older than `retention`, at start-up and hourly.
-async fn forget_old_history(engine: Arc<Engine>, retention: std::time::Duration, mut stopped: watch::Receiver<bool>) {
+/// At start-up and hourly: removes job history older than `retention`, and the
+/// working copies of issues closed longer than `bot.closed_issue_grace` ago.
+async fn housekeeping(engine: Arc<Engine>, retention: std::time::Duration, mut stopped: watch::Receiver<bool>) {
     let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     loop {
         let before = crate::store::now_millis().saturating_sub(retention);
@@ -143,6 +144,11 @@ async fn forget_old_history(engine: Arc<Engine>, retention: std::time::Duration,
             Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "removed old job history"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not remove old job history"),
+        }
+        match engine.closed_worktrees(true).await {
+            Ok(closed) if !closed.is_empty() => tracing::info!(?closed, "removed closed issues' working copies"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove closed issues' working copies"),
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}

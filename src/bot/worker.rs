@@ -154,7 +154,7 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(job = queued.id, issue = %queued.job.issue))]
+    #[tracing::instrument(skip_all, fields(job = queued.id, issue = %queued.job.issue, delivery = %queued.job.delivery_id))]
     async fn process(&self, queued: QueuedJob) -> Outcome {
         crash::point("after-claim");
         let QueuedJob { id, job, outcome, attempts, created_at } = queued;

@@ -23,8 +23,31 @@ pub struct Cli {
     /// The configuration file.
     #[arg(long, short, global = true, env = "KUGETSU_CONFIG", default_value = "kugetsu.toml")]
     config: PathBuf,
+    /// How log lines are written to stderr: `text`, or `json` (one object a line,
+    /// with the job, issue and delivery of every line a job writes).
+    #[arg(long, global = true, env = "KUGETSU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by `KUGETSU_LOG` (default `warn,kugetsu=info`).
+fn start_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KUGETSU_LOG").unwrap_or_else(|_| EnvFilter::new("warn,kugetsu=info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        // The spans a line is in carry the job, issue and delivery it is about.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+        // Colour codes only for people; logs to files or journald stay plain.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,8 +125,11 @@ impl RunArgs {
 
 /// Parses arguments, runs the command and maps failures to exit codes
 /// (2 bad input, 3 agent failure, 4 infrastructure failure).
-pub async fn main() -> ExitCode {
+/// `logging_started` runs once logs go somewhere.
+pub async fn main(logging_started: impl FnOnce()) -> ExitCode {
     let cli = Cli::parse();
+    start_logging(cli.log_format);
+    logging_started();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -94,11 +94,16 @@ pub fn print_prune(report: &PruneReport, json: bool) {
     if json {
         return print_json(report);
     }
-    let nothing = report.findings.is_empty() && report.history.is_empty();
+    let nothing = report.findings.is_empty() && report.history.is_empty() && report.closed.is_empty();
     if nothing {
         println!("nothing to prune");
     }
     let verb = if report.removed { "removed" } else { "found" };
+    for issue in &report.closed {
+        println!(
+            "{verb}: {issue}: closed longer than bot.closed_issue_grace; its working copy goes, its session stays"
+        );
+    }
     if !report.history.is_empty() {
         let h = report.history;
         println!(

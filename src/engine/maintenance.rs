@@ -33,6 +33,8 @@ pub struct PruneReport {
     pub warnings: Vec<String>,
     /// Job history older than `bot.retention`.
     pub history: History,
+    /// Issues closed longer than `bot.closed_issue_grace` ago whose working copies go.
+    pub closed: Vec<IssueRef>,
 }
 
 impl Engine {
@@ -141,12 +143,34 @@ impl Engine {
         Ok(warnings)
     }
 
+    /// The issues closed more than `bot.closed_issue_grace` ago that have not run
+    /// since; with `remove`, their working copies are removed. Their sessions,
+    /// opencode files, branches and records stay: a run after a reopen makes the
+    /// working copy again from the issue's branch and goes on in the same session.
+    pub async fn closed_worktrees(&self, remove: bool) -> Result<Vec<IssueRef>, EngineError> {
+        let grace = i64::try_from(self.config.bot.closed_issue_grace.as_millis()).unwrap_or(i64::MAX);
+        let mut closed = Vec::new();
+        for issue in self.store.closed_issues(now_millis().saturating_sub(grace)).await? {
+            if remove {
+                // A run holds it: it is no longer idle since its close; look again later.
+                let Ok(_lock) = self.lock_issue(&issue) else { continue };
+                let path = self.layout.worktree(&issue);
+                self.driver.release(&path).await;
+                self.remove_checkout(issue.repo(), &path, None).await?;
+                self.store.forget_closed(&issue).await?;
+            }
+            closed.push(issue);
+        }
+        Ok(closed)
+    }
+
     /// Finds records whose session or worktree is gone, and worktrees or sessions
     /// that no record points to; with `force`, removes them.
     pub async fn prune(&self, force: bool) -> Result<PruneReport, EngineError> {
         let mut report = PruneReport { removed: force, ..PruneReport::default() };
         let retention = i64::try_from(self.config.bot.retention.as_millis()).unwrap_or(i64::MAX);
         report.history = self.store.old_history(now_millis().saturating_sub(retention), force).await?;
+        report.closed = self.closed_worktrees(force).await?;
         let records = self.store.issue_sessions().await?;
         let bases = self.store.base_sessions().await?;
         for record in &records {

@@ -400,6 +400,16 @@ impl Queue {
         Ok(())
     }
 
+    /// Records that the issue was closed now.
+    pub async fn mark_closed(&self, issue: &IssueRef) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO closed_issues (issue, at) VALUES (?1, ?2) ON CONFLICT (issue) DO UPDATE SET at = ?2")
+            .bind(issue.to_string())
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Resolves when a job was added or finished.
     pub async fn changed(&self) {
         self.wake.notified().await;

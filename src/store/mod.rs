@@ -81,6 +81,11 @@ pub trait Store: Send + Sync {
     /// Finished jobs, and the deliveries and event identities kept against
     /// replays, from before `before_ms`; removed too when `remove`.
     async fn old_history(&self, before_ms: i64, remove: bool) -> anyhow::Result<History>;
+
+    /// Issues closed before `before_ms`, with when, that kugetsu has not run on since.
+    async fn closed_issues(&self, before_ms: i64) -> anyhow::Result<Vec<IssueRef>>;
+    /// Forgets that the issue was closed (its working copy is gone).
+    async fn forget_closed(&self, issue: &IssueRef) -> anyhow::Result<()>;
 }
 
 /// Rows of the job history, counted by [`Store::old_history`].

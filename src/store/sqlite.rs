@@ -195,6 +195,22 @@ impl Store for SqliteStore {
         rows.into_iter().map(BaseSession::try_from).collect()
     }
 
+    async fn closed_issues(&self, before_ms: i64) -> anyhow::Result<Vec<IssueRef>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT c.issue FROM closed_issues c JOIN issue_sessions s ON s.issue = c.issue \
+             WHERE c.at < ?1 AND COALESCE(s.last_run_at, 0) < c.at ORDER BY c.issue",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|issue| Ok(IssueRef::from_str(issue)?)).collect()
+    }
+
+    async fn forget_closed(&self, issue: &IssueRef) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM closed_issues WHERE issue = ?").bind(issue.to_string()).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn old_history(&self, before_ms: i64, remove: bool) -> anyhow::Result<History> {
         // Pending and running jobs stay whatever their age: they are work.
         const COUNT: [&str; 3] = [

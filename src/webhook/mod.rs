@@ -197,6 +197,13 @@ async fn accept(intake: &Intake, instance: &InstanceName, hook: &Hook, event: &F
     let from_bot = event.author_is_bot
         || event.author.eq_ignore_ascii_case(&hook.bot_login)
         || event.comment.as_ref().is_some_and(|c| is_bot_comment(&c.body));
+    // Whoever closed it (a stale bot too): its working copy goes after
+    // `bot.closed_issue_grace`; its session and record stay, so a reopened issue
+    // goes on where it was.
+    if event.kind == EventKind::IssueClosed {
+        intake.queue.mark_closed(&event.issue).await?;
+        return Ok(reply(StatusCode::OK, "closed: its working copy will be removed"));
+    }
     if from_bot {
         return Ok(reply(StatusCode::OK, "ignored: written by a bot"));
     }

@@ -34,9 +34,11 @@ impl ServeProcess {
             let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(file, "{line}");
-                if let Some(at) = line.find("addr=") {
-                    let addr = line[at + 5..].split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = tx.send(addr);
+                // `addr=…` in text logs, `"addr":"…"` in JSON ones.
+                let found = line.find("addr=").map(|at| at + 5).or_else(|| line.find("\"addr\":\"").map(|at| at + 8));
+                if let Some(at) = found {
+                    let addr = line[at..].split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or_default();
+                    let _ = tx.send(addr.to_owned());
                 }
             }
         });
