@@ -6,8 +6,10 @@
 
 mod api;
 mod cli;
+mod debug_log;
 mod env;
 mod jail;
+mod launch;
 mod process;
 mod server;
 mod setup;

@@ -3,36 +3,28 @@
 use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use rand::distr::{Alphanumeric, SampleString};
-use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::Mutex;
 
 use super::api::{Api, Message};
+use super::debug_log::{DEBUG_DRAIN, subscribe_debug_log};
 use super::jail::Jails;
-use super::process::{ProcessGroup, die_with_parent};
+use super::launch::{Listening, launch};
+use super::process::ProcessGroup;
 use super::warmup::{WarmupModel, warm_up};
-use super::{
-    AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, append_debug,
-    spawn_error, split_model,
-};
+use super::{AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, split_model};
 use crate::config::OpencodeSettings;
 use crate::result::Tokens;
 
 /// How often a running prompt is checked for permission prompts, questions,
 /// model retries and the deadline.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
-/// How long a debug log may take to catch up with a finished turn.
-const DEBUG_DRAIN: Duration = Duration::from_secs(2);
 /// How long an aborted prompt may take to return before we stop waiting for it.
 const ABORT_GRACE: Duration = Duration::from_secs(10);
 
@@ -382,100 +374,6 @@ fn describe_permission(rest: &std::collections::HashMap<String, Value>) -> Strin
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     if patterns.is_empty() { kind.to_owned() } else { format!("{kind} `{}`", patterns.join("`, `")) }
-}
-
-/// A started `opencode serve`: its process and the API it listens on.
-pub(super) struct Listening {
-    pub child: Child,
-    pub group: ProcessGroup,
-    pub api: Api,
-}
-
-/// Starts `opencode serve` from `cmd` (an opencode command made by [`Jails`])
-/// with a fresh password, and waits at most `timeout` until it says where it
-/// listens. `None` when it exits first.
-pub(super) async fn launch(
-    mut cmd: tokio::process::Command,
-    binary: &Path,
-    stderr: Stdio,
-    timeout: Duration,
-    http: &reqwest::Client,
-    directory: PathBuf,
-) -> Result<Option<Listening>, RunError> {
-    let password = Alphanumeric.sample_string(&mut rand::rng(), 40);
-    cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
-        .env("OPENCODE_SERVER_PASSWORD", &password)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(true);
-    die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(binary, &e))?;
-    let group = ProcessGroup::of(&child);
-    let stdout = child.stdout.take().ok_or_else(|| RunError::infra("opencode serve has no stdout"))?;
-    let base = tokio::time::timeout(timeout, listening_url(stdout))
-        .await
-        .map_err(|_| RunError::infra("opencode serve did not start listening in time"))?;
-    Ok(base.map(|base| Listening {
-        child,
-        group,
-        api: Api::new(http.clone(), base, SecretString::from(password), directory),
-    }))
-}
-
-/// Reads `opencode serve`'s stdout until it says where it listens, then keeps
-/// draining it so the pipe never fills.
-async fn listening_url(stdout: tokio::process::ChildStdout) -> Option<String> {
-    let mut lines = BufReader::new(stdout).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(at) = line.find("http://") {
-            let url = line[at..].trim().trim_end_matches('/').to_owned();
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Some(url);
-        }
-    }
-    None
-}
-
-/// Subscribes to opencode's events before the prompt is sent, so the log misses
-/// nothing of the turn, and logs them in the background until the session is idle.
-async fn subscribe_debug_log(api: &Api, debug_dir: &Path, session: &str) -> Option<tokio::task::JoinHandle<()>> {
-    let resp = api.events().await.ok()?;
-    let mut stream = Box::pin(resp.bytes_stream());
-    // opencode's first event (`server.connected`) says the subscription is live.
-    let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
-    let (debug_dir, session) = (debug_dir.to_owned(), session.to_owned());
-    Some(tokio::spawn(async move {
-        let mut pending = String::from_utf8_lossy(&first).into_owned();
-        loop {
-            while let Some(end) = pending.find('\n') {
-                let line: String = pending.drain(..=end).collect();
-                if let Some(data) = line.trim_end().strip_prefix("data: ") {
-                    append_debug(Some(&debug_dir), &session, data);
-                    if is_idle_event(data, &session) {
-                        return;
-                    }
-                }
-            }
-            match stream.next().await {
-                Some(Ok(chunk)) => pending.push_str(&String::from_utf8_lossy(&chunk)),
-                _ => return,
-            }
-        }
-    }))
-}
-
-/// Whether an event says `session` has gone idle: its turn's last events are out.
-fn is_idle_event(data: &str, session: &str) -> bool {
-    let Ok(event) = serde_json::from_str::<Value>(data) else { return false };
-    let properties = &event["properties"];
-    let idle = match event["type"].as_str() {
-        Some("session.idle") => true,
-        Some("session.status") => properties["status"]["type"] == "idle",
-        _ => false,
-    };
-    idle && properties["sessionID"] == session
 }
 
 #[async_trait]

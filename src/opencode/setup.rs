@@ -44,7 +44,7 @@ pub async fn prepare(
     let cmd = jails.setup(binary, env, scratch.path(), config_dir)?;
     // Held to the end: dropping it stops opencode.
     let directory = scratch.path().to_owned();
-    let server = super::server::launch(cmd, binary, Stdio::null(), timeout, &reqwest::Client::new(), directory)
+    let server = super::launch::launch(cmd, binary, Stdio::null(), timeout, &reqwest::Client::new(), directory)
         .await?
         .ok_or_else(|| RunError::infra("opencode exited while setting up its config directory"))?;
     // Loading a project is what makes opencode set up its config directory.
