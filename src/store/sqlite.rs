@@ -212,17 +212,19 @@ impl Store for SqliteStore {
     }
 
     async fn old_history(&self, before_ms: i64, remove: bool) -> anyhow::Result<History> {
+        // The rows, each written once; sqlx takes only static statements.
         // Pending and running jobs stay whatever their age: they are work.
-        const COUNT: [&str; 3] = [
-            "SELECT COUNT(*) FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?",
-            "SELECT COUNT(*) FROM deliveries WHERE received_at < ?",
-            "SELECT COUNT(*) FROM event_identities WHERE received_at < ?",
-        ];
-        const REMOVE: [&str; 3] = [
-            "DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?",
-            "DELETE FROM deliveries WHERE received_at < ?",
-            "DELETE FROM event_identities WHERE received_at < ?",
-        ];
+        macro_rules! old_rows {
+            ($verb:literal) => {
+                [
+                    concat!($verb, " FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?"),
+                    concat!($verb, " FROM deliveries WHERE received_at < ?"),
+                    concat!($verb, " FROM event_identities WHERE received_at < ?"),
+                ]
+            };
+        }
+        const COUNT: [&str; 3] = old_rows!("SELECT COUNT(*)");
+        const REMOVE: [&str; 3] = old_rows!("DELETE");
         let mut tx = self.pool.begin().await?;
         let mut counts = [0u64; 3];
         for ((count_sql, remove_sql), count) in COUNT.into_iter().zip(REMOVE).zip(&mut counts) {
