@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::path::Path;
+use std::time::Duration;
 
 /// Held for as long as it lives; the OS releases the lock when the file closes,
 /// which also happens when the process dies.
@@ -41,6 +42,24 @@ pub fn try_lock_exclusive(path: &Path) -> io::Result<Option<FileLock>> {
     }
 }
 
+/// Takes the lock if it is free, or frees up within `wait`; `None` otherwise.
+///
+/// A process forked anywhere in this process holds a copy of every descriptor
+/// until it execs, flock'd ones included, so a lock released a moment ago can
+/// still look held: a short wait keeps that from passing for a busy issue.
+pub async fn try_lock_exclusive_within(path: &Path, wait: Duration) -> io::Result<Option<FileLock>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(lock) = try_lock_exclusive(path)? {
+            return Ok(Some(lock));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +73,21 @@ mod tests {
         assert!(try_lock_exclusive(&path).unwrap().is_none());
         drop(first);
         assert!(try_lock_exclusive(&path).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_lock_released_during_the_wait_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.lock");
+        let held = try_lock_exclusive(&path).unwrap();
+        let refused = try_lock_exclusive_within(&path, Duration::from_millis(60)).await.unwrap();
+        assert!(refused.is_none(), "a lock held throughout the wait is refused");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(held);
+        });
+        let taken = try_lock_exclusive_within(&path, Duration::from_secs(5)).await.unwrap();
+        assert!(taken.is_some());
+        release.await.unwrap();
     }
 }

@@ -69,7 +69,7 @@ impl Engine {
             .issue_session(issue)
             .await?
             .ok_or_else(|| EngineError::BadInput(format!("kugetsu has no record of {issue}")))?;
-        let _issue_lock = self.lock_issue(issue)?;
+        let _issue_lock = self.lock_issue(issue).await?;
         let warnings = self.remove_issue(&record).await;
         Ok(warnings)
     }
@@ -153,7 +153,7 @@ impl Engine {
         for issue in self.store.closed_issues(now_millis().saturating_sub(grace)).await? {
             if remove {
                 // A run holds it: it is no longer idle since its close; look again later.
-                let Ok(_lock) = self.lock_issue(&issue) else { continue };
+                let Ok(_lock) = self.lock_issue(&issue).await else { continue };
                 let path = self.layout.worktree(&issue);
                 self.driver.release(&path).await;
                 self.remove_checkout(issue.repo(), &path, None).await?;

@@ -9,12 +9,12 @@ mod pool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Instance};
 use crate::git::{Credentials, Git, GitError, Mirror, WorkingCopy, with_retries};
 use crate::issue_ref::{IssueRef, RepoRef};
-use crate::lock::{FileLock, lock_exclusive, try_lock_exclusive};
+use crate::lock::{FileLock, lock_exclusive, try_lock_exclusive_within};
 use crate::opencode::{Driver, Prompt, SESSION_TITLE_PREFIX, SessionTarget, driver_for};
 use crate::result::RunResult;
 use crate::sandbox::{Jail, Sandbox};
@@ -24,6 +24,10 @@ use crate::store::{BaseSession, IssueSession, SessionStatus, SqliteStore, Store,
 pub use crate::layout::Layout;
 pub use error::EngineError;
 pub use maintenance::{Finding, PruneReport};
+
+/// How long a run waits for an issue another run holds before calling it busy:
+/// long enough to outlast a lock that only looks held (see `try_lock_exclusive_within`).
+const ISSUE_LOCK_WAIT: Duration = Duration::from_millis(500);
 
 /// Whether a run may create the issue's session, continue it, or either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,8 +147,9 @@ impl Engine {
         Ok(lock_exclusive(&self.layout.mirror_lock(repo)).await?)
     }
 
-    fn lock_issue(&self, issue: &IssueRef) -> Result<FileLock, EngineError> {
-        try_lock_exclusive(&self.layout.issue_lock(issue))?
+    async fn lock_issue(&self, issue: &IssueRef) -> Result<FileLock, EngineError> {
+        try_lock_exclusive_within(&self.layout.issue_lock(issue), ISSUE_LOCK_WAIT)
+            .await?
             .ok_or_else(|| EngineError::Busy(format!("another run on {issue} is in progress; try again when it ends")))
     }
 
@@ -178,7 +183,7 @@ impl Engine {
     ) -> Result<RunResult, EngineError> {
         let started = Instant::now();
         let instance = self.instance(issue.repo())?;
-        let _issue_lock = self.lock_issue(issue)?;
+        let _issue_lock = self.lock_issue(issue).await?;
         let existing = self.store.issue_session(issue).await?;
         match (mode, &existing) {
             (Mode::Start, Some(_)) => {
