@@ -22,9 +22,12 @@ use super::{AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, Sess
 use crate::config::OpencodeSettings;
 use crate::result::Tokens;
 
-/// How often a running prompt is checked for permission prompts, questions,
-/// model retries and the deadline.
-const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// When a running prompt is first checked for permission prompts, questions,
+/// model retries and the deadline; the wait then doubles up to `WATCH_MAX`.
+/// Each check is three requests that opencode answers on its one JS thread: at
+/// a steady 250 ms, four runs waiting on their model kept a core a quarter busy.
+const WATCH_FIRST: Duration = Duration::from_millis(250);
+const WATCH_MAX: Duration = Duration::from_secs(2);
 /// How long an aborted prompt may take to return before we stop waiting for it.
 const ABORT_GRACE: Duration = Duration::from_secs(10);
 
@@ -271,11 +274,12 @@ impl ServerDriver {
             let deadline = tokio::time::Instant::now() + prompt.timeout;
             // The first look is one interval in: a turn that ends sooner is never
             // slowed by it.
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + WATCH_INTERVAL, WATCH_INTERVAL);
+            let mut wait = WATCH_FIRST;
             loop {
                 tokio::select! {
                     res = &mut reply => break res,
-                    _ = ticker.tick() => {
+                    _ = tokio::time::sleep(wait) => {
+                        wait = (wait * 2).min(WATCH_MAX);
                         if let Some(failure) = self.watch(api, id, prompt, deadline, &mut denied).await {
                             api.abort(id).await;
                             let _ = tokio::time::timeout(ABORT_GRACE, &mut reply).await;

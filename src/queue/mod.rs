@@ -98,45 +98,28 @@ impl Queue {
     /// atomically. A delivery id or identity seen before stores nothing.
     pub async fn enqueue(&self, instance: &str, identity: Option<&str>, job: &Job) -> anyhow::Result<Enqueued> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
-        let fresh_delivery =
-            sqlx::query("INSERT OR IGNORE INTO deliveries (instance, delivery_id, received_at) VALUES (?, ?, ?)")
-                .bind(instance)
-                .bind(&job.delivery_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-        let fresh_identity = match identity {
-            Some(identity) => {
-                sqlx::query("INSERT OR IGNORE INTO event_identities (identity, received_at) VALUES (?, ?)")
-                    .bind(identity)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1
-            }
-            None => true,
-        };
-        if !fresh_delivery || !fresh_identity {
-            return Ok(Enqueued::Duplicate);
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO jobs (issue, job, status, created_at, updated_at, author, repo, lane) \
-             VALUES (?, ?, 'pending', ?, ?, ?, ?, ?) RETURNING id",
+        // One statement (see the `one_statement_intake` migration): nothing is
+        // stored when the delivery or the event was seen before.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (issue, job, status, created_at, updated_at, author, repo, lane, \
+                               delivery_instance, delivery_id, identity) \
+             SELECT ?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
+             WHERE NOT EXISTS (SELECT 1 FROM deliveries WHERE instance = ?7 AND delivery_id = ?8) \
+               AND NOT EXISTS (SELECT 1 FROM event_identities WHERE identity = ?9) \
+             RETURNING id",
         )
         .bind(job.issue.to_string())
         .bind(serde_json::to_string(job)?)
         .bind(now)
-        .bind(now)
         .bind(job.author.to_ascii_lowercase())
         .bind(job.issue.repo().to_string())
         .bind(job.trigger.lane())
-        .fetch_one(&mut *tx)
+        .bind(instance)
+        .bind(&job.delivery_id)
+        .bind(identity)
+        .fetch_optional(&self.pool)
         .await?;
-        tx.commit().await?;
+        let Some(id) = id else { return Ok(Enqueued::Duplicate) };
         self.wake.notify_one();
         Ok(Enqueued::Queued(id))
     }
@@ -413,5 +396,61 @@ impl Queue {
     /// Resolves when a job was added or finished.
     pub async fn changed(&self) {
         self.wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn job(delivery: &str) -> Job {
+        Job {
+            issue: "g/o/r#1".parse().unwrap(),
+            delivery_id: delivery.to_owned(),
+            trigger: JobTrigger::Mention,
+            author: "Alice".to_owned(),
+            title: "t".to_owned(),
+            issue_body: String::new(),
+            comment: None,
+            is_pull_request: false,
+            repo_html_url: None,
+            default_branch: None,
+        }
+    }
+
+    async fn count(queue: &Queue, table: &'static str) -> i64 {
+        let sql = match table {
+            "jobs" => "SELECT COUNT(*) FROM jobs",
+            "deliveries" => "SELECT COUNT(*) FROM deliveries",
+            _ => "SELECT COUNT(*) FROM event_identities",
+        };
+        sqlx::query_scalar(sql).fetch_one(&queue.pool).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delivery_or_event_seen_before_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+        let queue = Queue::new(store.pool().clone());
+        let first = queue.enqueue("g", Some("event-1"), &job("d-1")).await.unwrap();
+        assert!(matches!(first, Enqueued::Queued(_)), "{first:?}");
+        assert_eq!(
+            queue.enqueue("g", Some("event-2"), &job("d-1")).await.unwrap(),
+            Enqueued::Duplicate,
+            "same delivery"
+        );
+        assert_eq!(queue.enqueue("g", Some("event-1"), &job("d-2")).await.unwrap(), Enqueued::Duplicate, "same event");
+        assert_eq!(
+            (count(&queue, "jobs").await, count(&queue, "deliveries").await, count(&queue, "event_identities").await),
+            (1, 1, 1),
+            "a refused delivery records nothing, not even itself"
+        );
+        // Another instance may reuse a delivery id; a job without an identity is
+        // kept apart only by its delivery.
+        let other = queue.enqueue("h", None, &job("d-1")).await.unwrap();
+        assert!(matches!(other, Enqueued::Queued(id) if Enqueued::Queued(id) != first), "{other:?}");
+        assert_eq!(queue.enqueue("h", None, &job("d-1")).await.unwrap(), Enqueued::Duplicate);
+        assert_eq!((count(&queue, "deliveries").await, count(&queue, "event_identities").await), (2, 1));
     }
 }

@@ -95,6 +95,9 @@ impl SqliteStore {
         // short, and no transaction waits on another query.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            // A ping before every statement is one more hop to SQLite's thread
+            // and back; a local file has no connection to lose.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;

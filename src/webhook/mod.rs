@@ -248,15 +248,17 @@ async fn accept(intake: &Intake, instance: &InstanceName, hook: &Hook, event: &F
 /// Requests from anyone else do not count, so strangers cannot fill the queue;
 /// the hourly limits apply later, to admitted runs only.
 async fn over_limit(intake: &Intake, event: &ForgeEvent) -> anyhow::Result<Option<String>> {
-    let waiting = intake.queue.waiting_authors(&event.issue).await?;
     let repo = event.issue.repo();
+    if !intake.permissions.is_known_writer(repo, &event.author) {
+        return Ok(None);
+    }
+    let waiting = intake.queue.waiting_authors(&event.issue).await?;
     let counted = waiting
         .iter()
         .filter(|(author, admitted)| *admitted || intake.permissions.is_known_writer(repo, author))
         .count();
     let cap = usize::try_from(intake.limits.queued_per_issue).unwrap_or(usize::MAX);
-    let asker_counts = intake.permissions.is_known_writer(repo, &event.author);
-    Ok((asker_counts && counted >= cap).then(|| {
+    Ok((counted >= cap).then(|| {
         format!("{counted} requests on this issue are already queued or running; ask again once they are done.")
     }))
 }
