@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Instance};
-use crate::git::{Credentials, Git, GitError, Mirror, WorkingCopy, with_retries};
+use crate::git::{Committed, Credentials, Git, GitError, Mirror, WorkingCopy, with_retries};
 use crate::issue_ref::{IssueRef, RepoRef};
 use crate::lock::{FileLock, lock_exclusive, try_lock_exclusive_within};
 use crate::opencode::{Driver, Prompt, SESSION_TITLE_PREFIX, SessionTarget, driver_for};
@@ -424,16 +424,22 @@ impl Engine {
     ) -> Result<(Vec<crate::git::Commit>, Vec<String>, Option<String>), EngineError> {
         let message = format!("kugetsu: work on {issue}\n\nChanges the agent left uncommitted.");
         worktree.clear_stale_locks()?;
-        let unchanged_head = worktree.commit_leftovers(&self.working_copy_git(worktree, None), &message).await?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".bundle-")
+            .tempdir_in(&self.config.state_dir)
+            .map_err(|e| EngineError::Infra(format!("cannot make a scratch directory: {e}")))?;
+        let bundle = scratch.path().join("work.bundle");
         let (head, start) = {
             let _lock = self.lock_mirror(issue.repo()).await?;
             // Without a sandbox the agent can reach the mirror; undo what it did there.
             mirror.restore_config()?;
-            let start = match start {
-                Some(start) => Some(start),
-                None => mirror.resolve(&self.git, &format!("refs/heads/{branch}")).await?,
-            };
-            (self.take_commits(mirror, worktree, branch, unchanged_head).await?, start)
+            let tips = mirror.tips(&self.git, branch).await?;
+            let start = start.or_else(|| tips.local.clone());
+            // Only what the mirror lacks: the working copy may hold commits of an
+            // earlier run that never reached the mirror (kugetsu was killed first).
+            let confined = self.working_copy_git(worktree, Some(scratch.path()));
+            let committed = worktree.commit_and_bundle(&confined, &message, &tips.all, &bundle).await?;
+            (self.take_commits(mirror, branch, committed, &bundle).await?, start)
         };
         stage::reached(issue, Stage::Committed);
         // The listing starts at the run's start (a commit the mirror had), or at the
@@ -488,46 +494,32 @@ impl Engine {
 
     /// Brings the working copy's HEAD into the mirror's local `branch` and returns
     /// it. The commits travel as a bundle, so no git that kugetsu runs in its
-    /// mirror reads anything from the agent's repository. `head` is HEAD, where
-    /// already known.
+    /// mirror reads anything from the agent's repository.
     async fn take_commits(
         &self,
         mirror: &Mirror,
-        worktree: &WorkingCopy,
         branch: &str,
-        head: Option<String>,
+        committed: Committed,
+        path: &std::path::Path,
     ) -> Result<String, EngineError> {
-        if let Some(head) = head
-            && mirror.has_commit(&self.git, &head).await
-        {
-            mirror.set_branch(&self.git, branch, &head).await?;
-            return Ok(head);
-        }
-        let scratch = tempfile::Builder::new()
-            .prefix(".bundle-")
-            .tempdir_in(&self.config.state_dir)
-            .map_err(|e| EngineError::Infra(format!("cannot make a scratch directory: {e}")))?;
-        let path = scratch.path().join("work.bundle");
-        let confined = self.working_copy_git(worktree, Some(scratch.path()));
-        // Only what the mirror lacks: the working copy may hold commits of an
-        // earlier run that never reached the mirror (kugetsu was killed first).
-        let known = mirror.tips(&self.git, branch).await?;
-        if let Err(e) = worktree.bundle_since(&confined, &known, &path).await {
+        let Committed { head, bundle } = committed;
+        if let Err(why) = bundle {
             // git makes no bundle without new commits: HEAD is one the mirror has.
-            let head = worktree.head(&confined).await?;
             if !mirror.has_commit(&self.git, &head).await {
-                return Err(e.into());
+                return Err(GitError::Failed { args: "bundle create".into(), stderr: why }.into());
             }
             mirror.set_branch(&self.git, branch, &head).await?;
             return Ok(head);
         }
         // The jail that wrote it is gone with its last process, so nothing can swap
         // it now; a link in its place would make kugetsu's git read whatever it names.
-        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
             return Err(EngineError::Infra("the working copy's bundle is not a plain file".into()));
         }
-        let bundle = crate::git::Bundle::open(&path)?;
-        let head = bundle.head.clone();
+        let bundle = crate::git::Bundle::open(path)?;
+        if bundle.head != head {
+            return Err(EngineError::Infra("the working copy's bundle is not of its HEAD".into()));
+        }
         mirror.import_bundle(&self.git, bundle, branch).await.map_err(|e| match e {
             GitError::Failed { args, stderr } if args.starts_with("index-pack") => {
                 tracing::warn!(%stderr, "the working copy's objects failed git's checks");

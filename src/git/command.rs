@@ -72,6 +72,15 @@ impl GitError {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Program<'a> {
+    Git,
+    /// A `sh` script of git commands; `label` names it in errors.
+    Script {
+        label: &'a str,
+    },
+}
+
 enum Repository {
     Bare,
     WorkTree,
@@ -134,6 +143,16 @@ impl Git {
         self.exec(dir, args, auth, None).await
     }
 
+    /// Runs `script` with `sh` in git's environment and jail, `args` as its
+    /// positional parameters: several git commands for one sandbox start. Each
+    /// git in it gets the hardening as `GIT_CONFIG_*`, which the script cannot
+    /// drop: only `-c` outranks it, and the script is kugetsu's.
+    pub async fn run_script(&self, dir: &Path, label: &str, script: &str, args: &[&str]) -> Result<String, GitError> {
+        let mut argv = vec!["-c", script, "sh"];
+        argv.extend_from_slice(args);
+        self.exec_program(dir, Program::Script { label }, &argv, None, None).await
+    }
+
     async fn exec(
         &self,
         dir: &Path,
@@ -141,12 +160,27 @@ impl Git {
         auth: Option<(&Credentials, &str)>,
         input: Option<std::fs::File>,
     ) -> Result<String, GitError> {
+        self.exec_program(dir, Program::Git, args, auth, input).await
+    }
+
+    async fn exec_program(
+        &self,
+        dir: &Path,
+        program: Program<'_>,
+        args: &[&str],
+        auth: Option<(&Credentials, &str)>,
+        input: Option<std::fs::File>,
+    ) -> Result<String, GitError> {
+        let name = match program {
+            Program::Git => "git",
+            Program::Script { .. } => "sh",
+        };
         let mut cmd = match (&self.jail, auth) {
-            (Some((sandbox, jail)), None) => sandbox.command("git", jail),
+            (Some((sandbox, jail)), None) => sandbox.command(name, jail),
             (Some(_), Some(_)) => {
                 return Err(GitError::Spawn(std::io::Error::other("credentials are never used in a sandbox")));
             }
-            (None, _) => Command::new("git"),
+            (None, _) => Command::new(name),
         };
         cmd.current_dir(dir).env_clear();
         let dir_abs = std::path::absolute(dir).map_err(GitError::Spawn)?;
@@ -169,8 +203,20 @@ impl Git {
             }
             None => {}
         }
-        cmd.args(HARDENING)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        match program {
+            Program::Git => {
+                cmd.args(HARDENING);
+            }
+            Program::Script { .. } => {
+                let pairs: Vec<(&str, &str)> =
+                    HARDENING.iter().filter(|a| **a != "-c").filter_map(|kv| kv.split_once('=')).collect();
+                cmd.env("GIT_CONFIG_COUNT", pairs.len().to_string());
+                for (i, (key, value)) in pairs.iter().enumerate() {
+                    cmd.env(format!("GIT_CONFIG_KEY_{i}"), key).env(format!("GIT_CONFIG_VALUE_{i}"), value);
+                }
+            }
+        }
+        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &seen)
             .env("LC_ALL", "C")
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -192,7 +238,10 @@ impl Git {
             None => None,
         };
         cmd.args(args);
-        let shown = args.join(" ");
+        let shown = match program {
+            Program::Git => args.join(" "),
+            Program::Script { label } => format!("({label})"),
+        };
         let child = cmd.spawn().map_err(GitError::Spawn)?;
         drop(handoff);
         let output = tokio::time::timeout(self.timeout, child.wait_with_output())
@@ -212,5 +261,42 @@ impl Git {
             stderr = format!("exit status {}", output.status);
         }
         Err(GitError::Failed { args: shown, stderr })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository whose own config names a hooks directory and an fsmonitor.
+    async fn planted_repository(git: &Git) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        git.run(dir.path(), &["init", "-q"]).await.unwrap();
+        for (key, value) in [("core.hooksPath", "planted-hooks"), ("core.fsmonitor", "planted-monitor")] {
+            git.run(dir.path(), &["config", key, value]).await.unwrap();
+        }
+        dir
+    }
+
+    #[tokio::test]
+    async fn each_git_in_a_script_is_hardened_as_one_run_alone_is() {
+        let git = Git::new(&GitSettings::default());
+        let repo = planted_repository(&git).await;
+        let script = "git config core.hooksPath; git config core.fsmonitor";
+        let hardened = git.run_script(repo.path(), "read", script, &[]).await.unwrap();
+        assert_eq!(hardened.lines().collect::<Vec<_>>(), ["/dev/null", "false"]);
+        let alone = git.run(repo.path(), &["config", "core.hooksPath"]).await.unwrap();
+        assert_eq!(alone.trim(), "/dev/null");
+        // The positive control: git without kugetsu's environment reads the planted values.
+        let plain = git.run_script(repo.path(), "read", &format!("unset GIT_CONFIG_COUNT; {script}"), &[]).await;
+        assert_eq!(plain.unwrap().lines().collect::<Vec<_>>(), ["planted-hooks", "planted-monitor"]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_script_names_itself_in_the_error() {
+        let git = Git::new(&GitSettings::default());
+        let repo = planted_repository(&git).await;
+        let err = git.run_script(repo.path(), "the label", "echo said >&2; exit 3", &[]).await.unwrap_err();
+        assert_eq!(err.to_string(), "`git (the label)` failed: said");
     }
 }

@@ -11,6 +11,15 @@ pub struct Mirror {
     url: String,
 }
 
+/// The commits a working copy's branch is built on, as the mirror knows them.
+#[derive(Debug, Default)]
+pub struct Tips {
+    /// kugetsu's local branch.
+    pub local: Option<String>,
+    /// It, the remote branch and the default branch, each once.
+    pub all: Vec<String>,
+}
+
 impl Mirror {
     pub fn new(path: PathBuf, url: String) -> Self {
         Self { path, url }
@@ -146,18 +155,21 @@ impl Mirror {
 
     /// The commits the mirror holds for `branch`: its local branch, the remote
     /// branch and the remote's default branch, those that exist.
-    pub async fn tips(&self, git: &Git, branch: &str) -> Result<Vec<String>, GitError> {
+    pub async fn tips(&self, git: &Git, branch: &str) -> Result<Tips, GitError> {
         let (local, remote) = (format!("refs/heads/{branch}"), format!("refs/remotes/origin/{branch}"));
         let args =
             ["for-each-ref", "--format=%(refname) %(objectname)", "--", &local, &remote, "refs/remotes/origin/HEAD"];
         let listed = git.run(&self.path, &args).await?;
-        let mut tips: Vec<String> = Vec::new();
+        let mut tips = Tips::default();
         // Patterns also match refs below them, which a branch name cannot have.
         for (name, sha) in listed.lines().filter_map(|l| l.split_once(' ')) {
+            if name == local {
+                tips.local = Some(sha.to_owned());
+            }
             if [local.as_str(), remote.as_str(), "refs/remotes/origin/HEAD"].contains(&name)
-                && !tips.iter().any(|t| t == sha)
+                && !tips.all.iter().any(|t| t == sha)
             {
-                tips.push(sha.to_owned());
+                tips.all.push(sha.to_owned());
             }
         }
         Ok(tips)

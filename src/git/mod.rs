@@ -14,6 +14,6 @@ mod working_copy;
 pub use bundle::Bundle;
 pub use command::{Git, GitError};
 pub use credential::Credentials;
-pub use mirror::Mirror;
+pub use mirror::{Mirror, Tips};
 pub use retry::with_retries;
-pub use working_copy::{Commit, WorkingCopy};
+pub use working_copy::{Commit, Committed, WorkingCopy};

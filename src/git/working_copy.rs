@@ -153,45 +153,33 @@ impl WorkingCopy {
         Ok(())
     }
 
-    /// The commit HEAD names. Read by git in the agent's jail, so the answer is
-    /// checked to be an object name before kugetsu's own git is given it.
-    pub async fn head(&self, git: &Git) -> Result<String, GitError> {
-        let out = git.run(&self.path, &["rev-parse", "--verify", "HEAD^{commit}"]).await?;
-        let sha = out.trim();
-        if !is_object_name(sha) {
-            return Err(GitError::Failed { args: "rev-parse HEAD".into(), stderr: "HEAD is not a commit".into() });
-        }
-        Ok(sha.to_owned())
-    }
-
-    /// Commits whatever the agent left uncommitted. Returns HEAD when there was
-    /// nothing to commit, as `git status` tells it (read in the same call).
-    pub async fn commit_leftovers(&self, git: &Git, message: &str) -> Result<Option<String>, GitError> {
-        let status = git.run(&self.path, &["status", "--porcelain=v2", "--branch", "--untracked-files=all"]).await?;
-        let mut head = None;
-        let mut changed = false;
-        for line in status.lines() {
-            match line.strip_prefix("# branch.oid ") {
-                Some(oid) => head = is_object_name(oid).then(|| oid.to_owned()),
-                None => changed |= !line.starts_with('#'),
-            }
-        }
-        if !changed {
-            return Ok(head);
-        }
-        git.run(&self.path, &["add", "-A", "--", "."]).await?;
-        git.run(&self.path, &["commit", "-q", "--no-verify", "-m", message]).await?;
-        Ok(None)
-    }
-
-    /// Writes the commits of `HEAD` that are in none of the `known` commits'
-    /// histories to a bundle at `out`.
-    pub async fn bundle_since(&self, git: &Git, known: &[String], out: &Path) -> Result<(), GitError> {
+    /// Commits whatever the agent left uncommitted, then writes the commits of
+    /// HEAD that are in none of the `known` commits' histories to a bundle at
+    /// `out`. One script, so one sandbox start for four git commands.
+    pub async fn commit_and_bundle(
+        &self,
+        git: &Git,
+        message: &str,
+        known: &[String],
+        out: &Path,
+    ) -> Result<Committed, GitError> {
         let out = out.to_string_lossy().into_owned();
         let nots: Vec<String> = known.iter().map(|sha| format!("^{sha}")).collect();
-        let mut args = vec!["bundle", "create", "-q", out.as_str(), "HEAD"];
+        let mut args = vec![message, out.as_str()];
         args.extend(nots.iter().map(String::as_str));
-        git.run(&self.path, &args).await.map(drop)
+        let printed = git.run_script(&self.path, "commit and bundle", COMMIT_AND_BUNDLE, &args).await?;
+        let mut lines = printed.lines();
+        // Printed by git in the agent's jail: checked before kugetsu's own git is given it.
+        let head = lines
+            .next()
+            .map(str::trim)
+            .filter(|l| is_object_name(l))
+            .ok_or_else(|| GitError::Failed { args: "rev-parse HEAD".into(), stderr: "HEAD is not a commit".into() })?;
+        let bundle = match lines.next() {
+            None => Ok(()),
+            Some(line) => Err(line.strip_prefix("no bundle: ").unwrap_or(line).to_owned()),
+        };
+        Ok(Committed { head: head.to_owned(), bundle })
     }
 
     /// Takes tracked paths out of the checkout without git counting them as
@@ -221,6 +209,26 @@ impl WorkingCopy {
         }
         Ok(())
     }
+}
+
+/// `$1` the commit message, `$2` the bundle's path, the rest `^<commit>`s.
+/// git makes no bundle when HEAD has nothing new: that is said, not failed.
+const COMMIT_AND_BUNDLE: &str = r#"set -e
+message=$1 out=$2
+shift 2
+git add -A -- .
+git diff --cached --quiet || git commit -q --no-verify -m "$message"
+git rev-parse --verify -q 'HEAD^{commit}'
+if ! err=$(git bundle create -q "$out" HEAD "$@" 2>&1); then
+    printf 'no bundle: %s\n' "$(printf '%s' "$err" | tr '\n' ' ')"
+fi
+"#;
+
+/// What `commit_and_bundle` left: HEAD, and the bundle or why there is none.
+#[derive(Debug)]
+pub struct Committed {
+    pub head: String,
+    pub bundle: Result<(), String>,
 }
 
 /// Whether git's answer, which the agent's repository shaped, is an object name.
