@@ -91,3 +91,63 @@ fn the_example_and_deploy_configs_load() {
     let gitea = deploy.instance(&"gitea".parse().unwrap()).expect("the compose config serves gitea");
     assert_eq!(gitea.api_url, "http://gitea:3000/api/v1");
 }
+
+/// The keys the config structs accept in `section` (`""` for the top level), as
+/// serde lists them when it refuses one it does not know.
+fn accepted_keys(section: &str) -> Vec<String> {
+    let unknown = "zz_not_a_key = 1\n";
+    let text = match section {
+        "" => format!("state_dir = \"s\"\n{unknown}"),
+        "instances" => format!("state_dir = \"s\"\n[instances.x]\nkind = \"gitea\"\n{unknown}"),
+        _ => format!("state_dir = \"s\"\n[{section}]\n{unknown}"),
+    };
+    let err = kugetsu::config::Config::parse(&text, std::path::Path::new("/"), |_| None).unwrap_err();
+    let message = format!("{err:#}");
+    let listed = message.split("expected one of").nth(1).unwrap_or_else(|| panic!("no key list in: {message}"));
+    listed.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+#[test]
+fn the_readme_documents_every_config_key_and_no_other() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let reference = readme.split("## Configuration reference").nth(1).expect("a configuration reference");
+    let reference = reference.split("\n## ").next().unwrap_or_default();
+    let documented: std::collections::BTreeSet<String> = reference
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|row| row.split(" | ").next())
+        .flat_map(|cell| format!("`{cell}").split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|key| !key.is_empty() && !key.contains(' '))
+        .collect();
+    let mut accepted = std::collections::BTreeSet::new();
+    let top = accepted_keys("");
+    for key in &top {
+        match key.as_str() {
+            "instances" => {
+                accepted.extend(accepted_keys("instances").into_iter().map(|k| format!("instances.<name>.{k}")))
+            }
+            section if !accepted_keys_is_leaf(section) => {
+                accepted.extend(accepted_keys(section).into_iter().map(|k| format!("{section}.{k}")));
+            }
+            leaf => {
+                accepted.insert(leaf.to_owned());
+            }
+        }
+    }
+    assert!(accepted.len() > 40, "the structs' keys were not all found: {accepted:?}");
+    let undocumented: Vec<_> = accepted.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&accepted).collect();
+    assert!(undocumented.is_empty() && unknown.is_empty(), "README lacks {undocumented:?}; README names {unknown:?}");
+    // The example shows every key, set or commented out with its default.
+    let example = std::fs::read_to_string(root.join("config/kugetsu.example.toml")).unwrap();
+    let shown =
+        |leaf: &str| example.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{leaf} =")));
+    let missing: Vec<_> = accepted.iter().filter(|key| !shown(key.rsplit('.').next().unwrap_or(key))).collect();
+    assert!(missing.is_empty(), "config/kugetsu.example.toml does not show {missing:?}");
+}
+
+/// Top-level keys that are values, not tables.
+fn accepted_keys_is_leaf(key: &str) -> bool {
+    ["state_dir", "sandbox"].contains(&key)
+}
