@@ -142,6 +142,19 @@ impl Instance {
         all
     }
 
+    /// The secret that should sign deliveries for `owner` (and `repo`, if
+    /// given): the narrowest scope's, else the instance's.
+    pub fn webhook_secret_for(&self, owner: &str, repo: Option<&str>) -> Option<SecretString> {
+        let scoped = |wanted: &dyn Fn(&SecretScope) -> bool| {
+            self.scoped_webhook_secrets.iter().find(|(scope, _)| wanted(scope)).map(|(_, s)| s.clone())
+        };
+        let for_repo = repo
+            .and_then(|name| scoped(&|scope| matches!(scope, SecretScope::Repo { .. }) && scope.covers(owner, name)));
+        for_repo
+            .or_else(|| scoped(&|scope| matches!(scope, SecretScope::Owner(o) if o.eq_ignore_ascii_case(owner))))
+            .or_else(|| self.webhook_secret.clone())
+    }
+
     pub fn clone_url(&self, owner: &str, repo: &str) -> String {
         format!("{}/{owner}/{repo}.git", self.git_url.trim_end_matches('/'))
     }
@@ -304,6 +317,9 @@ pub struct BotSettings {
     /// (its session and record stay, so a reopened issue goes on where it was).
     #[serde(with = "humantime_serde")]
     pub closed_issue_grace: Duration,
+    /// The URL the forges reach kugetsu at, for `kugetsu hooks install`: webhooks
+    /// point at `<public_url>/webhooks/<instance>`.
+    pub public_url: Option<String>,
 }
 
 impl Default for BotSettings {
@@ -325,6 +341,7 @@ impl Default for BotSettings {
             reconcile_interval: Duration::from_secs(5 * 60),
             retention: Duration::from_secs(30 * 24 * 3600),
             closed_issue_grace: Duration::from_secs(7 * 24 * 3600),
+            public_url: None,
         }
     }
 }

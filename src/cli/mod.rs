@@ -1,5 +1,6 @@
 //! The `kugetsu` command line.
 
+mod hooks;
 mod output;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -80,6 +81,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The forge's webhooks that deliver to kugetsu: install or list them.
+    #[command(subcommand)]
+    Hooks(hooks::HooksCommand),
     /// Remove an issue's worktree, session and record; the pushed branch stays.
     Destroy {
         /// instance/owner/repo#number
@@ -151,6 +155,8 @@ async fn run(cli: Cli) -> Result<(), EngineError> {
             output::print_list(&store.issue_sessions().await?, json);
             return Ok(());
         }
+        // The forge's API alone.
+        Command::Hooks(command) => return hooks::run(&config, command).await,
         _ => {}
     }
     let engine = Engine::open(config).await?;
@@ -161,7 +167,9 @@ async fn run(cli: Cli) -> Result<(), EngineError> {
 
 async fn dispatch(engine: &Engine, command: Command) -> Result<(), EngineError> {
     match command {
-        Command::Serve => return Err(EngineError::BadInput("serve runs on its own, not beside an engine".into())),
+        Command::Serve | Command::Hooks(_) => {
+            return Err(EngineError::BadInput("this command runs on its own, not beside an engine".into()));
+        }
         Command::Init { repo, message, force } => {
             let base = engine.init(&repo, message.as_deref(), force).await?;
             println!("base session {} for {}", base.session_id, base.repo);

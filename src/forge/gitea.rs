@@ -6,8 +6,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::wire::{CommentAnswer, IssueAnswer, PermissionAnswer, TimelineAnswer, error_message, last_adder};
-use super::{Forge, ForgeComment, ForgeError, IssueFacts, LabelAddition, Permission, ReactionTarget};
+use super::wire::{
+    CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, TimelineAnswer, error_message, last_adder,
+};
+use super::{
+    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
+    ReactionTarget,
+};
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
 
@@ -166,6 +171,39 @@ impl Forge for GiteaForge {
         });
         Ok(last_adder(records, label))
     }
+
+    /// gitea: `GET /repos/{o}/{r}/hooks`, `GET /orgs/{org}/hooks` (paged; a
+    /// repository has few hooks, so one page of the most is read).
+    async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError> {
+        let path = format!("{}?limit={PAGE_LIMIT}", target.path());
+        let answer: Vec<HookAnswer> = self.send(self.request(Method::GET, &path)).await?;
+        Ok(answer.into_iter().map(InstalledHook::from).collect())
+    }
+
+    /// gitea: `CreateHookOption`: `type` and `config.url`/`config.content_type`
+    /// are required; `events` names `HookEventType`s (routers/api/v1/utils/hook.go).
+    async fn create_hook(&self, target: &HookTarget, spec: &HookSpec) -> Result<InstalledHook, ForgeError> {
+        let body = json!({
+            "type": "gitea",
+            "config": hook_config(spec),
+            "events": spec.events,
+            "active": true,
+        });
+        let answer: HookAnswer = self.send(self.request(Method::POST, &target.path()).json(&body)).await?;
+        Ok(answer.into())
+    }
+
+    /// gitea: `EditHookOption` (`PATCH …/hooks/{id}`).
+    async fn update_hook(&self, target: &HookTarget, id: u64, spec: &HookSpec) -> Result<InstalledHook, ForgeError> {
+        let body = json!({ "config": hook_config(spec), "events": spec.events, "active": true });
+        let path = format!("{}/{id}", target.path());
+        let answer: HookAnswer = self.send(self.request(Method::PATCH, &path).json(&body)).await?;
+        Ok(answer.into())
+    }
+}
+
+fn hook_config(spec: &HookSpec) -> serde_json::Value {
+    json!({ "url": spec.url, "content_type": "json", "secret": spec.secret.expose_secret() })
 }
 
 /// Gitea caps a page at its MAX_RESPONSE_ITEMS, 50 by default.

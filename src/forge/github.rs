@@ -7,8 +7,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::wire::{CommentAnswer, EventAnswer, IssueAnswer, PermissionAnswer, error_message, last_adder};
-use super::{Forge, ForgeComment, ForgeError, IssueFacts, LabelAddition, Permission, ReactionTarget};
+use super::wire::{CommentAnswer, EventAnswer, HookAnswer, IssueAnswer, PermissionAnswer, error_message, last_adder};
+use super::{
+    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
+    ReactionTarget,
+};
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
 
@@ -74,6 +77,12 @@ fn rate_limit_wait(status: u16, header: impl Fn(&str) -> Option<String>) -> Opti
     (status == 429).then_some(RATE_LIMIT_WAIT)
 }
 
+#[derive(Clone, Copy)]
+enum Write {
+    Post,
+    Patch,
+}
+
 impl GithubForge {
     /// Sends one call; returns the body of a 2xx answer and the `link` header.
     async fn send(
@@ -81,8 +90,17 @@ impl GithubForge {
         post: Option<&serde_json::Value>,
         route: &str,
     ) -> Result<(String, Option<String>), ForgeError> {
-        let resp = match post {
-            Some(body) => self.octocrab._post(route, Some(body)).await,
+        self.send_as(post.map(|body| (Write::Post, body)), route).await
+    }
+
+    async fn send_as(
+        &self,
+        write: Option<(Write, &serde_json::Value)>,
+        route: &str,
+    ) -> Result<(String, Option<String>), ForgeError> {
+        let resp = match write {
+            Some((Write::Post, body)) => self.octocrab._post(route, Some(body)).await,
+            Some((Write::Patch, body)) => self.octocrab._patch(route, Some(body)).await,
             None => self.octocrab._get(route).await,
         }
         .map_err(|e| unreachable(&e))?;
@@ -224,6 +242,34 @@ impl Forge for GithubForge {
         });
         Ok(last_adder(records, label))
     }
+
+    /// github: `GET /repos/{o}/{r}/hooks`, `GET /orgs/{org}/hooks` (paginated).
+    async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError> {
+        let answer: Vec<HookAnswer> = self.all_pages(format!("{}?per_page=100", target.path())).await?;
+        Ok(answer.into_iter().map(InstalledHook::from).collect())
+    }
+
+    /// github: "Create a repository webhook" / "Create an organization webhook":
+    /// `name` must be `web`; `config.url` is required.
+    async fn create_hook(&self, target: &HookTarget, spec: &HookSpec) -> Result<InstalledHook, ForgeError> {
+        let body = json!({ "name": "web", "active": true, "events": spec.events, "config": hook_config(spec) });
+        let answer: HookAnswer = self.call(Some(&body), &target.path()).await?;
+        Ok(answer.into())
+    }
+
+    /// github: "Update a repository webhook" (`PATCH …/hooks/{id}`).
+    async fn update_hook(&self, target: &HookTarget, id: u64, spec: &HookSpec) -> Result<InstalledHook, ForgeError> {
+        let body = json!({ "active": true, "events": spec.events, "config": hook_config(spec) });
+        let route = format!("{}/{id}", target.path());
+        let (text, _) = self.send_as(Some((Write::Patch, &body)), &route).await?;
+        let answer: HookAnswer = serde_json::from_str(&text)
+            .map_err(|e| ForgeError::transient(format!("unexpected answer from GitHub: {e}")))?;
+        Ok(answer.into())
+    }
+}
+
+fn hook_config(spec: &HookSpec) -> serde_json::Value {
+    json!({ "url": spec.url, "content_type": "json", "insecure_ssl": "0", "secret": spec.secret.expose_secret() })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod gitea;
 mod github;
+pub mod hooks;
 mod permission_cache;
 mod retry;
 mod wire;
@@ -18,6 +19,7 @@ use crate::issue_ref::{IssueRef, RepoRef};
 
 pub use gitea::GiteaForge;
 pub use github::GithubForge;
+pub use hooks::{HookSpec, HookTarget, InstalledHook};
 pub use permission_cache::PermissionCache;
 pub use retry::{Backoff, RetryingForge};
 
@@ -163,6 +165,10 @@ pub trait Forge: Send + Sync {
     /// Who most recently added `label` to the issue, by the forge's own record
     /// (GitHub's issue events, Gitea's timeline).
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError>;
+    /// The webhooks on a repository or organisation.
+    async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError>;
+    async fn create_hook(&self, target: &HookTarget, spec: &HookSpec) -> Result<InstalledHook, ForgeError>;
+    async fn update_hook(&self, target: &HookTarget, id: u64, spec: &HookSpec) -> Result<InstalledHook, ForgeError>;
 }
 
 /// The most comments one look at a repository's recent comments reads; more

@@ -12,7 +12,10 @@ use async_trait::async_trait;
 use rand::Rng;
 use secrecy::SecretString;
 
-use super::{Forge, ForgeComment, ForgeError, IssueFacts, LabelAddition, Permission, ReactionTarget};
+use super::{
+    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
+    ReactionTarget,
+};
 use crate::issue_ref::{IssueRef, RepoRef};
 
 /// The longest single wait; a `Retry-After` beyond it ends the attempts, and the
@@ -115,6 +118,20 @@ impl Forge for RetryingForge {
 
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {
         self.backoff.run("label events", || self.inner.label_added_by(issue, label)).await
+    }
+
+    async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError> {
+        self.backoff.run("hooks", || self.inner.hooks(target)).await
+    }
+
+    /// Not retried: a create that took effect before its answer was lost would
+    /// make a second hook.
+    async fn create_hook(&self, target: &HookTarget, spec: &HookSpec) -> Result<InstalledHook, ForgeError> {
+        self.inner.create_hook(target, spec).await
+    }
+
+    async fn update_hook(&self, target: &HookTarget, id: u64, spec: &HookSpec) -> Result<InstalledHook, ForgeError> {
+        self.backoff.run("hook update", || self.inner.update_hook(target, id, spec)).await
     }
 }
 

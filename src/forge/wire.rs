@@ -152,3 +152,24 @@ mod tests {
         assert_eq!(place_in(None), None);
     }
 }
+
+/// A webhook as both forges list it. GitHub's `config` holds `url`,
+/// `content_type`, `insecure_ssl` and a masked `secret`; Gitea's holds `url` and
+/// `content_type` (strings), and never the secret.
+#[derive(Deserialize)]
+pub struct HookAnswer {
+    pub id: u64,
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub config: std::collections::HashMap<String, serde_json::Value>,
+}
+
+impl From<HookAnswer> for super::InstalledHook {
+    fn from(a: HookAnswer) -> Self {
+        let text = |key: &str| a.config.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+        Self { id: a.id, url: text("url"), content_type: text("content_type"), events: a.events, active: a.active }
+    }
+}

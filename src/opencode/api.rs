@@ -123,6 +123,14 @@ impl Api {
         Self { http, base, password, directory }
     }
 
+    /// Whether the server's port takes a connection (loopback: microseconds).
+    pub async fn accepts_connections(&self) -> bool {
+        let Ok(url) = reqwest::Url::parse(&self.base) else { return false };
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else { return false };
+        let connect = tokio::net::TcpStream::connect((host, port));
+        matches!(tokio::time::timeout(std::time::Duration::from_secs(2), connect).await, Ok(Ok(_)))
+    }
+
     /// A call about the checkout.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.in_directory(method, path, &self.directory)

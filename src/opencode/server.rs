@@ -92,7 +92,9 @@ impl ServerDriver {
         *slot.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         let mut guard = slot.server.lock().await;
         if let Some(server) = guard.as_mut() {
-            let alive = matches!(server.child.try_wait(), Ok(None));
+            // A killed opencode's sandbox outlives it for a moment, so its process
+            // is not reaped yet; its port is closed at once.
+            let alive = matches!(server.child.try_wait(), Ok(None)) && server.api.accepts_connections().await;
             if alive {
                 return Ok(server.api.clone());
             }

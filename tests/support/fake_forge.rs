@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use super::fake_hooks::{Hooks, StoredHook};
 use super::webhook::Delivery;
 
 #[derive(Debug, Clone)]
@@ -95,6 +96,9 @@ struct State {
     /// How many faults were injected, by kind.
     injected: HashMap<String, usize>,
     next_id: u64,
+    hooks: Hooks,
+    /// Organisations that exist (their owners are the admins).
+    orgs: BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -174,6 +178,40 @@ impl FakeForge {
 
     pub fn add_repo(&self, repo: &str) {
         self.state.lock().unwrap().repos.entry(repo.to_owned()).or_default();
+    }
+
+    pub fn add_org(&self, owner: &str) {
+        self.state.lock().unwrap().orgs.insert(owner.to_owned());
+    }
+
+    /// The hooks at `repos/<owner>/<repo>` or `orgs/<owner>`, secrets included.
+    pub fn hooks(&self, place: &str) -> Vec<StoredHook> {
+        self.state.lock().unwrap().hooks.by_place.get(place).cloned().unwrap_or_default()
+    }
+
+    /// Someone changes a hook on the forge: turns it off, sets another secret.
+    pub fn tamper_with_hook(&self, place: &str, id: u64) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(hook) = state.hooks.by_place.get_mut(place).and_then(|h| h.iter_mut().find(|h| h.id == id)) {
+            hook.active = false;
+            hook.secret = "tampered".into();
+            hook.events = vec!["push".into()];
+        }
+    }
+
+    /// A hook someone else installed.
+    pub fn add_hook(&self, place: &str, url: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.next_id += 1;
+        let hook = StoredHook {
+            id: state.next_id,
+            url: url.to_owned(),
+            content_type: "json".into(),
+            secret: "theirs".into(),
+            events: vec!["push".into()],
+            active: true,
+        };
+        state.hooks.by_place.entry(place.to_owned()).or_default().push(hook);
     }
 
     pub fn add_issue(&self, repo: &str, number: u64) {
@@ -387,6 +425,16 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
     };
     let request: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     match (req.method.as_str(), segments.as_slice()) {
+        (_, ["repos", o, r, "hooks", rest @ ..]) => {
+            known_repo(state, o, r)?;
+            let place = format!("repos/{o}/{r}");
+            hook_call(state, req, &caller, &place, rest, &request)
+        }
+        (_, ["orgs", o, "hooks", rest @ ..]) => {
+            state.orgs.contains(*o).then_some(())?;
+            let place = format!("orgs/{o}");
+            hook_call(state, req, &caller, &place, rest, &request)
+        }
         ("GET", ["repos", o, r, "collaborators", user, "permission"]) => {
             known_repo(state, o, r)?;
             Some(permission(state, req.flavor, &caller, user))
@@ -491,6 +539,50 @@ fn caller(state: &State, req: &Request) -> Option<String> {
         Flavor::Gitea => req.auth.strip_prefix("token ").or(req.auth.strip_prefix("Bearer ")),
     }?;
     state.tokens.get(token).cloned()
+}
+
+/// Webhooks need admin rights: GitHub answers 404 to others ("Repository
+/// webhooks": the endpoints need admin access); gitea 403 (`reqAdmin()` on the
+/// repository's hook routes, `reqOrgOwnership()` on an organisation's, in
+/// routers/api/v1/api.go).
+fn hook_call(
+    state: &mut State,
+    req: &Request,
+    caller: &str,
+    place: &str,
+    rest: &[&str],
+    body: &Value,
+) -> Option<Response> {
+    let admin = state.site_admins.contains(caller) || matches!(level(state, caller).as_str(), "admin" | "owner");
+    if !admin {
+        return Some(match req.flavor {
+            Flavor::Github => not_found(req.flavor),
+            Flavor::Gitea => {
+                error(req.flavor, StatusCode::FORBIDDEN, "Must be an organization owner or repository admin")
+            }
+        });
+    }
+    let github = req.flavor == Flavor::Github;
+    let answer = match (req.method.as_str(), rest) {
+        ("GET", []) => {
+            let all = state.hooks.list(place, github);
+            return Some(if github { paginated(req, all) } else { axum::Json(all).into_response() });
+        }
+        ("POST", []) => {
+            state.next_id += 1;
+            let id = state.next_id;
+            state.hooks.create(place, github, body, id).map(|hook| (StatusCode::CREATED, hook))
+        }
+        ("PATCH", [id]) => {
+            let id: u64 = id.parse().ok()?;
+            state.hooks.update(place, github, id, body)?.map(|hook| (StatusCode::OK, hook))
+        }
+        _ => return None,
+    };
+    Some(match answer {
+        Ok((status, hook)) => (status, axum::Json(hook)).into_response(),
+        Err((status, message)) => error(req.flavor, status, &message),
+    })
 }
 
 fn known_repo(state: &State, owner: &str, name: &str) -> Option<String> {

@@ -5,6 +5,7 @@
 
 pub mod bot_env;
 pub mod fake_forge;
+pub mod fake_hooks;
 pub mod fake_model;
 pub mod git_http;
 pub mod serve;

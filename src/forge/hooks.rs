@@ -1,0 +1,121 @@
+//! Webhooks on the forge: what kugetsu needs delivered, and installing it.
+//!
+//! A hook is kugetsu's when its URL is kugetsu's endpoint for the instance.
+//! Installing is idempotent: an existing hook of kugetsu's is updated in place
+//! (the secret and events are set again, since neither forge shows a secret
+//! back), and hooks of anyone else are left alone.
+
+use secrecy::SecretString;
+
+use super::{Forge, ForgeError};
+use crate::config::ForgeKind;
+
+/// Where a hook lives: one repository, or every repository of an organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookTarget {
+    Repo { owner: String, name: String },
+    Org(String),
+}
+
+impl HookTarget {
+    /// The API path below the base URL, the same on GitHub and Gitea.
+    pub fn path(&self) -> String {
+        match self {
+            Self::Repo { owner, name } => format!("/repos/{owner}/{name}/hooks"),
+            Self::Org(owner) => format!("/orgs/{owner}/hooks"),
+        }
+    }
+}
+
+impl std::fmt::Display for HookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Repo { owner, name } => write!(f, "{owner}/{name}"),
+            Self::Org(owner) => write!(f, "organisation {owner}"),
+        }
+    }
+}
+
+/// The hook kugetsu wants: its URL, secret and events, JSON bodies, active.
+pub struct HookSpec {
+    pub url: String,
+    pub secret: SecretString,
+    pub events: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for HookSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookSpec").field("url", &self.url).field("events", &self.events).finish_non_exhaustive()
+    }
+}
+
+/// A hook as the forge lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledHook {
+    pub id: u64,
+    pub url: String,
+    pub content_type: String,
+    pub events: Vec<String>,
+    pub active: bool,
+}
+
+/// The events kugetsu acts on (see `event::normalize`), by the names each
+/// forge's hook API takes.
+///
+/// GitHub: `issues` (opened, labeled, edited, closed) and `issue_comment`, which
+/// also covers pull requests' conversation comments.
+/// Gitea and Forgejo: `issues`, `issue_label` and `issue_comment`, and
+/// `pull_request_comment` for comments on pull requests, which arrive as
+/// `issue_comment` deliveries (`HookEventType` in go-gitea/gitea
+/// `modules/webhook/type.go`; `routers/api/v1/utils/hook.go` reads the list).
+pub fn events_for(kind: ForgeKind) -> Vec<&'static str> {
+    match kind {
+        ForgeKind::Github => vec!["issues", "issue_comment"],
+        ForgeKind::Gitea | ForgeKind::Forgejo => vec!["issues", "issue_label", "issue_comment", "pull_request_comment"],
+    }
+}
+
+/// What `install` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installed {
+    Created(InstalledHook),
+    /// An existing hook of kugetsu's, set again.
+    Updated(InstalledHook),
+}
+
+/// Creates kugetsu's hook on `target`, or sets an existing one again.
+pub async fn install(forge: &dyn Forge, target: &HookTarget, spec: &HookSpec) -> Result<Installed, ForgeError> {
+    let existing = forge.hooks(target).await?;
+    match existing.iter().find(|h| same_url(&h.url, &spec.url)) {
+        Some(hook) => Ok(Installed::Updated(forge.update_hook(target, hook.id, spec).await?)),
+        None => Ok(Installed::Created(forge.create_hook(target, spec).await?)),
+    }
+}
+
+/// A trailing slash is the only difference forges and people make in a URL.
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// kugetsu's endpoint for `instance`, under its public URL.
+pub fn endpoint(public_url: &str, instance: &str) -> String {
+    format!("{}/webhooks/{instance}", public_url.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_and_its_match_ignore_a_trailing_slash() {
+        assert_eq!(endpoint("https://bot.example.com/", "gitea"), "https://bot.example.com/webhooks/gitea");
+        assert!(same_url("https://bot.example.com/webhooks/gitea/", "https://bot.example.com/webhooks/gitea"));
+        assert!(!same_url("https://bot.example.com/webhooks/github", "https://bot.example.com/webhooks/gitea"));
+    }
+
+    #[test]
+    fn the_debug_form_of_a_spec_has_no_secret() {
+        let spec = HookSpec { url: "u".into(), secret: SecretString::from("s3cr3t-value"), events: vec!["issues"] };
+        assert!(!format!("{spec:?}").contains("s3cr3t"));
+    }
+}
