@@ -1,5 +1,6 @@
 //! The `kugetsu` command line.
 
+mod doctor;
 mod hooks;
 mod output;
 
@@ -81,6 +82,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the config, environment, opencode, sandbox, disk and each forge (token,
+    /// rights, webhooks), and say how to fix each failure; exits non-zero on any.
+    Doctor,
     /// The forge's webhooks that deliver to kugetsu: install or list them.
     #[command(subcommand)]
     Hooks(hooks::HooksCommand),
@@ -144,6 +148,10 @@ pub async fn main(logging_started: impl FnOnce()) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), EngineError> {
+    // Doctor reports a config that does not load as one of its findings.
+    if let Command::Doctor = cli.command {
+        return doctor::run(&cli.config).await;
+    }
     let config = Config::load(&cli.config).map_err(|e| EngineError::BadInput(format!("{e:#}")))?;
     match cli.command {
         Command::Serve => {
@@ -167,7 +175,7 @@ async fn run(cli: Cli) -> Result<(), EngineError> {
 
 async fn dispatch(engine: &Engine, command: Command) -> Result<(), EngineError> {
     match command {
-        Command::Serve | Command::Hooks(_) => {
+        Command::Serve | Command::Hooks(_) | Command::Doctor => {
             return Err(EngineError::BadInput("this command runs on its own, not beside an engine".into()));
         }
         Command::Init { repo, message, force } => {

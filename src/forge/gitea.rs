@@ -172,6 +172,10 @@ impl Forge for GiteaForge {
         Ok(last_adder(records, label))
     }
 
+    async fn current_user(&self) -> Result<String, ForgeError> {
+        Ok(self.send::<super::wire::UserAnswer>(self.request(Method::GET, "/user")).await?.login)
+    }
+
     /// gitea: `GET /repos/{o}/{r}/hooks`, `GET /orgs/{org}/hooks` (paged; a
     /// repository has few hooks, so one page of the most is read).
     async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError> {

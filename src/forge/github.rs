@@ -243,6 +243,10 @@ impl Forge for GithubForge {
         Ok(last_adder(records, label))
     }
 
+    async fn current_user(&self) -> Result<String, ForgeError> {
+        Ok(self.call::<super::wire::UserAnswer>(None, "/user").await?.login)
+    }
+
     /// github: `GET /repos/{o}/{r}/hooks`, `GET /orgs/{org}/hooks` (paginated).
     async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError> {
         let answer: Vec<HookAnswer> = self.all_pages(format!("{}?per_page=100", target.path())).await?;

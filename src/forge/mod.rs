@@ -165,6 +165,8 @@ pub trait Forge: Send + Sync {
     /// Who most recently added `label` to the issue, by the forge's own record
     /// (GitHub's issue events, Gitea's timeline).
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError>;
+    /// The login the token acts as (`GET /user`).
+    async fn current_user(&self) -> Result<String, ForgeError>;
     /// The webhooks on a repository or organisation.
     async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError>;
     async fn create_hook(&self, target: &HookTarget, spec: &HookSpec) -> Result<InstalledHook, ForgeError>;

@@ -120,6 +120,10 @@ impl Forge for RetryingForge {
         self.backoff.run("label events", || self.inner.label_added_by(issue, label)).await
     }
 
+    async fn current_user(&self) -> Result<String, ForgeError> {
+        self.backoff.run("current user", || self.inner.current_user()).await
+    }
+
     async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError> {
         self.backoff.run("hooks", || self.inner.hooks(target)).await
     }

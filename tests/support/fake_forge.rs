@@ -425,6 +425,18 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
     };
     let request: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     match (req.method.as_str(), segments.as_slice()) {
+        // Both: GET /user, the authenticated user (an App installation token gets
+        // 403 "Resource not accessible by integration" from GitHub).
+        ("GET", ["user"]) if caller == APP_BOT_LOGIN => {
+            Some(error(req.flavor, StatusCode::FORBIDDEN, "Resource not accessible by integration"))
+        }
+        ("GET", ["user"]) => Some(
+            axum::Json(match req.flavor {
+                Flavor::Github => github_user(&caller),
+                Flavor::Gitea => gitea_user(&caller),
+            })
+            .into_response(),
+        ),
         (_, ["repos", o, r, "hooks", rest @ ..]) => {
             known_repo(state, o, r)?;
             let place = format!("repos/{o}/{r}");

@@ -1,0 +1,296 @@
+//! `kugetsu doctor`: checks what a first deployment gets wrong, and says how to
+//! fix each failure. It changes nothing, on this host or on the forges.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{Config, ForgeKind, Instance};
+use crate::engine::{EngineError, Layout};
+use crate::forge::hooks::{self, HookTarget};
+use crate::forge::{Forge, ForgeError, Permission, forge_for};
+use crate::issue_ref::RepoRef;
+use crate::sandbox::Sandbox;
+use crate::store::{SqliteStore, Store};
+
+/// The opencode release kugetsu is built and tested against.
+const OPENCODE_VERSION: &str = "1.18.33";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Check {
+    verdict: Verdict,
+    what: String,
+    detail: String,
+}
+
+#[derive(Default)]
+struct Report(Vec<Check>);
+
+impl Report {
+    fn add(&mut self, verdict: Verdict, what: impl Into<String>, detail: impl Into<String>) {
+        // One line a check, also for multi-line errors (TOML's show the line at fault).
+        let detail = detail.into().split_whitespace().collect::<Vec<_>>().join(" ");
+        let check = Check { verdict, what: what.into(), detail };
+        let mark = match check.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        };
+        println!("{mark}  {:<28} {}", check.what, check.detail);
+        self.0.push(check);
+    }
+
+    fn failures(&self) -> usize {
+        self.0.iter().filter(|c| c.verdict == Verdict::Fail).count()
+    }
+}
+
+pub async fn run(config_path: &Path) -> Result<(), EngineError> {
+    let mut report = Report::default();
+    let config = match Config::load(config_path) {
+        Ok(config) => {
+            report.add(Verdict::Ok, "config", config_path.display().to_string());
+            config
+        }
+        Err(e) => {
+            report.add(Verdict::Fail, "config", format!("{e:#} → fix the file (see config/kugetsu.example.toml)"));
+            return Err(EngineError::BadInput("1 check failed".into()));
+        }
+    };
+    check_environment(&config, &mut report);
+    check_opencode(&config, &mut report).await;
+    match crate::sandbox::check(&Sandbox::for_config(&config)).await {
+        Ok(()) => report.add(Verdict::Ok, "sandbox", format!("{:?}", config.sandbox).to_lowercase()),
+        Err(why) => report.add(Verdict::Fail, "sandbox", why),
+    }
+    check_disk(&config, &mut report);
+    let repos = repositories(&config).await;
+    for instance in config.instances.values() {
+        check_instance(&config, instance, &repos, &mut report).await;
+    }
+    match report.failures() {
+        0 => Ok(()),
+        n => Err(EngineError::BadInput(format!("{n} check(s) failed"))),
+    }
+}
+
+fn check_environment(config: &Config, report: &mut Report) {
+    let set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    for instance in config.instances.values() {
+        let name = format!("{} variables", instance.name);
+        let mut missing = Vec::new();
+        for var in instance.token_env.iter().chain(instance.webhook_secret_env.iter()) {
+            if !set(var) {
+                missing.push(var.clone());
+            }
+        }
+        match (missing.is_empty(), instance.token_env.is_some() || instance.github_app.is_some()) {
+            (true, true) => report.add(Verdict::Ok, name, "token and webhook secret set"),
+            (true, false) => {
+                report.add(Verdict::Fail, name, "no token_env: set one, naming the variable with the bot's token")
+            }
+            (false, _) => report.add(
+                Verdict::Fail,
+                name,
+                format!("{} not set → export them, as kugetsu serve will see them", missing.join(", ")),
+            ),
+        }
+    }
+    let unset: Vec<&str> = config.opencode.env.iter().map(String::as_str).filter(|v| !set(v)).collect();
+    if !unset.is_empty() {
+        report.add(
+            Verdict::Warn,
+            "opencode variables",
+            format!("{} not set: the model provider may refuse", unset.join(", ")),
+        );
+    }
+}
+
+async fn check_opencode(config: &Config, report: &mut Report) {
+    let binary = &config.opencode.binary;
+    let run = tokio::process::Command::new(binary).arg("--version").kill_on_drop(true).output();
+    match tokio::time::timeout(Duration::from_secs(60), run).await {
+        Ok(Ok(out)) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if version == OPENCODE_VERSION {
+                report.add(Verdict::Ok, "opencode", format!("{} {version}", binary.display()));
+            } else {
+                report.add(
+                    Verdict::Warn,
+                    "opencode",
+                    format!("{} is {version}; kugetsu is tested with {OPENCODE_VERSION} (npm install -g opencode-ai@{OPENCODE_VERSION})", binary.display()),
+                );
+            }
+        }
+        Ok(Ok(out)) => report.add(
+            Verdict::Fail,
+            "opencode",
+            format!("`{} --version` failed: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim()),
+        ),
+        Ok(Err(e)) => report.add(
+            Verdict::Fail,
+            "opencode",
+            format!(
+                "cannot run `{}` ({e}) → npm install -g opencode-ai@{OPENCODE_VERSION}, or set opencode.binary",
+                binary.display()
+            ),
+        ),
+        Err(_) => report.add(
+            Verdict::Fail,
+            "opencode",
+            format!("`{} --version` did not answer within 60 s", binary.display()),
+        ),
+    }
+}
+
+fn check_disk(config: &Config, report: &mut Report) {
+    // The state directory may not exist before the first start: its nearest existing parent counts.
+    let dir = config.state_dir.ancestors().find(|d| d.exists()).unwrap_or(Path::new("/"));
+    let free =
+        nix::sys::statvfs::statvfs(dir).map(|s| s.blocks_available().saturating_mul(s.fragment_size()) / (1024 * 1024));
+    let floor = config.limits.min_free_disk_mib;
+    match free {
+        Ok(free) if free >= floor => report.add(Verdict::Ok, "disk", format!("{free} MiB free at {}", dir.display())),
+        Ok(free) => report.add(
+            Verdict::Fail,
+            "disk",
+            format!(
+                "{free} MiB free at {}, under limits.min_free_disk_mib ({floor}): runs would wait → free space",
+                dir.display()
+            ),
+        ),
+        Err(e) => report.add(Verdict::Fail, "disk", format!("cannot read free space at {}: {e}", dir.display())),
+    }
+}
+
+/// The repositories kugetsu is set to serve: `pool.repos`, and those it has
+/// issues of (read from the database only if there is one).
+async fn repositories(config: &Config) -> BTreeSet<RepoRef> {
+    let mut repos: BTreeSet<RepoRef> = config.pool.repos.iter().cloned().collect();
+    let database = Layout::new(&config.state_dir).database();
+    if database.exists()
+        && let Ok(store) = SqliteStore::open(&database).await
+        && let Ok(sessions) = store.issue_sessions().await
+    {
+        repos.extend(sessions.into_iter().map(|s| s.issue.repo().clone()));
+    }
+    repos
+}
+
+async fn check_instance(config: &Config, instance: &Instance, repos: &BTreeSet<RepoRef>, report: &mut Report) {
+    let name = instance.name.as_str();
+    let forge = match forge_for(instance, config.bot.api_timeout) {
+        Ok(forge) => forge,
+        Err(e) => return report.add(Verdict::Fail, format!("{name} API"), format!("{e:#}")),
+    };
+    let login = if instance.github_app.is_some() {
+        // An installation token cannot ask who it is; it acts as the App's bot user.
+        instance.bot_login.clone()
+    } else {
+        match forge.current_user().await {
+            Ok(login) => login,
+            Err(e) => return report.add(Verdict::Fail, format!("{name} API"), api_fix(instance, &e)),
+        }
+    };
+    if login.eq_ignore_ascii_case(&instance.bot_login) {
+        report.add(Verdict::Ok, format!("{name} API"), format!("{} answers; the token is {login}'s", instance.api_url));
+    } else {
+        report.add(
+            Verdict::Fail,
+            format!("{name} API"),
+            format!(
+                "the token is {login}'s, but bot_login is {} → set bot_login = \"{login}\", or use the bot's token",
+                instance.bot_login
+            ),
+        );
+    }
+    for repo in repos.iter().filter(|r| r.instance() == &instance.name) {
+        check_repository(config, instance, forge.as_ref(), repo, &login, report).await;
+    }
+}
+
+async fn check_repository(
+    config: &Config,
+    instance: &Instance,
+    forge: &dyn Forge,
+    repo: &RepoRef,
+    login: &str,
+    report: &mut Report,
+) {
+    // Gitea answers permission checks of other users only to repository admins.
+    let needed = match instance.kind {
+        ForgeKind::Github => Permission::Write,
+        ForgeKind::Gitea | ForgeKind::Forgejo => Permission::Admin,
+    };
+    match forge.permission(repo, login).await {
+        Ok(level) if level >= needed => report.add(Verdict::Ok, repo.to_string(), format!("{login} has {level:?} access")),
+        Ok(level) => report.add(
+            Verdict::Fail,
+            repo.to_string(),
+            format!("{login} has {level:?} access; it needs {needed:?} to comment, react, push and check who asks → grant it"),
+        ),
+        Err(e) => report.add(Verdict::Fail, repo.to_string(), api_fix(instance, &e)),
+    }
+    let what = format!("{repo} webhook");
+    let Some(public) = config.bot.public_url.as_deref() else {
+        return report.add(
+            Verdict::Warn,
+            what,
+            "bot.public_url is unset, so kugetsu cannot tell which hook is its own",
+        );
+    };
+    let url = hooks::endpoint(public, instance.name.as_str());
+    let ours =
+        |listed: Vec<crate::forge::InstalledHook>| listed.into_iter().find(|h| h.url.trim_end_matches('/') == url);
+    let places = [
+        HookTarget::Repo { owner: repo.owner().to_owned(), name: repo.name().to_owned() },
+        HookTarget::Org(repo.owner().to_owned()),
+    ];
+    let mut unreadable = None;
+    for place in &places {
+        match forge.hooks(place).await {
+            Ok(listed) => {
+                if let Some(hook) = ours(listed) {
+                    let wanted = hooks::events_for(instance.kind);
+                    let complete = hook.active && wanted.iter().all(|e| hook.events.iter().any(|h| h == e));
+                    return match complete {
+                        true => report.add(Verdict::Ok, what, format!("on {place}, to {url}")),
+                        false => report.add(
+                            Verdict::Fail,
+                            what,
+                            format!("on {place}, but inactive or missing events → kugetsu hooks install {repo}"),
+                        ),
+                    };
+                }
+            }
+            Err(e) => unreadable = Some(e),
+        }
+    }
+    match unreadable {
+        Some(e) if !matches!(e, ForgeError::NotFound | ForgeError::Forbidden(_)) => {
+            report.add(Verdict::Fail, what, api_fix(instance, &e))
+        }
+        Some(_) => report.add(
+            Verdict::Warn,
+            what,
+            "the token may not read the webhooks (admin rights); check by hand that one delivers to kugetsu",
+        ),
+        None => report.add(Verdict::Fail, what, format!("none delivers to {url} → kugetsu hooks install {repo}")),
+    }
+}
+
+fn api_fix(instance: &Instance, e: &ForgeError) -> String {
+    match e {
+        ForgeError::Unauthorized => {
+            format!("the forge refused the token → check {}", instance.token_env.as_deref().unwrap_or("token_env"))
+        }
+        ForgeError::Transient { .. } => format!("{e} → check api_url ({}) and that the forge is up", instance.api_url),
+        other => other.to_string(),
+    }
+}
