@@ -1,5 +1,6 @@
 //! `kugetsu doctor`: checks what a first deployment gets wrong, and says how to
-//! fix each failure. It changes nothing, on this host or on the forges.
+//! fix each failure. It changes nothing on the forges; on this host it at most
+//! brings the database's schema up to date, as the next start would.
 
 use std::collections::BTreeSet;
 use std::path::Path;
