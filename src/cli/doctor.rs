@@ -91,12 +91,19 @@ fn check_environment(config: &Config, report: &mut Report) {
                 missing.push(var.clone());
             }
         }
-        match (missing.is_empty(), instance.token_env.is_some() || instance.github_app.is_some()) {
-            (true, true) => report.add(Verdict::Ok, name, "token and webhook secret set"),
-            (true, false) => {
+        let has_token = instance.token_env.is_some() || instance.github_app.is_some();
+        let has_secret = instance.webhook_secret_env.is_some() || !instance.scoped_webhook_secrets.is_empty();
+        match (missing.is_empty(), has_token, has_secret) {
+            (true, true, true) => report.add(Verdict::Ok, name, "token and webhook secret set"),
+            (true, false, _) => {
                 report.add(Verdict::Fail, name, "no token_env: set one, naming the variable with the bot's token")
             }
-            (false, _) => report.add(
+            (true, true, false) => report.add(
+                Verdict::Fail,
+                name,
+                "no webhook_secret_env: set one; kugetsu serve checks every delivery's signature with it",
+            ),
+            (false, _, _) => report.add(
                 Verdict::Fail,
                 name,
                 format!("{} not set → export them, as kugetsu serve will see them", missing.join(", ")),
