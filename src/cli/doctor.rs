@@ -7,15 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{Config, ForgeKind, Instance};
-use crate::engine::{EngineError, Layout};
+use crate::engine::{EngineError, Layout, free_disk_mib};
 use crate::forge::hooks::{self, HookTarget};
 use crate::forge::{Forge, ForgeError, Permission, forge_for};
 use crate::issue_ref::RepoRef;
+use crate::opencode::PINNED_VERSION as OPENCODE_VERSION;
 use crate::sandbox::Sandbox;
 use crate::store::{SqliteStore, Store};
-
-/// The opencode release kugetsu is built and tested against.
-const OPENCODE_VERSION: &str = "1.18.33";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -160,8 +158,7 @@ async fn check_opencode(config: &Config, report: &mut Report) {
 fn check_disk(config: &Config, report: &mut Report) {
     // The state directory may not exist before the first start: its nearest existing parent counts.
     let dir = config.state_dir.ancestors().find(|d| d.exists()).unwrap_or(Path::new("/"));
-    let free =
-        nix::sys::statvfs::statvfs(dir).map(|s| s.blocks_available().saturating_mul(s.fragment_size()) / (1024 * 1024));
+    let free = free_disk_mib(dir);
     let floor = config.limits.min_free_disk_mib;
     match free {
         Ok(free) if free >= floor => report.add(Verdict::Ok, "disk", format!("{free} MiB free at {}", dir.display())),
@@ -254,8 +251,6 @@ async fn check_repository(
         );
     };
     let url = hooks::endpoint(public, instance.name.as_str());
-    let ours =
-        |listed: Vec<crate::forge::InstalledHook>| listed.into_iter().find(|h| h.url.trim_end_matches('/') == url);
     let places = [
         HookTarget::Repo { owner: repo.owner().to_owned(), name: repo.name().to_owned() },
         HookTarget::Org(repo.owner().to_owned()),
@@ -264,15 +259,15 @@ async fn check_repository(
     for place in &places {
         match forge.hooks(place).await {
             Ok(listed) => {
-                if let Some(hook) = ours(listed) {
-                    let wanted = hooks::events_for(instance.kind);
-                    let complete = hook.active && wanted.iter().all(|e| hook.events.iter().any(|h| h == e));
-                    return match complete {
+                if let Some(hook) = listed.iter().find(|h| h.delivers_to(&url)) {
+                    return match hook.serves(instance.kind) {
                         true => report.add(Verdict::Ok, what, format!("on {place}, to {url}")),
                         false => report.add(
                             Verdict::Fail,
                             what,
-                            format!("on {place}, but inactive or missing events → kugetsu hooks install {repo}"),
+                            format!(
+                                "on {place}, but inactive, not JSON or missing events → kugetsu hooks install {repo}"
+                            ),
                         ),
                     };
                 }

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use crate::config::{Config, Instance};
+use crate::config::{Config, ForgeKind, Instance};
 use crate::engine::EngineError;
 use crate::forge::hooks::{self, HookSpec, HookTarget, Installed, InstalledHook};
 use crate::forge::{ForgeError, forge_for};
@@ -52,7 +52,7 @@ pub async fn run(config: &Config, command: HooksCommand) -> Result<(), EngineErr
     match command {
         HooksCommand::List(_) => {
             let listed = forge.hooks(&target).await.map_err(|e| forge_error(&target, e))?;
-            print_hooks(&listed, url.as_deref(), &hooks::events_for(instance.kind));
+            print_hooks(&listed, url.as_deref(), instance.kind);
         }
         HooksCommand::Install(_) => {
             let url = url.ok_or_else(|| {
@@ -87,7 +87,7 @@ fn spec_for(instance: &Instance, target: &HookTarget, url: String) -> Result<Hoo
     Ok(HookSpec { url, secret, events: hooks::events_for(instance.kind) })
 }
 
-fn print_hooks(listed: &[InstalledHook], ours: Option<&str>, wanted: &[&str]) {
+fn print_hooks(listed: &[InstalledHook], ours: Option<&str>, kind: ForgeKind) {
     if listed.is_empty() {
         println!("no webhooks");
     }
@@ -95,10 +95,9 @@ fn print_hooks(listed: &[InstalledHook], ours: Option<&str>, wanted: &[&str]) {
         let state = if hook.active { "active" } else { "inactive" };
         let mut line =
             format!("{:>8}  {state:<8}  {:<4}  {}  [{}]", hook.id, hook.content_type, hook.url, hook.events.join(", "));
-        if ours.is_some_and(|url| url.trim_end_matches('/') == hook.url.trim_end_matches('/')) {
-            let missing: Vec<&str> = wanted.iter().copied().filter(|e| !hook.events.iter().any(|h| h == e)).collect();
+        if ours.is_some_and(|url| hook.delivers_to(url)) {
             line.push_str("  ← kugetsu's");
-            if !missing.is_empty() || !hook.active || hook.content_type != "json" {
+            if !hook.serves(kind) {
                 line.push_str(" (not as kugetsu needs it: run `kugetsu hooks install`)");
             }
         }

@@ -57,8 +57,7 @@ impl Engine {
 
     /// Free space in the state directory, in MiB.
     pub fn free_disk_mib(&self) -> Option<u64> {
-        let stat = nix::sys::statvfs::statvfs(self.config.state_dir.as_path()).ok()?;
-        Some(stat.blocks_available().saturating_mul(stat.fragment_size()) / (1024 * 1024))
+        free_disk_mib(&self.config.state_dir).ok()
     }
 
     /// Removes the worktree, local branch, session and record. The pushed
@@ -273,4 +272,10 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 
 fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Free space, for an unprivileged user, on the file system that holds `dir`, in MiB.
+pub fn free_disk_mib(dir: &std::path::Path) -> nix::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir)?;
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()) / (1024 * 1024))
 }

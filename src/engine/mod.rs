@@ -23,7 +23,7 @@ use crate::store::{BaseSession, IssueSession, SessionStatus, SqliteStore, Store,
 
 pub use crate::layout::Layout;
 pub use error::EngineError;
-pub use maintenance::{Finding, PruneReport};
+pub use maintenance::{Finding, PruneReport, free_disk_mib};
 
 /// How long a run waits for an issue another run holds before calling it busy:
 /// long enough to outlast a lock that only looks held (see `try_lock_exclusive_within`).

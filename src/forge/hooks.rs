@@ -75,6 +75,20 @@ pub fn events_for(kind: ForgeKind) -> Vec<&'static str> {
     }
 }
 
+impl InstalledHook {
+    /// Whether this is kugetsu's hook: it delivers to `url`.
+    pub fn delivers_to(&self, url: &str) -> bool {
+        self.url.trim_end_matches('/') == url.trim_end_matches('/')
+    }
+
+    /// Whether it delivers as kugetsu needs: active, JSON, every event it acts on.
+    pub fn serves(&self, kind: ForgeKind) -> bool {
+        self.active
+            && self.content_type == "json"
+            && events_for(kind).iter().all(|wanted| self.events.iter().any(|e| e == wanted))
+    }
+}
+
 /// What `install` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installed {
@@ -86,15 +100,10 @@ pub enum Installed {
 /// Creates kugetsu's hook on `target`, or sets an existing one again.
 pub async fn install(forge: &dyn Forge, target: &HookTarget, spec: &HookSpec) -> Result<Installed, ForgeError> {
     let existing = forge.hooks(target).await?;
-    match existing.iter().find(|h| same_url(&h.url, &spec.url)) {
+    match existing.iter().find(|h| h.delivers_to(&spec.url)) {
         Some(hook) => Ok(Installed::Updated(forge.update_hook(target, hook.id, spec).await?)),
         None => Ok(Installed::Created(forge.create_hook(target, spec).await?)),
     }
-}
-
-/// A trailing slash is the only difference forges and people make in a URL.
-fn same_url(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// kugetsu's endpoint for `instance`, under its public URL.
@@ -109,8 +118,15 @@ mod tests {
     #[test]
     fn the_endpoint_and_its_match_ignore_a_trailing_slash() {
         assert_eq!(endpoint("https://bot.example.com/", "gitea"), "https://bot.example.com/webhooks/gitea");
-        assert!(same_url("https://bot.example.com/webhooks/gitea/", "https://bot.example.com/webhooks/gitea"));
-        assert!(!same_url("https://bot.example.com/webhooks/github", "https://bot.example.com/webhooks/gitea"));
+        let hook = |url: &str| InstalledHook {
+            id: 1,
+            url: url.into(),
+            content_type: "json".into(),
+            events: vec![],
+            active: true,
+        };
+        assert!(hook("https://bot.example.com/webhooks/gitea/").delivers_to("https://bot.example.com/webhooks/gitea"));
+        assert!(!hook("https://bot.example.com/webhooks/github").delivers_to("https://bot.example.com/webhooks/gitea"));
     }
 
     #[test]

@@ -25,6 +25,9 @@ use serde::Deserialize;
 use crate::config::{Config, DriverKind};
 use crate::result::Tokens;
 
+/// The opencode release kugetsu is built and tested against.
+pub const PINNED_VERSION: &str = "1.18.33";
+
 pub use cli::CliDriver;
 pub use env::{HEADLESS_CONFIG, OpencodeEnv, config_dir};
 pub use jail::Jails;
@@ -199,7 +202,7 @@ fn append_debug(debug_dir: Option<&Path>, session: &str, line: &str) {
 
 fn spawn_error(binary: &Path, e: &std::io::Error) -> RunError {
     let hint = if e.kind() == std::io::ErrorKind::NotFound {
-        " (not found: install it with `npm install -g opencode-ai@1.18.33`, or set opencode.binary)"
+        &format!(" (not found: install it with `npm install -g opencode-ai@{PINNED_VERSION}`, or set opencode.binary)")
     } else {
         ""
     };
