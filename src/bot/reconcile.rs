@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::event::{CommentInfo, EventKind, ForgeEvent, identity};
 use crate::forge::{Forge, ForgeComment};
-use crate::issue_ref::{InstanceName, RepoRef};
+use crate::issue_ref::{InstanceName, IssueRef, RepoRef};
 use crate::queue::Queue;
 use crate::store::now_millis;
 use crate::webhook::{Intake, take_event};
@@ -88,7 +88,13 @@ impl Reconciler {
             if !crate::trigger::mentions(&comment.body, &self.intake.bot.handle) {
                 continue;
             }
-            let Some(event) = self.event_of(forge.as_ref(), repo, comment).await? else { continue };
+            let Some(issue) = issue_of(repo, &comment)? else { continue };
+            let identity = comment_identity(&issue, &comment);
+            // Most mentions came by webhook: their issue need not be read again.
+            if self.queue.knows_event(&identity).await? {
+                continue;
+            }
+            let event = self.event_of(forge.as_ref(), issue, identity, comment).await?;
             if take_event(&self.intake, &event).await? {
                 tracing::info!(issue = %event.issue, comment = ?event.comment.as_ref().map(|c| c.id), "queued a mention no delivery brought");
                 stored += 1;
@@ -101,20 +107,16 @@ impl Reconciler {
     async fn event_of(
         &self,
         forge: &dyn Forge,
-        repo: &RepoRef,
+        issue: IssueRef,
+        identity: String,
         comment: ForgeComment,
-    ) -> anyhow::Result<Option<ForgeEvent>> {
-        let Some(place) = comment.issue.as_ref() else { return Ok(None) };
-        let issue = repo.issue(place.number)?;
-        if !place.is(&issue) || !crate::event::is_valid_login(&comment.author) {
-            return Ok(None);
-        }
+    ) -> anyhow::Result<ForgeEvent> {
         let facts = forge.issue(&issue).await?;
         // The repository's page is the issue's, less `/issues/<n>` (or `/pulls/<n>`).
         let repo_html_url = facts.html_url.as_deref().and_then(|url| url.rsplitn(3, '/').nth(2)).map(str::to_owned);
-        Ok(Some(ForgeEvent {
+        Ok(ForgeEvent {
             delivery_id: format!("reconciled-comment-{}", comment.id),
-            identity: identity(&issue, Some(comment.id), ("issue_comment", "created"), comment.updated_at.as_deref()),
+            identity,
             issue,
             kind: EventKind::CommentCreated,
             author_is_bot: comment.author.ends_with("[bot]"),
@@ -128,6 +130,18 @@ impl Reconciler {
             default_branch: None,
             repo_id: None,
             previous_body: None,
-        }))
+        })
     }
+}
+
+/// The issue a comment is on, if it is one of `repo`'s and by a valid login.
+fn issue_of(repo: &RepoRef, comment: &ForgeComment) -> anyhow::Result<Option<IssueRef>> {
+    let Some(place) = comment.issue.as_ref() else { return Ok(None) };
+    let issue = repo.issue(place.number)?;
+    Ok((place.is(&issue) && crate::event::is_valid_login(&comment.author)).then_some(issue))
+}
+
+/// The identity a delivery of the comment's creation would have had.
+fn comment_identity(issue: &IssueRef, comment: &ForgeComment) -> String {
+    identity(issue, Some(comment.id), ("issue_comment", "created"), comment.updated_at.as_deref())
 }

@@ -124,6 +124,15 @@ impl Queue {
         Ok(Enqueued::Queued(id))
     }
 
+    /// Whether an event with this identity was stored already.
+    pub async fn knows_event(&self, identity: &str) -> anyhow::Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM event_identities WHERE identity = ?")
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Admitted jobs created since `since_ms` by `author`, and in `repo`.
     pub async fn recent_jobs(&self, author: &str, repo: &str, since_ms: i64) -> anyhow::Result<(i64, i64)> {
         let by_author: i64 =
