@@ -59,6 +59,7 @@ struct RawInstance {
     kind: ForgeKind,
     api_url: String,
     git_url: String,
+    web_url: Option<String>,
     token_env: Option<String>,
     webhook_secret_env: Option<String>,
     /// `owner` or `owner/repo` → the variable holding that scope's own secret.
@@ -89,6 +90,9 @@ pub struct Instance {
     pub api_url: String,
     /// Base that clone URLs are built from: `{git_url}/{owner}/{repo}.git`.
     pub git_url: String,
+    /// The forge's web pages as people open them, for the status page's links;
+    /// by default taken from `api_url` ([`crate::forge::web_url`]).
+    pub web_url: String,
     pub token_env: Option<String>,
     pub token: Option<SecretString>,
     pub webhook_secret_env: Option<String>,
@@ -320,6 +324,11 @@ pub struct BotSettings {
     /// The URL the forges reach kugetsu at, for `kugetsu hooks install`: webhooks
     /// point at `<public_url>/webhooks/<instance>`.
     pub public_url: Option<String>,
+    /// Where the status page (`/`) and `/metrics` are served, apart from the
+    /// webhooks; unset serves neither. Neither asks who is reading: keep this
+    /// address private (loopback, an internal network, or behind a proxy that
+    /// authenticates).
+    pub status_listen: Option<String>,
 }
 
 impl Default for BotSettings {
@@ -342,6 +351,7 @@ impl Default for BotSettings {
             retention: Duration::from_secs(30 * 24 * 3600),
             closed_issue_grace: Duration::from_secs(7 * 24 * 3600),
             public_url: None,
+            status_listen: None,
         }
     }
 }
@@ -467,14 +477,14 @@ fn resolve_instance(
     env: &impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Instance> {
     let secret = |var: &Option<String>| var.as_deref().and_then(env).filter(|v| !v.is_empty());
-    for url in [&raw.api_url, &raw.git_url] {
+    for url in [Some(&raw.api_url), Some(&raw.git_url), raw.web_url.as_ref()].into_iter().flatten() {
         if url.trim().is_empty() {
-            bail!("api_url and git_url must not be empty");
+            bail!("api_url, git_url and web_url must not be empty");
         }
         // A password in a URL would reach argv and logs; tokens belong in token_env.
         let authority = url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
         if authority.contains('@') {
-            bail!("api_url and git_url must not hold credentials; put the token in token_env");
+            bail!("api_url, git_url and web_url must not hold credentials; put the token in token_env");
         }
     }
     let github_app = match (raw.app_id, &raw.app_key_env, raw.installation_id) {
@@ -503,6 +513,7 @@ fn resolve_instance(
         kind: raw.kind,
         token: secret(&raw.token_env).map(SecretString::from),
         webhook_secret: secret(&raw.webhook_secret_env).map(SecretString::from),
+        web_url: raw.web_url.unwrap_or_else(|| crate::forge::web_url(&raw.api_url)),
         api_url: raw.api_url,
         git_url: raw.git_url,
         token_env: raw.token_env,
@@ -551,6 +562,21 @@ mod tests {
         assert!(!debug.contains("tok-canary-123") && !debug.contains("sec-canary-456"), "{debug}");
         assert_eq!(config.state_dir, PathBuf::from("/etc/kugetsu/state"));
         assert_eq!(gitea.clone_url("acme", "widget"), "http://gitea:3000/acme/widget.git");
+    }
+
+    #[test]
+    fn the_web_address_defaults_to_the_api_address_without_its_path() {
+        let env = |_: &str| Some("x".to_owned());
+        let config = Config::parse(MINIMAL, Path::new("/etc/kugetsu"), env).unwrap();
+        let gitea = config.instance(&"gitea".parse().unwrap()).unwrap();
+        assert_eq!(gitea.web_url, "http://gitea:3000");
+        let set = MINIMAL.replace("token_env", "web_url = \"https://git.example.com\"\n        token_env");
+        let config = Config::parse(&set, Path::new("/etc/kugetsu"), env).unwrap();
+        assert_eq!(config.instance(&"gitea".parse().unwrap()).unwrap().web_url, "https://git.example.com");
+        let with_password =
+            MINIMAL.replace("token_env", "web_url = \"https://u:p@git.example.com\"\n        token_env");
+        let err = Config::parse(&with_password, Path::new("/etc/kugetsu"), env).unwrap_err();
+        assert!(format!("{err:#}").contains("credentials"), "{err:#}");
     }
 
     #[test]

@@ -92,6 +92,22 @@ async fn a_healthy_deployment_passes_every_check() {
         assert!(line(&out, &format!("{repo} ")).starts_with("ok"), "{out}");
         assert!(line(&out, &format!("{repo} webhook")).starts_with("ok"), "{out}");
     }
+    assert!(line(&out, "gh/acme/widget webhook deliveries").contains("none yet"), "{out}");
+    assert!(line(&out, "tea/acme/widget webhook deliveries").contains("API does not report them"), "{out}");
+
+    // GitHub reports what the hook sent: a failure, then a success after it.
+    let hook = forge.hooks("repos/acme/widget").iter().find(|h| h.url.contains("/webhooks/gh")).map(|h| h.id).unwrap();
+    forge.add_hook_delivery("repos/acme/widget", hook, 502);
+    forge.add_hook_delivery("repos/acme/widget", hook, 202);
+    let (code, out, _) = kugetsu(&config, &["doctor"], &vars).await;
+    assert_eq!(code, 0, "{out}");
+    let deliveries = line(&out, "gh/acme/widget webhook deliveries");
+    assert!(deliveries.starts_with("warn") && deliveries.contains("1 of the last 2 failed"), "{out}");
+    // The newest failed: kugetsu is not reached.
+    forge.add_hook_delivery("repos/acme/widget", hook, 0);
+    let (code, out, _) = kugetsu(&config, &["doctor"], &vars).await;
+    assert_ne!(code, 0, "{out}");
+    fails(&out, "gh/acme/widget webhook deliveries", "0 failed to connect → check that the forge reaches");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,7 +156,11 @@ async fn a_second_death_fails_the_run_with_one_comment() {
     }
     let comments = t.forge.wait_for_comments("acme/widget", 125, 1).await;
     assert!(comments[0].body.contains("died twice"), "{}", comments[0].body);
-    assert_eq!(t.wait_for_jobs_done(1).await[0].2, "done");
+    // Answered, and recorded as failed, with why (the status page lists it).
+    assert_eq!(t.wait_for_jobs_done(1).await[0].2, "failed");
+    let (_, _, error) = t.job_details().await.remove(0);
+    let error = error.unwrap_or_default();
+    assert!(error.starts_with("the run failed:") && error.len() > "the run failed: ".len(), "{error}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(t.env.model.requests_for("MARK-DIE-TWICE").len(), 2, "no third try");
     assert_eq!(t.forge.comments("acme/widget", 125).len(), 1);

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::Step;
-use support::bot_env::{BotEnv, tea, tea_comment};
+use support::bot_env::{BotEnv, GH_SECRET, TEA_SECRET, gh, gh_comment, tea, tea_comment};
+use support::webhook::{self, fixture, retarget};
 
 /// A comment made now, as the forge would stamp it.
 fn made_now(mut payload: Value) -> Value {
@@ -87,4 +88,60 @@ async fn old_mentions_and_strangers_are_not_run_by_reconciliation() {
         "control: the stranger's mention was seen: {jobs:?}"
     );
     t.stop().await;
+}
+
+async fn trigger_labels_put_on_while_down_run_exactly_once(instance: &str, number: u64) {
+    let mut t = bot_that_reconciles_every_second().await;
+    t.env.model.on("MARK-SERVED", vec![Step::Answer("served".into())]);
+    let marker = format!("MARK-LABELED-{instance}");
+    t.env.model.on(&marker, vec![Step::Answer("LABELANSWER".into())]);
+    let served = match instance {
+        "gh" => gh(&made_now(gh_comment(number, number * 100, "@kugetsu MARK-SERVED", "alice")), "l-served"),
+        _ => tea(&made_now(tea_comment(number, number * 100, "@kugetsu MARK-SERVED", "alice")), "l-served"),
+    };
+    assert_eq!(served.post(&t.url(instance)).await.0, 202);
+    t.forge.wait_for_comments("acme/widget", number, 1).await;
+
+    t.stop().await;
+    // The issue says what to do; the trigger label goes on while kugetsu is down.
+    let (labeled, old) = (number + 1, number + 2);
+    let fixture_name = if instance == "gh" { "github/issues.opened.json" } else { "gitea/issues.opened.json" };
+    let mut opened = retarget(fixture(fixture_name), "acme", "widget", labeled, "alice");
+    opened["issue"]["body"] = format!("Please look at the parser. {marker}").into();
+    opened["issue"]["labels"] = serde_json::json!([]);
+    t.forge.seed(&match instance {
+        "gh" => webhook::github("issues", "l-opened", &opened, GH_SECRET),
+        _ => webhook::gitea("issues", "issues", "l-opened", &opened, TEA_SECRET),
+    });
+    t.forge.label_event("acme/widget", labeled, "kugetsu", true, "alice");
+    // Labelled long ago and changed since: the label is not asked again.
+    t.forge.label_event_at("acme/widget", old, "kugetsu", "alice", "2020-01-01T00:00:00Z");
+    t.forge.touch_issue("acme/widget", old);
+    t.start().await;
+    let comments = t.forge.wait_for_comments("acme/widget", labeled, 1).await;
+    assert!(comments[0].body.contains("LABELANSWER"), "{}", comments[0].body);
+
+    // More looks and a restart: it does not run again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    t.stop().await;
+    t.start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(t.forge.comments("acme/widget", labeled).len(), 1, "#{labeled} was answered once");
+    assert_eq!(t.env.model.requests_for(&marker).len(), 1, "the label ran once");
+    assert!(t.forge.comments("acme/widget", old).is_empty(), "an old label is not run");
+    let listed =
+        if instance == "gh" { "GET /repos/acme/widget/issues " } else { "GET /api/v1/repos/acme/widget/issues " };
+    let calls = t.forge.calls();
+    assert!(calls.iter().any(|c| c.starts_with(listed)), "{calls:?}");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gitea_trigger_labels_put_on_while_down_run_exactly_once() {
+    trigger_labels_put_on_while_down_run_exactly_once("tea", 61).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_trigger_labels_put_on_while_down_run_exactly_once() {
+    trigger_labels_put_on_while_down_run_exactly_once("gh", 71).await;
 }

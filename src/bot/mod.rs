@@ -1,5 +1,6 @@
 //! `kugetsu serve`: the webhook server and the workers that run its jobs.
 
+mod observe;
 pub mod prompt;
 mod reconcile;
 mod verify;
@@ -18,7 +19,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::forge::{Backoff, Forge, PermissionCache, RetryingForge, forge_for};
 use crate::queue::Queue;
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, Store};
 use crate::webhook::{Bounds, Hook, Intake, router};
 
 pub use worker::Worker;
@@ -31,6 +32,9 @@ pub struct Bot {
     worker: JoinHandle<()>,
     reconciler: Option<JoinHandle<()>>,
     engine: Arc<Engine>,
+    /// Where the status page and `/metrics` are served, if anywhere (`bot.status_listen`).
+    pub status_addr: Option<SocketAddr>,
+    status: Option<JoinHandle<()>>,
 }
 
 /// Refuses configurations that would accept unsigned deliveries.
@@ -68,8 +72,9 @@ impl Bot {
             })
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
         let layout = crate::engine::Layout::new(&config.state_dir);
-        let store = SqliteStore::open(&layout.database()).await?.with_background_checkpoints().await?;
-        let queue = Queue::new(store.pool().clone());
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&layout.database()).await?.with_background_checkpoints().await?);
+        let queue = Queue::new(store.clone());
         let requeued = queue.requeue_interrupted().await?;
         if requeued > 0 {
             tracing::info!(jobs = requeued, "re-queued jobs interrupted by the last shutdown");
@@ -79,17 +84,19 @@ impl Bot {
         let driver = crate::opencode::driver_for(&config);
         let forges = Arc::new(forges);
         let tokens = Arc::new(crate::forge::ForgeTokens(forges.clone()));
-        let engine = Arc::new(Engine::new(config.clone(), Arc::new(store), driver).with_git_tokens(tokens).with_pool());
+        let engine = Arc::new(Engine::new(config.clone(), store, driver).with_git_tokens(tokens).with_pool());
         engine.remove_leftover_ready_checkouts().await;
         let warming = engine.clone();
         tokio::spawn(async move { warming.start_pool().await });
         let permissions = Arc::new(PermissionCache::new(config.bot.permission_cache));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let intake = Arc::new(Intake {
             hooks,
             queue: queue.clone(),
             bot: config.bot.clone(),
             limits: config.limits.clone(),
             permissions: permissions.clone(),
+            metrics: metrics.clone(),
         });
         let (stop, stopped) = watch::channel(false);
         let reconciler = (!config.bot.reconcile_interval.is_zero()).then(|| {
@@ -102,18 +109,37 @@ impl Bot {
             tokio::spawn(reconciler.run(stopped.clone()))
         });
         tokio::spawn(housekeeping(engine.clone(), config.bot.retention, stopped.clone()));
-        let worker = Worker::new(engine.clone(), queue, forges, config.clone(), permissions);
-        let worker = tokio::spawn(worker.run(stopped.clone()));
-        let addr = listener.local_addr()?;
-        let app = router(intake);
         let bounds = Bounds {
             header_timeout: config.bot.header_timeout,
             connection_timeout: config.bot.connection_timeout,
             max_connections: config.bot.max_connections.max(1),
         };
+        let (status_addr, status) = match &config.bot.status_listen {
+            Some(at) => {
+                let listener = TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} (bot.status_listen)"))?;
+                let observer = observe::Observer {
+                    metrics: metrics.clone(),
+                    queue: queue.clone(),
+                    engine: engine.clone(),
+                    forges: forges.clone(),
+                    config: config.clone(),
+                };
+                let addr = listener.local_addr()?;
+                let app = observe::router(Arc::new(observer));
+                tracing::info!(%addr, "the status page and /metrics are served");
+                (Some(addr), Some(tokio::spawn(crate::webhook::serve(listener, app, bounds, stopped.clone()))))
+            }
+            None => (None, None),
+        };
+        let worker = Worker::new(engine.clone(), queue, forges, config.clone(), permissions, metrics);
+        let worker = tokio::spawn(worker.run(stopped.clone()));
+        let addr = listener.local_addr()?;
+        let app = router(intake);
         let server = tokio::spawn(crate::webhook::serve(listener, app, bounds, stopped));
         tracing::info!(%addr, "kugetsu is listening");
-        Ok(Self { addr, stop, server, worker, reconciler, engine })
+        Ok(Self { addr, stop, server, worker, reconciler, engine, status_addr, status })
     }
 
     /// The engine runs go through, for looking at its state (ready checkouts).
@@ -130,6 +156,9 @@ impl Bot {
         if let Some(reconciler) = self.reconciler {
             let _ = reconciler.await;
         }
+        if let Some(status) = self.status {
+            let _ = status.await;
+        }
         self.engine.shutdown().await;
     }
 }
@@ -140,7 +169,7 @@ async fn housekeeping(engine: Arc<Engine>, retention: std::time::Duration, mut s
     let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     loop {
         let before = crate::store::now_millis().saturating_sub(retention);
-        match engine.store().old_history(before, true).await {
+        match engine.remove_old_history(before).await {
             Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "removed old job history"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not remove old job history"),

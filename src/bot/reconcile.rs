@@ -1,14 +1,17 @@
-//! No lost mentions. GitHub does not retry a failed delivery and Gitea cannot
-//! redeliver at all, so a mention made while kugetsu restarts, or whose delivery
-//! was lost, would never run. At start-up and every `bot.reconcile_interval`,
-//! kugetsu reads each served repository's comments changed since it last looked
-//! and hands those that mention it to the webhook intake, as their deliveries
-//! would have been: with the same identity, so a mention that also arrives by
-//! webhook is stored once, and confirmed with the forge by the worker like any.
+//! No lost triggers. GitHub does not retry a failed delivery and Gitea cannot
+//! redeliver at all, so a mention made or a trigger label put on while kugetsu
+//! restarts, or whose delivery was lost, would never run. At start-up and every
+//! `bot.reconcile_interval`, kugetsu reads each served repository's comments
+//! changed since it last looked, and its open issues carrying a trigger label
+//! changed since then, and hands the triggers to the webhook intake as their
+//! deliveries would have been: a mention with the same identity, so one that also
+//! arrives by webhook is stored once; a label by the forge's record of its
+//! addition, which the worker acts on once. The worker confirms each with the
+//! forge like any delivery.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -81,8 +84,8 @@ impl Reconciler {
         // now; running it after so long would surprise whoever wrote it.
         let deadline = i64::try_from(self.intake.bot.retry_deadline.as_millis()).unwrap_or(i64::MAX);
         let from_ms = last_ms.max(now_ms.saturating_sub(deadline));
-        let since = UNIX_EPOCH + Duration::from_millis(u64::try_from(from_ms).unwrap_or(0)).saturating_sub(OVERLAP);
-        let since = humantime::format_rfc3339_seconds(since).to_string();
+        let from = UNIX_EPOCH + Duration::from_millis(u64::try_from(from_ms).unwrap_or(0)).saturating_sub(OVERLAP);
+        let since = humantime::format_rfc3339_seconds(from).to_string();
         let mut stored = 0;
         for comment in forge.comments_since(repo, &since).await? {
             if !crate::trigger::mentions(&comment.body, &self.intake.bot.handle) {
@@ -100,6 +103,61 @@ impl Reconciler {
                 stored += 1;
             }
         }
+        for label in &self.intake.bot.trigger_labels {
+            stored += self.labels_at(forge.as_ref(), repo, label, &since, from).await?;
+        }
+        Ok(stored)
+    }
+
+    /// Trigger labels put on since `from` that no job acted on: each runs once,
+    /// as its delivery would have. The forge's record of the addition must be
+    /// that recent too: an issue labelled long ago and changed since is not
+    /// asked again.
+    async fn labels_at(
+        &self,
+        forge: &dyn Forge,
+        repo: &RepoRef,
+        label: &str,
+        since: &str,
+        from: SystemTime,
+    ) -> anyhow::Result<usize> {
+        let mut stored = 0;
+        for (number, facts) in forge.labeled_since(repo, label, since).await? {
+            let issue = repo.issue(number)?;
+            let Some(added) = forge.label_added_by(&issue, label).await? else { continue };
+            // An addition with no readable time is not known to be recent.
+            let recent = added.at.as_deref().and_then(parse_time).is_some_and(|at| at >= from);
+            if !recent {
+                continue;
+            }
+            // The key the worker records once it acts on this addition.
+            let key = format!("{issue}:label:{}:{}", label.to_ascii_lowercase(), added.record);
+            let identity = identity(&issue, None, ("issues", "labeled"), Some(&format!("label-{}", added.record)));
+            if self.queue.trigger_handled(&key).await? || self.queue.knows_event(&identity).await? {
+                continue;
+            }
+            let event = ForgeEvent {
+                delivery_id: format!("reconciled-label-{}", added.record),
+                identity,
+                kind: EventKind::IssueLabeled { added: Some(label.to_owned()) },
+                author_is_bot: added.by.ends_with("[bot]"),
+                author: added.by,
+                title: facts.title,
+                body: facts.body,
+                labels: facts.labels,
+                is_pull_request: facts.is_pull_request,
+                comment: None,
+                repo_html_url: repo_page(facts.html_url.as_deref()),
+                default_branch: None,
+                repo_id: None,
+                previous_body: None,
+                issue,
+            };
+            if take_event(&self.intake, &event).await? {
+                tracing::info!(issue = %event.issue, label, "queued a trigger label no delivery brought");
+                stored += 1;
+            }
+        }
         Ok(stored)
     }
 
@@ -112,8 +170,7 @@ impl Reconciler {
         comment: ForgeComment,
     ) -> anyhow::Result<ForgeEvent> {
         let facts = forge.issue(&issue).await?;
-        // The repository's page is the issue's, less `/issues/<n>` (or `/pulls/<n>`).
-        let repo_html_url = facts.html_url.as_deref().and_then(|url| url.rsplitn(3, '/').nth(2)).map(str::to_owned);
+        let repo_html_url = repo_page(facts.html_url.as_deref());
         Ok(ForgeEvent {
             delivery_id: format!("reconciled-comment-{}", comment.id),
             identity,
@@ -132,6 +189,18 @@ impl Reconciler {
             previous_body: None,
         })
     }
+}
+
+/// The repository's page: the issue's, less `/issues/<n>` (or `/pulls/<n>`).
+fn repo_page(issue_html_url: Option<&str>) -> Option<String> {
+    issue_html_url.and_then(|url| url.rsplitn(3, '/').nth(2)).map(str::to_owned)
+}
+
+/// A forge's RFC 3339 time (GitHub writes `Z`; Gitea its server's offset).
+fn parse_time(text: &str) -> Option<SystemTime> {
+    let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    let secs = u64::try_from(at.timestamp()).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(u64::from(at.timestamp_subsec_nanos())))
 }
 
 /// The issue a comment is on, if it is one of `repo`'s and by a valid login.

@@ -17,6 +17,7 @@ use crate::crash;
 use crate::engine::{Engine, EngineError, Mode, RunOptions};
 use crate::forge::{Backoff, Forge, PermissionCache, ReactionTarget, compare_url};
 use crate::issue_ref::{InstanceName, IssueRef};
+use crate::metrics::{Metrics, RunOutcome};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
 use crate::stage::{self, Stage};
 use crate::store::now_millis;
@@ -51,6 +52,7 @@ pub struct Worker {
     forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
     config: Arc<Config>,
     permissions: Arc<PermissionCache>,
+    metrics: Arc<Metrics>,
     /// The work job running on each issue, so `@kugetsu stop` can cancel it.
     running: Arc<Mutex<HashMap<IssueRef, (i64, AbortHandle)>>>,
 }
@@ -62,8 +64,9 @@ impl Worker {
         forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
         config: Arc<Config>,
         permissions: Arc<PermissionCache>,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { engine, queue, forges, config, permissions, running: Arc::default() }
+        Self { engine, queue, forges, config, permissions, metrics, running: Arc::default() }
     }
 
     /// Works until `stopped` turns true, then abandons runs in progress: their
@@ -159,6 +162,11 @@ impl Worker {
         crash::point("after-claim");
         let QueuedJob { id, job, outcome, attempts, created_at } = queued;
         stage::reached(&job.issue, Stage::Claimed);
+        // A job put back waited on purpose; only a first claim measures the queue.
+        if attempts == 0 && outcome.is_none() {
+            let waited = u64::try_from(now_millis().saturating_sub(created_at)).unwrap_or(0);
+            self.metrics.job_claimed(Duration::from_millis(waited));
+        }
         let Some(forge) = self.forges.get(job.issue.repo().instance()).cloned() else {
             return Outcome::Failed("the instance is no longer configured".into());
         };
@@ -175,13 +183,13 @@ impl Worker {
             Err(outcome) => return outcome,
         };
         stage::reached(&job.issue, Stage::Admitted);
-        let body = match &job.trigger {
+        let (body, failure) = match &job.trigger {
             JobTrigger::Mention | JobTrigger::Label { .. } => match self.run_agent(&forge, id, &job).await {
-                Some(body) => body,
+                Some(answer) => answer,
                 None => return Outcome::Deferred,
             },
-            JobTrigger::Control { command } => self.control(*command, id, &job).await,
-            JobTrigger::Refused { reason } => comment::refused_comment(reason, id),
+            JobTrigger::Control { command } => (self.control(*command, id, &job).await, None),
+            JobTrigger::Refused { reason } => (comment::refused_comment(reason, id), None),
         };
         // Saved before posting: after a crash the comment is posted, the agent not rerun.
         if let Err(e) = self.queue.save_outcome(id, &body).await {
@@ -190,12 +198,17 @@ impl Worker {
         crash::point("before-comment");
         let posted = self.post_once(forge.as_ref(), &job.issue, id, &body).await;
         stage::reached(&job.issue, Stage::Commented);
-        posted
+        // The comment says why; the job's record does too, for the status page.
+        match (posted, failure) {
+            (Outcome::Done, Some(why)) => Outcome::Failed(format!("the run failed: {why}")),
+            (posted, _) => posted,
+        }
     }
 
-    /// Runs the agent and returns the comment to post; `None` when the job was
-    /// deferred, for lack of disk space or because another run holds the issue.
-    async fn run_agent(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job) -> Option<String> {
+    /// Runs the agent and returns the comment to post, and why the run failed if
+    /// it did; `None` when the job was deferred, for lack of disk space or
+    /// because another run holds the issue.
+    async fn run_agent(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job) -> Option<(String, Option<String>)> {
         let repo = job.issue.repo();
         if self.engine.free_disk_mib().is_some_and(|free| free < self.config.limits.min_free_disk_mib) {
             tracing::warn!("deferring a job: the disk is nearly full");
@@ -208,6 +221,7 @@ impl Worker {
                 let _ = forge.post_comment(&job.issue, &comment::deferred_comment(id)).await;
             }
             self.defer(id, DISK_RETRY, "the bot's disk is nearly full").await;
+            self.metrics.run_finished(RunOutcome::Deferred, Duration::ZERO, None);
             return None;
         }
         let target =
@@ -222,6 +236,7 @@ impl Worker {
         });
         let branch = self.engine.branch_for(&job.issue);
         let text = prompt::build(job, &branch);
+        let started = std::time::Instant::now();
         let mut run = self.engine.run(&job.issue, &text, Mode::Auto, RunOptions::default()).await;
         if let Err(EngineError::Interrupted(why)) = &run {
             // opencode was killed or crashed under the agent: one more try, in the
@@ -230,13 +245,20 @@ impl Worker {
             let again = prompt::after_interruption(&text);
             run = self.engine.run(&job.issue, &again, Mode::Auto, RunOptions::default()).await;
         }
+        let outcome = match &run {
+            Ok(_) => RunOutcome::Succeeded,
+            Err(EngineError::Busy(_)) => RunOutcome::Deferred,
+            Err(_) => RunOutcome::Failed,
+        };
+        let used = run.as_ref().ok().map(|r| (&r.tokens, r.cost));
+        self.metrics.run_finished(outcome, started.elapsed(), used);
         Some(match run {
             Ok(result) => {
                 let kind = self.config.instance(repo.instance()).map(|i| i.kind);
                 let base = job.default_branch.as_deref().unwrap_or("main");
                 let compare =
                     job.repo_html_url.as_deref().zip(kind).map(|(url, kind)| compare_url(kind, url, base, &branch));
-                comment::result_comment(&result, compare.as_deref(), id)
+                (comment::result_comment(&result, compare.as_deref(), id), None)
             }
             Err(EngineError::Busy(why)) => {
                 // Another run (a CLI one) holds the issue: wait for it rather than fail.
@@ -246,7 +268,7 @@ impl Worker {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "run failed");
-                comment::failure_comment(&e, id)
+                (comment::failure_comment(&e, id), Some(e.to_string()))
             }
         })
     }
@@ -262,7 +284,7 @@ impl Worker {
         match command {
             Control::Help => comment::help_comment(&self.config.bot.handle, id),
             Control::Status => {
-                let record = self.engine.store().issue_session(&job.issue).await.ok().flatten();
+                let record = self.engine.issue_record(&job.issue).await.ok().flatten();
                 let queued = self.queue.waiting_for(&job.issue).await.unwrap_or(0);
                 let waiting = self.queue.waiting_reasons(&job.issue).await.unwrap_or_default();
                 comment::status_comment(record.as_ref(), queued, &waiting, id)
@@ -285,7 +307,7 @@ impl Worker {
                 comment::stopped_comment(stopped, id)
             }
             Control::Reset => {
-                let had_session = matches!(self.engine.store().issue_session(&job.issue).await, Ok(Some(_)));
+                let had_session = matches!(self.engine.issue_record(&job.issue).await, Ok(Some(_)));
                 if had_session && let Err(e) = self.engine.destroy(&job.issue).await {
                     return comment::failure_comment(&e, id);
                 }

@@ -260,16 +260,14 @@ async fn check_repository(
         match forge.hooks(place).await {
             Ok(listed) => {
                 if let Some(hook) = listed.iter().find(|h| h.delivers_to(&url)) {
-                    return match hook.serves(instance.kind) {
-                        true => report.add(Verdict::Ok, what, format!("on {place}, to {url}")),
-                        false => report.add(
-                            Verdict::Fail,
-                            what,
-                            format!(
-                                "on {place}, but inactive, not JSON or missing events → kugetsu hooks install {repo}"
-                            ),
-                        ),
-                    };
+                    if !hook.serves(instance.kind) {
+                        let fix = format!(
+                            "on {place}, but inactive, not JSON or missing events → kugetsu hooks install {repo}"
+                        );
+                        return report.add(Verdict::Fail, what, fix);
+                    }
+                    report.add(Verdict::Ok, what, format!("on {place}, to {url}"));
+                    return check_deliveries(forge, place, hook.id, &url, repo, report).await;
                 }
             }
             Err(e) => unreadable = Some(e),
@@ -285,6 +283,46 @@ async fn check_repository(
             "the token may not read the webhooks (admin rights); check by hand that one delivers to kugetsu",
         ),
         None => report.add(Verdict::Fail, what, format!("none delivers to {url} → kugetsu hooks install {repo}")),
+    }
+}
+
+/// The hook's latest deliveries, where the forge reports them: the newest
+/// must have reached kugetsu.
+async fn check_deliveries(
+    forge: &dyn Forge,
+    place: &HookTarget,
+    id: u64,
+    url: &str,
+    repo: &RepoRef,
+    report: &mut Report,
+) {
+    let what = format!("{repo} webhook deliveries");
+    let recent = match forge.hook_deliveries(place, id).await {
+        Ok(Some(recent)) => recent,
+        Ok(None) => {
+            let note = "this forge's API does not report them: see the webhook's Recent Deliveries in its settings";
+            return report.add(Verdict::Ok, what, note);
+        }
+        Err(e) => return report.add(Verdict::Warn, what, format!("could not read them: {e}")),
+    };
+    let Some(newest) = recent.first() else {
+        return report.add(Verdict::Ok, what, "none yet: mention the bot in an issue to send one");
+    };
+    let failed = recent.iter().filter(|d| !d.succeeded()).count();
+    let answer = format!("{} {}", newest.status_code, newest.status);
+    if !newest.succeeded() {
+        let fix = format!(
+            "the latest ({} at {}) got {answer} → check that the forge reaches {url} and that the hook's secret is \
+             the instance's webhook secret (kugetsu hooks install sets both)",
+            newest.event, newest.delivered_at
+        );
+        return report.add(Verdict::Fail, what, fix);
+    }
+    match failed {
+        0 => report.add(Verdict::Ok, what, format!("the last {} reached kugetsu", recent.len())),
+        n => {
+            report.add(Verdict::Warn, what, format!("{n} of the last {} failed; the latest got {answer}", recent.len()))
+        }
     }
 }
 

@@ -42,6 +42,17 @@ impl Engine {
         Ok(self.store.issue_sessions().await?)
     }
 
+    /// The issue's record, if kugetsu has worked on it.
+    pub async fn issue_record(&self, issue: &IssueRef) -> Result<Option<IssueSession>, EngineError> {
+        Ok(self.store.issue_session(issue).await?)
+    }
+
+    /// Removes finished jobs, and the deliveries and event identities kept
+    /// against replays, from before `before_ms`.
+    pub async fn remove_old_history(&self, before_ms: i64) -> Result<crate::store::History, EngineError> {
+        Ok(self.store.old_history(before_ms, true).await?)
+    }
+
     /// Marks a run that was cancelled midway as stopped and aborts its session.
     pub async fn stop(&self, issue: &IssueRef, why: &str) -> Result<(), EngineError> {
         let Some(mut record) = self.store.issue_session(issue).await? else { return Ok(()) };
@@ -53,6 +64,11 @@ impl Engine {
         record.updated_at = crate::store::now_millis();
         self.store.save_issue_session(&record).await?;
         Ok(())
+    }
+
+    /// The opencode servers running now, for `/metrics`.
+    pub fn opencode_servers(&self) -> crate::opencode::ServerStats {
+        self.driver.servers()
     }
 
     /// Free space in the state directory, in MiB.

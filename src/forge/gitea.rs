@@ -21,6 +21,7 @@ pub struct GiteaForge {
     http: reqwest::Client,
     api_url: String,
     token: Option<SecretString>,
+    stats: super::ApiStats,
 }
 
 /// A request that never reached an answer: the connection failed, dropped or timed out.
@@ -53,7 +54,12 @@ impl GiteaForge {
             .user_agent(concat!("kugetsu/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
             .build()?;
-        Ok(Self { http, api_url: instance.api_url.trim_end_matches('/').to_owned(), token: instance.token.clone() })
+        Ok(Self {
+            http,
+            api_url: instance.api_url.trim_end_matches('/').to_owned(),
+            token: instance.token.clone(),
+            stats: super::ApiStats::default(),
+        })
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -65,7 +71,15 @@ impl GiteaForge {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ForgeError> {
+        let result = self.send_once(req).await;
+        self.stats.saw(&result);
+        result
+    }
+
+    async fn send_once<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ForgeError> {
         let resp = req.send().await.map_err(|e| unreachable(&e))?;
+        // Gitea and Forgejo have no API rate limit of their own; a proxy in front may.
+        self.stats.saw_rate_limit(resp.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()));
         let status = resp.status();
         if !status.is_success() {
             let wait = retry_after(&resp);
@@ -86,6 +100,10 @@ fn repo_path(repo: &RepoRef) -> String {
 
 #[async_trait]
 impl Forge for GiteaForge {
+    fn api_stats(&self) -> Option<&super::ApiStats> {
+        Some(&self.stats)
+    }
+
     async fn git_token(&self) -> Result<Option<SecretString>, ForgeError> {
         Ok(self.token.clone())
     }
@@ -149,6 +167,31 @@ impl Forge for GiteaForge {
         Ok(self.send::<IssueAnswer>(self.request(Method::GET, &path)).await?.into())
     }
 
+    async fn labeled_since(
+        &self,
+        repo: &RepoRef,
+        label: &str,
+        since: &str,
+    ) -> Result<Vec<(u64, IssueFacts)>, ForgeError> {
+        let query = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let (label, since) = (query(label), query(since));
+        let mut all: Vec<IssueAnswer> = Vec::new();
+        for page in 1.. {
+            let path = format!(
+                "{}/issues?labels={label}&since={since}&state=open&limit={PAGE_LIMIT}&page={page}",
+                repo_path(repo)
+            );
+            let batch: Vec<IssueAnswer> = self.send(self.request(Method::GET, &path)).await?;
+            let done = batch.len() < PAGE_LIMIT;
+            all.extend(batch);
+            if done || all.len() >= crate::forge::MAX_RECENT_COMMENTS {
+                break;
+            }
+        }
+        all.truncate(crate::forge::MAX_RECENT_COMMENTS);
+        Ok(all.into_iter().map(|i| (i.number, IssueFacts::from(i))).collect())
+    }
+
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {
         let mut timeline: Vec<TimelineAnswer> = Vec::new();
         // The timeline is paginated; Gitea caps a page at its MAX_RESPONSE_ITEMS (50 by default).
@@ -167,7 +210,8 @@ impl Forge for GiteaForge {
         }
         let records = timeline.iter().map(|t| {
             let added = t.kind == "label" && t.body.as_deref() == Some("1");
-            (added, t.label.as_ref().map(|l| l.name.as_str()), t.user.as_ref().map(|u| u.login.as_str()), t.id)
+            let by = t.user.as_ref().map(|u| u.login.as_str());
+            (added, t.label.as_ref().map(|l| l.name.as_str()), by, t.id, t.created_at.as_deref())
         });
         Ok(last_adder(records, label))
     }

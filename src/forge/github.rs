@@ -24,6 +24,7 @@ pub struct GithubForge {
     /// Whether `octocrab` authenticates as a GitHub App installation.
     is_app: bool,
     token: Option<SecretString>,
+    stats: super::ApiStats,
 }
 
 impl GithubForge {
@@ -41,13 +42,18 @@ impl GithubForge {
             // The installation client fetches a token on first use and renews it before expiry.
             let octocrab =
                 builder.app(AppId(app.app_id), key).build()?.installation(InstallationId(app.installation_id))?;
-            return Ok(Self { octocrab, is_app: true, token: None });
+            return Ok(Self { octocrab, is_app: true, token: None, stats: super::ApiStats::default() });
         }
         let builder = match &instance.token {
             Some(token) => builder.personal_token(token.expose_secret().to_owned()),
             None => builder,
         };
-        Ok(Self { octocrab: builder.build()?, is_app: false, token: instance.token.clone() })
+        Ok(Self {
+            octocrab: builder.build()?,
+            is_app: false,
+            token: instance.token.clone(),
+            stats: super::ApiStats::default(),
+        })
     }
 }
 
@@ -98,6 +104,16 @@ impl GithubForge {
         write: Option<(Write, &serde_json::Value)>,
         route: &str,
     ) -> Result<(String, Option<String>), ForgeError> {
+        let result = self.send_once(write, route).await;
+        self.stats.saw(&result);
+        result
+    }
+
+    async fn send_once(
+        &self,
+        write: Option<(Write, &serde_json::Value)>,
+        route: &str,
+    ) -> Result<(String, Option<String>), ForgeError> {
         let resp = match write {
             Some((Write::Post, body)) => self.octocrab._post(route, Some(body)).await,
             Some((Write::Patch, body)) => self.octocrab._patch(route, Some(body)).await,
@@ -108,6 +124,7 @@ impl GithubForge {
         let headers = resp.headers().clone();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let link = header("link");
+        self.stats.saw_rate_limit(header("x-ratelimit-remaining").as_deref());
         let wait = rate_limit_wait(status, header);
         let text = self.octocrab.body_to_string(resp).await.map_err(|e| unreachable(&e))?;
         if (200..300).contains(&status) {
@@ -170,6 +187,10 @@ fn repo_route(repo: &RepoRef) -> String {
 
 #[async_trait]
 impl Forge for GithubForge {
+    fn api_stats(&self) -> Option<&super::ApiStats> {
+        Some(&self.stats)
+    }
+
     async fn git_token(&self) -> Result<Option<SecretString>, ForgeError> {
         if !self.is_app {
             return Ok(self.token.clone());
@@ -229,6 +250,24 @@ impl Forge for GithubForge {
         Ok(self.call::<IssueAnswer>(None, &route).await?.into())
     }
 
+    async fn labeled_since(
+        &self,
+        repo: &RepoRef,
+        label: &str,
+        since: &str,
+    ) -> Result<Vec<(u64, IssueFacts)>, ForgeError> {
+        let query = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let route = format!(
+            "{}/issues?labels={}&since={}&state=open&sort=updated&direction=asc&per_page=100",
+            repo_route(repo),
+            query(label),
+            query(since)
+        );
+        let mut all: Vec<IssueAnswer> = self.all_pages_upto(route, crate::forge::MAX_RECENT_COMMENTS).await?;
+        all.truncate(crate::forge::MAX_RECENT_COMMENTS);
+        Ok(all.into_iter().map(|i| (i.number, IssueFacts::from(i))).collect())
+    }
+
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {
         let route = format!("{}/issues/{}/events?per_page=100", repo_route(issue.repo()), issue.number());
         let events: Vec<EventAnswer> = self.all_pages(route).await?;
@@ -238,6 +277,7 @@ impl Forge for GithubForge {
                 e.label.as_ref().map(|l| l.name.as_str()),
                 e.actor.as_ref().map(|a| a.login.as_str()),
                 e.id,
+                e.created_at.as_deref(),
             )
         });
         Ok(last_adder(records, label))
@@ -248,6 +288,17 @@ impl Forge for GithubForge {
     }
 
     /// github: `GET /repos/{o}/{r}/hooks`, `GET /orgs/{org}/hooks` (paginated).
+    /// The five latest: doctor reports the newest, and how many of them failed.
+    async fn hook_deliveries(
+        &self,
+        target: &HookTarget,
+        id: u64,
+    ) -> Result<Option<Vec<super::HookDelivery>>, ForgeError> {
+        let answer: Vec<super::wire::DeliveryAnswer> =
+            self.call(None, &format!("{}/{id}/deliveries?per_page=5", target.path())).await?;
+        Ok(Some(answer.into_iter().map(super::HookDelivery::from).collect()))
+    }
+
     async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError> {
         let answer: Vec<HookAnswer> = self.all_pages(format!("{}?per_page=100", target.path())).await?;
         Ok(answer.into_iter().map(InstalledHook::from).collect())

@@ -49,6 +49,23 @@ impl std::fmt::Debug for HookSpec {
     }
 }
 
+/// One delivery of a hook, as the forge reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookDelivery {
+    pub delivered_at: String,
+    /// The forge's words for the outcome (`OK`, `failed to connect`…).
+    pub status: String,
+    /// The answer's HTTP status; 0 when none came.
+    pub status_code: u16,
+    pub event: String,
+}
+
+impl HookDelivery {
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+}
+
 /// A hook as the forge lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstalledHook {

@@ -6,6 +6,7 @@ mod github;
 pub mod hooks;
 mod permission_cache;
 mod retry;
+mod stats;
 mod wire;
 
 use std::sync::Arc;
@@ -19,9 +20,10 @@ use crate::issue_ref::{IssueRef, RepoRef};
 
 pub use gitea::GiteaForge;
 pub use github::GithubForge;
-pub use hooks::{HookSpec, HookTarget, InstalledHook};
+pub use hooks::{HookDelivery, HookSpec, HookTarget, InstalledHook};
 pub use permission_cache::PermissionCache;
 pub use retry::{Backoff, RetryingForge};
+pub use stats::ApiStats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Permission {
@@ -99,6 +101,8 @@ pub struct IssueFacts {
 /// which a replayed delivery cannot change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelAddition {
+    /// When, as the forge writes it (RFC 3339).
+    pub at: Option<String>,
     pub by: String,
     pub record: u64,
 }
@@ -162,6 +166,14 @@ pub trait Forge: Send + Sync {
     /// first, at most [`MAX_RECENT_COMMENTS`].
     async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError>;
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError>;
+    /// The repository's open issues and pull requests that carry `label` and
+    /// changed at or after `since` (RFC 3339), by number; at most [`MAX_RECENT_COMMENTS`].
+    async fn labeled_since(
+        &self,
+        repo: &RepoRef,
+        label: &str,
+        since: &str,
+    ) -> Result<Vec<(u64, IssueFacts)>, ForgeError>;
     /// Who most recently added `label` to the issue, by the forge's own record
     /// (GitHub's issue events, Gitea's timeline).
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError>;
@@ -171,6 +183,16 @@ pub trait Forge: Send + Sync {
     async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError>;
     async fn create_hook(&self, target: &HookTarget, spec: &HookSpec) -> Result<InstalledHook, ForgeError>;
     async fn update_hook(&self, target: &HookTarget, id: u64, spec: &HookSpec) -> Result<InstalledHook, ForgeError>;
+    /// The hook's latest deliveries, newest first, where the forge's API reports
+    /// them (GitHub); `None` where it has no such API (Gitea and Forgejo show them
+    /// on the hook's settings page only).
+    async fn hook_deliveries(&self, _target: &HookTarget, _id: u64) -> Result<Option<Vec<HookDelivery>>, ForgeError> {
+        Ok(None)
+    }
+    /// What the client saw of the API, for `/metrics`; a client that keeps no count has none.
+    fn api_stats(&self) -> Option<&ApiStats> {
+        None
+    }
 }
 
 /// The most comments one look at a repository's recent comments reads; more
@@ -196,6 +218,39 @@ pub fn compare_url(kind: ForgeKind, repo_html_url: &str, base: &str, branch: &st
         ForgeKind::Gitea | ForgeKind::Forgejo => {
             format!("{root}/compare/{}...{}", escape(base), escape(branch))
         }
+    }
+}
+
+/// The forge's web address, from its API address: GitHub's API is
+/// `api.github.com`; GitHub Enterprise's is `/api/v3` and Gitea's and Forgejo's
+/// `/api/v1` under the web address.
+pub fn web_url(api_url: &str) -> String {
+    let api = api_url.trim_end_matches('/');
+    if let Some(host) = api.strip_prefix("https://api.github.com") {
+        return format!("https://github.com{host}");
+    }
+    api.strip_suffix("/api/v1").or_else(|| api.strip_suffix("/api/v3")).unwrap_or(api).to_owned()
+}
+
+/// The issue's page; both forges redirect `/issues/<n>` of a pull request to it.
+pub fn issue_url(web_url: &str, issue: &IssueRef) -> String {
+    let repo = issue.repo();
+    let root = web_url.trim_end_matches('/');
+    format!("{root}/{}/{}/issues/{}", urlencoding_path(repo.owner()), urlencoding_path(repo.name()), issue.number())
+}
+
+/// The branch's files on the forge's web pages.
+pub fn branch_url(kind: ForgeKind, web_url: &str, repo: &RepoRef, branch: &str) -> String {
+    let root = format!(
+        "{}/{}/{}",
+        web_url.trim_end_matches('/'),
+        urlencoding_path(repo.owner()),
+        urlencoding_path(repo.name())
+    );
+    let branch = branch.split('/').map(urlencoding_path).collect::<Vec<_>>().join("/");
+    match kind {
+        ForgeKind::Github => format!("{root}/tree/{branch}"),
+        ForgeKind::Gitea | ForgeKind::Forgejo => format!("{root}/src/branch/{branch}"),
     }
 }
 
@@ -250,6 +305,25 @@ mod tests {
         assert!(!place("acme", "widget", 8).is(&issue));
         assert!(!place("acme", "gadget", 7).is(&issue), "same number, another repository");
         assert!(!place("other", "widget", 7).is(&issue), "same name, another owner");
+    }
+
+    #[test]
+    fn web_addresses_come_from_api_addresses() {
+        assert_eq!(web_url("https://api.github.com"), "https://github.com");
+        assert_eq!(web_url("https://ghe.example.com/api/v3/"), "https://ghe.example.com");
+        assert_eq!(web_url("https://git.example.com/api/v1"), "https://git.example.com");
+        assert_eq!(web_url("http://127.0.0.1:3000"), "http://127.0.0.1:3000");
+        let issue: IssueRef = "tea/acme/widgets#7".parse().unwrap();
+        assert_eq!(issue_url("https://git.example.com", &issue), "https://git.example.com/acme/widgets/issues/7");
+        let repo = issue.repo();
+        assert_eq!(
+            branch_url(ForgeKind::Gitea, "https://git.example.com", repo, "kugetsu/7"),
+            "https://git.example.com/acme/widgets/src/branch/kugetsu/7"
+        );
+        assert_eq!(
+            branch_url(ForgeKind::Github, "https://github.com", repo, "kugetsu/7"),
+            "https://github.com/acme/widgets/tree/kugetsu/7"
+        );
     }
 
     #[test]

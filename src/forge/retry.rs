@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use secrecy::SecretString;
 
+use super::{ApiStats, HookDelivery};
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
     ReactionTarget,
@@ -116,12 +117,29 @@ impl Forge for RetryingForge {
         self.backoff.run("issue", || self.inner.issue(issue)).await
     }
 
+    async fn labeled_since(
+        &self,
+        repo: &RepoRef,
+        label: &str,
+        since: &str,
+    ) -> Result<Vec<(u64, IssueFacts)>, ForgeError> {
+        self.backoff.run("labeled issues", || self.inner.labeled_since(repo, label, since)).await
+    }
+
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {
         self.backoff.run("label events", || self.inner.label_added_by(issue, label)).await
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {
         self.backoff.run("current user", || self.inner.current_user()).await
+    }
+
+    async fn hook_deliveries(&self, target: &HookTarget, id: u64) -> Result<Option<Vec<HookDelivery>>, ForgeError> {
+        self.backoff.run("hook deliveries", || self.inner.hook_deliveries(target, id)).await
+    }
+
+    fn api_stats(&self) -> Option<&ApiStats> {
+        self.inner.api_stats()
     }
 
     async fn hooks(&self, target: &HookTarget) -> Result<Vec<InstalledHook>, ForgeError> {

@@ -38,6 +38,8 @@ pub struct LabelAnswer {
 
 #[derive(Deserialize)]
 pub struct IssueAnswer {
+    #[serde(default)]
+    pub number: u64,
     pub user: Option<UserAnswer>,
     #[serde(default)]
     pub title: Option<String>,
@@ -73,6 +75,8 @@ pub struct EventAnswer {
     pub event: String,
     pub actor: Option<UserAnswer>,
     pub label: Option<LabelAnswer>,
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 /// One entry of Gitea's issue timeline (`GET /repos/{o}/{r}/issues/{n}/timeline`);
@@ -88,16 +92,20 @@ pub struct TimelineAnswer {
     pub label: Option<LabelAnswer>,
     #[serde(default)]
     pub body: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
-/// One label record: `(added, label, login, record id)`.
-pub type LabelRecord<'a> = (bool, Option<&'a str>, Option<&'a str>, u64);
+/// One label record: `(added, label, login, record id, when)`.
+pub type LabelRecord<'a> = (bool, Option<&'a str>, Option<&'a str>, u64, Option<&'a str>);
 
 /// The last "added `label`" record, oldest records first.
 pub fn last_adder<'a>(records: impl Iterator<Item = LabelRecord<'a>>, label: &str) -> Option<LabelAddition> {
     records
-        .filter(|(added, name, _, _)| *added && name.is_some_and(|n| n.eq_ignore_ascii_case(label)))
-        .filter_map(|(_, _, login, record)| login.map(|by| LabelAddition { by: by.to_owned(), record }))
+        .filter(|(added, name, _, _, _)| *added && name.is_some_and(|n| n.eq_ignore_ascii_case(label)))
+        .filter_map(|(_, _, login, record, at)| {
+            login.map(|by| LabelAddition { by: by.to_owned(), record, at: at.map(str::to_owned) })
+        })
         .last()
 }
 
@@ -165,6 +173,26 @@ pub struct HookAnswer {
     pub events: Vec<String>,
     #[serde(default)]
     pub config: std::collections::HashMap<String, serde_json::Value>,
+}
+
+/// One of a GitHub hook's deliveries ("List deliveries for a repository
+/// webhook": `delivered_at`, `status`, `status_code`, `event`, among others).
+#[derive(Deserialize)]
+pub struct DeliveryAnswer {
+    #[serde(default)]
+    pub delivered_at: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub status_code: u16,
+    #[serde(default)]
+    pub event: String,
+}
+
+impl From<DeliveryAnswer> for super::HookDelivery {
+    fn from(a: DeliveryAnswer) -> Self {
+        Self { delivered_at: a.delivered_at, status: a.status, status_code: a.status_code, event: a.event }
+    }
 }
 
 impl From<HookAnswer> for super::InstalledHook {

@@ -154,8 +154,22 @@ pub trait Driver: Send + Sync {
     async fn resident_mib(&self, _dir: &Path) -> Option<u64> {
         None
     }
+    /// The opencode servers running now, for `/metrics`.
+    fn servers(&self) -> ServerStats {
+        ServerStats::default()
+    }
     /// Stops anything the driver started.
     async fn shutdown(&self);
+}
+
+/// What [`Driver::servers`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub running: usize,
+    /// Resident memory of the running servers and everything they started.
+    pub resident_mib: u64,
+    /// Servers replaced since start-up: died, killed, or past `opencode.memory_limit_mib`.
+    pub restarts: u64,
 }
 
 /// Title prefix of every session kugetsu creates, so `prune` never touches others.

@@ -61,6 +61,7 @@ pub struct ServerDriver {
     slots: std::sync::Mutex<HashMap<PathBuf, Arc<Slot>>>,
     /// Started with the first warm-up; from then on every server may use it.
     warmup: tokio::sync::OnceCell<WarmupModel>,
+    restarts: std::sync::atomic::AtomicU64,
 }
 
 const EXITED_EARLY: &str = "opencode serve exited before it was ready";
@@ -74,6 +75,7 @@ impl ServerDriver {
             http: reqwest::Client::new(),
             slots: std::sync::Mutex::new(HashMap::new()),
             warmup: tokio::sync::OnceCell::new(),
+            restarts: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -99,6 +101,7 @@ impl ServerDriver {
                 return Ok(server.api.clone());
             }
             tracing::warn!(home = %home.display(), "opencode serve exited; restarting it");
+            self.restarts.fetch_add(1, Ordering::Relaxed);
             *guard = None;
         }
         self.make_room(home).await;
@@ -107,6 +110,7 @@ impl ServerDriver {
         let server = match self.start(dir, home).await {
             Err(e) if e.message.starts_with(EXITED_EARLY) => {
                 tracing::warn!(error = %e, "opencode serve died while starting; starting it once more");
+                self.restarts.fetch_add(1, Ordering::Relaxed);
                 self.start(dir, home).await?
             }
             started => started?,
@@ -223,6 +227,7 @@ impl ServerDriver {
         let resident = guard.as_ref().map_or(0, |s| s.group.resident_mib());
         if resident > self.settings.memory_limit_mib {
             tracing::info!(resident_mib = resident, "recycling opencode serve");
+            self.restarts.fetch_add(1, Ordering::Relaxed);
             *guard = None;
         }
     }
@@ -478,6 +483,25 @@ impl Driver for ServerDriver {
         let slot = self.existing_slot(&self.jails.home(dir).ok()?)?;
         let guard = slot.server.lock().await;
         guard.as_ref().map(|server| server.group.resident_mib())
+    }
+
+    /// A server being started or stopped right now counts as running, its memory unread.
+    fn servers(&self) -> super::ServerStats {
+        let slots: Vec<Arc<Slot>> =
+            self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        let mut stats = super::ServerStats { restarts: self.restarts.load(Ordering::Relaxed), ..Default::default() };
+        for slot in slots {
+            match slot.server.try_lock() {
+                Ok(guard) => {
+                    if let Some(server) = guard.as_ref() {
+                        stats.running += 1;
+                        stats.resident_mib += server.group.resident_mib();
+                    }
+                }
+                Err(_) => stats.running += 1,
+            }
+        }
+        stats
     }
 
     async fn shutdown(&self) {

@@ -2,6 +2,7 @@
 //! (for several replicas) without touching its callers.
 
 mod checkpoint;
+mod jobs;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::issue_ref::{IssueRef, RepoRef};
 use crate::result::RunResult;
 
+pub use jobs::JobStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +67,10 @@ pub struct BaseSession {
     pub created_at: i64,
 }
 
+/// All of kugetsu's state: issue and base sessions here, jobs and what guards
+/// them in [`JobStore`].
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: JobStore + Send + Sync {
     async fn issue_session(&self, issue: &IssueRef) -> anyhow::Result<Option<IssueSession>>;
     /// Inserts or replaces the issue's record.
     async fn save_issue_session(&self, record: &IssueSession) -> anyhow::Result<()>;

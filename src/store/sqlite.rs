@@ -1,3 +1,5 @@
+mod jobs;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -101,6 +103,22 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;
+        sqlx::migrate!("./migrations").run(&pool).await.context("database migration failed")?;
+        Ok(Self { pool, options, checkpoints: None })
+    }
+
+    /// A database in memory, gone with the store: for tests that need the real
+    /// schema and SQL, and no file.
+    pub async fn in_memory() -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
+        // The one connection is the database: it must never be closed as idle.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await.context("database migration failed")?;
         Ok(Self { pool, options, checkpoints: None })
     }

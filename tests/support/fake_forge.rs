@@ -69,9 +69,14 @@ struct Issue {
     labels: Vec<String>,
     /// A pull request, which both forges also serve as an issue.
     is_pull: bool,
-    /// `(added, label, by)`, oldest first: GitHub's issue events, Gitea's timeline.
-    label_events: Vec<(bool, String, String)>,
+    /// `(added, label, by, when)`, oldest first: GitHub's issue events, Gitea's timeline.
+    label_events: Vec<(bool, String, String, String)>,
+    /// When it last changed (RFC 3339); unset, the start of the fake's day.
+    updated: Option<String>,
 }
+
+/// Before anything the fake is told: what its issues and records say when unset.
+const EPOCH_OF_THE_FAKE: &str = "2026-01-01T00:00:00Z";
 
 #[derive(Default)]
 struct State {
@@ -199,6 +204,27 @@ impl FakeForge {
         }
     }
 
+    /// GitHub records that the hook delivered an `issue_comment` event, answered `status_code`.
+    pub fn add_hook_delivery(&self, place: &str, id: u64, status_code: u16) {
+        let mut state = self.state.lock().unwrap();
+        let hook = state.hooks.by_place.get_mut(place).and_then(|h| h.iter_mut().find(|h| h.id == id));
+        let hook = hook.expect("a hook to record a delivery of");
+        let status = if status_code == 0 {
+            "failed to connect"
+        } else if status_code < 300 {
+            "OK"
+        } else {
+            "Invalid HTTP Response"
+        };
+        let n = hook.deliveries.len() + 1;
+        let delivery = json!({
+            "id": n, "guid": format!("guid-{n}"), "delivered_at": format!("2026-11-30T12:00:{n:02}Z"),
+            "redelivery": false, "duration": 0.05, "status": status, "status_code": status_code,
+            "event": "issue_comment", "action": "created", "installation_id": null, "repository_id": 1,
+        });
+        hook.deliveries.insert(0, delivery);
+    }
+
     /// A hook someone else installed.
     pub fn add_hook(&self, place: &str, url: &str) {
         let mut state = self.state.lock().unwrap();
@@ -210,12 +236,38 @@ impl FakeForge {
             secret: "theirs".into(),
             events: vec!["push".into()],
             active: true,
+            deliveries: Vec::new(),
         };
         state.hooks.by_place.entry(place.to_owned()).or_default().push(hook);
     }
 
+    /// Whether the forge has the repository `owner/name`.
+    pub fn has_repo(&self, repo: &str) -> bool {
+        self.state.lock().unwrap().repos.contains_key(repo)
+    }
+
+    /// The permission the fake gives `user` (one for every repository).
+    pub fn permission_of(&self, user: &str) -> Option<String> {
+        self.state.lock().unwrap().permissions.get(user).cloned()
+    }
+
     pub fn add_issue(&self, repo: &str, number: u64) {
         self.state.lock().unwrap().repos.entry(repo.to_owned()).or_default().entry(number).or_default();
+    }
+
+    /// Records that `by` added `label` at `at` (RFC 3339), long ago say.
+    pub fn label_event_at(&self, repo: &str, number: u64, label: &str, by: &str, at: &str) {
+        let mut state = self.state.lock().unwrap();
+        let issue = state.repos.entry(repo.to_owned()).or_default().entry(number).or_default();
+        issue.labels.retain(|l| !l.eq_ignore_ascii_case(label));
+        issue.labels.push(label.to_owned());
+        issue.label_events.push((true, label.to_owned(), by.to_owned(), at.to_owned()));
+    }
+
+    /// Someone changes the issue (a comment, an edit): it counts as updated now.
+    pub fn touch_issue(&self, repo: &str, number: u64) {
+        let mut state = self.state.lock().unwrap();
+        state.repos.entry(repo.to_owned()).or_default().entry(number).or_default().updated = Some(now_rfc3339());
     }
 
     /// Records that `by` added (or removed) `label` on an issue, as the forge would.
@@ -226,7 +278,9 @@ impl FakeForge {
         if added {
             issue.labels.push(label.to_owned());
         }
-        issue.label_events.push((added, label.to_owned(), by.to_owned()));
+        let now = now_rfc3339();
+        issue.label_events.push((added, label.to_owned(), by.to_owned(), now.clone()));
+        issue.updated = Some(now);
     }
 
     /// Makes the forge hold what a delivery says happened: its repository, issue
@@ -437,6 +491,43 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             })
             .into_response(),
         ),
+        // gitea's "createCurrentUserRepo" (routers/api/v1/repo/repo.go, CreateUserRepo):
+        // 201 with the repository, 409 when the caller has one of that name.
+        ("POST", ["user", "repos"]) if req.flavor == Flavor::Gitea => {
+            let Some(name) = request.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+                return Some(error(req.flavor, StatusCode::UNPROCESSABLE_ENTITY, "[Name]: Required"));
+            };
+            let full = format!("{caller}/{name}");
+            if state.repos.contains_key(&full) {
+                let text = "The repository with the same name already exists.";
+                return Some(error(req.flavor, StatusCode::CONFLICT, text));
+            }
+            state.repos.insert(full.clone(), BTreeMap::new());
+            // The fake keeps one permission per user, for every repository.
+            state.permissions.insert(caller.clone(), "owner".into());
+            let branch = request.get("default_branch").and_then(Value::as_str).unwrap_or("main");
+            let repo = json!({ "id": state.repos.len(), "name": name, "full_name": full,
+                "owner": { "login": caller }, "default_branch": branch, "private": false });
+            Some((StatusCode::CREATED, axum::Json(repo)).into_response())
+        }
+        // gitea's AddOrUpdateCollaborator (routers/api/v1/repo/collaborators.go):
+        // repository admins only (`reqAdmin()`), 204; an unknown permission is 422.
+        ("PUT", ["repos", o, r, "collaborators", user]) if req.flavor == Flavor::Gitea => {
+            known_repo(state, o, r)?;
+            if !matches!(level(state, &caller).as_str(), "admin" | "owner") {
+                return Some(error(
+                    req.flavor,
+                    StatusCode::FORBIDDEN,
+                    "Must be an organization owner or repository admin",
+                ));
+            }
+            let permission = request.get("permission").and_then(Value::as_str).unwrap_or("write");
+            if !["read", "write", "admin"].contains(&permission) {
+                return Some(error(req.flavor, StatusCode::UNPROCESSABLE_ENTITY, "invalid permission"));
+            }
+            state.permissions.insert((*user).to_owned(), permission.to_owned());
+            Some(StatusCode::NO_CONTENT.into_response())
+        }
         (_, ["repos", o, r, "hooks", rest @ ..]) => {
             known_repo(state, o, r)?;
             let place = format!("repos/{o}/{r}");
@@ -502,6 +593,37 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             let items: Vec<Value> = all.into_iter().skip((page - 1) * limit).take(limit).collect();
             Some(([("x-total-count", total)], axum::Json(items)).into_response())
         }
+        // Both: the repository's issues and pull requests, filtered by `labels`
+        // (comma-separated; all must be on it), `since` (updated at or after) and
+        // `state` (the fake's issues are all open). GitHub pages by `per_page`,
+        // gitea by `limit` and `page` (routers/api/v1/repo/issue.go, ListIssues).
+        ("GET", ["repos", o, r, "issues"]) => {
+            let repo = known_repo(state, o, r)?;
+            let query = query_of(req);
+            let wanted: Vec<&str> = query.get("labels").map(|l| l.split(',').collect()).unwrap_or_default();
+            let since = query
+                .get("since")
+                .map(|s| humantime::parse_rfc3339_weak(s).ok())
+                .unwrap_or(Some(std::time::UNIX_EPOCH))?;
+            if query.get("state").is_some_and(|s| s == "closed") {
+                return Some(axum::Json(Vec::<Value>::new()).into_response());
+            }
+            let all: Vec<Value> = state.repos[&repo]
+                .iter()
+                .filter(|(_, issue)| wanted.iter().all(|w| issue.labels.iter().any(|l| l.eq_ignore_ascii_case(w))))
+                .filter(|(_, issue)| {
+                    let updated = issue.updated.as_deref().unwrap_or(EPOCH_OF_THE_FAKE);
+                    humantime::parse_rfc3339_weak(updated).is_ok_and(|at| at >= since)
+                })
+                .map(|(n, issue)| issue_json(req.flavor, &repo, *n, issue))
+                .collect();
+            if req.flavor == Flavor::Github {
+                return Some(paginated(req, all));
+            }
+            let limit = query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(30usize).clamp(1, 50);
+            let page = query.get("page").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1);
+            Some(axum::Json(all.into_iter().skip((page - 1) * limit).take(limit).collect::<Vec<_>>()).into_response())
+        }
         ("GET", ["repos", o, r, "issues", n]) => {
             let (repo, number) = known_issue(state, o, r, n)?;
             let issue = &state.repos[&repo][&number];
@@ -510,12 +632,13 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
         // GitHub: GET /repos/{o}/{r}/issues/{n}/events (paginated like comments).
         ("GET", ["repos", o, r, "issues", n, "events"]) if req.flavor == Flavor::Github => {
             let (repo, number) = known_issue(state, o, r, n)?;
-            let events = state.repos[&repo][&number].label_events.iter().enumerate().map(|(i, (added, label, by))| {
-                json!({
-                    "id": i + 1, "event": if *added { "labeled" } else { "unlabeled" }, "actor": github_user(by),
-                    "label": { "name": label, "color": "ededed" }, "created_at": "2026-11-30T00:00:00Z"
-                })
-            });
+            let events =
+                state.repos[&repo][&number].label_events.iter().enumerate().map(|(i, (added, label, by, at))| {
+                    json!({
+                        "id": i + 1, "event": if *added { "labeled" } else { "unlabeled" }, "actor": github_user(by),
+                        "label": { "name": label, "color": "ededed" }, "created_at": at
+                    })
+                });
             Some(paginated(req, events.collect()))
         }
         // gitea: GET /repos/{o}/{r}/issues/{index}/timeline; a label entry's body is
@@ -527,10 +650,10 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
                 .label_events
                 .iter()
                 .enumerate()
-                .map(|(i, (added, label, by))| {
+                .map(|(i, (added, label, by, at))| {
                     json!({
                         "id": i + 1, "type": "label", "body": if *added { "1" } else { "" }, "user": gitea_user(by),
-                        "label": { "id": 1, "name": label, "color": "ededed" }, "created_at": "2026-11-30T00:00:00Z"
+                        "label": { "id": 1, "name": label, "color": "ededed" }, "created_at": at
                     })
                 })
                 .collect();
@@ -584,6 +707,11 @@ fn hook_call(
             state.next_id += 1;
             let id = state.next_id;
             state.hooks.create(place, github, body, id).map(|hook| (StatusCode::CREATED, hook))
+        }
+        ("GET", [id, "deliveries"]) if github => {
+            let id: u64 = id.parse().ok()?;
+            let per_page = query_of(req).get("per_page").and_then(|n| n.parse().ok()).unwrap_or(30);
+            return Some(axum::Json(state.hooks.deliveries(place, id, per_page)?).into_response());
         }
         ("PATCH", [id]) => {
             let id: u64 = id.parse().ok()?;
@@ -751,7 +879,7 @@ fn issue_json(flavor: Flavor, repo: &str, n: u64, issue: &Issue) -> Value {
             "comments_url": format!("{base}/repos/{repo}/issues/{n}/comments"), "events_url": format!("{base}/repos/{repo}/issues/{n}/events"),
             "html_url": format!("{base}/{repo}/issues/{n}"), "number": n, "state": "open", "title": issue.title,
             "body": issue.body, "user": github_user(&issue.author), "labels": labels, "assignees": [], "locked": false,
-            "comments": 0, "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+            "comments": 0, "created_at": EPOCH_OF_THE_FAKE, "updated_at": issue.updated.as_deref().unwrap_or(EPOCH_OF_THE_FAKE)
         })
         .as_object()
         .cloned()
@@ -768,8 +896,8 @@ fn issue_json(flavor: Flavor, repo: &str, n: u64, issue: &Issue) -> Value {
             "id": n, "url": format!("{base}/api/v1/repos/{repo}/issues/{n}"), "html_url": format!("{base}/{repo}/issues/{n}"),
             "number": n, "user": gitea_user(&issue.author), "original_author": "", "original_author_id": 0,
             "title": issue.title, "body": issue.body, "ref": "", "labels": labels, "milestone": null, "assignees": null,
-            "state": "open", "is_locked": false, "comments": 0, "created_at": "2026-11-30T00:00:00Z",
-            "updated_at": "2026-11-30T00:00:00Z", "closed_at": null, "due_date": null,
+            "state": "open", "is_locked": false, "comments": 0, "created_at": EPOCH_OF_THE_FAKE,
+            "updated_at": issue.updated.as_deref().unwrap_or(EPOCH_OF_THE_FAKE), "closed_at": null, "due_date": null,
             // gitea: null on issues, `{merged, merged_at}` on pull requests (modules/structs/issue.go).
             "pull_request": if issue.is_pull { json!({ "merged": false, "merged_at": null }) } else { Value::Null }
         }),

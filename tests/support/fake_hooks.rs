@@ -20,6 +20,8 @@ pub struct StoredHook {
     pub secret: String,
     pub events: Vec<String>,
     pub active: bool,
+    /// GitHub's record of what the hook sent, newest first.
+    pub deliveries: Vec<Value>,
 }
 
 /// Hooks by place: `repos/<owner>/<repo>` or `orgs/<owner>`.
@@ -124,9 +126,17 @@ impl Hooks {
         }
         let secret = config_text(&config, "secret").unwrap_or_default();
         let active = body.get("active").and_then(Value::as_bool).unwrap_or(github);
-        let hook = StoredHook { id, url, content_type, secret, events, active };
+        let hook = StoredHook { id, url, content_type, secret, events, active, deliveries: Vec::new() };
         hooks.push(hook.clone());
         Ok(show(&hook, github))
+    }
+
+    /// GitHub's "List deliveries for a repository webhook" (and its organisation
+    /// twin): newest first, `per_page` of them (default 30, at most 100). gitea has
+    /// no such route (go-gitea/gitea#38463), so the fake has none for it either.
+    pub fn deliveries(&self, place: &str, id: u64, per_page: usize) -> Option<Vec<Value>> {
+        let hook = self.by_place.get(place)?.iter().find(|h| h.id == id)?;
+        Some(hook.deliveries.iter().take(per_page.clamp(1, 100)).cloned().collect())
     }
 
     pub fn update(&mut self, place: &str, github: bool, id: u64, body: &Value) -> Option<Result<Value, Refusal>> {

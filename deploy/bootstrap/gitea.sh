@@ -1,0 +1,79 @@
+#!/bin/sh
+# First start of the compose deployment, run once by the `bootstrap` service in
+# Gitea's own image (it needs the `gitea` command and Gitea's data volume):
+# the admin and bot accounts, their tokens, the webhook secret, and the demo
+# repository. Everything it makes goes to $SECRETS (a volume only the
+# bootstrap and kugetsu mount). A second start finds the file and does nothing.
+set -eu
+
+SECRETS=${SECRETS:-/secrets/kugetsu.env}
+GITEA_URL=${GITEA_URL:-http://gitea:3000}
+ADMIN=${GITEA_ADMIN:-kugetsu-admin}
+BOT=${KUGETSU_BOT:-kugetsu}
+here=$(dirname "$0")
+
+if [ -s "$SECRETS" ]; then
+    echo "bootstrap: already done ($SECRETS exists)"
+    exit 0
+fi
+
+# 32 random bytes, hex: the secrets are generated here, never shipped.
+random_hex() {
+    od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+echo "bootstrap: waiting for Gitea at $GITEA_URL"
+tries=0
+until curl -fsS "$GITEA_URL/api/healthz" >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 120 ]; then
+        echo "bootstrap: Gitea did not come up" >&2
+        exit 1
+    fi
+    sleep 1
+done
+
+# Gitea's command refuses to run as root: as its own user, then.
+gitea_cli() {
+    if [ "$(id -u)" = 0 ]; then su-exec git gitea "$@"; else gitea "$@"; fi
+}
+
+has_user() {
+    gitea_cli admin user list | awk 'NR > 1 { print $2 }' | grep -qx "$1"
+}
+
+admin_password=$(random_hex | cut -c1-24)
+if has_user "$ADMIN"; then
+    echo "bootstrap: $ADMIN exists already; its password is unchanged" >&2
+    admin_password="(unchanged)"
+else
+    gitea_cli admin user create --admin --username "$ADMIN" --password "$admin_password" \
+        --email "$ADMIN@localhost" --must-change-password=false
+fi
+if ! has_user "$BOT"; then
+    gitea_cli admin user create --username "$BOT" --random-password \
+        --email "$BOT@localhost" --must-change-password=false
+fi
+stamp=$(date +%s)
+# The bot comments, reacts, pushes and installs its webhook; it reads who it is.
+bot_token=$(gitea_cli admin user generate-access-token --username "$BOT" --token-name "kugetsu-$stamp" \
+    --scopes "write:repository,write:issue,read:user,write:organization" --raw)
+admin_token=$(gitea_cli admin user generate-access-token --username "$ADMIN" --token-name "bootstrap-$stamp" \
+    --scopes "write:repository,write:user" --raw)
+
+GITEA_URL="$GITEA_URL" GITEA_TOKEN="$admin_token" "$here/demo.sh" "$ADMIN" demo "$BOT"
+
+umask 077
+tmp="$SECRETS.tmp"
+{
+    echo "KUGETSU_GITEA_TOKEN=$bot_token"
+    echo "KUGETSU_GITEA_WEBHOOK_SECRET=$(random_hex)"
+    echo "KUGETSU_DEMO_REPO=gitea/$ADMIN/demo"
+    echo "GITEA_ADMIN=$ADMIN"
+    echo "GITEA_ADMIN_PASSWORD=$admin_password"
+} >"$tmp"
+# kugetsu's container runs as uid 1000 (deploy/Containerfile), and reads it alone.
+if [ "$(id -u)" = 0 ]; then chown "${SECRETS_OWNER:-1000:1000}" "$tmp"; fi
+mv "$tmp" "$SECRETS"
+echo "bootstrap: done. Log in to Gitea as $ADMIN with password $admin_password,"
+echo "bootstrap: open $ADMIN/demo and write an issue that mentions @$BOT."

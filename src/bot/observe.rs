@@ -1,0 +1,124 @@
+//! The status listener on `bot.status_listen`: the status page at `/` and the
+//! Prometheus metrics at `/metrics`. Both only read. They have an address of
+//! their own, apart from the webhooks the forges must reach, so neither is
+//! public unless an operator makes it so.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::forge::{Forge, branch_url, issue_url};
+use crate::issue_ref::{InstanceName, IssueRef};
+use crate::metrics::{ForgeReading, Metrics, Readings};
+use crate::queue::{JobLine, Queue};
+use crate::status::{IssueRow, JobRow, StatusPage};
+use crate::store::now_millis;
+
+/// The most jobs, issues and failures one page lists; issues most recently
+/// changed first.
+const PAGE_ROWS: u32 = 200;
+
+pub struct Observer {
+    pub metrics: Arc<Metrics>,
+    pub queue: Queue,
+    pub engine: Arc<Engine>,
+    pub forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
+    pub config: Arc<Config>,
+}
+
+pub fn router(observer: Arc<Observer>) -> Router {
+    Router::new().route("/", get(page)).route("/metrics", get(metrics)).with_state(observer)
+}
+
+async fn metrics(State(observer): State<Arc<Observer>>) -> Response {
+    match observer.readings().await {
+        Ok(now) => {
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], observer.metrics.render(&now)).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn page(State(observer): State<Arc<Observer>>) -> Response {
+    match observer.page().await {
+        Ok(page) => Html(crate::status::render(&page)).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+fn unavailable(e: anyhow::Error) -> Response {
+    tracing::error!(error = %format!("{e:#}"), "cannot read the bot's state for the status listener");
+    (StatusCode::SERVICE_UNAVAILABLE, "cannot read the bot's state; see the log").into_response()
+}
+
+impl Observer {
+    async fn readings(&self) -> anyhow::Result<Readings> {
+        let queue = self.queue.depth().await?;
+        let oldest_queued = queue
+            .oldest_due_at
+            .map(|at| Duration::from_millis(u64::try_from(now_millis().saturating_sub(at)).unwrap_or(0)));
+        let mut forges: Vec<ForgeReading> = self
+            .forges
+            .iter()
+            .filter_map(|(name, forge)| {
+                let stats = forge.api_stats()?;
+                Some(ForgeReading {
+                    instance: name.to_string(),
+                    errors: stats.errors().collect(),
+                    rate_limit_remaining: stats.rate_limit_remaining(),
+                })
+            })
+            .collect();
+        forges.sort_by(|a, b| a.instance.cmp(&b.instance));
+        Ok(Readings { queue, oldest_queued, opencode: self.engine.opencode_servers(), forges })
+    }
+
+    async fn page(&self) -> anyhow::Result<StatusPage> {
+        let jobs = self.queue.unfinished_jobs(PAGE_ROWS).await?;
+        let failures = self.queue.recent_failures(PAGE_ROWS.min(50)).await?;
+        let mut sessions = self.engine.list().await?;
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
+        sessions.truncate(PAGE_ROWS as usize);
+        let issues = sessions
+            .into_iter()
+            .map(|s| {
+                let web = self.web_url(&s.issue);
+                let kind = self.config.instance(s.issue.repo().instance()).map(|i| i.kind);
+                IssueRow {
+                    issue_url: web.as_deref().map(|w| issue_url(w, &s.issue)),
+                    branch_url: web.as_deref().zip(kind).map(|(w, k)| branch_url(k, w, s.issue.repo(), &s.branch)),
+                    issue: s.issue.to_string(),
+                    branch: s.branch,
+                    pull_request: None,
+                    state: s.status.as_str().to_owned(),
+                    last_run_at: s.last_run_at,
+                    cost: s.last_result.as_ref().map(|r| r.cost),
+                    last_error: s.last_error,
+                }
+            })
+            .collect();
+        Ok(StatusPage {
+            generated_at: now_millis(),
+            jobs: jobs.into_iter().map(|j| self.job_row(j)).collect(),
+            issues,
+            failures: failures.into_iter().map(|j| self.job_row(j)).collect(),
+        })
+    }
+
+    fn job_row(&self, line: JobLine) -> JobRow {
+        let url = line.issue.parse::<IssueRef>().ok().and_then(|i| Some(issue_url(&self.web_url(&i)?, &i)));
+        JobRow { line, issue_url: url }
+    }
+
+    fn web_url(&self, issue: &IssueRef) -> Option<String> {
+        self.config.instance(issue.repo().instance()).map(|i| i.web_url.clone())
+    }
+}

@@ -1,0 +1,288 @@
+//! Admission: what a verified event asks for, decided by plain functions from
+//! the event and what was stored before ([`admit`], [`within_queue_limit`]),
+//! then done against the queue ([`accept`]). The decisions read nothing and
+//! write nothing, so they are tested without a database or an agent.
+
+use std::borrow::Cow;
+
+use crate::comment::is_bot_comment;
+use crate::event::{EventKind, ForgeEvent};
+use crate::queue::{Enqueued, Job, JobTrigger, Queue};
+use crate::trigger::{Trigger, trigger_for};
+
+/// What admission needs besides the event.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// The handle people mention.
+    pub handle: &'a str,
+    /// The bot account's login on the event's forge.
+    pub bot_login: &'a str,
+    pub trigger_labels: &'a [String],
+    /// Requests by writers one issue may have queued or running.
+    pub queued_per_issue: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Nothing to do; the reason is the delivery's answer.
+    Ignore(Cow<'static, str>),
+    /// The issue was closed (by anyone, a stale bot too): its working copy goes
+    /// after `bot.closed_issue_grace`; its session and record stay.
+    Closed,
+    /// Store this job.
+    Enqueue(Job),
+    /// A request for work by someone known to be allowed: it is stored if the
+    /// issue has room ([`within_queue_limit`]), refused with a reply if not.
+    EnqueueIfRoom(Job),
+}
+
+/// Whether the event's kind carries the issue's labels, which are kept to
+/// tell a newly added trigger label from one that was there (Gitea sends only
+/// the new set).
+pub fn tracks_labels(event: &ForgeEvent) -> bool {
+    matches!(event.kind, EventKind::IssueLabeled { .. } | EventKind::IssueOpened | EventKind::IssueEdited)
+}
+
+/// What `event` asks for. `previous_labels` are the issue's labels as last
+/// stored (for events that [`tracks_labels`]); `is_known_writer` answers from
+/// the permission cache, without asking the forge.
+pub fn admit(
+    event: &ForgeEvent,
+    rules: &Rules<'_>,
+    previous_labels: Option<&[String]>,
+    is_known_writer: impl Fn(&str) -> bool,
+) -> Admission {
+    if event.kind == EventKind::IssueClosed {
+        return Admission::Closed;
+    }
+    let from_bot = event.author_is_bot
+        || event.author.eq_ignore_ascii_case(rules.bot_login)
+        || event.comment.as_ref().is_some_and(|c| is_bot_comment(&c.body));
+    if from_bot {
+        return Admission::Ignore("ignored: written by a bot".into());
+    }
+    let Some(trigger) = trigger_for(event, rules.handle, rules.trigger_labels, previous_labels) else {
+        return Admission::Ignore("ignored: no mention or trigger label".into());
+    };
+    let (trigger, limited) = match trigger {
+        Trigger::Control(command) => (JobTrigger::Control { command }, false),
+        // Requests from anyone else do not count against the issue's limit, so
+        // strangers cannot fill it; the hourly limits apply later, to admitted runs.
+        work => (work.into(), is_known_writer(&event.author)),
+    };
+    let job = job_for(event, trigger);
+    if limited { Admission::EnqueueIfRoom(job) } else { Admission::Enqueue(job) }
+}
+
+/// `job`, or a refusal in its place when the issue already has
+/// `queued_per_issue` requests waiting from people known to be allowed.
+/// `waiting` is the issue's unfinished requests: author, and whether admitted.
+pub fn within_queue_limit(
+    job: Job,
+    waiting: &[(String, bool)],
+    rules: &Rules<'_>,
+    is_known_writer: impl Fn(&str) -> bool,
+) -> Job {
+    let counted = waiting.iter().filter(|(author, admitted)| *admitted || is_known_writer(author)).count();
+    let cap = usize::try_from(rules.queued_per_issue).unwrap_or(usize::MAX);
+    if counted < cap {
+        return job;
+    }
+    let reason =
+        format!("{counted} requests on this issue are already queued or running; ask again once they are done.");
+    Job { trigger: JobTrigger::Refused { reason }, ..job }
+}
+
+fn job_for(event: &ForgeEvent, trigger: JobTrigger) -> Job {
+    Job {
+        issue: event.issue.clone(),
+        delivery_id: event.delivery_id.clone(),
+        trigger,
+        author: event.author.clone(),
+        title: event.title.clone(),
+        issue_body: event.body.clone(),
+        comment: event.comment.clone(),
+        is_pull_request: event.is_pull_request,
+        repo_html_url: event.repo_html_url.clone(),
+        default_branch: event.default_branch.clone(),
+    }
+}
+
+/// The outcome of [`accept`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    Queued(i64),
+    Duplicate,
+    Closed,
+    Ignored(Cow<'static, str>),
+}
+
+/// Admits `event` against the queue's state and stores what it asks for.
+pub async fn accept(
+    queue: &Queue,
+    instance: &str,
+    event: &ForgeEvent,
+    rules: &Rules<'_>,
+    is_known_writer: impl Fn(&str) -> bool + Copy,
+) -> anyhow::Result<Accepted> {
+    let previous = if tracks_labels(event) {
+        let previous = queue.labels(&event.issue).await?;
+        queue.set_labels(&event.issue, &event.labels).await?;
+        previous
+    } else {
+        None
+    };
+    let job = match admit(event, rules, previous.as_deref(), is_known_writer) {
+        Admission::Ignore(why) => return Ok(Accepted::Ignored(why)),
+        Admission::Closed => {
+            queue.mark_closed(&event.issue).await?;
+            return Ok(Accepted::Closed);
+        }
+        Admission::Enqueue(job) => job,
+        Admission::EnqueueIfRoom(job) => {
+            let waiting = queue.waiting_authors(&event.issue).await?;
+            within_queue_limit(job, &waiting, rules, is_known_writer)
+        }
+    };
+    Ok(match queue.enqueue(instance, Some(&event.identity), &job).await? {
+        Enqueued::Queued(id) => Accepted::Queued(id),
+        Enqueued::Duplicate => Accepted::Duplicate,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::CommentInfo;
+    use crate::store::SqliteStore;
+
+    const LABELS: &[String] = &[];
+
+    fn rules(trigger_labels: &[String]) -> Rules<'_> {
+        Rules { handle: "kugetsu", bot_login: "kugetsu-bot", trigger_labels, queued_per_issue: 2 }
+    }
+
+    fn comment(author: &str, body: &str, delivery: &str) -> ForgeEvent {
+        ForgeEvent {
+            delivery_id: delivery.into(),
+            issue: "tea/acme/widget#7".parse().expect("a ref"),
+            kind: EventKind::CommentCreated,
+            author: author.into(),
+            author_is_bot: false,
+            title: "Flaky test".into(),
+            body: "The parser test fails now and then.".into(),
+            labels: Vec::new(),
+            is_pull_request: false,
+            comment: Some(CommentInfo { id: 11, body: body.into() }),
+            repo_html_url: None,
+            default_branch: Some("main".into()),
+            repo_id: Some(1),
+            previous_body: None,
+            identity: format!("tea/acme/widget/comment/11/{delivery}"),
+        }
+    }
+
+    fn nobody_known(_: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn a_mention_is_a_job_and_plain_talk_or_the_bots_own_words_are_not() {
+        let r = rules(LABELS);
+        let Admission::Enqueue(job) = admit(&comment("alice", "@kugetsu fix it", "d1"), &r, None, nobody_known) else {
+            panic!("a mention asks for work");
+        };
+        assert_eq!((job.trigger, job.author.as_str()), (JobTrigger::Mention, "alice"));
+        let ignored = |e: &ForgeEvent| match admit(e, &r, None, nobody_known) {
+            Admission::Ignore(why) => why.into_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ignored(&comment("alice", "no mention here", "d2")), "ignored: no mention or trigger label");
+        assert_eq!(ignored(&comment("KUGETSU-BOT", "@kugetsu fix it", "d3")), "ignored: written by a bot");
+        let mut bot = comment("renovate", "@kugetsu fix it", "d4");
+        bot.author_is_bot = true;
+        assert_eq!(ignored(&bot), "ignored: written by a bot");
+    }
+
+    #[test]
+    fn a_trigger_label_counts_only_when_it_is_new() {
+        let labels = vec!["kugetsu".to_owned()];
+        let r = rules(&labels);
+        let mut labeled = comment("alice", "", "d5");
+        labeled.kind = EventKind::IssueLabeled { added: None };
+        labeled.comment = None;
+        labeled.labels = labels.clone();
+        assert!(tracks_labels(&labeled));
+        assert!(matches!(admit(&labeled, &r, Some(&[]), nobody_known), Admission::Enqueue(_)));
+        assert!(matches!(admit(&labeled, &r, Some(&labels), nobody_known), Admission::Ignore(_)));
+        let mut closed = labeled.clone();
+        closed.kind = EventKind::IssueClosed;
+        assert_eq!(admit(&closed, &r, None, nobody_known), Admission::Closed);
+    }
+
+    #[test]
+    fn only_known_writers_count_against_an_issues_queue() {
+        let r = rules(LABELS);
+        let writer = |who: &str| who == "alice";
+        let event = comment("alice", "@kugetsu fix it", "d6");
+        let Admission::EnqueueIfRoom(job) = admit(&event, &r, None, writer) else {
+            panic!("a writer's request is limited")
+        };
+        // A stranger's requests fill nothing: the writer's goes on.
+        let strangers = vec![("mallory".to_owned(), false); 10];
+        assert_eq!(within_queue_limit(job.clone(), &strangers, &r, writer).trigger, JobTrigger::Mention);
+        // Two by writers (one admitted, one known) fill the issue's two places.
+        let full = vec![("bob".to_owned(), true), ("alice".to_owned(), false)];
+        let refused = within_queue_limit(job, &full, &r, writer);
+        assert!(
+            matches!(&refused.trigger, JobTrigger::Refused { reason } if reason.starts_with("2 requests")),
+            "{refused:?}"
+        );
+        // A stranger's own request is not limited here; the worker's permission check decides.
+        let stranger = comment("mallory", "@kugetsu fix it", "d7");
+        assert!(matches!(admit(&stranger, &r, None, writer), Admission::Enqueue(_)));
+    }
+
+    #[tokio::test]
+    async fn accepting_stores_once_per_delivery_and_per_event() {
+        let store = SqliteStore::in_memory().await.expect("an in-memory database");
+        let queue = Queue::new(std::sync::Arc::new(store));
+        let r = rules(LABELS);
+        let event = comment("alice", "@kugetsu fix it", "d8");
+        let first = accept(&queue, "tea", &event, &r, nobody_known).await.expect("stored");
+        assert!(matches!(first, Accepted::Queued(_)), "{first:?}");
+        // The same delivery again, and the same event under a new delivery id (Gitea's replay).
+        assert_eq!(accept(&queue, "tea", &event, &r, nobody_known).await.expect("read"), Accepted::Duplicate);
+        let replay = ForgeEvent { delivery_id: "d9".into(), ..event.clone() };
+        assert_eq!(accept(&queue, "tea", &replay, &r, nobody_known).await.expect("read"), Accepted::Duplicate);
+        // Positive control: another event is stored.
+        let other = ForgeEvent { delivery_id: "d10".into(), identity: "another".into(), ..event };
+        assert!(matches!(accept(&queue, "tea", &other, &r, nobody_known).await.expect("stored"), Accepted::Queued(_)));
+        assert_eq!(queue.depth().await.expect("depth").queued, 2);
+    }
+
+    #[tokio::test]
+    async fn labels_are_remembered_between_events() {
+        let store = SqliteStore::in_memory().await.expect("an in-memory database");
+        let queue = Queue::new(std::sync::Arc::new(store));
+        let event = |labels: &[&str], n: u32| {
+            let mut e = comment("alice", "", &format!("l{n}"));
+            e.kind = if n == 0 { EventKind::IssueOpened } else { EventKind::IssueLabeled { added: None } };
+            e.comment = None;
+            e.labels = labels.iter().map(|l| (*l).to_owned()).collect();
+            e.identity = format!("labels-{n}");
+            e
+        };
+        let take = |e: ForgeEvent| {
+            let queue = queue.clone();
+            async move { accept(&queue, "tea", &e, &rules(&["kugetsu".to_owned()]), nobody_known).await.expect("read") }
+        };
+        // Opened with the trigger label on: a run.
+        assert!(matches!(take(event(&["kugetsu"], 0)).await, Accepted::Queued(_)));
+        // Gitea sends the whole set when another label is put on: `kugetsu` was there already.
+        assert!(matches!(take(event(&["kugetsu", "bug"], 1)).await, Accepted::Ignored(_)));
+        assert!(matches!(take(event(&["bug"], 2)).await, Accepted::Ignored(_)));
+        // Put on again after it was taken off: a run.
+        assert!(matches!(take(event(&["bug", "kugetsu"], 3)).await, Accepted::Queued(_)));
+    }
+}
