@@ -325,10 +325,15 @@ pub struct BotSettings {
     /// point at `<public_url>/webhooks/<instance>`.
     pub public_url: Option<String>,
     /// Where the status page (`/`) and `/metrics` are served, apart from the
-    /// webhooks; unset serves neither. Neither asks who is reading: keep this
-    /// address private (loopback, an internal network, or behind a proxy that
-    /// authenticates).
+    /// webhooks; unset serves neither.
     pub status_listen: Option<String>,
+    /// The variable holding the password the status listener asks for (HTTP
+    /// Basic, any user name). Agents share the host's network, so without one
+    /// they can read the page too.
+    pub status_password_env: Option<String>,
+    /// Its value, read with the config.
+    #[serde(skip)]
+    pub status_password: Option<SecretString>,
 }
 
 impl Default for BotSettings {
@@ -352,6 +357,8 @@ impl Default for BotSettings {
             closed_issue_grace: Duration::from_secs(7 * 24 * 3600),
             public_url: None,
             status_listen: None,
+            status_password_env: None,
+            status_password: None,
         }
     }
 }
@@ -439,7 +446,11 @@ impl Config {
                 bail!("{key} must not be under {}, where sandboxes show the checkouts", inside.display());
             }
         }
-        let raw_bot_handle = raw.bot.handle.clone();
+        let mut bot = raw.bot;
+        // Only `serve` needs it, and refuses to start without it.
+        bot.status_password =
+            bot.status_password_env.as_deref().and_then(&env).filter(|v| !v.is_empty()).map(SecretString::from);
+        let raw_bot_handle = bot.handle.clone();
         if raw_bot_handle.is_empty() || raw_bot_handle.starts_with('@') {
             bail!("bot.handle must be a login without `@`");
         }
@@ -459,7 +470,7 @@ impl Config {
             opencode,
             limits: raw.limits,
             git: raw.git,
-            bot: raw.bot,
+            bot,
             pool: raw.pool,
             instances,
         })

@@ -90,8 +90,9 @@ async fn the_container_start_reads_the_secrets_installs_the_webhook_and_serves()
     let secrets = dir.path().join("kugetsu.env");
     std::fs::write(
         &secrets,
-        "KUGETSU_GITEA_TOKEN=bot-token-canary\nKUGETSU_GITEA_WEBHOOK_SECRET=secret-canary\n\
-         KUGETSU_DEMO_REPO=gitea/acme/widget\n",
+        // As deploy/bootstrap/gitea.sh writes it: every value quoted.
+        "KUGETSU_GITEA_TOKEN='bot-token-canary'\nKUGETSU_GITEA_WEBHOOK_SECRET='secret-canary'\n\
+         KUGETSU_DEMO_REPO='gitea/acme/widget'\nKUGETSU_STATUS_PASSWORD='status-canary'\n",
     )
     .unwrap();
     let config = dir.path().join("kugetsu.toml");
@@ -100,6 +101,7 @@ async fn the_container_start_reads_the_secrets_installs_the_webhook_and_serves()
         format!(
             "state_dir = \"state\"\n[opencode]\nbinary = \"{opencode}\"\n\
              [bot]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://kugetsu.test:8080\"\nreconcile_interval = \"0s\"\n\
+             status_listen = \"127.0.0.1:0\"\nstatus_password_env = \"KUGETSU_STATUS_PASSWORD\"\n\
              [instances.gitea]\nkind = \"gitea\"\napi_url = \"{api}\"\ngit_url = \"{git}\"\n\
              token_env = \"KUGETSU_GITEA_TOKEN\"\nwebhook_secret_env = \"KUGETSU_GITEA_WEBHOOK_SECRET\"\n",
             opencode = support::opencode_bin().display(),

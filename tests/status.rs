@@ -141,3 +141,40 @@ async fn without_status_listen_nothing_serves_the_page() {
     assert_eq!(get(&format!("{hook}/healthz")).await.0, 200, "positive control: the listener answers");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_password_the_page_and_metrics_ask_for_it() {
+    let mut t = BotEnv::with("", vec![("KUGETSU_STATUS_PASSWORD", "status-canary".into())]).await;
+    t.stop().await;
+    t.edit_config(|c| {
+        c.replacen(
+            "listen = \"127.0.0.1:0\"\n",
+            "listen = \"127.0.0.1:0\"\nstatus_listen = \"127.0.0.1:0\"\nstatus_password_env = \"KUGETSU_STATUS_PASSWORD\"\n",
+            1,
+        )
+    });
+    t.start().await;
+    let status = format!("http://{}", t.bot().status_addr.expect("bot.status_listen is set"));
+    let client = reqwest::Client::new();
+    for path in ["/", "/metrics"] {
+        let url = format!("{status}{path}");
+        let none = client.get(&url).send().await.unwrap();
+        assert_eq!(none.status(), 401, "{path}");
+        let asks = none.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(asks.starts_with("Basic "), "browsers are asked: {asks}");
+        let wrong = client.get(&url).basic_auth("anyone", Some("not-it")).send().await.unwrap();
+        assert_eq!(wrong.status(), 401, "{path}");
+        let right = client.get(&url).basic_auth("anyone", Some("status-canary")).send().await.unwrap();
+        assert_eq!(right.status(), 200, "{path}");
+        assert!(!right.text().await.unwrap().contains("status-canary"));
+    }
+    t.stop().await;
+    // Asked for and not there: serve says so, rather than serve the page to anyone.
+    let owned: Vec<(String, String)> =
+        t.secret_vars().into_iter().filter(|(k, _)| k != "KUGETSU_STATUS_PASSWORD").collect();
+    let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = kugetsu::bot::Bot::start(t.env.config_with_env(&vars), listener).await;
+    let error = refused.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(error.contains("KUGETSU_STATUS_PASSWORD") && error.contains("not set"), "{error}");
+}

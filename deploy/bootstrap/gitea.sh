@@ -42,13 +42,14 @@ has_user() {
     gitea_cli admin user list | awk 'NR > 1 { print $2 }' | grep -qx "$1"
 }
 
-admin_password=$(random_hex | cut -c1-24)
 if has_user "$ADMIN"; then
-    echo "bootstrap: $ADMIN exists already; its password is unchanged" >&2
-    admin_password="(unchanged)"
+    echo "bootstrap: $ADMIN exists already; its password is unchanged"
 else
+    admin_password=$(random_hex | cut -c1-24)
     gitea_cli admin user create --admin --username "$ADMIN" --password "$admin_password" \
         --email "$ADMIN@localhost" --must-change-password=false
+    # Said at once: a later step may fail, and the account stays.
+    echo "bootstrap: log in to Gitea as $ADMIN with password $admin_password"
 fi
 if ! has_user "$BOT"; then
     gitea_cli admin user create --username "$BOT" --random-password \
@@ -63,17 +64,18 @@ admin_token=$(gitea_cli admin user generate-access-token --username "$ADMIN" --t
 
 GITEA_URL="$GITEA_URL" GITEA_TOKEN="$admin_token" "$here/demo.sh" "$ADMIN" demo "$BOT"
 
+status_password=$(random_hex | cut -c1-24)
+echo "bootstrap: the status page (http://localhost:8081) asks for password $status_password"
 umask 077
 tmp="$SECRETS.tmp"
+# Sourced by deploy/start.sh: every value quoted. Tokens and hex never hold a quote.
 {
-    echo "KUGETSU_GITEA_TOKEN=$bot_token"
-    echo "KUGETSU_GITEA_WEBHOOK_SECRET=$(random_hex)"
-    echo "KUGETSU_DEMO_REPO=gitea/$ADMIN/demo"
-    echo "GITEA_ADMIN=$ADMIN"
-    echo "GITEA_ADMIN_PASSWORD=$admin_password"
+    printf "KUGETSU_GITEA_TOKEN='%s'\n" "$bot_token"
+    printf "KUGETSU_GITEA_WEBHOOK_SECRET='%s'\n" "$(random_hex)"
+    printf "KUGETSU_DEMO_REPO='%s'\n" "gitea/$ADMIN/demo"
+    printf "KUGETSU_STATUS_PASSWORD='%s'\n" "$status_password"
 } >"$tmp"
 # kugetsu's container runs as uid 1000 (deploy/Containerfile), and reads it alone.
 if [ "$(id -u)" = 0 ]; then chown "${SECRETS_OWNER:-1000:1000}" "$tmp"; fi
 mv "$tmp" "$SECRETS"
-echo "bootstrap: done. Log in to Gitea as $ADMIN with password $admin_password,"
-echo "bootstrap: open $ADMIN/demo and write an issue that mentions @$BOT."
+echo "bootstrap: done. Open $ADMIN/demo in Gitea and write an issue that mentions @$BOT."

@@ -61,6 +61,9 @@ impl Bot {
     /// left over from before a restart.
     pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let hooks = hooks(&config)?;
+        if let (Some(var), None) = (&config.bot.status_password_env, &config.bot.status_password) {
+            bail!("the status password variable {var} (bot.status_password_env) is not set");
+        }
         let backoff = Backoff { attempts: config.bot.api_attempts, base: config.bot.api_backoff };
         let forges = config
             .instances

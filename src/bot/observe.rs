@@ -12,6 +12,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -35,7 +38,41 @@ pub struct Observer {
 }
 
 pub fn router(observer: Arc<Observer>) -> Router {
-    Router::new().route("/", get(page)).route("/metrics", get(metrics)).with_state(observer)
+    let password = observer.config.bot.status_password.clone();
+    Router::new()
+        .route("/", get(page))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(move |req, next| asks_password(password.clone(), req, next)))
+        .with_state(observer)
+}
+
+/// With `bot.status_password_env` set, every request needs HTTP Basic with that
+/// password (browsers ask for it; Prometheus sends it with `basic_auth`).
+async fn asks_password(
+    password: Option<SecretString>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(password) = password else { return next.run(req).await };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|pair| String::from_utf8(pair).ok())
+        .and_then(|pair| pair.split_once(':').map(|(_, p)| p.to_owned()));
+    // Digests are compared, so the time taken says nothing about the password.
+    let digest = |p: &str| Sha256::digest(p.as_bytes());
+    if given.is_some_and(|g| digest(&g) == digest(password.expose_secret())) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"kugetsu\", charset=\"UTF-8\"")],
+        "a password is needed",
+    )
+        .into_response()
 }
 
 async fn metrics(State(observer): State<Arc<Observer>>) -> Response {
@@ -78,16 +115,20 @@ impl Observer {
             })
             .collect();
         forges.sort_by(|a, b| a.instance.cmp(&b.instance));
-        Ok(Readings { queue, oldest_queued, opencode: self.engine.opencode_servers(), forges })
+        // Reading every server's memory walks /proc: off the runtime's threads.
+        let engine = self.engine.clone();
+        let opencode = tokio::task::spawn_blocking(move || engine.opencode_servers()).await.unwrap_or_default();
+        Ok(Readings { queue, oldest_queued, opencode, forges })
     }
 
     async fn page(&self) -> anyhow::Result<StatusPage> {
         let jobs = self.queue.unfinished_jobs(PAGE_ROWS).await?;
         let failures = self.queue.recent_failures(PAGE_ROWS.min(50)).await?;
-        let mut sessions = self.engine.list().await?;
-        sessions.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
-        sessions.truncate(PAGE_ROWS as usize);
-        let issues = sessions
+        // A page every 30 s must not hold the store's one connection for long.
+        let issues = self
+            .engine
+            .recent_issues(PAGE_ROWS)
+            .await?
             .into_iter()
             .map(|s| {
                 let web = self.web_url(&s.issue);

@@ -123,11 +123,25 @@ impl Reconciler {
     ) -> anyhow::Result<usize> {
         let mut stored = 0;
         for (number, facts) in forge.labeled_since(repo, label, since).await? {
-            let issue = repo.issue(number)?;
-            let Some(added) = forge.label_added_by(&issue, label).await? else { continue };
+            // One issue the forge describes oddly does not stop the others.
+            let Ok(issue) = repo.issue(number) else { continue };
+            let added = match forge.label_added_by(&issue, label).await {
+                Ok(Some(added)) => added,
+                Ok(None) => continue,
+                // The whole look is tried again, from where the last one began.
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(%issue, error = %e, "cannot read who put a trigger label on; trying again later");
+                    continue;
+                }
+            };
             // An addition with no readable time is not known to be recent.
-            let recent = added.at.as_deref().and_then(parse_time).is_some_and(|at| at >= from);
-            if !recent {
+            let Some(at) = added.at.as_deref().and_then(parse_time).filter(|at| *at >= from) else { continue };
+            // Its delivery may have come and be waiting, or been refused: that job
+            // was stored after the addition (give or take the clocks' difference).
+            let at_ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let skew = i64::try_from(OVERLAP.as_millis()).unwrap_or(0);
+            if self.queue.label_job_since(&issue, label, at_ms.saturating_sub(skew)).await? {
                 continue;
             }
             // The key the worker records once it acts on this addition.

@@ -45,6 +45,15 @@ enum Outcome {
     Retry(String),
 }
 
+/// A posted answer to a failed run: the comment says why, and the job's record
+/// does too, for the status page.
+fn failed_if(posted: Outcome, run_error: Option<String>) -> Outcome {
+    match (posted, run_error) {
+        (Outcome::Done, Some(why)) => Outcome::Failed(format!("the run failed: {why}")),
+        (posted, _) => posted,
+    }
+}
+
 #[derive(Clone)]
 pub struct Worker {
     engine: Arc<Engine>,
@@ -160,7 +169,7 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(job = queued.id, issue = %queued.job.issue, delivery = %queued.job.delivery_id))]
     async fn process(&self, queued: QueuedJob) -> Outcome {
         crash::point("after-claim");
-        let QueuedJob { id, job, outcome, attempts, created_at } = queued;
+        let QueuedJob { id, job, outcome, run_error, attempts, created_at } = queued;
         stage::reached(&job.issue, Stage::Claimed);
         // A job put back waited on purpose; only a first claim measures the queue.
         if attempts == 0 && outcome.is_none() {
@@ -173,7 +182,8 @@ impl Worker {
         // A run that finished before a crash or a forge fault: post its comment,
         // never run the agent again.
         if let Some(body) = outcome {
-            return self.post_once(forge.as_ref(), &job.issue, id, &body).await;
+            let posted = self.post_once(forge.as_ref(), &job.issue, id, &body).await;
+            return failed_if(posted, run_error);
         }
         if attempts > 0 && self.past_deadline(created_at) {
             return self.give_up(forge.as_ref(), job, id, created_at).await;
@@ -192,17 +202,13 @@ impl Worker {
             JobTrigger::Refused { reason } => (comment::refused_comment(reason, id), None),
         };
         // Saved before posting: after a crash the comment is posted, the agent not rerun.
-        if let Err(e) = self.queue.save_outcome(id, &body).await {
+        if let Err(e) = self.queue.save_outcome(id, &body, failure.as_deref()).await {
             tracing::error!(error = %format!("{e:#}"), "cannot save a job's outcome");
         }
         crash::point("before-comment");
         let posted = self.post_once(forge.as_ref(), &job.issue, id, &body).await;
         stage::reached(&job.issue, Stage::Commented);
-        // The comment says why; the job's record does too, for the status page.
-        match (posted, failure) {
-            (Outcome::Done, Some(why)) => Outcome::Failed(format!("the run failed: {why}")),
-            (posted, _) => posted,
-        }
+        failed_if(posted, failure)
     }
 
     /// Runs the agent and returns the comment to post, and why the run failed if

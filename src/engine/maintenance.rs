@@ -42,6 +42,11 @@ impl Engine {
         Ok(self.store.issue_sessions().await?)
     }
 
+    /// The `limit` issue records changed last, newest first.
+    pub async fn recent_issues(&self, limit: u32) -> Result<Vec<IssueSession>, EngineError> {
+        Ok(self.store.recent_issue_sessions(limit).await?)
+    }
+
     /// The issue's record, if kugetsu has worked on it.
     pub async fn issue_record(&self, issue: &IssueRef) -> Result<Option<IssueSession>, EngineError> {
         Ok(self.store.issue_session(issue).await?)

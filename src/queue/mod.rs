@@ -75,6 +75,8 @@ pub struct QueuedJob {
     pub job: Job,
     /// The comment a run already produced, when the process died before posting it.
     pub outcome: Option<String>,
+    /// Why that run failed, if it did.
+    pub run_error: Option<String>,
     /// How often the job was put back after forge faults.
     pub attempts: u32,
     /// When the trigger was stored (unix milliseconds).
@@ -146,7 +148,7 @@ impl Queue {
         fn recent_jobs(&self, author: &str, repo: &str, since_ms: i64) -> anyhow::Result<(i64, i64)>;
         fn mark_authorized(&self, id: i64) -> anyhow::Result<()>;
         fn claim_deny_reply(&self, issue: &IssueRef, since_ms: i64) -> anyhow::Result<bool>;
-        fn save_outcome(&self, id: i64, comment: &str) -> anyhow::Result<()>;
+        fn save_outcome(&self, id: i64, comment: &str, run_error: Option<&str>) -> anyhow::Result<()>;
         fn defer(&self, id: i64, not_before_ms: i64, why: &str) -> anyhow::Result<()>;
         fn retry_later(&self, id: i64, not_before_ms: i64, why: &str) -> anyhow::Result<()>;
         fn waiting_reasons(&self, issue: &IssueRef) -> anyhow::Result<Vec<String>>;
@@ -154,6 +156,7 @@ impl Queue {
         fn requeue_interrupted(&self) -> anyhow::Result<u64>;
         fn claim_trigger(&self, key: &str, id: i64) -> anyhow::Result<bool>;
         fn trigger_handled(&self, key: &str) -> anyhow::Result<bool>;
+        fn label_job_since(&self, issue: &IssueRef, label: &str, since_ms: i64) -> anyhow::Result<bool>;
         fn deny_reply_due(&self, issue: &IssueRef, since_ms: i64) -> anyhow::Result<bool>;
         fn release_deny_reply(&self, issue: &IssueRef) -> anyhow::Result<()>;
         fn waiting_authors(&self, issue: &IssueRef) -> anyhow::Result<Vec<(String, bool)>>;

@@ -28,8 +28,9 @@ pub trait JobStore: Send + Sync {
     /// when one was, so the caller stays silent.
     async fn claim_deny_reply(&self, issue: &IssueRef, since_ms: i64) -> anyhow::Result<bool>;
 
-    /// Keeps the comment a finished run produced, before it is posted.
-    async fn save_outcome(&self, id: i64, comment: &str) -> anyhow::Result<()>;
+    /// Keeps the comment a finished run produced, before it is posted, and why
+    /// its run failed, if it did.
+    async fn save_outcome(&self, id: i64, comment: &str, run_error: Option<&str>) -> anyhow::Result<()>;
 
     /// Puts a claimed job back, not to be taken before `not_before_ms`; `why` is
     /// what it waits for, shown by `status`. A job that is no longer running
@@ -60,6 +61,10 @@ pub trait JobStore: Send + Sync {
 
     /// Whether a job has acted on the trigger `key` (see `claim_trigger`).
     async fn trigger_handled(&self, key: &str) -> anyhow::Result<bool>;
+
+    /// Whether a job on the issue was stored at or after `since_ms` for the
+    /// trigger `label` (whatever became of it), or refused at the door.
+    async fn label_job_since(&self, issue: &IssueRef, label: &str, since_ms: i64) -> anyhow::Result<bool>;
 
     /// Whether the issue may get a deny reply: none was given since `since_ms`.
     async fn deny_reply_due(&self, issue: &IssueRef, since_ms: i64) -> anyhow::Result<bool>;

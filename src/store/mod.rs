@@ -76,6 +76,8 @@ pub trait Store: JobStore + Send + Sync {
     async fn save_issue_session(&self, record: &IssueSession) -> anyhow::Result<()>;
     async fn delete_issue_session(&self, issue: &IssueRef) -> anyhow::Result<()>;
     async fn issue_sessions(&self) -> anyhow::Result<Vec<IssueSession>>;
+    /// The `limit` records changed last, newest first.
+    async fn recent_issue_sessions(&self, limit: u32) -> anyhow::Result<Vec<IssueSession>>;
 
     async fn base_session(&self, repo: &RepoRef) -> anyhow::Result<Option<BaseSession>>;
     async fn save_base_session(&self, base: &BaseSession) -> anyhow::Result<()>;

@@ -184,6 +184,14 @@ impl Store for SqliteStore {
         Ok(sessions)
     }
 
+    async fn recent_issue_sessions(&self, limit: u32) -> anyhow::Result<Vec<IssueSession>> {
+        let rows: Vec<IssueRow> = sqlx::query_as("SELECT * FROM issue_sessions ORDER BY updated_at DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(IssueSession::try_from).collect()
+    }
+
     async fn base_session(&self, repo: &RepoRef) -> anyhow::Result<Option<BaseSession>> {
         let row: Option<BaseRow> = sqlx::query_as("SELECT * FROM base_sessions WHERE repo = ?")
             .bind(repo.to_string())

@@ -125,6 +125,8 @@ pub async fn accept(
     rules: &Rules<'_>,
     is_known_writer: impl Fn(&str) -> bool + Copy,
 ) -> anyhow::Result<Accepted> {
+    // Kept whoever changed them, a bot too: they mirror the forge's set, so a
+    // label a bot put on is not taken for a new one at the next change.
     let previous = if tracks_labels(event) {
         let previous = queue.labels(&event.issue).await?;
         queue.set_labels(&event.issue, &event.labels).await?;

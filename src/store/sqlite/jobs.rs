@@ -90,9 +90,10 @@ impl JobStore for SqliteStore {
         Ok(taken.rows_affected() == 1)
     }
 
-    async fn save_outcome(&self, id: i64, comment: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE jobs SET outcome = ?, updated_at = ? WHERE id = ?")
+    async fn save_outcome(&self, id: i64, comment: &str, run_error: Option<&str>) -> anyhow::Result<()> {
+        sqlx::query("UPDATE jobs SET outcome = ?, run_error = ?, updated_at = ? WHERE id = ?")
             .bind(comment)
+            .bind(run_error)
             .bind(now_millis())
             .bind(id)
             .execute(&self.pool)
@@ -122,7 +123,7 @@ impl JobStore for SqliteStore {
             return Ok(Vec::new());
         }
         let now = now_millis();
-        let rows: Vec<(i64, String, Option<String>, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, String, Option<String>, Option<String>, i64, i64)> = sqlx::query_as(
             "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id IN (
                 SELECT j.id FROM jobs j
                 WHERE j.status = 'pending' AND j.not_before <= ?1 AND j.lane = ?3
@@ -131,7 +132,7 @@ impl JobStore for SqliteStore {
                   AND j.id = (SELECT MIN(p.id) FROM jobs p
                               WHERE p.issue = j.issue AND p.lane = j.lane AND p.status = 'pending')
                 ORDER BY j.id LIMIT ?2
-            ) RETURNING id, job, outcome, attempts, created_at",
+            ) RETURNING id, job, outcome, run_error, attempts, created_at",
         )
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -140,10 +141,15 @@ impl JobStore for SqliteStore {
         .await?;
         let mut jobs: Vec<QueuedJob> = rows
             .into_iter()
-            .filter_map(|(id, json, outcome, attempts, created_at)| match serde_json::from_str(&json) {
-                Ok(job) => {
-                    Some(QueuedJob { id, job, outcome, attempts: u32::try_from(attempts).unwrap_or(0), created_at })
-                }
+            .filter_map(|(id, json, outcome, run_error, attempts, created_at)| match serde_json::from_str(&json) {
+                Ok(job) => Some(QueuedJob {
+                    id,
+                    job,
+                    outcome,
+                    run_error,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                    created_at,
+                }),
                 Err(e) => {
                     tracing::error!(job = id, error = %e, "unreadable job left in the queue");
                     None
@@ -208,6 +214,22 @@ impl JobStore for SqliteStore {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
+        Ok(found.is_some())
+    }
+
+    async fn label_job_since(&self, issue: &IssueRef, label: &str, since_ms: i64) -> anyhow::Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM jobs WHERE issue = ?1 AND created_at >= ?3 \
+               AND ((json_extract(job, '$.trigger.kind') = 'label' \
+                     AND lower(json_extract(job, '$.trigger.name')) = lower(?2)) \
+                    OR json_extract(job, '$.trigger.kind') = 'refused') \
+             LIMIT 1",
+        )
+        .bind(issue.to_string())
+        .bind(label)
+        .bind(since_ms)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(found.is_some())
     }
 
@@ -337,5 +359,44 @@ impl SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::JobTrigger;
+
+    fn job(issue: &str, trigger: JobTrigger, delivery: &str) -> Job {
+        Job {
+            issue: issue.parse().expect("a ref"),
+            delivery_id: delivery.into(),
+            trigger,
+            author: "alice".into(),
+            title: String::new(),
+            issue_body: String::new(),
+            comment: None,
+            is_pull_request: false,
+            repo_html_url: None,
+            default_branch: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_label_job_is_found_by_issue_label_and_time() {
+        let store = SqliteStore::in_memory().await.expect("a database");
+        let issue: IssueRef = "tea/acme/widget#7".parse().expect("a ref");
+        let before = now_millis() - 1_000;
+        let label = JobTrigger::Label { name: "Kugetsu".into() };
+        store.enqueue("tea", None, &job("tea/acme/widget#7", label, "d1")).await.expect("stored");
+        assert!(store.label_job_since(&issue, "kugetsu", before).await.expect("read"));
+        assert!(!store.label_job_since(&issue, "other", before).await.expect("read"), "another label");
+        assert!(!store.label_job_since(&issue, "kugetsu", now_millis() + 60_000).await.expect("read"), "later");
+        let elsewhere: IssueRef = "tea/acme/widget#8".parse().expect("a ref");
+        assert!(!store.label_job_since(&elsewhere, "kugetsu", before).await.expect("read"), "another issue");
+        // A request refused at the door counts: it was answered.
+        let refused = JobTrigger::Refused { reason: "full".into() };
+        store.enqueue("tea", None, &job("tea/acme/widget#8", refused, "d2")).await.expect("stored");
+        assert!(store.label_job_since(&elsewhere, "kugetsu", before).await.expect("read"));
     }
 }
