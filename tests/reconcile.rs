@@ -133,6 +133,16 @@ async fn trigger_labels_put_on_while_down_run_exactly_once(instance: &str, numbe
         if instance == "gh" { "GET /repos/acme/widget/issues " } else { "GET /api/v1/repos/acme/widget/issues " };
     let calls = t.forge.calls();
     assert!(calls.iter().any(|c| c.starts_with(listed)), "{calls:?}");
+    if instance == "gh" {
+        // Quiet looks ask the same questions, and GitHub answers "not modified"...
+        assert!(t.forge.not_modified() > 0, "no conditional request was answered 304");
+        // ...until something changes: a mention whose delivery was lost still runs.
+        t.env.model.on("MARK-AFTER-QUIET", vec![Step::Answer("AFTERQUIET".into())]);
+        let lost = gh(&made_now(gh_comment(old + 1, (old + 1) * 100, "@kugetsu MARK-AFTER-QUIET", "alice")), "l-lost");
+        t.forge.seed(&lost);
+        let comments = t.forge.wait_for_comments("acme/widget", old + 1, 1).await;
+        assert!(comments[0].body.contains("AFTERQUIET"), "{}", comments[0].body);
+    }
     t.stop().await;
 }
 

@@ -108,6 +108,7 @@ impl Bot {
                 forges: forges.clone(),
                 queue: queue.clone(),
                 interval: config.bot.reconcile_interval,
+                etags: std::sync::Mutex::default(),
             };
             tokio::spawn(reconciler.run(stopped.clone()))
         });

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::event::{CommentInfo, EventKind, ForgeEvent, identity};
-use crate::forge::{Forge, ForgeComment};
+use crate::forge::{Forge, ForgeComment, Listed};
 use crate::issue_ref::{InstanceName, IssueRef, RepoRef};
 use crate::queue::Queue;
 use crate::store::now_millis;
@@ -32,7 +32,20 @@ pub struct Reconciler {
     pub forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
     pub queue: Queue,
     pub interval: Duration,
+    /// The tag of each list's last answer, with the `since` it was asked with.
+    pub etags: std::sync::Mutex<HashMap<String, (String, String)>>,
 }
+
+/// What one look at a repository found.
+struct Look {
+    stored: usize,
+    /// When the newest comment seen was changed, by the forge's clock: the next
+    /// look starts there, so until a newer one comes it asks the same question,
+    /// which the forge can answer "not modified" for free.
+    newest_ms: Option<i64>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
 
 impl Reconciler {
     /// Looks now, then every interval, until `stopped` turns true.
@@ -63,9 +76,11 @@ impl Reconciler {
             // looked at from now on: older mentions were never kugetsu's to run.
             let last_ms = if last_ms > 0 { last_ms } else { started };
             match self.look_at(&repo, last_ms, started).await {
-                Ok(found) => {
+                Ok(Look { stored: found, newest_ms }) => {
                     stored += found;
-                    if let Err(e) = self.queue.set_reconciled(&repo.to_string(), started).await {
+                    if let Some(newest) = newest_ms.filter(|n| *n > last_ms)
+                        && let Err(e) = self.queue.set_reconciled(&repo.to_string(), newest).await
+                    {
                         tracing::warn!(%repo, error = %format!("{e:#}"), "cannot record a reconciliation");
                     }
                 }
@@ -78,16 +93,27 @@ impl Reconciler {
         stored
     }
 
-    async fn look_at(&self, repo: &RepoRef, last_ms: i64, now_ms: i64) -> anyhow::Result<usize> {
-        let Some(forge) = self.forges.get(repo.instance()) else { return Ok(0) };
+    async fn look_at(&self, repo: &RepoRef, last_ms: i64, now_ms: i64) -> anyhow::Result<Look> {
+        let mut look = Look { stored: 0, newest_ms: None };
+        let Some(forge) = self.forges.get(repo.instance()) else { return Ok(look) };
         // A mention older than the retry deadline would have been given up by
-        // now; running it after so long would surprise whoever wrote it.
+        // now; running it after so long would surprise whoever wrote it. On the
+        // hour, so a quiet repository is asked the same question for an hour.
         let deadline = i64::try_from(self.intake.bot.retry_deadline.as_millis()).unwrap_or(i64::MAX);
-        let from_ms = last_ms.max(now_ms.saturating_sub(deadline));
+        let oldest = now_ms.saturating_sub(deadline) / HOUR_MS * HOUR_MS;
+        let from_ms = last_ms.max(oldest);
         let from = UNIX_EPOCH + Duration::from_millis(u64::try_from(from_ms).unwrap_or(0)).saturating_sub(OVERLAP);
         let since = humantime::format_rfc3339_seconds(from).to_string();
-        let mut stored = 0;
-        for comment in forge.comments_since(repo, &since).await? {
+        let key = format!("{repo} comments");
+        let listed = forge.comments_since(repo, &since, self.etag(&key, &since).as_deref()).await?;
+        let Some(comments) = self.changed(key, &since, listed) else {
+            return self.look_at_labels(forge.as_ref(), repo, &since, from, look).await;
+        };
+        look.newest_ms =
+            comments.iter().filter_map(|c| c.updated_at.as_deref().and_then(parse_time)).max().map(|at| {
+                at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            });
+        for comment in comments {
             if !crate::trigger::mentions(&comment.body, &self.intake.bot.handle) {
                 continue;
             }
@@ -100,13 +126,44 @@ impl Reconciler {
             let event = self.event_of(forge.as_ref(), issue, identity, comment).await?;
             if take_event(&self.intake, &event).await? {
                 tracing::info!(issue = %event.issue, comment = ?event.comment.as_ref().map(|c| c.id), "queued a mention no delivery brought");
-                stored += 1;
+                look.stored += 1;
             }
         }
+        self.look_at_labels(forge.as_ref(), repo, &since, from, look).await
+    }
+
+    async fn look_at_labels(
+        &self,
+        forge: &dyn Forge,
+        repo: &RepoRef,
+        since: &str,
+        from: SystemTime,
+        mut look: Look,
+    ) -> anyhow::Result<Look> {
         for label in &self.intake.bot.trigger_labels {
-            stored += self.labels_at(forge.as_ref(), repo, label, &since, from).await?;
+            let key = format!("{repo} label {label}");
+            let listed = forge.labeled_since(repo, label, since, self.etag(&key, since).as_deref()).await?;
+            let Some(issues) = self.changed(key, since, listed) else { continue };
+            look.stored += self.labels_at(forge, repo, label, issues, from).await?;
         }
-        Ok(stored)
+        Ok(look)
+    }
+
+    /// The tag of the last answer to the same question, if there was one.
+    fn etag(&self, key: &str, since: &str) -> Option<String> {
+        let etags = self.etags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        etags.get(key).filter(|(asked, _)| asked == since).map(|(_, tag)| tag.clone())
+    }
+
+    /// The items of a changed answer, its tag kept; `None` when nothing changed.
+    fn changed<T>(&self, key: String, since: &str, listed: Listed<T>) -> Option<Vec<T>> {
+        let Listed::Changed { items, etag } = listed else { return None };
+        let mut etags = self.etags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match etag {
+            Some(tag) => etags.insert(key, (since.to_owned(), tag)),
+            None => etags.remove(&key),
+        };
+        Some(items)
     }
 
     /// Trigger labels put on since `from` that no job acted on: each runs once,
@@ -118,11 +175,11 @@ impl Reconciler {
         forge: &dyn Forge,
         repo: &RepoRef,
         label: &str,
-        since: &str,
+        issues: Vec<(u64, crate::forge::IssueFacts)>,
         from: SystemTime,
     ) -> anyhow::Result<usize> {
         let mut stored = 0;
-        for (number, facts) in forge.labeled_since(repo, label, since).await? {
+        for (number, facts) in issues {
             // One issue the forge describes oddly does not stop the others.
             let Ok(issue) = repo.issue(number) else { continue };
             let added = match forge.label_added_by(&issue, label).await {

@@ -10,8 +10,8 @@ use super::wire::{
     CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, TimelineAnswer, error_message, last_adder,
 };
 use super::{
-    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
-    ReactionTarget,
+    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Listed,
+    Permission, ReactionTarget,
 };
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -94,6 +94,63 @@ impl GiteaForge {
     }
 }
 
+impl GiteaForge {
+    /// `path` (which has its `limit`) page by page, up to [`crate::forge::MAX_RECENT_COMMENTS`]
+    /// items; the first page asked on condition that its answer is no longer the one
+    /// tagged `etag`, should Gitea (or a proxy before it) tag it.
+    async fn pages_if_changed<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+    ) -> Result<Listed<T>, ForgeError> {
+        let mut all: Vec<T> = Vec::new();
+        let mut first_etag = None;
+        for page in 1.. {
+            let mut req = self.request(Method::GET, &format!("{path}&page={page}"));
+            if page == 1
+                && let Some(tag) = etag
+            {
+                req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+            }
+            let result = self.page(req, page == 1 && etag.is_some()).await;
+            self.stats.saw(&result);
+            let Some((batch, tag)) = result? else { return Ok(Listed::Unchanged) };
+            if page == 1 {
+                first_etag = tag;
+            }
+            let done = batch.len() < PAGE_LIMIT;
+            all.extend(batch);
+            if done || all.len() >= crate::forge::MAX_RECENT_COMMENTS {
+                break;
+            }
+        }
+        Ok(Listed::Changed { items: all, etag: first_etag })
+    }
+
+    /// One page and its tag; `None` for a 304 to a conditional ask.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        conditional: bool,
+    ) -> Result<Option<(Vec<T>, Option<String>)>, ForgeError> {
+        let resp = req.send().await.map_err(|e| unreachable(&e))?;
+        if conditional && resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let status = resp.status();
+        if !status.is_success() {
+            let wait = retry_after(&resp);
+            let message = error_message(&resp.text().await.unwrap_or_default());
+            return Err(ForgeError::from_status(status.as_u16(), message).with_retry_after(wait));
+        }
+        let tag = resp.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
+        let items = serde_json::from_slice(&bytes)
+            .map_err(|e| ForgeError::transient(format!("unexpected answer from the forge: {e}")))?;
+        Ok(Some((items, tag)))
+    }
+}
+
 fn repo_path(repo: &RepoRef) -> String {
     format!("/repos/{}/{}", repo.owner(), repo.name())
 }
@@ -146,20 +203,16 @@ impl Forge for GiteaForge {
     /// gitea: `GET /repos/{o}/{r}/issues/comments` (ListRepoIssueComments in
     /// routers/api/v1/repo/issue_comment.go): `since` (updated at or after), paged
     /// by `page` and `limit` (at most MAX_RESPONSE_ITEMS, 50 by default), oldest first.
-    async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError> {
+    async fn comments_since(
+        &self,
+        repo: &RepoRef,
+        since: &str,
+        etag: Option<&str>,
+    ) -> Result<Listed<ForgeComment>, ForgeError> {
         let since: String = form_urlencoded::byte_serialize(since.as_bytes()).collect();
-        let mut all: Vec<CommentAnswer> = Vec::new();
-        for page in 1.. {
-            let path = format!("{}/issues/comments?since={since}&limit={PAGE_LIMIT}&page={page}", repo_path(repo));
-            let batch: Vec<CommentAnswer> = self.send(self.request(Method::GET, &path)).await?;
-            let done = batch.len() < PAGE_LIMIT;
-            all.extend(batch);
-            if done || all.len() >= crate::forge::MAX_RECENT_COMMENTS {
-                break;
-            }
-        }
-        all.truncate(crate::forge::MAX_RECENT_COMMENTS);
-        Ok(all.into_iter().map(ForgeComment::from).collect())
+        let path = format!("{}/issues/comments?since={since}&limit={PAGE_LIMIT}", repo_path(repo));
+        let listed: Listed<CommentAnswer> = self.pages_if_changed(&path, etag).await?;
+        Ok(super::map_listed(listed, ForgeComment::from))
     }
 
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {
@@ -172,24 +225,17 @@ impl Forge for GiteaForge {
         repo: &RepoRef,
         label: &str,
         since: &str,
-    ) -> Result<Vec<(u64, IssueFacts)>, ForgeError> {
+        etag: Option<&str>,
+    ) -> Result<Listed<(u64, IssueFacts)>, ForgeError> {
         let query = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-        let (label, since) = (query(label), query(since));
-        let mut all: Vec<IssueAnswer> = Vec::new();
-        for page in 1.. {
-            let path = format!(
-                "{}/issues?labels={label}&since={since}&state=open&limit={PAGE_LIMIT}&page={page}",
-                repo_path(repo)
-            );
-            let batch: Vec<IssueAnswer> = self.send(self.request(Method::GET, &path)).await?;
-            let done = batch.len() < PAGE_LIMIT;
-            all.extend(batch);
-            if done || all.len() >= crate::forge::MAX_RECENT_COMMENTS {
-                break;
-            }
-        }
-        all.truncate(crate::forge::MAX_RECENT_COMMENTS);
-        Ok(all.into_iter().map(|i| (i.number, IssueFacts::from(i))).collect())
+        let path = format!(
+            "{}/issues?labels={}&since={}&state=open&limit={PAGE_LIMIT}",
+            repo_path(repo),
+            query(label),
+            query(since)
+        );
+        let listed: Listed<IssueAnswer> = self.pages_if_changed(&path, etag).await?;
+        Ok(super::map_listed(listed, |i| (i.number, IssueFacts::from(i))))
     }
 
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::wire::{CommentAnswer, EventAnswer, HookAnswer, IssueAnswer, PermissionAnswer, error_message, last_adder};
 use super::{
-    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
-    ReactionTarget,
+    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Listed,
+    Permission, ReactionTarget,
 };
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -83,6 +83,14 @@ fn rate_limit_wait(status: u16, header: impl Fn(&str) -> Option<String>) -> Opti
     (status == 429).then_some(RATE_LIMIT_WAIT)
 }
 
+/// A 2xx answer, or a 304 to a conditional GET.
+struct Answer {
+    not_modified: bool,
+    text: String,
+    link: Option<String>,
+    etag: Option<String>,
+}
+
 #[derive(Clone, Copy)]
 enum Write {
     Post,
@@ -104,31 +112,49 @@ impl GithubForge {
         write: Option<(Write, &serde_json::Value)>,
         route: &str,
     ) -> Result<(String, Option<String>), ForgeError> {
-        let result = self.send_once(write, route).await;
+        self.answer(write, route, None).await.map(|a| (a.text, a.link))
+    }
+
+    async fn answer(
+        &self,
+        write: Option<(Write, &serde_json::Value)>,
+        route: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Answer, ForgeError> {
+        let result = self.send_once(write, route, if_none_match).await;
         self.stats.saw(&result);
         result
     }
 
+    /// One call; a GET with `if_none_match` may be answered 304.
     async fn send_once(
         &self,
         write: Option<(Write, &serde_json::Value)>,
         route: &str,
-    ) -> Result<(String, Option<String>), ForgeError> {
+        if_none_match: Option<&str>,
+    ) -> Result<Answer, ForgeError> {
         let resp = match write {
             Some((Write::Post, body)) => self.octocrab._post(route, Some(body)).await,
             Some((Write::Patch, body)) => self.octocrab._patch(route, Some(body)).await,
-            None => self.octocrab._get(route).await,
+            None => {
+                let tag = if_none_match.and_then(|t| axum::http::HeaderValue::from_str(t).ok());
+                let headers = tag.map(|t| axum::http::HeaderMap::from_iter([(axum::http::header::IF_NONE_MATCH, t)]));
+                self.octocrab._get_with_headers(route, headers).await
+            }
         }
         .map_err(|e| unreachable(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let link = header("link");
+        let (link, etag) = (header("link"), header("etag"));
         self.stats.saw_rate_limit(header("x-ratelimit-remaining").as_deref());
         let wait = rate_limit_wait(status, header);
         let text = self.octocrab.body_to_string(resp).await.map_err(|e| unreachable(&e))?;
+        if status == 304 && if_none_match.is_some() {
+            return Ok(Answer { not_modified: true, text: String::new(), link: None, etag });
+        }
         if (200..300).contains(&status) {
-            return Ok((text, link));
+            return Ok(Answer { not_modified: false, text, link, etag });
         }
         let message = error_message(&text);
         let error = match (status, wait) {
@@ -157,16 +183,39 @@ impl GithubForge {
 
     /// Pages from `first` until there are no more, or at least `most` items.
     async fn all_pages_upto<T: DeserializeOwned>(&self, first: String, most: usize) -> Result<Vec<T>, ForgeError> {
+        match self.pages_if_changed(first, most, None).await? {
+            Listed::Changed { items, .. } => Ok(items),
+            Listed::Unchanged => Ok(Vec::new()),
+        }
+    }
+
+    /// As `all_pages_upto`, the first page asked on condition that its answer
+    /// is no longer the one tagged `etag`.
+    async fn pages_if_changed<T: DeserializeOwned>(
+        &self,
+        first: String,
+        most: usize,
+        etag: Option<&str>,
+    ) -> Result<Listed<T>, ForgeError> {
+        let first_answer = self.answer(None, &first, etag).await?;
+        if first_answer.not_modified {
+            return Ok(Listed::Unchanged);
+        }
+        let first_etag = first_answer.etag.clone();
+        let mut answer = Some(first_answer);
         let mut route = first;
         let mut all = Vec::new();
         loop {
-            let (text, link) = self.send(None, &route).await?;
+            let (text, link) = match answer.take() {
+                Some(a) => (a.text, a.link),
+                None => self.send(None, &route).await?,
+            };
             let page: Vec<T> = serde_json::from_str(&text)
                 .map_err(|e| ForgeError::transient(format!("unexpected answer from GitHub: {e}")))?;
             all.extend(page);
             match link.as_deref().and_then(next_page) {
                 Some(next) if all.len() < most => route = next.to_owned(),
-                _ => return Ok(all),
+                _ => return Ok(Listed::Changed { items: all, etag: first_etag }),
             }
         }
     }
@@ -236,13 +285,18 @@ impl Forge for GithubForge {
 
     /// GitHub: `GET /repos/{o}/{r}/issues/comments`, "list issue comments for a
     /// repository", by `since` (updated at or after), sorted by update, oldest first.
-    async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError> {
+    async fn comments_since(
+        &self,
+        repo: &RepoRef,
+        since: &str,
+        etag: Option<&str>,
+    ) -> Result<Listed<ForgeComment>, ForgeError> {
         let since: String = form_urlencoded::byte_serialize(since.as_bytes()).collect();
         let route =
             format!("{}/issues/comments?since={since}&sort=updated&direction=asc&per_page=100", repo_route(repo));
-        let mut all: Vec<CommentAnswer> = self.all_pages_upto(route, crate::forge::MAX_RECENT_COMMENTS).await?;
-        all.truncate(crate::forge::MAX_RECENT_COMMENTS);
-        Ok(all.into_iter().map(ForgeComment::from).collect())
+        let listed: Listed<CommentAnswer> =
+            self.pages_if_changed(route, crate::forge::MAX_RECENT_COMMENTS, etag).await?;
+        Ok(super::map_listed(listed, ForgeComment::from))
     }
 
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {
@@ -255,7 +309,8 @@ impl Forge for GithubForge {
         repo: &RepoRef,
         label: &str,
         since: &str,
-    ) -> Result<Vec<(u64, IssueFacts)>, ForgeError> {
+        etag: Option<&str>,
+    ) -> Result<Listed<(u64, IssueFacts)>, ForgeError> {
         let query = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
         let route = format!(
             "{}/issues?labels={}&since={}&state=open&sort=updated&direction=asc&per_page=100",
@@ -263,9 +318,8 @@ impl Forge for GithubForge {
             query(label),
             query(since)
         );
-        let mut all: Vec<IssueAnswer> = self.all_pages_upto(route, crate::forge::MAX_RECENT_COMMENTS).await?;
-        all.truncate(crate::forge::MAX_RECENT_COMMENTS);
-        Ok(all.into_iter().map(|i| (i.number, IssueFacts::from(i))).collect())
+        let listed: Listed<IssueAnswer> = self.pages_if_changed(route, crate::forge::MAX_RECENT_COMMENTS, etag).await?;
+        Ok(super::map_listed(listed, |i| (i.number, IssueFacts::from(i))))
     }
 
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {

@@ -163,17 +163,25 @@ pub trait Forge: Send + Sync {
     /// One comment, by id, wherever it is in the repository.
     async fn comment(&self, repo: &RepoRef, id: u64) -> Result<ForgeComment, ForgeError>;
     /// The repository's comments changed at or after `since` (RFC 3339), oldest
-    /// first, at most [`MAX_RECENT_COMMENTS`].
-    async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError>;
+    /// first, at most [`MAX_RECENT_COMMENTS`]; [`Listed::Unchanged`] when the
+    /// forge says the answer tagged `etag` still holds.
+    async fn comments_since(
+        &self,
+        repo: &RepoRef,
+        since: &str,
+        etag: Option<&str>,
+    ) -> Result<Listed<ForgeComment>, ForgeError>;
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError>;
     /// The repository's open issues and pull requests that carry `label` and
-    /// changed at or after `since` (RFC 3339), by number; at most [`MAX_RECENT_COMMENTS`].
+    /// changed at or after `since` (RFC 3339), by number; at most
+    /// [`MAX_RECENT_COMMENTS`]; [`Listed::Unchanged`] as for `comments_since`.
     async fn labeled_since(
         &self,
         repo: &RepoRef,
         label: &str,
         since: &str,
-    ) -> Result<Vec<(u64, IssueFacts)>, ForgeError>;
+        etag: Option<&str>,
+    ) -> Result<Listed<(u64, IssueFacts)>, ForgeError>;
     /// Who most recently added `label` to the issue, by the forge's own record
     /// (GitHub's issue events, Gitea's timeline).
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError>;
@@ -192,6 +200,29 @@ pub trait Forge: Send + Sync {
     /// What the client saw of the API, for `/metrics`; a client that keeps no count has none.
     fn api_stats(&self) -> Option<&ApiStats> {
         None
+    }
+}
+
+/// A list asked for on condition that it changed. GitHub answers a request
+/// whose `If-None-Match` names the tag of its current answer with 304, which
+/// does not count against the rate limit ("Use conditional requests if
+/// appropriate", docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api).
+/// Gitea sends no tag for these lists, so it is always asked in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed<T> {
+    /// The answer tagged with the `etag` given still holds.
+    Unchanged,
+    /// The first page's tag comes with the items, for the next ask.
+    Changed { items: Vec<T>, etag: Option<String> },
+}
+
+/// At most [`MAX_RECENT_COMMENTS`] of a list's items, each mapped by `f`.
+fn map_listed<A, B>(listed: Listed<A>, f: impl FnMut(A) -> B) -> Listed<B> {
+    match listed {
+        Listed::Unchanged => Listed::Unchanged,
+        Listed::Changed { items, etag } => {
+            Listed::Changed { items: items.into_iter().take(MAX_RECENT_COMMENTS).map(f).collect(), etag }
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use secrecy::SecretString;
 
-use super::{ApiStats, HookDelivery};
+use super::{ApiStats, HookDelivery, Listed};
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
     ReactionTarget,
@@ -109,8 +109,13 @@ impl Forge for RetryingForge {
         self.backoff.run("comment", || self.inner.comment(repo, id)).await
     }
 
-    async fn comments_since(&self, repo: &RepoRef, since: &str) -> Result<Vec<ForgeComment>, ForgeError> {
-        self.backoff.run("recent comments", || self.inner.comments_since(repo, since)).await
+    async fn comments_since(
+        &self,
+        repo: &RepoRef,
+        since: &str,
+        etag: Option<&str>,
+    ) -> Result<Listed<ForgeComment>, ForgeError> {
+        self.backoff.run("recent comments", || self.inner.comments_since(repo, since, etag)).await
     }
 
     async fn issue(&self, issue: &IssueRef) -> Result<IssueFacts, ForgeError> {
@@ -122,8 +127,9 @@ impl Forge for RetryingForge {
         repo: &RepoRef,
         label: &str,
         since: &str,
-    ) -> Result<Vec<(u64, IssueFacts)>, ForgeError> {
-        self.backoff.run("labeled issues", || self.inner.labeled_since(repo, label, since)).await
+        etag: Option<&str>,
+    ) -> Result<Listed<(u64, IssueFacts)>, ForgeError> {
+        self.backoff.run("labeled issues", || self.inner.labeled_since(repo, label, since, etag)).await
     }
 
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {

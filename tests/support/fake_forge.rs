@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use super::fake_hooks::{Hooks, StoredHook};
 use super::webhook::Delivery;
@@ -104,6 +105,8 @@ struct State {
     hooks: Hooks,
     /// Organisations that exist (their owners are the admins).
     orgs: BTreeSet<String>,
+    /// Calls answered 304.
+    not_modified: usize,
 }
 
 #[derive(Clone)]
@@ -239,6 +242,11 @@ impl FakeForge {
             deliveries: Vec::new(),
         };
         state.hooks.by_place.entry(place.to_owned()).or_default().push(hook);
+    }
+
+    /// How many calls were answered 304 Not Modified.
+    pub fn not_modified(&self) -> usize {
+        self.state.lock().unwrap().not_modified
     }
 
     /// Whether the forge has the repository `owner/name`.
@@ -391,6 +399,7 @@ impl FakeForge {
 
     async fn handle(&self, flavor: Flavor, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let if_none_match = headers.get("if-none-match").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let fault = {
             let mut state = self.state.lock().unwrap();
             state.calls.push(format!("{method} {} [{auth}]", uri.path()));
@@ -403,7 +412,8 @@ impl FakeForge {
         // The router's clone of `self` predates the ports, so the caller's Host says where we are.
         let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
         let prefix = if flavor == Flavor::Gitea { "/api/v1" } else { "" };
-        let request = Request { flavor, method, uri, auth, body, base: format!("http://{host}{prefix}") };
+        let request =
+            Request { flavor, method, uri, auth, if_none_match, body, base: format!("http://{host}{prefix}") };
         if fault == Some(Fault::Error) {
             return error(flavor, StatusCode::INTERNAL_SERVER_ERROR, "");
         }
@@ -414,6 +424,9 @@ impl FakeForge {
         }
         let applied = !matches!(fault, Some(Fault::Dropped { applied: false }));
         let response = if applied { self.state.lock().map(|mut s| route(&mut s, &request)).unwrap() } else { None };
+        if response.as_ref().is_some_and(|r| r.status() == StatusCode::NOT_MODIFIED) {
+            self.state.lock().unwrap().not_modified += 1;
+        }
         match fault {
             Some(Fault::BadGatewayAfterEffect) => error(flavor, StatusCode::BAD_GATEWAY, ""),
             Some(Fault::Dropped { .. }) => dropped(),
@@ -432,6 +445,7 @@ struct Request {
     method: Method,
     uri: Uri,
     auth: String,
+    if_none_match: Option<String>,
     body: Bytes,
     /// This fake's own API base, for `Link` headers.
     base: String,
@@ -858,11 +872,25 @@ fn paginated(req: &Request, all: Vec<Value>) -> Response {
         links.push(format!("{}; rel=\"next\"", url(page + 1)));
         links.push(format!("{}; rel=\"last\"", url(last)));
     }
+    // GitHub tags every answer; a GET that names the current tag in
+    // `If-None-Match` is answered 304 with no body ("Conditional requests",
+    // docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api).
+    let body = serde_json::to_vec(&items).unwrap_or_default();
+    let tag =
+        format!("W/\"{}\"", hex::encode(sha2::Sha256::digest([body.as_slice(), links.join(", ").as_bytes()].concat())));
+    if req.if_none_match.as_deref() == Some(tag.as_str()) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().insert("etag", HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("")));
+        return response;
+    }
     let mut response = axum::Json(items).into_response();
     if let Ok(value) = HeaderValue::from_str(&links.join(", "))
         && !links.is_empty()
     {
         response.headers_mut().insert("link", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert("etag", value);
     }
     response
 }
