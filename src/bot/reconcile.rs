@@ -43,6 +43,9 @@ struct Look {
     /// look starts there, so until a newer one comes it asks the same question,
     /// which the forge can answer "not modified" for free.
     newest_ms: Option<i64>,
+    /// The answers' tags, kept once the whole look succeeded: a tag kept for an
+    /// answer whose triggers were not all taken would hide them from then on.
+    tags: Vec<(String, String, Option<String>)>,
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -76,8 +79,9 @@ impl Reconciler {
             // looked at from now on: older mentions were never kugetsu's to run.
             let last_ms = if last_ms > 0 { last_ms } else { started };
             match self.look_at(&repo, last_ms, started).await {
-                Ok(Look { stored: found, newest_ms }) => {
+                Ok(Look { stored: found, newest_ms, tags }) => {
                     stored += found;
+                    self.keep_tags(tags);
                     if let Some(newest) = newest_ms.filter(|n| *n > last_ms)
                         && let Err(e) = self.queue.set_reconciled(&repo.to_string(), newest).await
                     {
@@ -94,7 +98,7 @@ impl Reconciler {
     }
 
     async fn look_at(&self, repo: &RepoRef, last_ms: i64, now_ms: i64) -> anyhow::Result<Look> {
-        let mut look = Look { stored: 0, newest_ms: None };
+        let mut look = Look { stored: 0, newest_ms: None, tags: Vec::new() };
         let Some(forge) = self.forges.get(repo.instance()) else { return Ok(look) };
         // A mention older than the retry deadline would have been given up by
         // now; running it after so long would surprise whoever wrote it. On the
@@ -106,9 +110,10 @@ impl Reconciler {
         let since = humantime::format_rfc3339_seconds(from).to_string();
         let key = format!("{repo} comments");
         let listed = forge.comments_since(repo, &since, self.etag(&key, &since).as_deref()).await?;
-        let Some(comments) = self.changed(key, &since, listed) else {
+        let Listed::Changed { items: comments, etag } = listed else {
             return self.look_at_labels(forge.as_ref(), repo, &since, from, look).await;
         };
+        look.tags.push((key, since.clone(), etag));
         look.newest_ms =
             comments.iter().filter_map(|c| c.updated_at.as_deref().and_then(parse_time)).max().map(|at| {
                 at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -143,7 +148,8 @@ impl Reconciler {
         for label in &self.intake.bot.trigger_labels {
             let key = format!("{repo} label {label}");
             let listed = forge.labeled_since(repo, label, since, self.etag(&key, since).as_deref()).await?;
-            let Some(issues) = self.changed(key, since, listed) else { continue };
+            let Listed::Changed { items: issues, etag } = listed else { continue };
+            look.tags.push((key, since.to_owned(), etag));
             look.stored += self.labels_at(forge, repo, label, issues, from).await?;
         }
         Ok(look)
@@ -155,15 +161,15 @@ impl Reconciler {
         etags.get(key).filter(|(asked, _)| asked == since).map(|(_, tag)| tag.clone())
     }
 
-    /// The items of a changed answer, its tag kept; `None` when nothing changed.
-    fn changed<T>(&self, key: String, since: &str, listed: Listed<T>) -> Option<Vec<T>> {
-        let Listed::Changed { items, etag } = listed else { return None };
+    /// Keeps each answer's tag (or forgets the old one), with its question's `since`.
+    fn keep_tags(&self, tags: Vec<(String, String, Option<String>)>) {
         let mut etags = self.etags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match etag {
-            Some(tag) => etags.insert(key, (since.to_owned(), tag)),
-            None => etags.remove(&key),
-        };
-        Some(items)
+        for (key, since, tag) in tags {
+            match tag {
+                Some(tag) => etags.insert(key, (since, tag)),
+                None => etags.remove(&key),
+            };
+        }
     }
 
     /// Trigger labels put on since `from` that no job acted on: each runs once,
