@@ -1,7 +1,8 @@
 //! The status listener on `bot.status_listen`: the status page at `/` and the
 //! Prometheus metrics at `/metrics`. Both only read. They have an address of
 //! their own, apart from the webhooks the forges must reach, so neither is
-//! public unless an operator makes it so.
+//! public unless an operator makes it so; and since agents share the host's
+//! network, `bot.status_password_env` puts both behind a password.
 
 use std::collections::HashMap;
 use std::sync::Arc;
