@@ -6,6 +6,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use crate::queue::JobLine;
+use crate::store::format_millis;
 
 /// Everything the page shows, gathered before it is written.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +59,7 @@ pub fn render(page: &StatusPage) -> String {
             }
             body {
                 h1 { "kugetsu" }
-                p { "As of " (timestamp(page.generated_at)) ". Read-only; refreshes every 30 s." }
+                p { "As of " (format_millis(page.generated_at)) ". Read-only; refreshes every 30 s." }
                 section id="jobs" {
                     h2 { "Running and queued jobs (" (page.jobs.len()) ")" }
                     (job_table(&page.jobs, "Nothing is running or queued.", false))
@@ -97,11 +98,11 @@ fn job_table(rows: &[JobRow], empty: &str, failures: bool) -> Markup {
                         td { (job.kind) }
                         td { (job.author) }
                         @if failures {
-                            td { (timestamp(job.updated_at)) }
+                            td { (format_millis(job.updated_at)) }
                             td.error { (job.error.as_deref().unwrap_or("")) }
                         } @else {
                             td class=(job_state(job)) { (job_state(job)) }
-                            td { (timestamp(job.created_at))
+                            td { (format_millis(job.created_at))
                                 @if let Some(why) = &job.error { br; span.error { (why) } } }
                         }
                     }
@@ -144,7 +145,7 @@ fn issue_table(rows: &[IssueRow]) -> Markup {
                         } }
                         td class=(row.state) { (row.state)
                             @if let Some(e) = &row.last_error { br; span.error { (e) } } }
-                        td { (row.last_run_at.map_or_else(|| "never".to_owned(), timestamp)) }
+                        td { (row.last_run_at.map_or_else(|| "never".to_owned(), format_millis)) }
                         td { (row.cost.map_or_else(String::new, |c| format!("${c:.4}"))) }
                     }
                 }
@@ -158,11 +159,6 @@ fn issue_link(issue: &str, url: Option<&str>) -> Markup {
         Some(url) => html! { a href=(url) { (issue) } },
         None => html! { (issue) },
     }
-}
-
-fn timestamp(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use super::verify::repository_page;
 use crate::event::{CommentInfo, EventKind, ForgeEvent, identity};
 use crate::forge::{Forge, ForgeComment, Listed};
 use crate::issue_ref::{InstanceName, IssueRef, RepoRef};
@@ -114,10 +115,7 @@ impl Reconciler {
             return self.look_at_labels(forge.as_ref(), repo, &since, from, look).await;
         };
         look.tags.push((key, since.clone(), etag));
-        look.newest_ms =
-            comments.iter().filter_map(|c| c.updated_at.as_deref().and_then(parse_time)).max().map(|at| {
-                at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            });
+        look.newest_ms = comments.iter().filter_map(|c| c.updated_at.as_deref().and_then(parse_time)).max().map(millis);
         for comment in comments {
             if !crate::trigger::mentions(&comment.body, &self.intake.bot.handle) {
                 continue;
@@ -202,9 +200,8 @@ impl Reconciler {
             let Some(at) = added.at.as_deref().and_then(parse_time).filter(|at| *at >= from) else { continue };
             // Its delivery may have come and be waiting, or been refused: that job
             // was stored after the addition (give or take the clocks' difference).
-            let at_ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
             let skew = i64::try_from(OVERLAP.as_millis()).unwrap_or(0);
-            if self.queue.label_job_since(&issue, label, at_ms.saturating_sub(skew)).await? {
+            if self.queue.label_job_since(&issue, label, millis(at).saturating_sub(skew)).await? {
                 continue;
             }
             // The key the worker records once it acts on this addition.
@@ -224,7 +221,7 @@ impl Reconciler {
                 labels: facts.labels,
                 is_pull_request: facts.is_pull_request,
                 comment: None,
-                repo_html_url: repo_page(facts.html_url.as_deref()),
+                repo_html_url: facts.html_url.as_deref().and_then(repository_page),
                 default_branch: None,
                 repo_id: None,
                 previous_body: None,
@@ -247,7 +244,7 @@ impl Reconciler {
         comment: ForgeComment,
     ) -> anyhow::Result<ForgeEvent> {
         let facts = forge.issue(&issue).await?;
-        let repo_html_url = repo_page(facts.html_url.as_deref());
+        let repo_html_url = facts.html_url.as_deref().and_then(repository_page);
         Ok(ForgeEvent {
             delivery_id: format!("reconciled-comment-{}", comment.id),
             identity,
@@ -268,9 +265,9 @@ impl Reconciler {
     }
 }
 
-/// The repository's page: the issue's, less `/issues/<n>` (or `/pulls/<n>`).
-fn repo_page(issue_html_url: Option<&str>) -> Option<String> {
-    issue_html_url.and_then(|url| url.rsplitn(3, '/').nth(2)).map(str::to_owned)
+/// Milliseconds since the Unix epoch, the store's unit.
+fn millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A forge's RFC 3339 time (GitHub writes `Z`; Gitea its server's offset).

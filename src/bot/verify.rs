@@ -61,7 +61,7 @@ fn adopt_issue(job: &mut Job, issue: IssueFacts) {
 }
 
 /// `https://host/owner/repo` from an issue's or pull request's page.
-fn repository_page(issue_url: &str) -> Option<String> {
+pub(super) fn repository_page(issue_url: &str) -> Option<String> {
     let trimmed = issue_url.trim_end_matches('/');
     let (rest, number) = trimmed.rsplit_once('/')?;
     let (repo, kind) = rest.rsplit_once('/')?;

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::engine::{EngineError, Finding, PruneReport};
 use crate::result::RunResult;
-use crate::store::IssueSession;
+use crate::store::{IssueSession, format_millis};
 
 fn print_json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
@@ -83,11 +83,6 @@ fn write_list(out: &mut impl Write, records: &[IssueSession]) -> std::io::Result
         }
     }
     Ok(())
-}
-
-fn format_millis(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 pub fn print_prune(report: &PruneReport, json: bool) {

@@ -77,20 +77,35 @@ impl GiteaForge {
     }
 
     async fn send_once<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ForgeError> {
+        let answer = self.read(req, false).await?;
+        answer.map(|(value, _)| value).ok_or_else(|| ForgeError::transient("the forge answered 304 unasked"))
+    }
+
+    /// One answer: its value and tag; `None` for a 304 to a `conditional` ask.
+    async fn read<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        conditional: bool,
+    ) -> Result<Option<(T, Option<String>)>, ForgeError> {
         let resp = req.send().await.map_err(|e| unreachable(&e))?;
         // Gitea and Forgejo have no API rate limit of their own; a proxy in front may.
         self.stats.saw_rate_limit(resp.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()));
         let status = resp.status();
+        if conditional && status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
         if !status.is_success() {
             let wait = retry_after(&resp);
             let message = error_message(&resp.text().await.unwrap_or_default());
             return Err(ForgeError::from_status(status.as_u16(), message).with_retry_after(wait));
         }
+        let tag = resp.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
         // A body cut short arrives as a decode error after a 2xx: the call may
         // have taken effect, which the caller's retry must allow for.
         let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ForgeError::transient(format!("unexpected answer from the forge: {e}")))
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| ForgeError::transient(format!("unexpected answer from the forge: {e}")))?;
+        Ok(Some((value, tag)))
     }
 }
 
@@ -112,7 +127,7 @@ impl GiteaForge {
             {
                 req = req.header(reqwest::header::IF_NONE_MATCH, tag);
             }
-            let result = self.page(req, page == 1 && etag.is_some()).await;
+            let result = self.read::<Vec<T>>(req, page == 1 && etag.is_some()).await;
             self.stats.saw(&result);
             let Some((batch, tag)) = result? else { return Ok(Listed::Unchanged) };
             if page == 1 {
@@ -125,29 +140,6 @@ impl GiteaForge {
             }
         }
         Ok(Listed::Changed { items: all, etag: first_etag })
-    }
-
-    /// One page and its tag; `None` for a 304 to a conditional ask.
-    async fn page<T: DeserializeOwned>(
-        &self,
-        req: RequestBuilder,
-        conditional: bool,
-    ) -> Result<Option<(Vec<T>, Option<String>)>, ForgeError> {
-        let resp = req.send().await.map_err(|e| unreachable(&e))?;
-        if conditional && resp.status() == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok(None);
-        }
-        let status = resp.status();
-        if !status.is_success() {
-            let wait = retry_after(&resp);
-            let message = error_message(&resp.text().await.unwrap_or_default());
-            return Err(ForgeError::from_status(status.as_u16(), message).with_retry_after(wait));
-        }
-        let tag = resp.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
-        let items = serde_json::from_slice(&bytes)
-            .map_err(|e| ForgeError::transient(format!("unexpected answer from the forge: {e}")))?;
-        Ok(Some((items, tag)))
     }
 }
 

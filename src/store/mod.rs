@@ -108,6 +108,12 @@ impl History {
     }
 }
 
+/// A store timestamp as RFC 3339, to the second.
+pub fn format_millis(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// Milliseconds since the Unix epoch, the store's timestamp unit.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
