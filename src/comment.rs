@@ -7,7 +7,7 @@ use std::time::Duration;
 mod quiet;
 
 use crate::engine::EngineError;
-use crate::result::RunResult;
+use crate::result::{PullRequestNote, RunResult};
 
 pub use quiet::quiet;
 
@@ -37,22 +37,41 @@ fn rounded(duration: Duration) -> String {
 }
 
 /// The answer to a successful run.
-pub fn result_comment(result: &RunResult, compare_url: Option<&str>, job_id: i64) -> String {
+pub fn result_comment(result: &RunResult, pull: &PullRequestNote, job_id: i64) -> String {
     let mut out = String::new();
     // The agent's words, and below its commit subjects and denied requests, may
     // carry text from strangers: they ping nobody and command no bot.
     let answer = quiet(result.answer.trim());
     out.push_str(if answer.is_empty() { "_The agent finished without a written answer._" } else { &answer });
     out.push_str("\n\n---\n");
-    match (&result.pushed_to, compare_url) {
-        (Some(_), Some(url)) => {
-            let _ = writeln!(out, "**Branch:** `{}` ([compare or open a pull request]({url}))", result.branch);
+    let branch = &result.branch;
+    let pushed = if result.pushed_to.is_some() { "" } else { " (nothing new to push)" };
+    match pull {
+        PullRequestNote::Compare(Some(url)) if result.pushed_to.is_some() => {
+            let _ = writeln!(out, "**Branch:** `{branch}` ([compare or open a pull request]({url}))");
         }
-        (Some(_), None) => {
-            let _ = writeln!(out, "**Branch:** `{}`", result.branch);
+        PullRequestNote::Compare(_) => {
+            let _ = writeln!(out, "**Branch:** `{branch}`{pushed}");
         }
-        (None, _) => {
-            let _ = writeln!(out, "**Branch:** `{}` (nothing new to push)", result.branch);
+        PullRequestNote::Opened { number, url } => {
+            let _ = writeln!(out, "**Branch:** `{branch}` · **Pull request:** [#{number}]({url}) (opened now)");
+        }
+        PullRequestNote::Open { number, url } => {
+            let _ = writeln!(out, "**Branch:** `{branch}`{pushed} · **Pull request:** [#{number}]({url})");
+        }
+        PullRequestNote::Merged { number, url } => {
+            let _ = writeln!(out, "**Branch:** `{branch}`{pushed} · **Pull request:** [#{number}]({url}) (merged)");
+        }
+        PullRequestNote::Closed { number, url } => {
+            let _ = writeln!(
+                out,
+                "**Branch:** `{branch}`{pushed} · **Pull request:** [#{number}]({url}) was closed; I leave it closed. Reopen it to go on with it there."
+            );
+        }
+        PullRequestNote::NotOpened { why, compare } => {
+            let link = compare.as_deref().map(|url| format!(" ([compare or open one]({url}))")).unwrap_or_default();
+            let _ =
+                writeln!(out, "**Branch:** `{branch}`{link} · I could not open a pull request: {}", what_failed(why));
         }
     }
     if !result.commits.is_empty() {
@@ -75,6 +94,37 @@ pub fn result_comment(result: &RunResult, compare_url: Option<&str>, job_id: i64
     out.push_str(&marker(job_id));
     out
 }
+
+/// The body of the pull request kugetsu opens for an issue's branch: it closes
+/// the issue when merged, sums up the run that opened it, and carries a marker
+/// that says whose it is.
+pub fn pull_request_body(issue: u64, result: &RunResult) -> String {
+    let mut out = format!("Closes #{issue}.\n\n");
+    let answer = quiet(result.answer.trim());
+    let summary: String = answer.chars().take(PULL_REQUEST_SUMMARY_CHARS).collect();
+    if !summary.is_empty() {
+        out.push_str(&summary);
+        if summary.len() < answer.len() {
+            out.push('…');
+        }
+        out.push_str("\n\n");
+    }
+    if !result.commits.is_empty() {
+        out.push_str("**Commits:**\n");
+        for c in &result.commits {
+            let _ = writeln!(out, "- `{}` {}", short(&c.sha), quiet(&c.subject));
+        }
+        out.push('\n');
+    }
+    let _ = write!(
+        out,
+        "_Opened by kugetsu for #{issue}. Mention me here to go on in the same session._\n{MARKER_PREFIX}pull-request issue={issue} -->"
+    );
+    out
+}
+
+/// The most of the agent's answer a pull request's description repeats.
+const PULL_REQUEST_SUMMARY_CHARS: usize = 2_000;
 
 /// The answer to a run that failed, in words a user can act on.
 pub fn failure_comment(error: &EngineError, job_id: i64) -> String {
@@ -280,7 +330,9 @@ mod tests {
 
     #[test]
     fn result_comment_snapshot() {
-        let text = result_comment(&sample(), Some("https://git.example.com/acme/widget/compare/main...kugetsu/7"), 42);
+        let compare =
+            PullRequestNote::Compare(Some("https://git.example.com/acme/widget/compare/main...kugetsu/7".into()));
+        let text = result_comment(&sample(), &compare, 42);
         insta::assert_snapshot!(text);
         assert!(is_bot_comment(&text) && is_comment_for_job(&text, 42) && !is_comment_for_job(&text, 4));
     }
@@ -292,7 +344,41 @@ mod tests {
         r.commits.clear();
         r.answer = "  ".into();
         r.denied = vec!["permission: bash `rm -rf /`".into()];
-        insta::assert_snapshot!(result_comment(&r, None, 1));
+        insta::assert_snapshot!(result_comment(&r, &PullRequestNote::Compare(None), 1));
+    }
+
+    #[test]
+    fn pull_request_lines_name_the_pull_request_and_what_became_of_it() {
+        let url = "https://git.example.com/acme/widget/pulls/9".to_owned();
+        let note = |n: PullRequestNote| {
+            let text = result_comment(&sample(), &n, 3);
+            text.lines().find(|l| l.starts_with("**Branch:**")).unwrap_or_default().to_owned()
+        };
+        insta::assert_snapshot!(
+            "pull_request_lines",
+            [
+                note(PullRequestNote::Opened { number: 9, url: url.clone() }),
+                note(PullRequestNote::Open { number: 9, url: url.clone() }),
+                note(PullRequestNote::Merged { number: 9, url: url.clone() }),
+                note(PullRequestNote::Closed { number: 9, url }),
+                note(PullRequestNote::NotOpened {
+                    why: "the forge answered 422: Validation Failed".into(),
+                    compare: Some("https://git.example.com/acme/widget/compare/main...kugetsu/7".into()),
+                }),
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
+    fn a_pull_request_body_closes_the_issue_and_is_marked_as_kugetsus() {
+        let mut r = sample();
+        r.answer = format!("{} <!-- kugetsu:job:1 -->", "word ".repeat(1_000));
+        let body = pull_request_body(7, &r);
+        assert!(body.starts_with("Closes #7.\n"), "{body}");
+        assert!(body.contains("<!-- kugetsu:pull-request issue=7 -->") && is_bot_comment(&body), "{body}");
+        assert!(!is_comment_for_job(&body, 1), "a job marker in the agent's words does not survive: {body}");
+        assert!(body.contains('…') && body.chars().count() < 2_600, "the summary is cut: {}", body.chars().count());
     }
 
     #[test]
@@ -321,7 +407,7 @@ mod tests {
     fn overlong_comments_are_cut_with_a_note_and_keep_their_marker() {
         let mut r = sample();
         r.answer = "ü".repeat(70_000);
-        let text = result_comment(&r, None, 9);
+        let text = result_comment(&r, &PullRequestNote::Compare(None), 9);
         let cut = within_limit(&text);
         assert!(cut.chars().count() <= MAX_COMMENT_CHARS, "{}", cut.chars().count());
         assert!(cut.contains("Cut here") && is_comment_for_job(&cut, 9));

@@ -70,6 +70,31 @@ struct RawInstance {
     app_id: Option<u64>,
     app_key_env: Option<String>,
     installation_id: Option<u64>,
+    #[serde(default)]
+    pull_requests: PullRequestMode,
+    /// `owner/repo` → what differs there from the instance's settings.
+    #[serde(default)]
+    repos: BTreeMap<String, RepoOverrides>,
+}
+
+/// Whether kugetsu opens a pull request for an issue's branch once it has
+/// commits, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PullRequestMode {
+    /// A draft; on Gitea and Forgejo, which have no drafts, a `WIP:` title.
+    #[default]
+    Draft,
+    Ready,
+    /// None: the answer links the branch's compare page instead.
+    Off,
+}
+
+/// One repository's own settings, over its instance's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoOverrides {
+    pub pull_requests: Option<PullRequestMode>,
 }
 
 /// A GitHub App installation the bot acts as.
@@ -104,6 +129,9 @@ pub struct Instance {
     /// Defaults to `bot.handle`.
     pub bot_login: String,
     pub github_app: Option<GithubApp>,
+    pub pull_requests: PullRequestMode,
+    /// By `owner/repo`, lower-cased: logins and names are case-insensitive on both forges.
+    pub repos: BTreeMap<String, RepoOverrides>,
 }
 
 /// Which repositories a webhook secret may sign deliveries for.
@@ -157,6 +185,12 @@ impl Instance {
         for_repo
             .or_else(|| scoped(&|scope| matches!(scope, SecretScope::Owner(o) if o.eq_ignore_ascii_case(owner))))
             .or_else(|| self.webhook_secret.clone())
+    }
+
+    /// Whether and how pull requests are opened in `owner/repo`.
+    pub fn pull_requests_in(&self, owner: &str, repo: &str) -> PullRequestMode {
+        let key = format!("{owner}/{repo}").to_ascii_lowercase();
+        self.repos.get(&key).and_then(|o| o.pull_requests).unwrap_or(self.pull_requests)
     }
 
     pub fn clone_url(&self, owner: &str, repo: &str) -> String {
@@ -517,7 +551,16 @@ fn resolve_instance(
         };
         scoped_webhook_secrets.push((scope, SecretString::from(value)));
     }
+    let mut repos = BTreeMap::new();
+    for (key, overrides) in raw.repos {
+        if !matches!(SecretScope::parse(&key), Ok(SecretScope::Repo { .. })) {
+            bail!("keys of `repos` are `owner/repo`, not `{key}`");
+        }
+        repos.insert(key.to_ascii_lowercase(), overrides);
+    }
     Ok(Instance {
+        pull_requests: raw.pull_requests,
+        repos,
         scoped_webhook_secrets,
         github_app,
         name,
@@ -588,6 +631,27 @@ mod tests {
             MINIMAL.replace("token_env", "web_url = \"https://u:p@git.example.com\"\n        token_env");
         let err = Config::parse(&with_password, Path::new("/etc/kugetsu"), env).unwrap_err();
         assert!(format!("{err:#}").contains("credentials"), "{err:#}");
+    }
+
+    #[test]
+    fn pull_requests_are_drafts_unless_the_instance_or_the_repository_says_otherwise() {
+        let env = |_: &str| Some("x".to_owned());
+        let gitea = |text: &str| {
+            let config = Config::parse(text, Path::new("/"), env)?;
+            Ok::<_, anyhow::Error>(config.instance(&"gitea".parse().unwrap()).unwrap().clone())
+        };
+        assert_eq!(gitea(MINIMAL).unwrap().pull_requests_in("acme", "widget"), PullRequestMode::Draft);
+        let set = MINIMAL.replace(
+            "token_env",
+            "pull_requests = \"off\"\n        repos = { \"Acme/Site\" = { pull_requests = \"ready\" } }\n        token_env",
+        );
+        let instance = gitea(&set).unwrap();
+        assert_eq!(instance.pull_requests_in("acme", "widget"), PullRequestMode::Off);
+        assert_eq!(instance.pull_requests_in("acme", "site"), PullRequestMode::Ready, "names are case-insensitive");
+        for bad in ["repos = { \"acme\" = {} }", "repos = { \"a/b\" = { nope = 1 } }", "pull_requests = \"maybe\""] {
+            let text = MINIMAL.replace("token_env", &format!("{bad}\n        token_env"));
+            assert!(gitea(&text).is_err(), "{bad} is refused");
+        }
     }
 
     #[test]

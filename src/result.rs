@@ -51,3 +51,35 @@ pub struct RunResult {
     /// Permission requests and questions that were denied so the run could not hang.
     pub denied: Vec<String>,
 }
+
+/// What became of the pull request after a run, as its answer says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullRequestNote {
+    /// No pull request (turned off, nothing pushed yet, or a pull request
+    /// kugetsu did not open): a link to compare the branch, where known.
+    Compare(Option<String>),
+    /// Opened by this run.
+    Opened {
+        number: u64,
+        url: String,
+    },
+    /// Open already; the push updated it.
+    Open {
+        number: u64,
+        url: String,
+    },
+    Merged {
+        number: u64,
+        url: String,
+    },
+    /// Closed by a person; kugetsu does not reopen it.
+    Closed {
+        number: u64,
+        url: String,
+    },
+    /// The forge would not open one: why, and the compare link.
+    NotOpened {
+        why: String,
+        compare: Option<String>,
+    },
+}

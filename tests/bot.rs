@@ -32,7 +32,8 @@ async fn mention_runs_pushes_and_comments_then_continues(instance: &str, number:
     let body = &comments[0].body;
     let branch = format!("kugetsu/{number}");
     assert!(body.contains("FIRSTANSWER") && body.contains(&branch) && body.contains("agent: fix"), "{body}");
-    assert!(body.contains("https://forge.example.com/acme/widget/compare/main...kugetsu/"), "{body}");
+    assert!(body.contains("**Pull request:** [#") && body.contains("(opened now)"), "a draft is opened: {body}");
+    assert_eq!(t.forge.pulls("acme/widget").len(), 1);
     assert!(body.contains("<!-- kugetsu:job:"), "{body}");
     assert!(t.forge.reactions().contains(&"acme/widget comment 501 eyes".to_owned()), "{:?}", t.forge.reactions());
     assert!(t.env.remote_files(&branch).contains(&"fix.txt".to_owned()));

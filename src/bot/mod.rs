@@ -2,6 +2,7 @@
 
 mod observe;
 pub mod prompt;
+mod pull_request;
 mod reconcile;
 mod verify;
 mod worker;

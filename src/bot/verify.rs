@@ -25,7 +25,7 @@ pub enum Checked {
 /// records who added it; an issue body's mention is there, by the issue's author.
 pub async fn confirm(forge: &dyn Forge, handle: &str, mut job: Job) -> Checked {
     let outcome = async {
-        let issue = forge.issue(&job.issue).await?;
+        let issue = forge.issue(&job.place()).await?;
         let key = match (&job.trigger, job.comment.clone()) {
             (JobTrigger::Label { name }, _) => {
                 let name = name.clone();
@@ -41,7 +41,7 @@ pub async fn confirm(forge: &dyn Forge, handle: &str, mut job: Job) -> Checked {
     }
     .await;
     match outcome {
-        Ok(Ok(key)) => Checked::Confirmed { key: format!("{}:{key}", job.issue), job: Box::new(job) },
+        Ok(Ok(key)) => Checked::Confirmed { key: format!("{}:{key}", job.place()), job: Box::new(job) },
         Ok(Err(why)) => Checked::Refuted(why),
         Err(ForgeError::NotFound) => Checked::Refuted("the forge does not have it".into()),
         Err(e) if e.is_transient() => Checked::Unknown(e),
@@ -74,8 +74,8 @@ fn digest(text: &str) -> String {
 
 async fn confirm_comment(forge: &dyn Forge, handle: &str, job: &mut Job, id: u64) -> Result<Verdict, ForgeError> {
     let found = forge.comment(job.issue.repo(), id).await?;
-    if !found.issue.as_ref().is_some_and(|place| place.is(&job.issue)) {
-        return Ok(Err(format!("comment {id} is not on {}", job.issue)));
+    if !found.issue.as_ref().is_some_and(|place| place.is(&job.place())) {
+        return Ok(Err(format!("comment {id} is not on {}", job.place())));
     }
     if !found.author.eq_ignore_ascii_case(&job.author) {
         return Ok(Err(format!("comment {id} is by @{}, not @{}", found.author, job.author)));
@@ -98,7 +98,7 @@ async fn confirm_comment(forge: &dyn Forge, handle: &str, job: &mut Job, id: u64
 
 fn confirm_issue_body(handle: &str, job: &mut Job, issue: &IssueFacts) -> Verdict {
     if !trigger::mentions(&issue.body, handle) {
-        return Err(format!("{} does not mention @{handle}", job.issue));
+        return Err(format!("{} does not mention @{handle}", job.place()));
     }
     // Who edited a mention into a body is not on record; the issue's author is,
     // and it is their permission that counts.
@@ -113,9 +113,9 @@ async fn confirm_label(
     label: &str,
 ) -> Result<Verdict, ForgeError> {
     if !issue.labels.iter().any(|l| l.eq_ignore_ascii_case(label)) {
-        return Ok(Err(format!("{} does not carry the label `{label}`", job.issue)));
+        return Ok(Err(format!("{} does not carry the label `{label}`", job.place())));
     }
-    let key = match forge.label_added_by(&job.issue, label).await? {
+    let key = match forge.label_added_by(&job.place(), label).await? {
         Some(added) => {
             job.author = added.by;
             format!("label:{}:{}", label.to_ascii_lowercase(), added.record)

@@ -11,6 +11,7 @@ use tokio::task::{AbortHandle, JoinSet};
 mod admit;
 
 use super::prompt;
+use super::pull_request::AfterRun;
 use crate::comment;
 use crate::config::Config;
 use crate::crash;
@@ -19,6 +20,7 @@ use crate::forge::{Backoff, Forge, PermissionCache, ReactionTarget, compare_url}
 use crate::issue_ref::{InstanceName, IssueRef};
 use crate::metrics::{Metrics, RunOutcome};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
+use crate::result::{PullRequestNote, RunResult};
 use crate::stage::{self, Stage};
 use crate::store::now_millis;
 use crate::trigger::Control;
@@ -182,7 +184,7 @@ impl Worker {
         // A run that finished before a crash or a forge fault: post its comment,
         // never run the agent again.
         if let Some(body) = outcome {
-            let posted = self.post_once(forge.as_ref(), &job.issue, id, &body).await;
+            let posted = self.post_once(forge.as_ref(), &job.place(), id, &body).await;
             return failed_if(posted, run_error);
         }
         if attempts > 0 && self.past_deadline(created_at) {
@@ -206,7 +208,7 @@ impl Worker {
             tracing::error!(error = %format!("{e:#}"), "cannot save a job's outcome");
         }
         crash::point("before-comment");
-        let posted = self.post_once(forge.as_ref(), &job.issue, id, &body).await;
+        let posted = self.post_once(forge.as_ref(), &job.place(), id, &body).await;
         stage::reached(&job.issue, Stage::Commented);
         failed_if(posted, failure)
     }
@@ -219,19 +221,19 @@ impl Worker {
         if self.engine.free_disk_mib().is_some_and(|free| free < self.config.limits.min_free_disk_mib) {
             tracing::warn!("deferring a job: the disk is nearly full");
             let already_said = forge
-                .comments(&job.issue)
+                .comments(&job.place())
                 .await
                 .map(|all| all.iter().any(|c| comment::is_deferral_for_job(&c.body, id)))
                 .unwrap_or(false);
             if !already_said {
-                let _ = forge.post_comment(&job.issue, &comment::deferred_comment(id)).await;
+                let _ = forge.post_comment(&job.place(), &comment::deferred_comment(id)).await;
             }
             self.defer(id, DISK_RETRY, "the bot's disk is nearly full").await;
             self.metrics.run_finished(RunOutcome::Deferred, Duration::ZERO, None);
             return None;
         }
         let target =
-            job.comment.as_ref().map_or(ReactionTarget::Issue(job.issue.number()), |c| ReactionTarget::Comment(c.id));
+            job.comment.as_ref().map_or(ReactionTarget::Issue(job.place().number()), |c| ReactionTarget::Comment(c.id));
         // The reaction tells people the trigger was taken; the run does not wait
         // for the forge to show it.
         let (reacting, reacted_repo) = (forge.clone(), repo.clone());
@@ -260,11 +262,8 @@ impl Worker {
         self.metrics.run_finished(outcome, started.elapsed(), used);
         Some(match run {
             Ok(result) => {
-                let kind = self.config.instance(repo.instance()).map(|i| i.kind);
-                let base = job.default_branch.as_deref().unwrap_or("main");
-                let compare =
-                    job.repo_html_url.as_deref().zip(kind).map(|(url, kind)| compare_url(kind, url, base, &branch));
-                (comment::result_comment(&result, compare.as_deref(), id), None)
+                let pull = self.settle_pull_request(forge.as_ref(), job, &result).await;
+                (comment::result_comment(&result, &pull, id), None)
             }
             Err(EngineError::Busy(why)) => {
                 // Another run (a CLI one) holds the issue: wait for it rather than fail.
@@ -277,6 +276,29 @@ impl Worker {
                 (comment::failure_comment(&e, id), Some(e.to_string()))
             }
         })
+    }
+
+    /// Opens the issue's pull request, or says what became of it.
+    async fn settle_pull_request(&self, forge: &dyn Forge, job: &Job, result: &RunResult) -> PullRequestNote {
+        let repo = job.issue.repo();
+        let Some(instance) = self.config.instance(repo.instance()) else {
+            return PullRequestNote::Compare(None);
+        };
+        let base = match &job.default_branch {
+            Some(base) => base.clone(),
+            None => self.engine.default_branch(repo).await.unwrap_or_else(|_| "main".to_owned()),
+        };
+        let compare = job.repo_html_url.as_deref().map(|url| compare_url(instance.kind, url, &base, &result.branch));
+        let after = AfterRun {
+            forge,
+            queue: &self.queue,
+            mode: instance.pull_requests_in(repo.owner(), repo.name()),
+            job,
+            result,
+            base: &base,
+            compare_url: compare,
+        };
+        after.settle().await
     }
 
     async fn defer(&self, id: i64, wait: Duration, why: &str) {

@@ -52,6 +52,12 @@ impl Engine {
         Ok(self.store.issue_session(issue).await?)
     }
 
+    /// The repository's default branch, as its mirror last fetched it.
+    pub async fn default_branch(&self, repo: &RepoRef) -> Result<String, EngineError> {
+        let instance = self.instance(repo)?;
+        Ok(self.mirror(repo, instance).default_branch(&self.git).await?)
+    }
+
     /// Removes finished jobs, and the deliveries and event identities kept
     /// against replays, from before `before_ms`.
     pub async fn remove_old_history(&self, before_ms: i64) -> Result<crate::store::History, EngineError> {

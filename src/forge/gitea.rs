@@ -7,11 +7,11 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::wire::{
-    CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, TimelineAnswer, error_message, last_adder,
+    CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, TimelineAnswer, error_message, last_adder,
 };
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Listed,
-    Permission, ReactionTarget,
+    NewPullRequest, Permission, PullRequest, ReactionTarget,
 };
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -252,6 +252,37 @@ impl Forge for GiteaForge {
             (added, t.label.as_ref().map(|l| l.name.as_str()), by, t.id, t.created_at.as_deref())
         });
         Ok(last_adder(records, label))
+    }
+
+    /// gitea: `CreatePullRequestOption` (modules/structs/pull.go) has no `draft`;
+    /// a title starting `WIP:` is what Gitea and Forgejo show as a draft
+    /// (`[repository.pull-request] WORK_IN_PROGRESS_PREFIXES`).
+    async fn open_pull_request(&self, repo: &RepoRef, new: &NewPullRequest<'_>) -> Result<PullRequest, ForgeError> {
+        let title = if new.draft { format!("WIP: {}", new.title) } else { new.title.to_owned() };
+        let body = json!({ "title": title, "body": new.body, "head": new.head, "base": new.base });
+        let req = self.request(Method::POST, &format!("{}/pulls", repo_path(repo))).json(&body);
+        Ok(self.send::<PullAnswer>(req).await?.into())
+    }
+
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError> {
+        let req = self.request(Method::GET, &format!("{}/pulls/{number}", repo_path(repo)));
+        Ok(self.send::<PullAnswer>(req).await?.into())
+    }
+
+    /// gitea (1.22 on, go-gitea/gitea#29242): `GET /repos/{o}/{r}/pulls/{base}/{head}`.
+    async fn find_pull_request(
+        &self,
+        repo: &RepoRef,
+        head: &str,
+        base: &str,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        let segment = |v: &str| super::urlencoding_path(v);
+        let path = format!("{}/pulls/{}/{}", repo_path(repo), segment(base), segment(head));
+        match self.send::<PullAnswer>(self.request(Method::GET, &path)).await {
+            Ok(found) => Ok(Some(found.into())),
+            Err(ForgeError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

@@ -7,10 +7,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::wire::{CommentAnswer, EventAnswer, HookAnswer, IssueAnswer, PermissionAnswer, error_message, last_adder};
+use super::wire::{
+    CommentAnswer, EventAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, error_message, last_adder,
+};
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Listed,
-    Permission, ReactionTarget,
+    NewPullRequest, Permission, PullRequest, ReactionTarget,
 };
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -335,6 +337,38 @@ impl Forge for GithubForge {
             )
         });
         Ok(last_adder(records, label))
+    }
+
+    /// github: "Create a pull request" (`POST /repos/{o}/{r}/pulls`), `draft` included.
+    async fn open_pull_request(&self, repo: &RepoRef, new: &NewPullRequest<'_>) -> Result<PullRequest, ForgeError> {
+        let body = json!({
+            "title": new.title, "body": new.body, "head": new.head, "base": new.base,
+            "draft": new.draft, "maintainer_can_modify": true
+        });
+        let route = format!("{}/pulls", repo_route(repo));
+        Ok(self.call::<PullAnswer>(Some(&body), &route).await?.into())
+    }
+
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError> {
+        Ok(self.call::<PullAnswer>(None, &format!("{}/pulls/{number}", repo_route(repo))).await?.into())
+    }
+
+    /// github: "List pull requests" filtered by `head` (`owner:branch`) and `base`, newest first.
+    async fn find_pull_request(
+        &self,
+        repo: &RepoRef,
+        head: &str,
+        base: &str,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        let query = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let route = format!(
+            "{}/pulls?head={}&base={}&state=all&sort=created&direction=desc&per_page=1",
+            repo_route(repo),
+            query(&format!("{}:{head}", repo.owner())),
+            query(base)
+        );
+        let found: Vec<PullAnswer> = self.call(None, &route).await?;
+        Ok(found.into_iter().next().map(PullRequest::from))
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

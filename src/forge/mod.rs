@@ -107,6 +107,34 @@ pub struct LabelAddition {
     pub record: u64,
 }
 
+/// A pull request, as far as kugetsu follows one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub number: u64,
+    pub html_url: String,
+    pub state: PullState,
+    /// The branch it merges from.
+    pub head: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullState {
+    Open,
+    /// Closed without a merge: by a person, since kugetsu closes none.
+    Closed,
+    Merged,
+}
+
+/// What kugetsu asks for when it opens a pull request.
+#[derive(Debug, Clone)]
+pub struct NewPullRequest<'a> {
+    pub title: &'a str,
+    pub body: &'a str,
+    pub head: &'a str,
+    pub base: &'a str,
+    pub draft: bool,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ForgeError {
     #[error("the forge refused our credentials")]
@@ -185,6 +213,17 @@ pub trait Forge: Send + Sync {
     /// Who most recently added `label` to the issue, by the forge's own record
     /// (GitHub's issue events, Gitea's timeline).
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError>;
+    /// Opens a pull request from `head` to `base` in `repo`. A forge without
+    /// drafts marks a draft the way its users do: a `WIP:` title.
+    async fn open_pull_request(&self, repo: &RepoRef, new: &NewPullRequest<'_>) -> Result<PullRequest, ForgeError>;
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError>;
+    /// The newest pull request from `head` to `base`, open or not.
+    async fn find_pull_request(
+        &self,
+        repo: &RepoRef,
+        head: &str,
+        base: &str,
+    ) -> Result<Option<PullRequest>, ForgeError>;
     /// The login the token acts as (`GET /user`).
     async fn current_user(&self) -> Result<String, ForgeError>;
     /// The webhooks on a repository or organisation.

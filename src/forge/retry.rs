@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use secrecy::SecretString;
 
-use super::{ApiStats, HookDelivery, Listed};
+use super::{ApiStats, HookDelivery, Listed, NewPullRequest, PullRequest};
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
     ReactionTarget,
@@ -134,6 +134,26 @@ impl Forge for RetryingForge {
 
     async fn label_added_by(&self, issue: &IssueRef, label: &str) -> Result<Option<LabelAddition>, ForgeError> {
         self.backoff.run("label events", || self.inner.label_added_by(issue, label)).await
+    }
+
+    /// Retried: a create that took effect before its answer was lost is refused
+    /// the second time (both forges allow one open pull request per head and
+    /// base), and the caller then finds the first.
+    async fn open_pull_request(&self, repo: &RepoRef, new: &NewPullRequest<'_>) -> Result<PullRequest, ForgeError> {
+        self.backoff.run("pull request creation", || self.inner.open_pull_request(repo, new)).await
+    }
+
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError> {
+        self.backoff.run("pull request", || self.inner.pull_request(repo, number)).await
+    }
+
+    async fn find_pull_request(
+        &self,
+        repo: &RepoRef,
+        head: &str,
+        base: &str,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        self.backoff.run("pull request lookup", || self.inner.find_pull_request(repo, head, base)).await
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

@@ -26,6 +26,40 @@ pub struct CommentAnswer {
     pub updated_at: Option<String>,
 }
 
+/// Both forges' pull request: GitHub's `merged` is only in a single pull
+/// request's answer, `merged_at` in every one; Gitea has both everywhere.
+#[derive(Deserialize)]
+pub struct PullAnswer {
+    pub number: u64,
+    #[serde(default)]
+    pub html_url: String,
+    pub state: String,
+    #[serde(default)]
+    pub merged: Option<bool>,
+    #[serde(default)]
+    pub merged_at: Option<String>,
+    pub head: BranchAnswer,
+}
+
+#[derive(Deserialize)]
+pub struct BranchAnswer {
+    #[serde(rename = "ref")]
+    pub name: String,
+}
+
+impl From<PullAnswer> for super::PullRequest {
+    fn from(p: PullAnswer) -> Self {
+        let state = if p.merged == Some(true) || p.merged_at.is_some() {
+            super::PullState::Merged
+        } else if p.state == "open" {
+            super::PullState::Open
+        } else {
+            super::PullState::Closed
+        };
+        Self { number: p.number, html_url: p.html_url, state, head: p.head.name }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct UserAnswer {
     pub login: String,

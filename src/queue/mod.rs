@@ -31,6 +31,18 @@ pub struct Job {
     pub is_pull_request: bool,
     pub repo_html_url: Option<String>,
     pub default_branch: Option<String>,
+    /// The pull request the trigger came from, when kugetsu opened it for this
+    /// job's issue: the run continues the issue, and answers on the pull request.
+    #[serde(default)]
+    pub on_pull_request: Option<u64>,
+}
+
+impl Job {
+    /// Where the trigger was made, and where the answer goes: the issue, or
+    /// its pull request.
+    pub fn place(&self) -> IssueRef {
+        self.on_pull_request.and_then(|n| self.issue.repo().issue(n).ok()).unwrap_or_else(|| self.issue.clone())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +181,9 @@ impl Queue {
         fn depth(&self) -> anyhow::Result<QueueDepth>;
         fn unfinished_jobs(&self, limit: u32) -> anyhow::Result<Vec<JobLine>>;
         fn recent_failures(&self, limit: u32) -> anyhow::Result<Vec<JobLine>>;
+        fn issue_of_pull_request(&self, pull: &IssueRef) -> anyhow::Result<Option<IssueRef>>;
+        fn pull_request_of(&self, issue: &IssueRef) -> anyhow::Result<Option<crate::store::PullRequestRecord>>;
+        fn save_pull_request(&self, record: &crate::store::PullRequestRecord) -> anyhow::Result<()>;
     }
 }
 
@@ -189,6 +204,7 @@ mod tests {
             is_pull_request: false,
             repo_html_url: None,
             default_branch: None,
+            on_pull_request: None,
         }
     }
 

@@ -59,6 +59,16 @@ pub struct IssueSession {
     pub last_run_at: Option<i64>,
 }
 
+/// A pull request kugetsu opened for an issue's branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestRecord {
+    pub issue: IssueRef,
+    /// The pull request's number, in the issue's repository.
+    pub number: u64,
+    pub html_url: String,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaseSession {
     pub repo: RepoRef,
@@ -87,6 +97,14 @@ pub trait Store: JobStore + Send + Sync {
     /// Finished jobs, and the deliveries and event identities kept against
     /// replays, from before `before_ms`; removed too when `remove`.
     async fn old_history(&self, before_ms: i64, remove: bool) -> anyhow::Result<History>;
+
+    /// The pull request kugetsu opened for the issue's branch.
+    async fn pull_request_of(&self, issue: &IssueRef) -> anyhow::Result<Option<PullRequestRecord>>;
+    /// The issue whose branch the pull request `pull` (a ref in the same
+    /// repository) was opened for, if kugetsu opened it.
+    async fn issue_of_pull_request(&self, pull: &IssueRef) -> anyhow::Result<Option<IssueRef>>;
+    /// Records the issue's pull request, replacing an earlier one (merged, say).
+    async fn save_pull_request(&self, record: &PullRequestRecord) -> anyhow::Result<()>;
 
     /// Issues closed before `before_ms`, with when, that kugetsu has not run on since.
     async fn closed_issues(&self, before_ms: i64) -> anyhow::Result<Vec<IssueRef>>;

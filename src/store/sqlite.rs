@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::checkpoint::Checkpointer;
-use super::{BaseSession, History, IssueSession, SessionStatus, Store};
+use super::{BaseSession, History, IssueSession, PullRequestRecord, SessionStatus, Store};
 use crate::issue_ref::{IssueRef, RepoRef};
 
 /// SQLite in WAL mode: readers never block the single writer, and a crash loses
@@ -190,6 +190,40 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(IssueSession::try_from).collect()
+    }
+
+    async fn pull_request_of(&self, issue: &IssueRef) -> anyhow::Result<Option<PullRequestRecord>> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT pull, html_url, created_at FROM pull_requests WHERE issue = ?")
+                .bind(issue.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(pull, html_url, created_at)| {
+            let pull: IssueRef =
+                pull.parse().map_err(|e| anyhow::anyhow!("bad pull request ref in the database: {e}"))?;
+            Ok(PullRequestRecord { issue: issue.clone(), number: pull.number(), html_url, created_at })
+        })
+        .transpose()
+    }
+
+    async fn issue_of_pull_request(&self, pull: &IssueRef) -> anyhow::Result<Option<IssueRef>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT issue FROM pull_requests WHERE pull = ?")
+            .bind(pull.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(issue,)| issue.parse().map_err(|e| anyhow::anyhow!("bad issue ref in the database: {e}"))).transpose()
+    }
+
+    async fn save_pull_request(&self, record: &PullRequestRecord) -> anyhow::Result<()> {
+        let pull = record.issue.repo().issue(record.number)?;
+        sqlx::query("INSERT OR REPLACE INTO pull_requests (issue, pull, html_url, created_at) VALUES (?, ?, ?, ?)")
+            .bind(record.issue.to_string())
+            .bind(pull.to_string())
+            .bind(&record.html_url)
+            .bind(record.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn base_session(&self, repo: &RepoRef) -> anyhow::Result<Option<BaseSession>> {

@@ -105,6 +105,7 @@ fn job_for(event: &ForgeEvent, trigger: JobTrigger) -> Job {
         is_pull_request: event.is_pull_request,
         repo_html_url: event.repo_html_url.clone(),
         default_branch: event.default_branch.clone(),
+        on_pull_request: None,
     }
 }
 
@@ -140,9 +141,10 @@ pub async fn accept(
             queue.mark_closed(&event.issue).await?;
             return Ok(Accepted::Closed);
         }
-        Admission::Enqueue(job) => job,
+        Admission::Enqueue(job) => onto_its_issue(queue, job).await?,
         Admission::EnqueueIfRoom(job) => {
-            let waiting = queue.waiting_authors(&event.issue).await?;
+            let job = onto_its_issue(queue, job).await?;
+            let waiting = queue.waiting_authors(&job.issue).await?;
             within_queue_limit(job, &waiting, rules, is_known_writer)
         }
     };
@@ -150,6 +152,19 @@ pub async fn accept(
         Enqueued::Queued(id) => Accepted::Queued(id),
         Enqueued::Duplicate => Accepted::Duplicate,
     })
+}
+
+/// A job on a pull request that kugetsu opened for an issue continues that
+/// issue: its session, its working copy, its place in the queue.
+async fn onto_its_issue(queue: &Queue, mut job: Job) -> anyhow::Result<Job> {
+    if !job.is_pull_request {
+        return Ok(job);
+    }
+    if let Some(issue) = queue.issue_of_pull_request(&job.issue).await? {
+        job.on_pull_request = Some(job.issue.number());
+        job.issue = issue;
+    }
+    Ok(job)
 }
 
 #[cfg(test)]
@@ -261,6 +276,45 @@ mod tests {
         let other = ForgeEvent { delivery_id: "d10".into(), identity: "another".into(), ..event };
         assert!(matches!(accept(&queue, "tea", &other, &r, nobody_known).await.expect("stored"), Accepted::Queued(_)));
         assert_eq!(queue.depth().await.expect("depth").queued, 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_on_kugetsus_pull_request_is_queued_on_its_issue_and_others_stay_as_they_are() {
+        let store = SqliteStore::in_memory().await.expect("an in-memory database");
+        let queue = Queue::new(std::sync::Arc::new(store));
+        let issue: crate::issue_ref::IssueRef = "tea/acme/widget#7".parse().expect("a ref");
+        let record = crate::store::PullRequestRecord {
+            issue: issue.clone(),
+            number: 12,
+            html_url: "https://git.example.com/acme/widget/pulls/12".into(),
+            created_at: 0,
+        };
+        queue.save_pull_request(&record).await.expect("saved");
+        let on_pull = |number: u64, delivery: &str| {
+            let mut e = comment("alice", "@kugetsu go on", delivery);
+            e.issue = format!("tea/acme/widget#{number}").parse().expect("a ref");
+            e.is_pull_request = true;
+            e.identity = format!("pull-{delivery}");
+            e
+        };
+        let jobs = |queue: Queue| async move { queue.claim("work", 10).await.expect("claimed") };
+        assert!(matches!(
+            accept(&queue, "tea", &on_pull(12, "p1"), &rules(LABELS), nobody_known).await,
+            Ok(Accepted::Queued(_))
+        ));
+        let claimed = jobs(queue.clone()).await;
+        assert_eq!((claimed[0].job.issue.clone(), claimed[0].job.on_pull_request), (issue.clone(), Some(12)));
+        assert_eq!(claimed[0].job.place().to_string(), "tea/acme/widget#12", "answered where it was asked");
+        // Control: a pull request kugetsu did not open is its own issue.
+        assert!(matches!(
+            accept(&queue, "tea", &on_pull(13, "p2"), &rules(LABELS), nobody_known).await,
+            Ok(Accepted::Queued(_))
+        ));
+        let claimed = jobs(queue.clone()).await;
+        assert_eq!(
+            (claimed[0].job.issue.to_string(), claimed[0].job.on_pull_request),
+            ("tea/acme/widget#13".to_owned(), None)
+        );
     }
 
     #[tokio::test]

@@ -61,6 +61,7 @@ webhook_secret_env = "TEA_SECRET"
         let text =
             std::fs::read_to_string(&env.config_path).unwrap().replace("{remotes}", env.remotes.to_str().unwrap());
         std::fs::write(&env.config_path, text).unwrap();
+        forge.set_git_remotes(&env.remotes);
         forge.set_permission("alice", "write");
         forge.set_permission("mallory", "read");
         // Gitea and Forgejo show other users' permissions to repository admins only.

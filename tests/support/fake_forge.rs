@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::fake_hooks::{Hooks, StoredHook};
+use super::fake_pulls::{Pull, Pulls};
 use super::webhook::Delivery;
 
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct PostedComment {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flavor {
+pub(super) enum Flavor {
     Github,
     Gitea,
 }
@@ -63,31 +64,32 @@ pub enum Fault {
 
 /// An issue as the fake holds it.
 #[derive(Debug, Clone, Default)]
-struct Issue {
-    author: String,
-    title: String,
-    body: String,
-    labels: Vec<String>,
+pub(super) struct Issue {
+    pub(super) author: String,
+    pub(super) title: String,
+    pub(super) body: String,
+    pub(super) labels: Vec<String>,
     /// A pull request, which both forges also serve as an issue.
-    is_pull: bool,
+    pub(super) is_pull: bool,
     /// `(added, label, by, when)`, oldest first: GitHub's issue events, Gitea's timeline.
-    label_events: Vec<(bool, String, String, String)>,
+    pub(super) label_events: Vec<(bool, String, String, String)>,
     /// When it last changed (RFC 3339); unset, the start of the fake's day.
-    updated: Option<String>,
+    pub(super) updated: Option<String>,
 }
 
 /// Before anything the fake is told: what its issues and records say when unset.
 const EPOCH_OF_THE_FAKE: &str = "2026-01-01T00:00:00Z";
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     calls: Vec<String>,
     /// Token → the login it authenticates.
     tokens: HashMap<String, String>,
     /// Site administrators (Gitea's `is_admin`).
     site_admins: BTreeSet<String>,
     /// `owner/repo` → its issues.
-    repos: HashMap<String, BTreeMap<u64, Issue>>,
+    pub(super) repos: HashMap<String, BTreeMap<u64, Issue>>,
+    pub(super) pulls: Pulls,
     /// Every comment, whoever wrote it, in creation order.
     comments: Vec<PostedComment>,
     /// `(repo, "comment"|"issue", id, user, content)`.
@@ -257,6 +259,34 @@ impl FakeForge {
     /// The permission the fake gives `user` (one for every repository).
     pub fn permission_of(&self, user: &str) -> Option<String> {
         self.state.lock().unwrap().permissions.get(user).cloned()
+    }
+
+    /// Pull requests may only come from branches that exist in these bare repositories.
+    pub fn set_git_remotes(&self, remotes: &std::path::Path) {
+        self.state.lock().unwrap().pulls.remotes = Some(remotes.to_owned());
+    }
+
+    /// The repository's pull requests: number, title, body and how they stand.
+    pub fn pulls(&self, repo: &str) -> Vec<(u64, String, String, Pull)> {
+        let state = self.state.lock().unwrap();
+        state
+            .pulls
+            .all
+            .iter()
+            .filter(|((r, _), _)| r == repo)
+            .map(|((r, n), p)| {
+                let issue = &state.repos[r][n];
+                (*n, issue.title.clone(), issue.body.clone(), p.clone())
+            })
+            .collect()
+    }
+
+    /// A person closes the pull request without merging it (or merges it).
+    pub fn close_pull(&self, repo: &str, number: u64, merged: bool) {
+        let mut state = self.state.lock().unwrap();
+        let pull = state.pulls.all.get_mut(&(repo.to_owned(), number)).expect("a pull request");
+        pull.open = false;
+        pull.merged = merged;
     }
 
     pub fn add_issue(&self, repo: &str, number: u64) {
@@ -440,9 +470,9 @@ impl FakeForge {
     }
 }
 
-struct Request {
-    flavor: Flavor,
-    method: Method,
+pub(super) struct Request {
+    pub(super) flavor: Flavor,
+    pub(super) method: Method,
     uri: Uri,
     auth: String,
     if_none_match: Option<String>,
@@ -547,6 +577,10 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             let place = format!("repos/{o}/{r}");
             hook_call(state, req, &caller, &place, rest, &request)
         }
+        (_, ["repos", o, r, "pulls", rest @ ..]) => {
+            let repo = known_repo(state, o, r)?;
+            super::fake_pulls::call(state, req, &caller, &repo, rest, &request)
+        }
         (_, ["orgs", o, "hooks", rest @ ..]) => {
             state.orgs.contains(*o).then_some(())?;
             let place = format!("orgs/{o}");
@@ -578,7 +612,7 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             let repo = known_repo(state, o, r)?;
             let id: u64 = id.parse().ok()?;
             let comment = state.comments.iter().find(|c| c.id == id && c.repo == repo)?;
-            Some(axum::Json(comment_json(req.flavor, comment)).into_response())
+            Some(axum::Json(comment_json(req.flavor, comment, on_pull(state, comment))).into_response())
         }
         // GitHub: GET /repos/{o}/{r}/issues/comments, "list issue comments for a
         // repository": `since` keeps those updated at or after it; paged by per_page.
@@ -596,7 +630,7 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
                 .comments
                 .iter()
                 .filter(|c| c.repo == repo && humantime::parse_rfc3339(&c.updated_at).is_ok_and(|at| at >= since))
-                .map(|c| comment_json(req.flavor, c))
+                .map(|c| comment_json(req.flavor, c, on_pull(state, c)))
                 .collect();
             if req.flavor == Flavor::Github {
                 return Some(paginated(req, all));
@@ -834,7 +868,7 @@ fn create_comment(state: &mut State, req: &Request, caller: &str, at: (String, u
     let (repo, issue) = at;
     let comment =
         PostedComment { repo, issue, id: state.next_id, body, author: caller.to_owned(), updated_at: now_rfc3339() };
-    let answer = comment_json(req.flavor, &comment);
+    let answer = comment_json(req.flavor, &comment, on_pull(state, &comment));
     state.comments.push(comment);
     (StatusCode::CREATED, axum::Json(answer)).into_response()
 }
@@ -844,7 +878,7 @@ fn list_comments(state: &State, req: &Request, at: (&str, u64)) -> Response {
         .comments
         .iter()
         .filter(|c| c.repo == at.0 && c.issue == at.1)
-        .map(|c| comment_json(req.flavor, c))
+        .map(|c| comment_json(req.flavor, c, on_pull(state, c)))
         .collect();
     if req.flavor == Flavor::Gitea {
         // gitea: ListIssueComments returns every comment, with X-Total-Count.
@@ -854,7 +888,7 @@ fn list_comments(state: &State, req: &Request, at: (&str, u64)) -> Response {
     paginated(req, all)
 }
 
-fn query_of(req: &Request) -> HashMap<String, String> {
+pub(super) fn query_of(req: &Request) -> HashMap<String, String> {
     form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes()).into_owned().collect()
 }
 
@@ -944,7 +978,7 @@ fn installation_token(req: &Request) -> Response {
 }
 
 /// Each forge's error body: GitHub `{message, documentation_url}`, gitea `{message, url}`.
-fn error(flavor: Flavor, status: StatusCode, message: &str) -> Response {
+pub(super) fn error(flavor: Flavor, status: StatusCode, message: &str) -> Response {
     let body = match flavor {
         Flavor::Github => json!({ "message": message, "documentation_url": "https://docs.github.com/rest" }),
         Flavor::Gitea => json!({ "message": message, "url": "https://forge.example.com/api/swagger" }),
@@ -952,7 +986,7 @@ fn error(flavor: Flavor, status: StatusCode, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn not_found(flavor: Flavor) -> Response {
+pub(super) fn not_found(flavor: Flavor) -> Response {
     error(flavor, StatusCode::NOT_FOUND, "Not Found")
 }
 
@@ -964,7 +998,13 @@ fn dropped() -> Response {
     response
 }
 
-fn comment_json(flavor: Flavor, c: &PostedComment) -> Value {
+fn on_pull(state: &State, c: &PostedComment) -> bool {
+    state.repos.get(&c.repo).and_then(|issues| issues.get(&c.issue)).is_some_and(|i| i.is_pull)
+}
+
+/// gitea's comment on a pull request has an empty `issue_url` and the pull
+/// request's page in `pull_request_url` (services/convert/issue_comment.go).
+fn comment_json(flavor: Flavor, c: &PostedComment, on_pull: bool) -> Value {
     let base = "https://forge.example.com";
     let (repo, n, id) = (&c.repo, c.issue, c.id);
     match flavor {
@@ -978,7 +1018,8 @@ fn comment_json(flavor: Flavor, c: &PostedComment) -> Value {
         // gitea: modules/structs/issue_comment.go, Comment.
         Flavor::Gitea => json!({
             "id": id, "html_url": format!("{base}/{repo}/issues/{n}#issuecomment-{id}"),
-            "pull_request_url": "", "issue_url": format!("{base}/{repo}/issues/{n}"),
+            "pull_request_url": if on_pull { format!("{base}/{repo}/pulls/{n}") } else { String::new() },
+            "issue_url": if on_pull { String::new() } else { format!("{base}/{repo}/issues/{n}") },
             "user": gitea_user(&c.author), "original_author": "", "original_author_id": 0,
             "body": c.body, "created_at": c.updated_at, "updated_at": c.updated_at
         }),
@@ -986,7 +1027,7 @@ fn comment_json(flavor: Flavor, c: &PostedComment) -> Value {
 }
 
 /// octocrab's `Author` needs every one of these (models.rs).
-fn github_user(login: &str) -> Value {
+pub(super) fn github_user(login: &str) -> Value {
     let base = "https://forge.example.com";
     let url = |p: &str| format!("{base}/users/{login}{p}");
     let kind = if login.ends_with("[bot]") { "Bot" } else { "User" };
@@ -1001,7 +1042,7 @@ fn github_user(login: &str) -> Value {
 }
 
 /// gitea: modules/structs/user.go, User.
-fn gitea_user(login: &str) -> Value {
+pub(super) fn gitea_user(login: &str) -> Value {
     json!({
         "id": 1, "login": login, "login_name": "", "source_id": 0, "full_name": "", "email": format!("{login}@noreply.example.com"),
         "avatar_url": "https://forge.example.com/avatars/1", "html_url": format!("https://forge.example.com/{login}"),

@@ -7,6 +7,7 @@ pub mod bot_env;
 pub mod fake_forge;
 pub mod fake_hooks;
 pub mod fake_model;
+pub mod fake_pulls;
 pub mod git_http;
 pub mod serve;
 pub mod webhook;

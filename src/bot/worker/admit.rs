@@ -62,7 +62,7 @@ impl Worker {
         }
         if let Some(reason) = self.over_hourly_limits(&job).await {
             let body = comment::refused_comment(&reason, id);
-            return Err(self.post_once(forge, &job.issue, id, &body).await);
+            return Err(self.post_once(forge, &job.place(), id, &body).await);
         }
         // Only runs that were let through count toward the limits.
         if let Err(e) = self.queue.mark_authorized(id).await {
@@ -92,7 +92,7 @@ impl Worker {
             && !self.permissions.is_known_stranger(job.issue.repo(), &job.author)
         {
             let why = "the forge kept failing or refusing what I needed from it";
-            let _ = self.post_once(forge, &job.issue, id, &comment::gave_up_comment(why, tried_for, id)).await;
+            let _ = self.post_once(forge, &job.place(), id, &comment::gave_up_comment(why, tried_for, id)).await;
         }
         Outcome::Failed(format!("gave up after {}", humantime::format_duration(tried_for)))
     }
@@ -111,7 +111,7 @@ impl Worker {
         }
         let queued = self.queue.waiting_for(&job.issue).await.unwrap_or(0);
         let waiting = self.queue.waiting_reasons(&job.issue).await.unwrap_or_default();
-        self.post_once(forge, &job.issue, id, &comment::waiting_status_comment(queued, &waiting, id)).await
+        self.post_once(forge, &job.place(), id, &comment::waiting_status_comment(queued, &waiting, id)).await
     }
 
     /// Asks the forge (or the cache) whether the job's author may trigger runs here.
@@ -136,9 +136,9 @@ impl Worker {
     /// Says once per issue why its triggers wait for the bot's role to be fixed.
     async fn notify_needs_admin(&self, forge: &dyn Forge, job: &Job) {
         let said =
-            forge.comments(&job.issue).await.map(|all| all.iter().any(|c| comment::is_permission_notice(&c.body)));
+            forge.comments(&job.place()).await.map(|all| all.iter().any(|c| comment::is_permission_notice(&c.body)));
         if let Ok(false) = said
-            && let Err(e) = forge.post_comment(&job.issue, &comment::permission_notice(&job.author)).await
+            && let Err(e) = forge.post_comment(&job.place(), &comment::permission_notice(&job.author)).await
         {
             tracing::warn!(error = %e, "could not post the permission notice");
         }
@@ -169,7 +169,7 @@ impl Worker {
         let Some(text) = &self.config.bot.deny_reply else { return Outcome::Done };
         match self.queue.claim_deny_reply(&job.issue, now_millis() - HOUR_MS).await {
             Ok(true) => {
-                let posted = self.post_once(forge, &job.issue, id, &comment::not_allowed_comment(text, id)).await;
+                let posted = self.post_once(forge, &job.place(), id, &comment::not_allowed_comment(text, id)).await;
                 // Not said after all (a forge fault): the next try may say it.
                 if !matches!(posted, Outcome::Done)
                     && let Err(e) = self.queue.release_deny_reply(&job.issue).await

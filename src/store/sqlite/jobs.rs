@@ -379,6 +379,7 @@ mod tests {
             is_pull_request: false,
             repo_html_url: None,
             default_branch: None,
+            on_pull_request: None,
         }
     }
 
