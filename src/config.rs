@@ -72,6 +72,8 @@ struct RawInstance {
     installation_id: Option<u64>,
     #[serde(default)]
     pull_requests: PullRequestMode,
+    #[serde(default)]
+    review_comments: ReviewComments,
     /// `owner/repo` → what differs there from the instance's settings.
     #[serde(default)]
     repos: BTreeMap<String, RepoOverrides>,
@@ -90,11 +92,23 @@ pub enum PullRequestMode {
     Off,
 }
 
+/// Which review comments on kugetsu's own pull requests start a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewComments {
+    /// A review whose text or line comments mention the bot.
+    #[default]
+    Mention,
+    /// Every review a person allowed to ask submits there.
+    All,
+}
+
 /// One repository's own settings, over its instance's.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoOverrides {
     pub pull_requests: Option<PullRequestMode>,
+    pub review_comments: Option<ReviewComments>,
 }
 
 /// A GitHub App installation the bot acts as.
@@ -130,6 +144,7 @@ pub struct Instance {
     pub bot_login: String,
     pub github_app: Option<GithubApp>,
     pub pull_requests: PullRequestMode,
+    pub review_comments: ReviewComments,
     /// By `owner/repo`, lower-cased: logins and names are case-insensitive on both forges.
     pub repos: BTreeMap<String, RepoOverrides>,
 }
@@ -191,6 +206,12 @@ impl Instance {
     pub fn pull_requests_in(&self, owner: &str, repo: &str) -> PullRequestMode {
         let key = format!("{owner}/{repo}").to_ascii_lowercase();
         self.repos.get(&key).and_then(|o| o.pull_requests).unwrap_or(self.pull_requests)
+    }
+
+    /// Which reviews on kugetsu's pull requests in `owner/repo` start a run.
+    pub fn review_comments_in(&self, owner: &str, repo: &str) -> ReviewComments {
+        let key = format!("{owner}/{repo}").to_ascii_lowercase();
+        self.repos.get(&key).and_then(|o| o.review_comments).unwrap_or(self.review_comments)
     }
 
     pub fn clone_url(&self, owner: &str, repo: &str) -> String {
@@ -560,6 +581,7 @@ fn resolve_instance(
     }
     Ok(Instance {
         pull_requests: raw.pull_requests,
+        review_comments: raw.review_comments,
         repos,
         scoped_webhook_secrets,
         github_app,

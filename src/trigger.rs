@@ -98,6 +98,9 @@ pub enum Trigger {
     Control(Control),
     /// A trigger label was added (or the issue was opened with one).
     Label(String),
+    /// A pull request review: whether it asks the bot is settled with the forge,
+    /// which has all of the review's comments.
+    Review,
 }
 
 /// Decides whether `event` triggers a run. `previous_labels` is the issue's label
@@ -141,6 +144,7 @@ pub fn trigger_for(
                 .cloned()
                 .map(Trigger::Label)
         }
+        EventKind::ReviewSubmitted => Some(Trigger::Review),
         EventKind::IssueEdited | EventKind::IssueClosed => None,
     }
 }

@@ -52,6 +52,20 @@ fn github_fixtures_normalise() {
 
     assert!(matches!(run(Github, "ping", "github/ping.json"), Normalized::Ignored(_)));
     assert!(matches!(run(Github, "pull_request", "github/pull_request.opened.json"), Normalized::Ignored(_)));
+
+    // Reviews: a line comment, and a whole review; both carry the pull request, not an issue.
+    let e = event(Github, "pull_request_review_comment", "github/pull_request_review_comment.created.json");
+    assert_eq!(
+        (e.kind.clone(), e.issue.to_string(), e.is_pull_request),
+        (EventKind::ReviewSubmitted, "forge/baxterthehacker/public-repo#1".into(), true)
+    );
+    let review = e.review.expect("a review");
+    assert_eq!((review.id, review.comment_id), (None, Some(29724692)), "the 2015 capture predates review ids");
+    assert_eq!(review.text, "Maybe you should use more emojji on this line.");
+    let e = event(Github, "pull_request_review", "github/pull_request_review.submitted.json");
+    let review = e.review.expect("a review");
+    assert_eq!((e.issue.number(), review.id, review.text.as_str()), (8, Some(2626884), "Looks great!"));
+    assert_eq!(e.author, "baxterthehacker");
 }
 
 #[test]
@@ -86,6 +100,19 @@ fn gitea_fixtures_normalise() {
 
     assert!(matches!(run(Gitea, "pull_request", "gitea/pull_request.opened.json"), Normalized::Ignored(_)));
     assert!(matches!(run(Gitea, "push", "gitea/push.json"), Normalized::Ignored(_)));
+
+    // A review: X-Gitea-Event `pull_request_comment` (HookEventPullRequestReviewComment.Event()).
+    let e = event(Gitea, "pull_request_comment", "gitea/pull_request_comment.reviewed.json");
+    let review = e.review.clone().expect("a review");
+    assert_eq!(
+        (e.kind, e.issue.number(), review.id, review.text.as_str()),
+        (EventKind::ReviewSubmitted, 2, None, "123")
+    );
+    // Control: on GitHub that header names nothing kugetsu acts on.
+    assert!(matches!(
+        run(ForgeKind::Github, "pull_request_comment", "gitea/pull_request_comment.reviewed.json"),
+        Normalized::Ignored(_)
+    ));
 }
 
 #[test]
@@ -101,6 +128,10 @@ fn gitea_hmac_vectors_verify_against_the_fixture_bytes() {
         ),
         ("gitea/pull_request.opened.json", "65c18a212efc7bde0f336acaec87f596fe20e80b2a0e7e51a790dd38393ff771"),
         ("gitea/push.json", "60fe446c74fa0cb9474f98cc557db79e10c7aaf22cf324ad65239600b9e4d915"),
+        (
+            "gitea/pull_request_comment.reviewed.json",
+            "5d5c315cc199807a23da81b788dcf7874299a223ba81fc77d76ab248fdab4d1c",
+        ),
     ] {
         let body = fixture_bytes(file);
         assert!(verify(&secret, &body, sig), "{file}");

@@ -127,12 +127,23 @@ async fn installs_once_with_kugetsus_url_secret_and_events(instance: &str, expec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_hooks_install_once_with_kugetsus_url_secret_and_events() {
-    installs_once_with_kugetsus_url_secret_and_events("gh", &["issues", "issue_comment"]).await;
+    let events = ["issues", "issue_comment", "pull_request_review", "pull_request_review_comment"];
+    installs_once_with_kugetsus_url_secret_and_events("gh", &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitea_hooks_install_once_with_kugetsus_url_secret_and_events() {
     // What Gitea lists back: `issues` turns on each issue sub-event.
-    let events = ["issues", "issue_assign", "issue_label", "issue_milestone", "issue_comment", "pull_request_comment"];
+    let events = [
+        "issues",
+        "issue_assign",
+        "issue_label",
+        "issue_milestone",
+        "issue_comment",
+        "pull_request_comment",
+        "pull_request_review_approved",
+        "pull_request_review_rejected",
+        "pull_request_review_comment",
+    ];
     installs_once_with_kugetsus_url_secret_and_events("tea", &events).await;
 }

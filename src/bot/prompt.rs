@@ -37,6 +37,25 @@ pub fn build(job: &Job, branch: &str) -> String {
         (JobTrigger::Mention, None) => {
             out.push_str(&format!("\n@{} asked for this in the {kind}'s description above.\n", job.author));
         }
+        (JobTrigger::Review, _) => {
+            out.push_str(&format!("\n@{} reviewed the pull request of your branch:\n", job.author));
+            if let Some(review) = job.review.as_ref().and_then(|r| r.review.as_ref()) {
+                if !review.body.trim().is_empty() {
+                    out.push_str(&fence("review", &review.body));
+                }
+                for c in &review.comments {
+                    let lines = match c.lines {
+                        Some((a, b)) if a == b => format!("line {a}"),
+                        Some((a, b)) => format!("lines {a} to {b}"),
+                        None => "a line of the diff".to_owned(),
+                    };
+                    let at =
+                        format!("file: {}\nat: {lines}\ndiff hunk:\n{}\ncomment:\n{}", c.path, c.diff_hunk, c.body);
+                    out.push_str(&fence("line comment", &at));
+                }
+            }
+            out.push_str("\nAnswer the review: change the code where it asks, and say what you did.\n");
+        }
         // Control and refused jobs never reach the agent; say nothing more.
         (JobTrigger::Control { .. } | JobTrigger::Refused { .. }, _) => {}
         (JobTrigger::Label { name }, _) => {
@@ -77,6 +96,7 @@ mod tests {
             repo_html_url: None,
             default_branch: None,
             on_pull_request: None,
+            review: None,
         };
         let prompt = build(&job, "kugetsu/3");
         assert!(prompt.contains("gitea/acme/widget#3") && prompt.contains("`kugetsu/3`") && prompt.contains("pushes"));

@@ -225,6 +225,7 @@ impl Reconciler {
                 default_branch: None,
                 repo_id: None,
                 previous_body: None,
+                review: None,
                 issue,
             };
             if take_event(&self.intake, &event).await? {
@@ -261,6 +262,7 @@ impl Reconciler {
             default_branch: None,
             repo_id: None,
             previous_body: None,
+            review: None,
         })
     }
 }

@@ -27,6 +27,7 @@ pub async fn confirm(forge: &dyn Forge, handle: &str, mut job: Job) -> Checked {
     let outcome = async {
         let issue = forge.issue(&job.place()).await?;
         let key = match (&job.trigger, job.comment.clone()) {
+            (JobTrigger::Review, _) => confirm_review(forge, &mut job).await?,
             (JobTrigger::Label { name }, _) => {
                 let name = name.clone();
                 confirm_label(forge, &mut job, &issue, &name).await?
@@ -83,7 +84,7 @@ async fn confirm_comment(forge: &dyn Forge, handle: &str, job: &mut Job, id: u64
     let still_says = match &job.trigger {
         JobTrigger::Control { command } => trigger::control_command(&found.body, handle) == Some(*command),
         JobTrigger::Refused { .. } => true,
-        JobTrigger::Mention | JobTrigger::Label { .. } => trigger::mentions(&found.body, handle),
+        JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review => trigger::mentions(&found.body, handle),
     };
     if !still_says {
         return Ok(Err(format!("comment {id} no longer asks for this")));
@@ -93,6 +94,26 @@ async fn confirm_comment(forge: &dyn Forge, handle: &str, job: &mut Job, id: u64
     if let Some(comment) = job.comment.as_mut() {
         comment.body = found.body;
     }
+    Ok(Ok(key))
+}
+
+/// The review, as the forge has it, is by the job's author; its comments are
+/// what the prompt shows.
+async fn confirm_review(forge: &dyn Forge, job: &mut Job) -> Result<Verdict, ForgeError> {
+    let place = job.place();
+    let Some(request) = job.review.as_mut() else { return Ok(Err("the job names no review".to_owned())) };
+    let review = match request.review.take() {
+        Some(review) => review,
+        None => match forge.review(place.repo(), place.number(), request.event.id, &job.author).await? {
+            Some(review) => review,
+            None => return Ok(Err(format!("{place} has no such review by @{}", job.author))),
+        },
+    };
+    if !review.author.eq_ignore_ascii_case(&job.author) {
+        return Ok(Err(format!("review {} is by @{}, not @{}", review.id, review.author, job.author)));
+    }
+    let key = format!("review:{}", review.id);
+    request.review = Some(review);
     Ok(Ok(key))
 }
 

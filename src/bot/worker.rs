@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 mod admit;
+mod review;
 
 use super::prompt;
 use super::pull_request::AfterRun;
@@ -184,7 +185,7 @@ impl Worker {
         // A run that finished before a crash or a forge fault: post its comment,
         // never run the agent again.
         if let Some(body) = outcome {
-            let posted = self.post_once(forge.as_ref(), &job.place(), id, &body).await;
+            let posted = self.answer(forge.as_ref(), &job, id, &body).await;
             return failed_if(posted, run_error);
         }
         if attempts > 0 && self.past_deadline(created_at) {
@@ -196,10 +197,12 @@ impl Worker {
         };
         stage::reached(&job.issue, Stage::Admitted);
         let (body, failure) = match &job.trigger {
-            JobTrigger::Mention | JobTrigger::Label { .. } => match self.run_agent(&forge, id, &job).await {
-                Some(answer) => answer,
-                None => return Outcome::Deferred,
-            },
+            JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review => {
+                match self.run_agent(&forge, id, &job).await {
+                    Some(answer) => answer,
+                    None => return Outcome::Deferred,
+                }
+            }
             JobTrigger::Control { command } => (self.control(*command, id, &job).await, None),
             JobTrigger::Refused { reason } => (comment::refused_comment(reason, id), None),
         };
@@ -208,7 +211,7 @@ impl Worker {
             tracing::error!(error = %format!("{e:#}"), "cannot save a job's outcome");
         }
         crash::point("before-comment");
-        let posted = self.post_once(forge.as_ref(), &job.place(), id, &body).await;
+        let posted = self.answer(forge.as_ref(), &job, id, &body).await;
         stage::reached(&job.issue, Stage::Commented);
         failed_if(posted, failure)
     }

@@ -4,6 +4,7 @@
 mod wire;
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::config::ForgeKind;
 use crate::issue_ref::{InstanceName, IssueRef, RefError, RepoRef};
@@ -20,6 +21,19 @@ pub enum EventKind {
     IssueClosed,
     CommentCreated,
     CommentEdited,
+    /// A pull request review was submitted, or one of its line comments made.
+    ReviewSubmitted,
+}
+
+/// A review event's part: which review, and the text the delivery carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewInfo {
+    /// GitHub's review id; Gitea's payload names none, so the review is found
+    /// through its API as the reviewer's newest.
+    pub id: Option<u64>,
+    /// The line comment the event was about (GitHub's `pull_request_review_comment`).
+    pub comment_id: Option<u64>,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +64,8 @@ pub struct ForgeEvent {
     pub repo_id: Option<u64>,
     /// On an edit, the body before it.
     pub previous_body: Option<String>,
+    #[serde(default)]
+    pub review: Option<ReviewInfo>,
     /// What makes this event the same event when it is delivered again under a
     /// new delivery id (Gitea's replay): instance, repository, issue or comment,
     /// action and update time.
@@ -114,6 +130,10 @@ pub fn normalize(
     body: &[u8],
 ) -> Result<Normalized, NormalizeError> {
     let ignored = |why: &str| Ok(Normalized::Ignored(why.to_owned()));
+    if review_event(kind, event) {
+        let payload: wire::Payload = serde_json::from_slice(body)?;
+        return normalize_review(kind, instance, event, delivery_id, &payload);
+    }
     if !matches!(event, "issues" | "issue_comment") {
         return ignored(&format!("`{event}` events are not acted on"));
     }
@@ -165,7 +185,85 @@ pub fn normalize(
         default_branch: repo.default_branch.clone(),
         repo_id: repo.id,
         previous_body: payload.changes.as_ref().and_then(|c| c.body.as_ref()).and_then(|b| b.from.clone()),
+        review: None,
         identity,
+    })))
+}
+
+/// GitHub: `pull_request_review` and `pull_request_review_comment`. Gitea's
+/// `X-Gitea-Event` for its review hooks (modules/webhook/type.go, Event()):
+/// `pull_request_comment` (a review with comments), `pull_request_approved`,
+/// `pull_request_rejected`; its comments on a pull request's conversation come
+/// as `issue_comment`.
+fn review_event(kind: ForgeKind, event: &str) -> bool {
+    match kind {
+        ForgeKind::Github => matches!(event, "pull_request_review" | "pull_request_review_comment"),
+        ForgeKind::Gitea | ForgeKind::Forgejo => {
+            matches!(event, "pull_request_comment" | "pull_request_approved" | "pull_request_rejected")
+        }
+    }
+}
+
+fn normalize_review(
+    kind: ForgeKind,
+    instance: &InstanceName,
+    event: &str,
+    delivery_id: &str,
+    payload: &wire::Payload,
+) -> Result<Normalized, NormalizeError> {
+    let ignored = |why: String| Ok(Normalized::Ignored(why));
+    let action = payload.action.as_deref().unwrap_or_default();
+    // GitHub: a review `submitted`, a line comment `created`; Gitea: `reviewed`.
+    if !matches!(action, "submitted" | "created" | "reviewed") {
+        return ignored(format!("`{event}` action `{action}` is not acted on"));
+    }
+    let (Some(pull), Some(repo), Some(sender)) = (&payload.pull_request, &payload.repository, &payload.sender) else {
+        return ignored("no pull request, repository or sender in the payload".to_owned());
+    };
+    let repo_ref = RepoRef::new(instance.clone(), &repo.owner.login, &repo.name)?;
+    let issue = repo_ref.issue(pull.number)?;
+    let line_comment = payload.comment.as_ref().filter(|_| event == "pull_request_review_comment");
+    let review = payload.review.as_ref();
+    let id = line_comment.and_then(|c| c.pull_request_review_id).or(review.and_then(|r| r.id));
+    let text = match line_comment {
+        Some(c) => c.body.clone(),
+        None => review.and_then(|r| r.body.clone().or_else(|| r.content.clone())),
+    };
+    if !is_valid_login(&sender.login) || line_comment.is_some_and(|c| !is_valid_login(&c.user.login)) {
+        return Err(NormalizeError::Login);
+    }
+    // Every event of one GitHub review (the review and each of its line comments)
+    // is one request: they share the review's id. Gitea sends one per review.
+    let one_request = match (id, line_comment) {
+        (Some(id), _) => format!("review-{id}"),
+        (None, Some(c)) => format!("review-comment-{}", c.id),
+        // Gitea's review names only its text: with the reviewer and the pull
+        // request's update time, that tells one review from the next, and a
+        // replayed delivery from a new review.
+        (None, None) => {
+            let at = pull.updated_at.as_deref().unwrap_or(delivery_id);
+            let said = hex::encode(&sha2::Sha256::digest(text.as_deref().unwrap_or_default().as_bytes())[..8]);
+            format!("review-{at}-{}-{said}", sender.login.to_ascii_lowercase())
+        }
+    };
+    let author_is_bot = sender.is_bot() || kind == ForgeKind::Github && sender.kind.as_deref() == Some("Bot");
+    Ok(Normalized::Event(Box::new(ForgeEvent {
+        delivery_id: delivery_id.to_owned(),
+        identity: identity(&issue, None, ("pull_request_review", "submitted"), Some(&one_request)),
+        issue,
+        kind: EventKind::ReviewSubmitted,
+        author: sender.login.clone(),
+        author_is_bot,
+        title: pull.title.clone(),
+        body: pull.body.clone().unwrap_or_default(),
+        labels: pull.labels.iter().flatten().map(|l| l.name.clone()).collect(),
+        is_pull_request: true,
+        comment: None,
+        repo_html_url: repo.html_url.clone(),
+        default_branch: repo.default_branch.clone(),
+        repo_id: repo.id,
+        previous_body: None,
+        review: Some(ReviewInfo { id, comment_id: line_comment.map(|c| c.id), text: text.unwrap_or_default() }),
     })))
 }
 

@@ -15,6 +15,29 @@ pub struct Payload {
     pub label: Option<Label>,
     /// On edits, the previous values.
     pub changes: Option<Changes>,
+    /// Review events carry the pull request here, not in `issue`.
+    pub pull_request: Option<PullRequest>,
+    /// GitHub: `{id, body, user, state}`; Gitea: `{type, content}`.
+    pub review: Option<Review>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PullRequest {
+    pub number: u64,
+    #[serde(default)]
+    pub title: String,
+    pub body: Option<String>,
+    pub labels: Option<Vec<Label>>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Review {
+    pub id: Option<u64>,
+    /// GitHub's review text.
+    pub body: Option<String>,
+    /// Gitea's review text.
+    pub content: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +69,8 @@ pub struct Comment {
     pub body: Option<String>,
     pub user: User,
     pub updated_at: Option<String>,
+    /// GitHub's review comments: the review they were submitted with.
+    pub pull_request_review_id: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

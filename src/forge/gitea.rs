@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::wire::{
-    CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, TimelineAnswer, error_message, last_adder,
+    CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, ReviewAnswer, ReviewCommentAnswer,
+    TimelineAnswer, error_message, last_adder, newest_review_by, review_of,
 };
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Listed,
@@ -283,6 +284,52 @@ impl Forge for GiteaForge {
             Err(ForgeError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// gitea: `GET …/pulls/{n}/reviews` (ListPullReviews, oldest first) and
+    /// `GET …/pulls/{n}/reviews/{id}/comments` (GetPullReviewComments); a review
+    /// webhook names no review, so the reviewer's newest submitted one is taken.
+    async fn review(
+        &self,
+        repo: &RepoRef,
+        pull: u64,
+        id: Option<u64>,
+        author: &str,
+    ) -> Result<Option<super::Review>, ForgeError> {
+        let base = format!("{}/pulls/{pull}/reviews", repo_path(repo));
+        let answer = match id {
+            Some(id) => match self.send::<ReviewAnswer>(self.request(Method::GET, &format!("{base}/{id}"))).await {
+                Ok(answer) => answer,
+                Err(ForgeError::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            None => {
+                let mut newest = None;
+                for page in 1..=MAX_TIMELINE_PAGES {
+                    let path = format!("{base}?limit={PAGE_LIMIT}&page={page}");
+                    let batch: Vec<ReviewAnswer> = self.send(self.request(Method::GET, &path)).await?;
+                    let done = batch.len() < PAGE_LIMIT;
+                    newest = newest_review_by(batch, author).or(newest);
+                    if done {
+                        break;
+                    }
+                }
+                match newest {
+                    Some(answer) => answer,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let path = format!("{base}/{}/comments", answer.id);
+        let comments: Vec<ReviewCommentAnswer> = self.send(self.request(Method::GET, &path)).await?;
+        let comments = comments
+            .into_iter()
+            .map(|c| {
+                let line = c.position.filter(|p| *p > 0).or(c.original_position.filter(|p| *p > 0));
+                c.into_comment(line.map(|l| (l, l)))
+            })
+            .collect();
+        Ok(Some(review_of(answer, comments)))
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

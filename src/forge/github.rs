@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::wire::{
-    CommentAnswer, EventAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, error_message, last_adder,
+    CommentAnswer, EventAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, ReviewAnswer,
+    ReviewCommentAnswer, error_message, last_adder, newest_review_by, review_of,
 };
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Listed,
@@ -369,6 +370,64 @@ impl Forge for GithubForge {
         );
         let found: Vec<PullAnswer> = self.call(None, &route).await?;
         Ok(found.into_iter().next().map(PullRequest::from))
+    }
+
+    /// github: "Get a review for a pull request" and "List comments for a pull
+    /// request review"; without an id, the newest of "List reviews for a pull
+    /// request" (oldest first) by `author`.
+    async fn review(
+        &self,
+        repo: &RepoRef,
+        pull: u64,
+        id: Option<u64>,
+        author: &str,
+    ) -> Result<Option<super::Review>, ForgeError> {
+        let base = format!("{}/pulls/{pull}/reviews", repo_route(repo));
+        let answer = match id {
+            Some(id) => match self.call::<ReviewAnswer>(None, &format!("{base}/{id}")).await {
+                Ok(answer) => answer,
+                Err(ForgeError::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            None => {
+                let all: Vec<ReviewAnswer> = self.all_pages(format!("{base}?per_page=100")).await?;
+                match newest_review_by(all, author) {
+                    Some(answer) => answer,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let route = format!("{base}/{}/comments?per_page=100", answer.id);
+        let comments: Vec<ReviewCommentAnswer> = self.all_pages(route).await?;
+        let comments = comments
+            .into_iter()
+            .map(|c| {
+                let end = c.line.or(c.original_line);
+                let lines = end.map(|end| (c.start_line.unwrap_or(end), end));
+                c.into_comment(lines)
+            })
+            .collect();
+        Ok(Some(review_of(answer, comments)))
+    }
+
+    /// github: "Create a reply for a review comment"; replies to replies are not
+    /// supported, so `comment` is the thread's first.
+    async fn reply_in_thread(
+        &self,
+        repo: &RepoRef,
+        pull: u64,
+        comment: u64,
+        body: &str,
+    ) -> Result<Option<u64>, ForgeError> {
+        let route = format!("{}/pulls/{pull}/comments/{comment}/replies", repo_route(repo));
+        let answer: CommentAnswer = self.call(Some(&json!({ "body": body })), &route).await?;
+        Ok(Some(answer.id))
+    }
+
+    async fn thread_comments(&self, repo: &RepoRef, pull: u64) -> Result<Vec<ForgeComment>, ForgeError> {
+        let route = format!("{}/pulls/{pull}/comments?per_page=100", repo_route(repo));
+        let all: Vec<CommentAnswer> = self.all_pages(route).await?;
+        Ok(all.into_iter().map(ForgeComment::from).collect())
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

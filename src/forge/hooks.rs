@@ -80,15 +80,25 @@ pub struct InstalledHook {
 /// forge's hook API takes.
 ///
 /// GitHub: `issues` (opened, labeled, edited, closed) and `issue_comment`, which
-/// also covers pull requests' conversation comments.
+/// also covers pull requests' conversation comments, and the reviews:
+/// `pull_request_review` and `pull_request_review_comment`.
 /// Gitea and Forgejo: `issues`, `issue_label` and `issue_comment`, and
 /// `pull_request_comment` for comments on pull requests, which arrive as
-/// `issue_comment` deliveries (`HookEventType` in go-gitea/gitea
-/// `modules/webhook/type.go`; `routers/api/v1/utils/hook.go` reads the list).
+/// `issue_comment` deliveries, and the three review hooks (`HookEventType` in
+/// go-gitea/gitea `modules/webhook/type.go`; `routers/api/v1/utils/hook.go`
+/// reads the list).
 pub fn events_for(kind: ForgeKind) -> Vec<&'static str> {
     match kind {
-        ForgeKind::Github => vec!["issues", "issue_comment"],
-        ForgeKind::Gitea | ForgeKind::Forgejo => vec!["issues", "issue_label", "issue_comment", "pull_request_comment"],
+        ForgeKind::Github => vec!["issues", "issue_comment", "pull_request_review", "pull_request_review_comment"],
+        ForgeKind::Gitea | ForgeKind::Forgejo => vec![
+            "issues",
+            "issue_label",
+            "issue_comment",
+            "pull_request_comment",
+            "pull_request_review_approved",
+            "pull_request_review_rejected",
+            "pull_request_review_comment",
+        ],
     }
 }
 

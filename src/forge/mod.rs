@@ -125,6 +125,36 @@ pub enum PullState {
     Merged,
 }
 
+/// A pull request review as the forge has it, with its line comments.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Review {
+    pub id: u64,
+    pub author: String,
+    pub body: String,
+    pub comments: Vec<ReviewComment>,
+}
+
+/// A comment on lines of a pull request's diff.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReviewComment {
+    pub id: u64,
+    pub author: String,
+    pub body: String,
+    pub path: String,
+    /// First and last line it is on; `None` when the forge names none.
+    pub lines: Option<(u64, u64)>,
+    pub diff_hunk: String,
+    /// The comment whose thread it is in (GitHub).
+    pub in_reply_to: Option<u64>,
+}
+
+impl ReviewComment {
+    /// The comment that starts its thread: GitHub answers only those.
+    pub fn thread(&self) -> u64 {
+        self.in_reply_to.unwrap_or(self.id)
+    }
+}
+
 /// What kugetsu asks for when it opens a pull request.
 #[derive(Debug, Clone)]
 pub struct NewPullRequest<'a> {
@@ -224,6 +254,30 @@ pub trait Forge: Send + Sync {
         head: &str,
         base: &str,
     ) -> Result<Option<PullRequest>, ForgeError>;
+    /// Review `id` of pull request `pull`, or, when the event named none
+    /// (Gitea's never does), `author`'s newest submitted review there.
+    async fn review(
+        &self,
+        repo: &RepoRef,
+        pull: u64,
+        id: Option<u64>,
+        author: &str,
+    ) -> Result<Option<Review>, ForgeError>;
+    /// Answers in the thread that review comment `comment` starts; `Ok(None)`
+    /// where the forge has no way to (Gitea and Forgejo have no reply endpoint).
+    async fn reply_in_thread(
+        &self,
+        _repo: &RepoRef,
+        _pull: u64,
+        _comment: u64,
+        _body: &str,
+    ) -> Result<Option<u64>, ForgeError> {
+        Ok(None)
+    }
+    /// The pull request's review comments, where replies in threads are.
+    async fn thread_comments(&self, _repo: &RepoRef, _pull: u64) -> Result<Vec<ForgeComment>, ForgeError> {
+        Ok(Vec::new())
+    }
     /// The login the token acts as (`GET /user`).
     async fn current_user(&self) -> Result<String, ForgeError>;
     /// The webhooks on a repository or organisation.

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use secrecy::SecretString;
 
-use super::{ApiStats, HookDelivery, Listed, NewPullRequest, PullRequest};
+use super::{ApiStats, HookDelivery, Listed, NewPullRequest, PullRequest, Review};
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
     ReactionTarget,
@@ -154,6 +154,31 @@ impl Forge for RetryingForge {
         base: &str,
     ) -> Result<Option<PullRequest>, ForgeError> {
         self.backoff.run("pull request lookup", || self.inner.find_pull_request(repo, head, base)).await
+    }
+
+    async fn review(
+        &self,
+        repo: &RepoRef,
+        pull: u64,
+        id: Option<u64>,
+        author: &str,
+    ) -> Result<Option<Review>, ForgeError> {
+        self.backoff.run("review", || self.inner.review(repo, pull, id, author)).await
+    }
+
+    /// Not retried, as comments are not: the worker looks for its marker first.
+    async fn reply_in_thread(
+        &self,
+        repo: &RepoRef,
+        pull: u64,
+        comment: u64,
+        body: &str,
+    ) -> Result<Option<u64>, ForgeError> {
+        self.inner.reply_in_thread(repo, pull, comment, body).await
+    }
+
+    async fn thread_comments(&self, repo: &RepoRef, pull: u64) -> Result<Vec<ForgeComment>, ForgeError> {
+        self.backoff.run("review comments", || self.inner.thread_comments(repo, pull)).await
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

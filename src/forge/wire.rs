@@ -60,6 +60,84 @@ impl From<PullAnswer> for super::PullRequest {
     }
 }
 
+/// Both forges' review: GitHub's `state` is `APPROVED`, `CHANGES_REQUESTED`,
+/// `COMMENTED`, `DISMISSED` or `PENDING`; Gitea's `APPROVED`, `REQUEST_CHANGES`,
+/// `COMMENT`, `PENDING`, `REQUEST_REVIEW`.
+#[derive(Deserialize)]
+pub struct ReviewAnswer {
+    pub id: u64,
+    pub user: Option<UserAnswer>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+impl ReviewAnswer {
+    /// Submitted, not a draft of its author's or a request for a review.
+    pub fn is_submitted(&self) -> bool {
+        !matches!(self.state.as_deref(), Some("PENDING" | "REQUEST_REVIEW"))
+    }
+}
+
+/// A review comment: GitHub names its lines (`start_line`, `line`, or
+/// `original_line` once outdated); Gitea gives the new file's line as
+/// `position`, or the old file's as `original_position`.
+#[derive(Deserialize)]
+pub struct ReviewCommentAnswer {
+    pub id: u64,
+    pub user: Option<UserAnswer>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub line: Option<u64>,
+    #[serde(default)]
+    pub start_line: Option<u64>,
+    #[serde(default)]
+    pub original_line: Option<u64>,
+    #[serde(default)]
+    pub position: Option<u64>,
+    #[serde(default)]
+    pub original_position: Option<u64>,
+    #[serde(default)]
+    pub diff_hunk: Option<String>,
+    #[serde(default)]
+    pub in_reply_to_id: Option<u64>,
+}
+
+impl ReviewCommentAnswer {
+    pub fn into_comment(self, lines: Option<(u64, u64)>) -> super::ReviewComment {
+        super::ReviewComment {
+            id: self.id,
+            author: self.user.map(|u| u.login).unwrap_or_default(),
+            body: self.body.unwrap_or_default(),
+            path: self.path.unwrap_or_default(),
+            lines,
+            diff_hunk: self.diff_hunk.unwrap_or_default(),
+            in_reply_to: self.in_reply_to_id,
+        }
+    }
+}
+
+/// `author`'s newest submitted review of a list that runs oldest first.
+pub fn newest_review_by(reviews: Vec<ReviewAnswer>, author: &str) -> Option<ReviewAnswer> {
+    reviews
+        .into_iter()
+        .rev()
+        .find(|r| r.is_submitted() && r.user.as_ref().is_some_and(|u| u.login.eq_ignore_ascii_case(author)))
+}
+
+pub fn review_of(answer: ReviewAnswer, comments: Vec<super::ReviewComment>) -> super::Review {
+    super::Review {
+        id: answer.id,
+        author: answer.user.map(|u| u.login).unwrap_or_default(),
+        body: answer.body.unwrap_or_default(),
+        comments,
+    }
+}
+
 #[derive(Deserialize)]
 pub struct UserAnswer {
     pub login: String,

@@ -35,6 +35,18 @@ pub struct Job {
     /// job's issue: the run continues the issue, and answers on the pull request.
     #[serde(default)]
     pub on_pull_request: Option<u64>,
+    /// On a review: which, and, once confirmed, its comments as the forge has them.
+    #[serde(default)]
+    pub review: Option<ReviewRequest>,
+}
+
+/// A review a job answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRequest {
+    pub event: crate::event::ReviewInfo,
+    /// Filled in from the forge when the trigger is confirmed.
+    #[serde(default)]
+    pub review: Option<crate::forge::Review>,
 }
 
 impl Job {
@@ -55,6 +67,8 @@ pub enum JobTrigger {
     Control {
         command: Control,
     },
+    /// A pull request review (its comments are read from the forge).
+    Review,
     /// Not run: the reason is posted as a reply (rate limit, full queue).
     Refused {
         reason: String,
@@ -65,7 +79,7 @@ impl JobTrigger {
     /// Whether the job waits for the issue's earlier work (`work`) or is answered at once (`control`).
     pub fn lane(&self) -> &'static str {
         match self {
-            Self::Mention | Self::Label { .. } | Self::Control { command: Control::Reset } => "work",
+            Self::Mention | Self::Label { .. } | Self::Review | Self::Control { command: Control::Reset } => "work",
             Self::Control { .. } | Self::Refused { .. } => "control",
         }
     }
@@ -77,6 +91,7 @@ impl From<Trigger> for JobTrigger {
             Trigger::Mention => Self::Mention,
             Trigger::Label(name) => Self::Label { name },
             Trigger::Control(command) => Self::Control { command },
+            Trigger::Review => Self::Review,
         }
     }
 }
@@ -205,6 +220,7 @@ mod tests {
             repo_html_url: None,
             default_branch: None,
             on_pull_request: None,
+            review: None,
         }
     }
 

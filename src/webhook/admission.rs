@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use crate::comment::is_bot_comment;
 use crate::event::{EventKind, ForgeEvent};
 use crate::queue::{Enqueued, Job, JobTrigger, Queue};
-use crate::trigger::{Trigger, trigger_for};
+use crate::trigger::{Trigger, mentions, trigger_for};
 
 /// What admission needs besides the event.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +106,7 @@ fn job_for(event: &ForgeEvent, trigger: JobTrigger) -> Job {
         repo_html_url: event.repo_html_url.clone(),
         default_branch: event.default_branch.clone(),
         on_pull_request: None,
+        review: event.review.clone().map(|event| crate::queue::ReviewRequest { event, review: None }),
     }
 }
 
@@ -135,18 +136,28 @@ pub async fn accept(
     } else {
         None
     };
-    let job = match admit(event, rules, previous.as_deref(), is_known_writer) {
+    let (job, limited) = match admit(event, rules, previous.as_deref(), is_known_writer) {
         Admission::Ignore(why) => return Ok(Accepted::Ignored(why)),
         Admission::Closed => {
             queue.mark_closed(&event.issue).await?;
             return Ok(Accepted::Closed);
         }
-        Admission::Enqueue(job) => onto_its_issue(queue, job).await?,
-        Admission::EnqueueIfRoom(job) => {
-            let job = onto_its_issue(queue, job).await?;
-            let waiting = queue.waiting_authors(&job.issue).await?;
-            within_queue_limit(job, &waiting, rules, is_known_writer)
-        }
+        Admission::Enqueue(job) => (job, false),
+        Admission::EnqueueIfRoom(job) => (job, true),
+    };
+    let job = onto_its_issue(queue, job).await?;
+    // Every review on kugetsu's own pull requests is kept, for the worker to read
+    // whole from the forge (one of its comments may ask, or all may count);
+    // elsewhere only one that mentions the bot.
+    let review_text = job.review.as_ref().map(|r| r.event.text.as_str());
+    if job.on_pull_request.is_none() && review_text.is_some_and(|text| !mentions(text, rules.handle)) {
+        return Ok(Accepted::Ignored("ignored: a review that does not mention the bot".into()));
+    }
+    let job = if limited {
+        let waiting = queue.waiting_authors(&job.issue).await?;
+        within_queue_limit(job, &waiting, rules, is_known_writer)
+    } else {
+        job
     };
     Ok(match queue.enqueue(instance, Some(&event.identity), &job).await? {
         Enqueued::Queued(id) => Accepted::Queued(id),
@@ -195,6 +206,7 @@ mod tests {
             default_branch: Some("main".into()),
             repo_id: Some(1),
             previous_body: None,
+            review: None,
             identity: format!("tea/acme/widget/comment/11/{delivery}"),
         }
     }

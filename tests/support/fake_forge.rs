@@ -103,7 +103,7 @@ pub(super) struct State {
     forced: Vec<(Method, String, Fault)>,
     /// How many faults were injected, by kind.
     injected: HashMap<String, usize>,
-    next_id: u64,
+    pub(super) next_id: u64,
     hooks: Hooks,
     /// Organisations that exist (their owners are the admins).
     orgs: BTreeSet<String>,
@@ -278,6 +278,58 @@ impl FakeForge {
                 let issue = &state.repos[r][n];
                 (*n, issue.title.clone(), issue.body.clone(), p.clone())
             })
+            .collect()
+    }
+
+    /// `author` submits a review of pull request `pull` with line comments
+    /// `(path, line, body)`; returns the review's id and its comments' ids.
+    pub fn add_review(
+        &self,
+        repo: &str,
+        pull: u64,
+        author: &str,
+        body: &str,
+        comments: &[(&str, u64, &str)],
+    ) -> (u64, Vec<u64>) {
+        let mut state = self.state.lock().unwrap();
+        let review = super::fake_pulls::next_id(&mut state);
+        let comments: Vec<super::fake_pulls::LineComment> = comments
+            .iter()
+            .map(|(path, line, text)| super::fake_pulls::LineComment {
+                id: super::fake_pulls::next_id(&mut state),
+                review,
+                author: author.to_owned(),
+                body: (*text).to_owned(),
+                path: (*path).to_owned(),
+                line: *line,
+                diff_hunk: format!("@@ -1,2 +1,2 @@\n-old line {line}\n+new line {line}"),
+                in_reply_to: None,
+            })
+            .collect();
+        let ids = comments.iter().map(|c| c.id).collect();
+        let state_name = if comments.is_empty() && body.is_empty() { "APPROVED" } else { "COMMENTED" };
+        state.pulls.reviews.push(super::fake_pulls::FakeReview {
+            id: review,
+            repo: repo.to_owned(),
+            pull,
+            author: author.to_owned(),
+            body: body.to_owned(),
+            state: state_name,
+            comments,
+        });
+        (review, ids)
+    }
+
+    /// Replies in review threads, by the comment they answer: `(parent, author, body)`.
+    pub fn thread_replies(&self, repo: &str, pull: u64) -> Vec<(u64, String, String)> {
+        let state = self.state.lock().unwrap();
+        state
+            .pulls
+            .reviews
+            .iter()
+            .filter(|r| r.repo == repo && r.pull == pull)
+            .flat_map(|r| r.comments.iter())
+            .filter_map(|c| c.in_reply_to.map(|parent| (parent, c.author.clone(), c.body.clone())))
             .collect()
     }
 

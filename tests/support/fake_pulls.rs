@@ -26,10 +26,37 @@ pub struct Pull {
     pub merged: bool,
 }
 
+/// A submitted review and its line comments.
+#[derive(Debug, Clone)]
+pub struct FakeReview {
+    pub id: u64,
+    pub repo: String,
+    pub pull: u64,
+    pub author: String,
+    pub body: String,
+    /// GitHub's `APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`; the fake writes
+    /// gitea's names for it (`APPROVED`, `REQUEST_CHANGES`, `COMMENT`) there.
+    pub state: &'static str,
+    pub comments: Vec<LineComment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LineComment {
+    pub id: u64,
+    pub review: u64,
+    pub author: String,
+    pub body: String,
+    pub path: String,
+    pub line: u64,
+    pub diff_hunk: String,
+    pub in_reply_to: Option<u64>,
+}
+
 #[derive(Default)]
 pub struct Pulls {
     /// `(owner/repo, number)` → its pull request.
     pub all: std::collections::BTreeMap<(String, u64), Pull>,
+    pub reviews: Vec<FakeReview>,
     /// Where the bare repositories are (`<owner>/<repo>.git`): a head branch
     /// must exist there, as on the real forges.
     pub remotes: Option<PathBuf>,
@@ -57,6 +84,72 @@ pub(super) fn call(
             let pull = state.pulls.all.get(&(repo.to_owned(), n))?;
             let issue = &state.repos[repo][&n];
             Some(axum::Json(pull_json(req.flavor, repo, n, issue, pull, true)).into_response())
+        }
+        // Both: "List reviews for a pull request" / ListPullReviews, oldest first.
+        ("GET", [n, "reviews"]) => {
+            let n: u64 = n.parse().ok()?;
+            state.pulls.all.get(&(repo.to_owned(), n))?;
+            let all: Vec<Value> = reviews_of(state, repo, n).map(|r| review_json(req.flavor, r)).collect();
+            Some(axum::Json(all).into_response())
+        }
+        ("GET", [n, "reviews", id]) => {
+            let review = find_review(state, repo, n, id)?;
+            Some(axum::Json(review_json(req.flavor, review)).into_response())
+        }
+        // GitHub: "List comments for a pull request review"; gitea: GetPullReviewComments.
+        ("GET", [n, "reviews", id, "comments"]) => {
+            let review = find_review(state, repo, n, id)?;
+            let all: Vec<Value> =
+                review.comments.iter().map(|c| line_comment_json(req.flavor, repo, review.pull, c)).collect();
+            Some(axum::Json(all).into_response())
+        }
+        // GitHub: "List review comments on a pull request" (gitea has no such list).
+        ("GET", [n, "comments"]) if req.flavor == Flavor::Github => {
+            let n: u64 = n.parse().ok()?;
+            state.pulls.all.get(&(repo.to_owned(), n))?;
+            let all: Vec<Value> = reviews_of(state, repo, n)
+                .flat_map(|r| r.comments.iter())
+                .map(|c| line_comment_json(req.flavor, repo, n, c))
+                .collect();
+            Some(axum::Json(all).into_response())
+        }
+        // GitHub: "Create a reply for a review comment": 201; "replies to replies
+        // are not supported" (422 here); 404 for a comment not on this pull request.
+        // gitea has no such route.
+        ("POST", [n, "comments", id, "replies"]) if req.flavor == Flavor::Github => {
+            let n: u64 = n.parse().ok()?;
+            let id: u64 = id.parse().ok()?;
+            let text = body.get("body").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if text.is_empty() {
+                return Some(error(req.flavor, StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"));
+            }
+            let Some(parent) = reviews_of(state, repo, n).flat_map(|r| r.comments.iter()).find(|c| c.id == id).cloned()
+            else {
+                return Some(not_found(req.flavor));
+            };
+            if parent.in_reply_to.is_some() {
+                return Some(validation_failed("in_reply_to", "invalid", "Replies to replies are not supported"));
+            }
+            let (review_id, comment_id) = (next_id(state), next_id(state));
+            let reply = LineComment {
+                id: comment_id,
+                review: review_id,
+                author: caller.to_owned(),
+                body: text,
+                in_reply_to: Some(id),
+                ..parent
+            };
+            let answer = line_comment_json(req.flavor, repo, n, &reply);
+            state.pulls.reviews.push(FakeReview {
+                id: review_id,
+                repo: repo.to_owned(),
+                pull: n,
+                author: caller.to_owned(),
+                body: String::new(),
+                state: "COMMENTED",
+                comments: vec![reply],
+            });
+            Some((StatusCode::CREATED, axum::Json(answer)).into_response())
         }
         // GitHub: `head` is `owner:branch`; `state` open (default), closed or all.
         ("GET", []) if req.flavor == Flavor::Github => {
@@ -140,6 +233,77 @@ fn create(state: &mut State, req: &Request, caller: &str, repo: &str, body: &Val
     let pull = Pull { head, base, draft, open: true, merged: false };
     state.pulls.all.insert((repo.to_owned(), number), pull.clone());
     (StatusCode::CREATED, axum::Json(pull_json(req.flavor, repo, number, &issue, &pull, true))).into_response()
+}
+
+pub(super) fn next_id(state: &mut State) -> u64 {
+    state.next_id += 1;
+    state.next_id
+}
+
+fn reviews_of<'a>(state: &'a State, repo: &'a str, pull: u64) -> impl Iterator<Item = &'a FakeReview> + 'a {
+    state.pulls.reviews.iter().filter(move |r| r.repo == repo && r.pull == pull)
+}
+
+fn find_review<'a>(state: &'a State, repo: &str, pull: &str, id: &str) -> Option<&'a FakeReview> {
+    let (pull, id): (u64, u64) = (pull.parse().ok()?, id.parse().ok()?);
+    state.pulls.reviews.iter().find(|r| r.repo == repo && r.pull == pull && r.id == id)
+}
+
+/// GitHub: "Get a review for a pull request"; gitea: modules/structs/pull_review.go, PullReview.
+fn review_json(flavor: Flavor, r: &FakeReview) -> Value {
+    let base_url = "https://forge.example.com";
+    match flavor {
+        Flavor::Github => json!({
+            "id": r.id, "node_id": format!("PRR_{}", r.id), "user": github_user(&r.author), "body": r.body,
+            "state": r.state, "html_url": format!("{base_url}/{}/pull/{}#pullrequestreview-{}", r.repo, r.pull, r.id),
+            "pull_request_url": format!("{base_url}/repos/{}/pulls/{}", r.repo, r.pull),
+            "submitted_at": "2026-11-30T00:00:00Z", "commit_id": "0".repeat(40)
+        }),
+        Flavor::Gitea => {
+            let state = match r.state {
+                "CHANGES_REQUESTED" => "REQUEST_CHANGES",
+                "COMMENTED" => "COMMENT",
+                other => other,
+            };
+            json!({
+                "id": r.id, "user": gitea_user(&r.author), "body": r.body, "state": state,
+                "comments_count": r.comments.len(), "official": false, "stale": false, "dismissed": false,
+                "html_url": format!("{base_url}/{}/pulls/{}#issuecomment-{}", r.repo, r.pull, r.id),
+                "pull_request_url": format!("{base_url}/{}/pulls/{}", r.repo, r.pull),
+                "submitted_at": "2026-11-30T00:00:00Z", "commit_id": "0".repeat(40)
+            })
+        }
+    }
+}
+
+/// GitHub's review comment (`line`, `start_line`, `original_line`, `position`
+/// in the diff); gitea's PullReviewComment, whose `position` is the new file's line.
+fn line_comment_json(flavor: Flavor, repo: &str, pull: u64, c: &LineComment) -> Value {
+    let base_url = "https://forge.example.com";
+    match flavor {
+        Flavor::Github => {
+            let mut v = json!({
+                "id": c.id, "node_id": format!("PRRC_{}", c.id), "pull_request_review_id": c.review,
+                "user": github_user(&c.author), "body": c.body, "path": c.path, "diff_hunk": c.diff_hunk,
+                "line": c.line, "original_line": c.line, "start_line": null, "side": "RIGHT", "position": 1,
+                "commit_id": "0".repeat(40), "html_url": format!("{base_url}/{repo}/pull/{pull}#discussion_r{}", c.id),
+                "pull_request_url": format!("{base_url}/repos/{repo}/pulls/{pull}"),
+                "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+            });
+            if let Some(parent) = c.in_reply_to {
+                v["in_reply_to_id"] = json!(parent);
+            }
+            v
+        }
+        Flavor::Gitea => json!({
+            "id": c.id, "body": c.body, "user": gitea_user(&c.author), "resolver": null,
+            "pull_request_review_id": c.review, "path": c.path, "commit_id": "0".repeat(40),
+            "original_commit_id": "0".repeat(40), "diff_hunk": c.diff_hunk, "position": c.line,
+            "original_position": 0, "html_url": format!("{base_url}/{repo}/pulls/{pull}/files#issuecomment-{}", c.id),
+            "pull_request_url": format!("{base_url}/{repo}/pulls/{pull}"),
+            "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+        }),
+    }
 }
 
 fn validation_failed(field: &str, code: &str, message: &str) -> Response {

@@ -31,6 +31,9 @@ impl Worker {
     /// otherwise what to do with it instead. Nothing is posted for a trigger the
     /// forge has not confirmed.
     pub(super) async fn admit(&self, forge: &dyn Forge, id: i64, job: Job) -> Result<Job, Outcome> {
+        // Whether a review asks the bot at all comes first: a reader's review
+        // that talks to people gets no refusal.
+        let job = self.review_for_the_bot(forge, job).await?;
         match self.decide(forge, &job).await {
             Decision::Allowed => {}
             Decision::Denied => return Err(self.deny(forge, id, job).await),
@@ -57,7 +60,7 @@ impl Worker {
             }
             Err(e) => return Err(Outcome::Failed(format!("cannot record a handled trigger: {e:#}"))),
         }
-        if !matches!(job.trigger, JobTrigger::Mention | JobTrigger::Label { .. }) {
+        if !matches!(job.trigger, JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review) {
             return Ok(job);
         }
         if let Some(reason) = self.over_hourly_limits(&job).await {

@@ -380,6 +380,7 @@ mod tests {
             repo_html_url: None,
             default_branch: None,
             on_pull_request: None,
+            review: None,
         }
     }
 
