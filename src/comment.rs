@@ -123,6 +123,17 @@ pub fn pull_request_body(issue: u64, result: &RunResult) -> String {
     out
 }
 
+/// Said once when CI fails again after the last repair an issue may have.
+pub fn ci_fix_exhausted_comment(max_attempts: u32, failing: &[&str], job_id: i64) -> String {
+    let failing: Vec<String> = failing.iter().map(|name| format!("`{}`", quiet(&name.replace('`', "'")))).collect();
+    format!(
+        "CI still fails ({}) after {max_attempts} repair attempts, the most this repository allows. \
+         I stop here; mention me to go on.\n{}",
+        failing.join(", "),
+        marker(job_id)
+    )
+}
+
 /// The most of the agent's answer a pull request's description repeats.
 const PULL_REQUEST_SUMMARY_CHARS: usize = 2_000;
 

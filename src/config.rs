@@ -109,6 +109,16 @@ pub enum ReviewComments {
 pub struct RepoOverrides {
     pub pull_requests: Option<PullRequestMode>,
     pub review_comments: Option<ReviewComments>,
+    /// Repairs of failing CI on kugetsu's branches; off unless set.
+    pub ci_fix: Option<CiFix>,
+}
+
+/// How far kugetsu goes repairing its own branch's failing CI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiFix {
+    /// Repairs per issue until a person asks again.
+    pub max_attempts: u32,
 }
 
 /// A GitHub App installation the bot acts as.
@@ -206,6 +216,11 @@ impl Instance {
     pub fn pull_requests_in(&self, owner: &str, repo: &str) -> PullRequestMode {
         let key = format!("{owner}/{repo}").to_ascii_lowercase();
         self.repos.get(&key).and_then(|o| o.pull_requests).unwrap_or(self.pull_requests)
+    }
+
+    /// CI repair in `owner/repo`, where it is turned on.
+    pub fn ci_fix_in(&self, owner: &str, repo: &str) -> Option<CiFix> {
+        self.repos.get(&format!("{owner}/{repo}").to_ascii_lowercase()).and_then(|o| o.ci_fix)
     }
 
     /// Which reviews on kugetsu's pull requests in `owner/repo` start a run.

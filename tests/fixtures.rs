@@ -18,6 +18,7 @@ fn event(kind: ForgeKind, event: &str, file: &str) -> kugetsu::event::ForgeEvent
     match run(kind, event, file) {
         Normalized::Event(e) => *e,
         Normalized::Ignored(why) => panic!("{file} was ignored: {why}"),
+        Normalized::ChecksFailed(c) => panic!("{file} is a CI failure: {c:?}"),
     }
 }
 
@@ -52,6 +53,37 @@ fn github_fixtures_normalise() {
 
     assert!(matches!(run(Github, "ping", "github/ping.json"), Normalized::Ignored(_)));
     assert!(matches!(run(Github, "pull_request", "github/pull_request.opened.json"), Normalized::Ignored(_)));
+
+    // CI: the captures report success and a re-requested neutral check; failed copies are failures.
+    assert!(matches!(run(Github, "status", "github/status.json"), Normalized::Ignored(_)));
+    assert!(matches!(run(Github, "check_run", "github/check_run.rerequested.json"), Normalized::Ignored(_)));
+    let failed = |file: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut payload: serde_json::Value = serde_json::from_slice(&fixture_bytes(file)).unwrap();
+        edit(&mut payload);
+        let body = serde_json::to_vec(&payload).unwrap();
+        normalize(
+            Github,
+            &"forge".parse().unwrap(),
+            if file.contains("status") { "status" } else { "check_run" },
+            "d",
+            &body,
+        )
+    };
+    let Ok(Normalized::ChecksFailed(c)) = failed("github/status.json", &|p| p["state"] = "failure".into()) else {
+        panic!("a failed status")
+    };
+    assert_eq!(
+        (c.sha.as_str(), c.check.as_str(), c.repo.to_string()),
+        ("9049f1265b7d61be4a8904a9a27120d2064dab3b", "default", "forge/baxterthehacker/public-repo".to_owned())
+    );
+    let run_failed = |p: &mut serde_json::Value| {
+        p["action"] = "completed".into();
+        p["check_run"]["conclusion"] = "failure".into();
+    };
+    let Ok(Normalized::ChecksFailed(c)) = failed("github/check_run.rerequested.json", &run_failed) else {
+        panic!("a failed check run")
+    };
+    assert_eq!((c.sha.as_str(), c.check.as_str()), ("d6fde92930d4715a2b49857d24b940956b26d2d3", "randscape"));
 
     // Reviews: a line comment, and a whole review; both carry the pull request, not an issue.
     let e = event(Github, "pull_request_review_comment", "github/pull_request_review_comment.created.json");
@@ -100,6 +132,11 @@ fn gitea_fixtures_normalise() {
 
     assert!(matches!(run(Gitea, "pull_request", "gitea/pull_request.opened.json"), Normalized::Ignored(_)));
     assert!(matches!(run(Gitea, "push", "gitea/push.json"), Normalized::Ignored(_)));
+
+    // A failed commit status (built from Gitea's schema; see the fixtures' README).
+    let Normalized::ChecksFailed(c) = run(Gitea, "status", "gitea/status.failure.json") else { panic!("a CI failure") };
+    assert_eq!((c.check.as_str(), c.sender.as_str()), ("ci/build", "example"));
+    assert_eq!(c.sha.len(), 40);
 
     // A review: X-Gitea-Event `pull_request_comment` (HookEventPullRequestReviewComment.Event()).
     let e = event(Gitea, "pull_request_comment", "gitea/pull_request_comment.reviewed.json");

@@ -127,7 +127,8 @@ async fn installs_once_with_kugetsus_url_secret_and_events(instance: &str, expec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_hooks_install_once_with_kugetsus_url_secret_and_events() {
-    let events = ["issues", "issue_comment", "pull_request_review", "pull_request_review_comment"];
+    let events =
+        ["issues", "issue_comment", "pull_request_review", "pull_request_review_comment", "status", "check_run"];
     installs_once_with_kugetsus_url_secret_and_events("gh", &events).await;
 }
 
@@ -144,6 +145,7 @@ async fn gitea_hooks_install_once_with_kugetsus_url_secret_and_events() {
         "pull_request_review_approved",
         "pull_request_review_rejected",
         "pull_request_review_comment",
+        "status",
     ];
     installs_once_with_kugetsus_url_secret_and_events("tea", &events).await;
 }

@@ -56,6 +56,16 @@ pub fn build(job: &Job, branch: &str) -> String {
             }
             out.push_str("\nAnswer the review: change the code where it asks, and say what you did.\n");
         }
+        (JobTrigger::CiFix { sha, checks }, _) => {
+            out.push_str(&format!(
+                "\nCI failed on `{sha}`, the last commit kugetsu pushed to `{branch}`. Find the cause, fix it, \
+                 and commit; kugetsu pushes the fix. What the checks report (written by the CI, not by you):\n"
+            ));
+            for check in checks {
+                let url = check.url.as_deref().unwrap_or("no link");
+                out.push_str(&fence("failed check", &format!("name: {}\nlink: {url}\n{}", check.name, check.summary)));
+            }
+        }
         // Control and refused jobs never reach the agent; say nothing more.
         (JobTrigger::Control { .. } | JobTrigger::Refused { .. }, _) => {}
         (JobTrigger::Label { name }, _) => {

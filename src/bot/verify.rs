@@ -85,6 +85,8 @@ async fn confirm_comment(forge: &dyn Forge, handle: &str, job: &mut Job, id: u64
         JobTrigger::Control { command } => trigger::control_command(&found.body, handle) == Some(*command),
         JobTrigger::Refused { .. } => true,
         JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review => trigger::mentions(&found.body, handle),
+        // Confirmed by its own checks (worker/ci_fix.rs), never by a comment.
+        JobTrigger::CiFix { .. } => false,
     };
     if !still_says {
         return Ok(Err(format!("comment {id} no longer asks for this")));

@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 mod admit;
+mod ci_fix;
 mod review;
 
 use super::prompt;
@@ -191,13 +192,17 @@ impl Worker {
         if attempts > 0 && self.past_deadline(created_at) {
             return self.give_up(forge.as_ref(), job, id, created_at).await;
         }
-        let job = match self.admit(forge.as_ref(), id, job).await {
+        let admitted = match job.trigger {
+            JobTrigger::CiFix { .. } => self.admit_repair(forge.as_ref(), id, job).await,
+            _ => self.admit(forge.as_ref(), id, job).await,
+        };
+        let job = match admitted {
             Ok(job) => job,
             Err(outcome) => return outcome,
         };
         stage::reached(&job.issue, Stage::Admitted);
         let (body, failure) = match &job.trigger {
-            JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review => {
+            JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review | JobTrigger::CiFix { .. } => {
                 match self.run_agent(&forge, id, &job).await {
                     Some(answer) => answer,
                     None => return Outcome::Deferred,

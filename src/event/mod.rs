@@ -1,7 +1,10 @@
 //! Forge event normalisation: GitHub and Gitea/Forgejo payloads become one
 //! [`ForgeEvent`] at the edge, so nothing past here knows which forge spoke.
 
+mod checks;
 mod wire;
+
+pub use checks::ChecksFailed;
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -78,6 +81,8 @@ pub enum Normalized {
     Event(Box<ForgeEvent>),
     /// A delivery kugetsu does not act on (ping, push, pull_request, unknown actions).
     Ignored(String),
+    /// CI failed on a commit.
+    ChecksFailed(Box<ChecksFailed>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +135,9 @@ pub fn normalize(
     body: &[u8],
 ) -> Result<Normalized, NormalizeError> {
     let ignored = |why: &str| Ok(Normalized::Ignored(why.to_owned()));
+    if checks::is_checks_event(kind, event) {
+        return checks::normalize(instance, event, delivery_id, body);
+    }
     if review_event(kind, event) {
         let payload: wire::Payload = serde_json::from_slice(body)?;
         return normalize_review(kind, instance, event, delivery_id, &payload);

@@ -7,12 +7,12 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::wire::{
-    CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, ReviewAnswer, ReviewCommentAnswer,
-    TimelineAnswer, error_message, last_adder, newest_review_by, review_of,
+    CombinedStatusAnswer, CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, ReviewAnswer,
+    ReviewCommentAnswer, StatusAnswer, TimelineAnswer, error_message, last_adder, newest_review_by, review_of,
 };
 use super::{
-    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Listed,
-    NewPullRequest, Permission, PullRequest, ReactionTarget,
+    FailedCheck, Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition,
+    Listed, NewPullRequest, Permission, PullRequest, ReactionTarget,
 };
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -330,6 +330,14 @@ impl Forge for GiteaForge {
             })
             .collect();
         Ok(Some(review_of(answer, comments)))
+    }
+
+    /// gitea: `GET …/commits/{ref}/status` (GetCombinedCommitStatusByRef); Gitea
+    /// Actions report through commit statuses too.
+    async fn failed_checks(&self, repo: &RepoRef, sha: &str) -> Result<Vec<FailedCheck>, ForgeError> {
+        let path = format!("{}/commits/{sha}/status?limit={PAGE_LIMIT}", repo_path(repo));
+        let status: CombinedStatusAnswer = self.send(self.request(Method::GET, &path)).await?;
+        Ok(status.statuses.into_iter().filter_map(StatusAnswer::failed).collect())
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

@@ -8,12 +8,13 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::wire::{
-    CommentAnswer, EventAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, ReviewAnswer,
-    ReviewCommentAnswer, error_message, last_adder, newest_review_by, review_of,
+    CheckRunAnswer, CheckRunsAnswer, CombinedStatusAnswer, CommentAnswer, EventAnswer, HookAnswer, IssueAnswer,
+    PermissionAnswer, PullAnswer, ReviewAnswer, ReviewCommentAnswer, StatusAnswer, error_message, last_adder,
+    newest_review_by, review_of,
 };
 use super::{
-    Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Listed,
-    NewPullRequest, Permission, PullRequest, ReactionTarget,
+    FailedCheck, Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition,
+    Listed, NewPullRequest, Permission, PullRequest, ReactionTarget,
 };
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -428,6 +429,17 @@ impl Forge for GithubForge {
         let route = format!("{}/pulls/{pull}/comments?per_page=100", repo_route(repo));
         let all: Vec<CommentAnswer> = self.all_pages(route).await?;
         Ok(all.into_iter().map(ForgeComment::from).collect())
+    }
+
+    /// github: "Get the combined status for a specific reference" and "List check
+    /// runs for a Git reference".
+    async fn failed_checks(&self, repo: &RepoRef, sha: &str) -> Result<Vec<FailedCheck>, ForgeError> {
+        let status: CombinedStatusAnswer =
+            self.call(None, &format!("{}/commits/{sha}/status?per_page=100", repo_route(repo))).await?;
+        let runs: CheckRunsAnswer =
+            self.call(None, &format!("{}/commits/{sha}/check-runs?per_page=100", repo_route(repo))).await?;
+        let statuses = status.statuses.into_iter().filter_map(StatusAnswer::failed);
+        Ok(statuses.chain(runs.check_runs.into_iter().filter_map(CheckRunAnswer::failed)).collect())
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

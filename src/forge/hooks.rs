@@ -81,15 +81,18 @@ pub struct InstalledHook {
 ///
 /// GitHub: `issues` (opened, labeled, edited, closed) and `issue_comment`, which
 /// also covers pull requests' conversation comments, and the reviews:
-/// `pull_request_review` and `pull_request_review_comment`.
+/// `pull_request_review` and `pull_request_review_comment`; for CI repair,
+/// `status` and `check_run`.
 /// Gitea and Forgejo: `issues`, `issue_label` and `issue_comment`, and
 /// `pull_request_comment` for comments on pull requests, which arrive as
 /// `issue_comment` deliveries, and the three review hooks (`HookEventType` in
 /// go-gitea/gitea `modules/webhook/type.go`; `routers/api/v1/utils/hook.go`
-/// reads the list).
+/// reads the list), and `status` for CI repair.
 pub fn events_for(kind: ForgeKind) -> Vec<&'static str> {
     match kind {
-        ForgeKind::Github => vec!["issues", "issue_comment", "pull_request_review", "pull_request_review_comment"],
+        ForgeKind::Github => {
+            vec!["issues", "issue_comment", "pull_request_review", "pull_request_review_comment", "status", "check_run"]
+        }
         ForgeKind::Gitea | ForgeKind::Forgejo => vec![
             "issues",
             "issue_label",
@@ -98,6 +101,7 @@ pub fn events_for(kind: ForgeKind) -> Vec<&'static str> {
             "pull_request_review_approved",
             "pull_request_review_rejected",
             "pull_request_review_comment",
+            "status",
         ],
     }
 }

@@ -155,6 +155,16 @@ impl ReviewComment {
     }
 }
 
+/// A check or commit status that failed, as the forge reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailedCheck {
+    pub name: String,
+    /// Where its details are (the CI run's page).
+    pub url: Option<String>,
+    /// What the check said: a status's description, a check run's output.
+    pub summary: String,
+}
+
 /// What kugetsu asks for when it opens a pull request.
 #[derive(Debug, Clone)]
 pub struct NewPullRequest<'a> {
@@ -278,6 +288,8 @@ pub trait Forge: Send + Sync {
     async fn thread_comments(&self, _repo: &RepoRef, _pull: u64) -> Result<Vec<ForgeComment>, ForgeError> {
         Ok(Vec::new())
     }
+    /// The commit statuses and checks on `sha` that failed.
+    async fn failed_checks(&self, repo: &RepoRef, sha: &str) -> Result<Vec<FailedCheck>, ForgeError>;
     /// The login the token acts as (`GET /user`).
     async fn current_user(&self) -> Result<String, ForgeError>;
     /// The webhooks on a repository or organisation.

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use secrecy::SecretString;
 
-use super::{ApiStats, HookDelivery, Listed, NewPullRequest, PullRequest, Review};
+use super::{ApiStats, FailedCheck, HookDelivery, Listed, NewPullRequest, PullRequest, Review};
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
     ReactionTarget,
@@ -179,6 +179,10 @@ impl Forge for RetryingForge {
 
     async fn thread_comments(&self, repo: &RepoRef, pull: u64) -> Result<Vec<ForgeComment>, ForgeError> {
         self.backoff.run("review comments", || self.inner.thread_comments(repo, pull)).await
+    }
+
+    async fn failed_checks(&self, repo: &RepoRef, sha: &str) -> Result<Vec<FailedCheck>, ForgeError> {
+        self.backoff.run("commit checks", || self.inner.failed_checks(repo, sha)).await
     }
 
     async fn current_user(&self) -> Result<String, ForgeError> {

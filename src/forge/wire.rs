@@ -138,6 +138,78 @@ pub fn review_of(answer: ReviewAnswer, comments: Vec<super::ReviewComment>) -> s
     }
 }
 
+/// Both forges' combined status (`GET …/commits/{ref}/status`): GitHub names
+/// each status's state `state`, Gitea `status` (modules/structs/status.go).
+#[derive(Deserialize)]
+pub struct CombinedStatusAnswer {
+    #[serde(default)]
+    pub statuses: Vec<StatusAnswer>,
+}
+
+#[derive(Deserialize)]
+pub struct StatusAnswer {
+    #[serde(default, alias = "status")]
+    pub state: String,
+    #[serde(default)]
+    pub context: String,
+    #[serde(default)]
+    pub target_url: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl StatusAnswer {
+    pub fn failed(self) -> Option<super::FailedCheck> {
+        matches!(self.state.as_str(), "failure" | "error").then(|| super::FailedCheck {
+            name: self.context,
+            url: self.target_url.filter(|u| !u.is_empty()),
+            summary: self.description.unwrap_or_default(),
+        })
+    }
+}
+
+/// GitHub's check runs of a commit (`GET …/commits/{ref}/check-runs`).
+#[derive(Deserialize)]
+pub struct CheckRunsAnswer {
+    #[serde(default)]
+    pub check_runs: Vec<CheckRunAnswer>,
+}
+
+#[derive(Deserialize)]
+pub struct CheckRunAnswer {
+    pub name: String,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    #[serde(default)]
+    pub output: Option<CheckOutput>,
+}
+
+#[derive(Deserialize)]
+pub struct CheckOutput {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl CheckRunAnswer {
+    pub fn failed(self) -> Option<super::FailedCheck> {
+        if !matches!(self.conclusion.as_deref(), Some("failure" | "timed_out")) {
+            return None;
+        }
+        let output = self.output.map(|o| [o.title, o.summary, o.text].into_iter().flatten().collect::<Vec<_>>());
+        Some(super::FailedCheck {
+            name: self.name,
+            url: self.html_url,
+            summary: output.map(|parts| parts.join("\n")).unwrap_or_default(),
+        })
+    }
+}
+
 #[derive(Deserialize)]
 pub struct UserAnswer {
     pub login: String,

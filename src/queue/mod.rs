@@ -69,6 +69,13 @@ pub enum JobTrigger {
     },
     /// A pull request review (its comments are read from the forge).
     Review,
+    /// CI failed on `sha`, the head kugetsu pushed; `checks` are the failures
+    /// the forge confirms, filled in before the run.
+    CiFix {
+        sha: String,
+        #[serde(default)]
+        checks: Vec<crate::forge::FailedCheck>,
+    },
     /// Not run: the reason is posted as a reply (rate limit, full queue).
     Refused {
         reason: String,
@@ -79,7 +86,11 @@ impl JobTrigger {
     /// Whether the job waits for the issue's earlier work (`work`) or is answered at once (`control`).
     pub fn lane(&self) -> &'static str {
         match self {
-            Self::Mention | Self::Label { .. } | Self::Review | Self::Control { command: Control::Reset } => "work",
+            Self::Mention
+            | Self::Label { .. }
+            | Self::Review
+            | Self::CiFix { .. }
+            | Self::Control { command: Control::Reset } => "work",
             Self::Control { .. } | Self::Refused { .. } => "control",
         }
     }
@@ -199,6 +210,8 @@ impl Queue {
         fn issue_of_pull_request(&self, pull: &IssueRef) -> anyhow::Result<Option<IssueRef>>;
         fn pull_request_of(&self, issue: &IssueRef) -> anyhow::Result<Option<crate::store::PullRequestRecord>>;
         fn save_pull_request(&self, record: &crate::store::PullRequestRecord) -> anyhow::Result<()>;
+        fn issue_pushed(&self, repo: &crate::issue_ref::RepoRef, sha: &str) -> anyhow::Result<Option<IssueRef>>;
+        fn ci_fix_history(&self, issue: &IssueRef, before_job: i64) -> anyhow::Result<crate::store::CiFixHistory>;
     }
 }
 

@@ -8,12 +8,17 @@ use async_trait::async_trait;
 
 use crate::issue_ref::IssueRef;
 use crate::queue::{Enqueued, Job, JobLine, QueueDepth, QueuedJob};
+use crate::store::CiFixHistory;
 
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Records the delivery (and the event's identity) and stores its job,
     /// atomically. A delivery id or identity seen before stores nothing.
     async fn enqueue(&self, instance: &str, identity: Option<&str>, job: &Job) -> anyhow::Result<Enqueued>;
+
+    /// The issue's CI repairs before job `before_job` and since the last admitted
+    /// request by a person (a mention, a trigger label or a review).
+    async fn ci_fix_history(&self, issue: &IssueRef, before_job: i64) -> anyhow::Result<CiFixHistory>;
 
     /// Whether an event with this identity was stored already.
     async fn knows_event(&self, identity: &str) -> anyhow::Result<bool>;

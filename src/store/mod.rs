@@ -59,6 +59,15 @@ pub struct IssueSession {
     pub last_run_at: Option<i64>,
 }
 
+/// CI repairs on an issue since a person last asked for work there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CiFixHistory {
+    /// Repairs run (or refused for want of attempts), counted.
+    pub attempts: u32,
+    /// Someone said `stop` since.
+    pub stopped: bool,
+}
+
 /// A pull request kugetsu opened for an issue's branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullRequestRecord {
@@ -105,6 +114,9 @@ pub trait Store: JobStore + Send + Sync {
     async fn issue_of_pull_request(&self, pull: &IssueRef) -> anyhow::Result<Option<IssueRef>>;
     /// Records the issue's pull request, replacing an earlier one (merged, say).
     async fn save_pull_request(&self, record: &PullRequestRecord) -> anyhow::Result<()>;
+
+    /// The issue whose branch kugetsu last pushed as `sha` in `repo`.
+    async fn issue_pushed(&self, repo: &RepoRef, sha: &str) -> anyhow::Result<Option<IssueRef>>;
 
     /// Issues closed before `before_ms`, with when, that kugetsu has not run on since.
     async fn closed_issues(&self, before_ms: i64) -> anyhow::Result<Vec<IssueRef>>;

@@ -192,6 +192,16 @@ impl Store for SqliteStore {
         rows.into_iter().map(IssueSession::try_from).collect()
     }
 
+    async fn issue_pushed(&self, repo: &RepoRef, sha: &str) -> anyhow::Result<Option<IssueRef>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT issue FROM issue_sessions WHERE repo = ? AND last_pushed_sha = ? LIMIT 1")
+                .bind(repo.to_string())
+                .bind(sha)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(issue,)| issue.parse().map_err(|e| anyhow::anyhow!("bad issue ref in the database: {e}"))).transpose()
+    }
+
     async fn pull_request_of(&self, issue: &IssueRef) -> anyhow::Result<Option<PullRequestRecord>> {
         let row: Option<(String, String, i64)> =
             sqlx::query_as("SELECT pull, html_url, created_at FROM pull_requests WHERE issue = ?")

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use crate::comment::is_bot_comment;
-use crate::event::{EventKind, ForgeEvent};
+use crate::event::{ChecksFailed, EventKind, ForgeEvent};
 use crate::queue::{Enqueued, Job, JobTrigger, Queue};
 use crate::trigger::{Trigger, mentions, trigger_for};
 
@@ -160,6 +160,34 @@ pub async fn accept(
         job
     };
     Ok(match queue.enqueue(instance, Some(&event.identity), &job).await? {
+        Enqueued::Queued(id) => Accepted::Queued(id),
+        Enqueued::Duplicate => Accepted::Duplicate,
+    })
+}
+
+/// A failed CI run on a commit kugetsu pushed asks for a repair of that issue's
+/// branch; on any other commit it asks nothing. Whether repairs are on here,
+/// and how many are left, the worker decides.
+pub async fn accept_checks(queue: &Queue, instance: &str, checks: &ChecksFailed) -> anyhow::Result<Accepted> {
+    let Some(issue) = queue.issue_pushed(&checks.repo, &checks.sha).await? else {
+        return Ok(Accepted::Ignored("ignored: not a commit kugetsu pushed".into()));
+    };
+    let pull = queue.pull_request_of(&issue).await?;
+    let job = Job {
+        issue,
+        delivery_id: checks.delivery_id.clone(),
+        trigger: JobTrigger::CiFix { sha: checks.sha.clone(), checks: Vec::new() },
+        author: checks.sender.clone(),
+        title: String::new(),
+        issue_body: String::new(),
+        comment: None,
+        is_pull_request: false,
+        repo_html_url: None,
+        default_branch: None,
+        on_pull_request: pull.map(|p| p.number),
+        review: None,
+    };
+    Ok(match queue.enqueue(instance, Some(&checks.identity), &job).await? {
         Enqueued::Queued(id) => Accepted::Queued(id),
         Enqueued::Duplicate => Accepted::Duplicate,
     })

@@ -73,6 +73,9 @@ async fn receive(State(intake): State<Arc<Intake>>, verified: Result<Verified, R
             let answer = match delivery {
                 Delivered::Ignored(why) => reply(StatusCode::OK, format!("ignored: {why}")),
                 Delivered::Event(event) => answer(&intake, &instance, &event).await,
+                Delivered::Checks(checks) => {
+                    answer_with(admission::accept_checks(&intake.queue, instance.as_str(), &checks).await)
+                }
             };
             (Some(instance), answer, started)
         }
@@ -85,7 +88,11 @@ async fn receive(State(intake): State<Arc<Intake>>, verified: Result<Verified, R
 }
 
 async fn answer(intake: &Intake, instance: &InstanceName, event: &ForgeEvent) -> Reply {
-    match accept(intake, instance, event).await {
+    answer_with(accept(intake, instance, event).await)
+}
+
+fn answer_with(accepted: anyhow::Result<Accepted>) -> Reply {
+    match accepted {
         Ok(Accepted::Queued(id)) => reply(StatusCode::ACCEPTED, format!("queued job {id}")),
         Ok(Accepted::Duplicate) => reply(StatusCode::OK, DUPLICATE),
         Ok(Accepted::Closed) => reply(StatusCode::OK, "closed: its working copy will be removed"),

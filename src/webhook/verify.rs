@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 use super::{Hook, Intake, Reply, reply, signature};
 use crate::config::{ForgeKind, SecretScope};
-use crate::event::{ForgeEvent, Normalized, normalize};
+use crate::event::{ChecksFailed, ForgeEvent, Normalized, normalize};
 use crate::issue_ref::InstanceName;
 
 /// A delivery whose signature held, normalised.
@@ -29,6 +29,8 @@ pub struct Verified {
 #[derive(Debug)]
 pub enum Delivered {
     Event(Box<ForgeEvent>),
+    /// CI failed on a commit.
+    Checks(Box<ChecksFailed>),
     /// Nothing kugetsu acts on (a ping, a push, an action it ignores), and why.
     Ignored(String),
 }
@@ -90,17 +92,22 @@ pub async fn verify(name: &InstanceName, hook: &Hook, headers: &HeaderMap, body:
     let Some(json) = json else {
         return Err(reply(StatusCode::BAD_REQUEST, "form delivery without a payload field"));
     };
-    let event = match normalize(hook.kind, name, delivery.event, delivery.id, &json) {
-        Ok(Normalized::Event(event)) => event,
+    let delivered = match normalize(hook.kind, name, delivery.event, delivery.id, &json) {
+        Ok(Normalized::Event(event)) => Delivered::Event(event),
+        Ok(Normalized::ChecksFailed(checks)) => Delivered::Checks(checks),
         Ok(Normalized::Ignored(why)) => return Ok(Delivered::Ignored(why)),
         Err(e) => return Err(reply(StatusCode::BAD_REQUEST, e.to_string())),
     };
-    let repo = event.issue.repo();
+    let repo = match &delivered {
+        Delivered::Event(event) => event.issue.repo(),
+        Delivered::Checks(checks) => &checks.repo,
+        Delivered::Ignored(_) => return Ok(delivered),
+    };
     if !scope.covers(repo.owner(), repo.name()) {
         tracing::warn!(delivery = delivery.id, %repo, "a delivery was signed with another repository's secret");
         return Err(reply(StatusCode::UNAUTHORIZED, "this secret does not sign for this repository"));
     }
-    Ok(Delivered::Event(event))
+    Ok(delivered)
 }
 
 /// The headers that matter, read the way each forge sends them. Gitea and

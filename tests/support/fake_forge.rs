@@ -90,6 +90,7 @@ pub(super) struct State {
     /// `owner/repo` → its issues.
     pub(super) repos: HashMap<String, BTreeMap<u64, Issue>>,
     pub(super) pulls: Pulls,
+    pub(super) checks: super::fake_checks::Checks,
     /// Every comment, whoever wrote it, in creation order.
     comments: Vec<PostedComment>,
     /// `(repo, "comment"|"issue", id, user, content)`.
@@ -318,6 +319,31 @@ impl FakeForge {
             comments,
         });
         (review, ids)
+    }
+
+    /// A CI reports `state` for `context` on commit `sha`.
+    pub fn set_status(&self, repo: &str, sha: &str, context: &str, state: &str, description: &str) {
+        let status = super::fake_checks::Status {
+            repo: repo.to_owned(),
+            sha: sha.to_owned(),
+            context: context.to_owned(),
+            state: state.to_owned(),
+            target_url: format!("https://ci.example.com/{repo}/{context}/{sha}"),
+            description: description.to_owned(),
+        };
+        self.state.lock().unwrap().checks.statuses.push(status);
+    }
+
+    /// A GitHub check run completes on `sha`.
+    pub fn add_check_run(&self, repo: &str, sha: &str, name: &str, conclusion: &str, summary: &str) {
+        let run = super::fake_checks::CheckRun {
+            repo: repo.to_owned(),
+            sha: sha.to_owned(),
+            name: name.to_owned(),
+            conclusion: conclusion.to_owned(),
+            summary: summary.to_owned(),
+        };
+        self.state.lock().unwrap().checks.runs.push(run);
     }
 
     /// Replies in review threads, by the comment they answer: `(parent, author, body)`.
@@ -628,6 +654,10 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             known_repo(state, o, r)?;
             let place = format!("repos/{o}/{r}");
             hook_call(state, req, &caller, &place, rest, &request)
+        }
+        (_, ["repos", o, r, "commits", rest @ ..]) => {
+            let repo = known_repo(state, o, r)?;
+            super::fake_checks::call(state, req, &repo, rest)
         }
         (_, ["repos", o, r, "pulls", rest @ ..]) => {
             let repo = known_repo(state, o, r)?;

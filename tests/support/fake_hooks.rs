@@ -38,8 +38,11 @@ fn unprocessable(message: &str) -> Refusal {
 
 /// GitHub's webhook events that kugetsu could ask for; anything else is refused
 /// with 422 (docs.github.com/en/webhooks/webhook-events-and-payloads).
-const GITHUB_EVENTS: [&str; 8] = [
+const GITHUB_EVENTS: [&str; 11] = [
     "*",
+    "status",
+    "check_run",
+    "check_suite",
     "issues",
     "issue_comment",
     "pull_request",

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bot_env;
+pub mod fake_checks;
 pub mod fake_forge;
 pub mod fake_hooks;
 pub mod fake_model;

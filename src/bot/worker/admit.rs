@@ -60,6 +60,12 @@ impl Worker {
             }
             Err(e) => return Err(Outcome::Failed(format!("cannot record a handled trigger: {e:#}"))),
         }
+        if job.trigger == (JobTrigger::Control { command: Control::Stop }) {
+            // Recorded as a person's word, which ends CI repairs (worker/ci_fix.rs).
+            if let Err(e) = self.queue.mark_authorized(id).await {
+                tracing::error!(error = %format!("{e:#}"), "cannot record an admitted stop");
+            }
+        }
         if !matches!(job.trigger, JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review) {
             return Ok(job);
         }

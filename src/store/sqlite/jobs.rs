@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use crate::issue_ref::IssueRef;
 use crate::queue::{Enqueued, Job, JobLine, QueueDepth, QueuedJob};
+use crate::store::CiFixHistory;
 use crate::store::{JobStore, now_millis};
 
 /// A [`JobLine`] query: the columns, then `$filter` (sqlx takes only literal SQL).
@@ -70,6 +71,26 @@ impl JobStore for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?;
         Ok((by_author, by_repo))
+    }
+
+    async fn ci_fix_history(&self, issue: &IssueRef, before_job: i64) -> anyhow::Result<CiFixHistory> {
+        let (attempts, stops): (i64, i64) = sqlx::query_as(
+            "WITH last_person AS ( \
+                 SELECT COALESCE(MAX(id), 0) AS id FROM jobs \
+                  WHERE issue = ?1 AND id < ?2 AND authorized = 1 \
+                    AND json_extract(job, '$.trigger.kind') IN ('mention', 'label', 'review')) \
+             SELECT \
+               (SELECT COUNT(*) FROM jobs, last_person WHERE jobs.issue = ?1 AND jobs.id > last_person.id \
+                  AND jobs.id < ?2 AND jobs.authorized = 1 AND json_extract(job, '$.trigger.kind') = 'ci_fix'), \
+               (SELECT COUNT(*) FROM jobs, last_person WHERE jobs.issue = ?1 AND jobs.id > last_person.id \
+                  AND jobs.authorized = 1 AND json_extract(job, '$.trigger.kind') = 'control' \
+                  AND json_extract(job, '$.trigger.command') = 'stop')",
+        )
+        .bind(issue.to_string())
+        .bind(before_job)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(CiFixHistory { attempts: u32::try_from(attempts).unwrap_or(u32::MAX), stopped: stops > 0 })
     }
 
     async fn mark_authorized(&self, id: i64) -> anyhow::Result<()> {
