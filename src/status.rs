@@ -30,8 +30,9 @@ pub struct IssueRow {
     pub issue_url: Option<String>,
     pub branch: String,
     pub branch_url: Option<String>,
-    /// The pull request kugetsu opened for the branch, when there is one.
-    pub pull_request: Option<String>,
+    /// The pull request kugetsu opened for the branch, when there is one: its
+    /// number and page.
+    pub pull_request: Option<(u64, String)>,
     pub state: String,
     pub last_run_at: Option<i64>,
     /// The last run's model cost.
@@ -140,7 +141,7 @@ fn issue_table(rows: &[IssueRow]) -> Markup {
                             None => code { (row.branch) },
                         } }
                         td { @match &row.pull_request {
-                            Some(url) => a href=(url) { "open" },
+                            Some((number, url)) => a href=(url) { "#" (number) },
                             None => span.empty { "none" },
                         } }
                         td class=(row.state) { (row.state)

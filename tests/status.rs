@@ -102,7 +102,10 @@ async fn the_status_page_and_metrics_show_runs_queue_and_failures() {
     let profile = tempfile::tempdir().unwrap();
     let dom = headless(&format!("{status}/"), &["--dump-dom"], profile.path()).await;
     let web = t.forge.gitea_api().trim_end_matches("/api/v1").to_owned();
+    let pulls = t.forge.pulls("acme/widget");
+    let pull = pulls.iter().find(|p| p.3.head == "kugetsu/41").expect("the good run's pull request").0;
     for shown in [
+        format!(r#"<a href="https://forge.example.com/acme/widget/pulls/{pull}">#{pull}</a>"#),
         format!(r#"<a href="{web}/acme/widget/issues/41">tea/acme/widget#41</a>"#),
         format!(r#"<a href="{web}/acme/widget/src/branch/kugetsu/41"><code>kugetsu/41</code></a>"#),
         "Running and queued jobs (1)".to_owned(),

@@ -126,6 +126,8 @@ impl Observer {
         let jobs = self.queue.unfinished_jobs(PAGE_ROWS).await?;
         let failures = self.queue.recent_failures(PAGE_ROWS.min(50)).await?;
         // A page every 30 s must not hold the store's one connection for long.
+        let pulls: std::collections::HashMap<IssueRef, (u64, String)> =
+            self.queue.pull_requests().await?.into_iter().map(|p| (p.issue, (p.number, p.html_url))).collect();
         let issues = self
             .engine
             .recent_issues(PAGE_ROWS)
@@ -135,11 +137,11 @@ impl Observer {
                 let web = self.web_url(&s.issue);
                 let kind = self.config.instance(s.issue.repo().instance()).map(|i| i.kind);
                 IssueRow {
+                    pull_request: pulls.get(&s.issue).cloned(),
                     issue_url: web.as_deref().map(|w| issue_url(w, &s.issue)),
                     branch_url: web.as_deref().zip(kind).map(|(w, k)| branch_url(k, w, s.issue.repo(), &s.branch)),
                     issue: s.issue.to_string(),
                     branch: s.branch,
-                    pull_request: None,
                     state: s.status.as_str().to_owned(),
                     last_run_at: s.last_run_at,
                     cost: s.last_result.as_ref().map(|r| r.cost),

@@ -210,6 +210,7 @@ impl Queue {
         fn issue_of_pull_request(&self, pull: &IssueRef) -> anyhow::Result<Option<IssueRef>>;
         fn pull_request_of(&self, issue: &IssueRef) -> anyhow::Result<Option<crate::store::PullRequestRecord>>;
         fn save_pull_request(&self, record: &crate::store::PullRequestRecord) -> anyhow::Result<()>;
+        fn pull_requests(&self) -> anyhow::Result<Vec<crate::store::PullRequestRecord>>;
         fn issue_pushed(&self, repo: &crate::issue_ref::RepoRef, sha: &str) -> anyhow::Result<Option<IssueRef>>;
         fn ci_fix_history(&self, issue: &IssueRef, before_job: i64) -> anyhow::Result<crate::store::CiFixHistory>;
     }

@@ -112,6 +112,8 @@ pub trait Store: JobStore + Send + Sync {
     /// The issue whose branch the pull request `pull` (a ref in the same
     /// repository) was opened for, if kugetsu opened it.
     async fn issue_of_pull_request(&self, pull: &IssueRef) -> anyhow::Result<Option<IssueRef>>;
+    /// Every issue's pull request (one row per issue kugetsu opened one for).
+    async fn pull_requests(&self) -> anyhow::Result<Vec<PullRequestRecord>>;
     /// Records the issue's pull request, replacing an earlier one (merged, say).
     async fn save_pull_request(&self, record: &PullRequestRecord) -> anyhow::Result<()>;
 

@@ -224,6 +224,20 @@ impl Store for SqliteStore {
         row.map(|(issue,)| issue.parse().map_err(|e| anyhow::anyhow!("bad issue ref in the database: {e}"))).transpose()
     }
 
+    async fn pull_requests(&self) -> anyhow::Result<Vec<PullRequestRecord>> {
+        let rows: Vec<(String, String, String, i64)> =
+            sqlx::query_as("SELECT issue, pull, html_url, created_at FROM pull_requests").fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|(issue, pull, html_url, created_at)| {
+                let issue: IssueRef =
+                    issue.parse().map_err(|e| anyhow::anyhow!("bad issue ref in the database: {e}"))?;
+                let pull: IssueRef =
+                    pull.parse().map_err(|e| anyhow::anyhow!("bad pull request ref in the database: {e}"))?;
+                Ok(PullRequestRecord { issue, number: pull.number(), html_url, created_at })
+            })
+            .collect()
+    }
+
     async fn save_pull_request(&self, record: &PullRequestRecord) -> anyhow::Result<()> {
         let pull = record.issue.repo().issue(record.number)?;
         sqlx::query("INSERT OR REPLACE INTO pull_requests (issue, pull, html_url, created_at) VALUES (?, ?, ?, ?)")
