@@ -100,7 +100,7 @@ pub fn result_comment(result: &RunResult, pull: &PullRequestNote, job_id: i64) -
 /// that says whose it is.
 pub fn pull_request_body(issue: u64, result: &RunResult) -> String {
     let mut out = format!("Closes #{issue}.\n\n");
-    let answer = quiet(result.answer.trim());
+    let answer = no_issue_refs(&quiet(result.answer.trim()));
     let summary: String = answer.chars().take(PULL_REQUEST_SUMMARY_CHARS).collect();
     if !summary.is_empty() {
         out.push_str(&summary);
@@ -112,7 +112,7 @@ pub fn pull_request_body(issue: u64, result: &RunResult) -> String {
     if !result.commits.is_empty() {
         out.push_str("**Commits:**\n");
         for c in &result.commits {
-            let _ = writeln!(out, "- `{}` {}", short(&c.sha), quiet(&c.subject));
+            let _ = writeln!(out, "- `{}` {}", short(&c.sha), no_issue_refs(&quiet(&c.subject)));
         }
         out.push('\n');
     }
@@ -132,6 +132,20 @@ pub fn ci_fix_exhausted_comment(max_attempts: u32, failing: &[&str], job_id: i64
         failing.join(", "),
         marker(job_id)
     )
+}
+
+/// `#12` with a word joiner after `#`: in a pull request's description, the
+/// agent's words must not close issues when it is merged ("Fixes #12").
+fn no_issue_refs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '#' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('\u{2060}');
+        }
+    }
+    out
 }
 
 /// The most of the agent's answer a pull request's description repeats.
@@ -384,8 +398,9 @@ mod tests {
     #[test]
     fn a_pull_request_body_closes_the_issue_and_is_marked_as_kugetsus() {
         let mut r = sample();
-        r.answer = format!("{} <!-- kugetsu:job:1 -->", "word ".repeat(1_000));
+        r.answer = format!("Fixes #12. {} <!-- kugetsu:job:1 -->", "word ".repeat(1_000));
         let body = pull_request_body(7, &r);
+        assert!(!body.contains("#12") && body.contains("Fixes #\u{2060}12"), "the agent closes nothing: {body}");
         assert!(body.starts_with("Closes #7.\n"), "{body}");
         assert!(body.contains("<!-- kugetsu:pull-request issue=7 -->") && is_bot_comment(&body), "{body}");
         assert!(!is_comment_for_job(&body, 1), "a job marker in the agent's words does not survive: {body}");

@@ -592,6 +592,9 @@ fn resolve_instance(
         if !matches!(SecretScope::parse(&key), Ok(SecretScope::Repo { .. })) {
             bail!("keys of `repos` are `owner/repo`, not `{key}`");
         }
+        if overrides.ci_fix.is_some_and(|c| c.max_attempts == 0) {
+            bail!("repos.\"{key}\".ci_fix.max_attempts must be at least 1; leave ci_fix out to turn repairs off");
+        }
         repos.insert(key.to_ascii_lowercase(), overrides);
     }
     Ok(Instance {
@@ -685,7 +688,12 @@ mod tests {
         let instance = gitea(&set).unwrap();
         assert_eq!(instance.pull_requests_in("acme", "widget"), PullRequestMode::Off);
         assert_eq!(instance.pull_requests_in("acme", "site"), PullRequestMode::Ready, "names are case-insensitive");
-        for bad in ["repos = { \"acme\" = {} }", "repos = { \"a/b\" = { nope = 1 } }", "pull_requests = \"maybe\""] {
+        for bad in [
+            "repos = { \"acme\" = {} }",
+            "repos = { \"a/b\" = { nope = 1 } }",
+            "pull_requests = \"maybe\"",
+            "repos = { \"a/b\" = { ci_fix = { max_attempts = 0 } } }",
+        ] {
             let text = MINIMAL.replace("token_env", &format!("{bad}\n        token_env"));
             assert!(gitea(&text).is_err(), "{bad} is refused");
         }

@@ -25,7 +25,12 @@ fn in_widget(mut p: Value) -> Value {
 
 /// Gitea's commit status hook (built from its schema; see tests/fixtures/README.md).
 fn gitea_status(sha: &str, state: &str, delivery: &str) -> Delivery {
+    gitea_status_of("ci/build", sha, state, delivery)
+}
+
+fn gitea_status_of(context: &str, sha: &str, state: &str, delivery: &str) -> Delivery {
     let mut p = in_widget(fixture("gitea/status.failure.json"));
+    p["context"] = context.into();
     p["sha"] = sha.into();
     p["commit"]["id"] = sha.into();
     p["state"] = state.into();
@@ -101,8 +106,12 @@ ci_fix = { max_attempts = 2 }
     assert!(seen.contains("START-81"), "the repair continues the issue's session: {seen}");
     let second = head(&t, "kugetsu/81");
     assert_ne!(first, second, "the repair was pushed");
-    // The same failure delivered again (a redelivery, another context) is not a second repair.
+    // The same failure delivered again is stored once; a check that fails later
+    // on a commit the repair has pushed past starts nothing.
     assert_eq!(gitea_status(&first, "failure", "c-1b").post(&t.url("tea")).await.0, 200);
+    t.forge.set_status(REPO, &first, "ci/lint", "failure", "lint failed");
+    let (status, text) = gitea_status_of("ci/lint", &first, "failure", "c-1c").post(&t.url("tea")).await;
+    assert_eq!((status, text.as_str()), (200, "ignored: not a commit kugetsu pushed"));
 
     // Second failure, on the repair's push: a second repair.
     t.env.model.on("Build failed again", repairing("REPAIR-TWO", "fix2.txt"));
@@ -167,12 +176,19 @@ ci_fix = { max_attempts = 3 }
     assert_eq!(github_check_run(&third, "failure", "k-3").post(&t.url("gh")).await.0, 202);
     t.wait_for_jobs_done(6).await;
     assert_eq!(t.env.model.requests_for("red once more").len(), 0, "the label turns repairs off");
-    // Control: without the label, that failure repairs.
+    // Control: without the label, the next failure on that commit repairs.
     t.forge.label_event(REPO, pull, "kugetsu:no-ci-fix", false, "alice");
     t.env.model.on("red for real", repairing("LAST-REPAIR", "last.txt"));
     t.forge.add_check_run(REPO, &third, "lint", "failure", "red for real");
-    let (status, _) = github_check_run(&third, "failure", "k-4").post(&t.url("gh")).await;
-    assert_eq!(status, 200, "one repair per commit: this commit's failure was already handled");
+    let mut lint = github_check_run(&third, "failure", "k-4");
+    lint = {
+        let mut p: Value = serde_json::from_slice(&lint.body).unwrap();
+        p["check_run"]["name"] = "lint".into();
+        webhook::github("check_run", "k-4", &p, GH_SECRET)
+    };
+    assert_eq!(lint.post(&t.url("gh")).await.0, 202);
+    let answers = t.forge.wait_for_comments(REPO, pull, 2).await;
+    assert!(answers[1].body.contains("LAST-REPAIR"), "{}", answers[1].body);
     t.stop().await;
 
     // Off in a repository without `ci_fix`: the tea instance has none.

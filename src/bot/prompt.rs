@@ -5,6 +5,9 @@ use rand::distr::{Alphanumeric, SampleString};
 
 use crate::queue::{Job, JobTrigger};
 
+/// The most of a line comment's diff hunk a prompt shows, from its end.
+const MAX_HUNK_CHARS: usize = 4_000;
+
 pub fn build(job: &Job, branch: &str) -> String {
     let nonce = Alphanumeric.sample_string(&mut rand::rng(), 12);
     let fence = |label: &str, text: &str| {
@@ -49,8 +52,12 @@ pub fn build(job: &Job, branch: &str) -> String {
                         Some((a, b)) => format!("lines {a} to {b}"),
                         None => "a line of the diff".to_owned(),
                     };
-                    let at =
-                        format!("file: {}\nat: {lines}\ndiff hunk:\n{}\ncomment:\n{}", c.path, c.diff_hunk, c.body);
+                    // A hunk can span a whole file; its end is where the comment is.
+                    let hunk: String = {
+                        let chars: Vec<char> = c.diff_hunk.chars().collect();
+                        chars[chars.len().saturating_sub(MAX_HUNK_CHARS)..].iter().collect()
+                    };
+                    let at = format!("file: {}\nat: {lines}\ndiff hunk:\n{hunk}\ncomment:\n{}", c.path, c.body);
                     out.push_str(&fence("line comment", &at));
                 }
             }

@@ -54,7 +54,7 @@ pub async fn confirm(forge: &dyn Forge, handle: &str, mut job: Job) -> Checked {
 type Verdict = Result<String, String>;
 
 /// What the prompt and the answer show comes from the forge, not the payload.
-fn adopt_issue(job: &mut Job, issue: IssueFacts) {
+pub(super) fn adopt_issue(job: &mut Job, issue: IssueFacts) {
     job.title = issue.title;
     job.issue_body = issue.body;
     job.is_pull_request = issue.is_pull_request;
@@ -106,10 +106,13 @@ async fn confirm_review(forge: &dyn Forge, job: &mut Job) -> Result<Verdict, For
     let Some(request) = job.review.as_mut() else { return Ok(Err("the job names no review".to_owned())) };
     let review = match request.review.take() {
         Some(review) => review,
-        None => match forge.review(place.repo(), place.number(), request.event.id, &job.author).await? {
-            Some(review) => review,
-            None => return Ok(Err(format!("{place} has no such review by @{}", job.author))),
-        },
+        None => {
+            match forge.review(place.repo(), place.number(), request.event.id, &job.author, &request.event.text).await?
+            {
+                Some(review) => review,
+                None => return Ok(Err(format!("{place} has no such review by @{}", job.author))),
+            }
+        }
     };
     if !review.author.eq_ignore_ascii_case(&job.author) {
         return Ok(Err(format!("review {} is by @{}, not @{}", review.id, review.author, job.author)));

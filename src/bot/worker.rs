@@ -190,6 +190,10 @@ impl Worker {
             return failed_if(posted, run_error);
         }
         if attempts > 0 && self.past_deadline(created_at) {
+            // A repair nobody asked for just now ends without a word.
+            if matches!(job.trigger, JobTrigger::CiFix { .. }) {
+                return Outcome::Failed("gave up: the forge kept failing".into());
+            }
             return self.give_up(forge.as_ref(), job, id, created_at).await;
         }
         let admitted = match job.trigger {

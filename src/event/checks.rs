@@ -19,8 +19,8 @@ pub struct ChecksFailed {
     pub check: String,
     /// Who reported it (a CI app or its token's account).
     pub sender: String,
-    /// One request per commit: however many checks fail on it, and however
-    /// often their deliveries come, they make one repair.
+    /// One per commit, check and state, so a delivery sent again is stored
+    /// once; one repair per commit is the worker's to keep.
     pub identity: String,
 }
 
@@ -93,7 +93,7 @@ pub fn normalize(
     }
     let repo = RepoRef::new(instance.clone(), &repo.owner.login, &repo.name)?;
     let identity = format!(
-        "{}:{}/{}:checks:{}",
+        "{}:{}/{}:checks:{}:{event}:{check}",
         repo.instance(),
         repo.owner().to_ascii_lowercase(),
         repo.name().to_ascii_lowercase(),

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::wire::{
     CombinedStatusAnswer, CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, ReviewAnswer,
     ReviewCommentAnswer, StatusAnswer, TimelineAnswer, error_message, last_adder, newest_review_by, review_of,
+    review_says,
 };
 use super::{
     FailedCheck, Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition,
@@ -259,7 +260,8 @@ impl Forge for GiteaForge {
     /// a title starting `WIP:` is what Gitea and Forgejo show as a draft
     /// (`[repository.pull-request] WORK_IN_PROGRESS_PREFIXES`).
     async fn open_pull_request(&self, repo: &RepoRef, new: &NewPullRequest<'_>) -> Result<PullRequest, ForgeError> {
-        let title = if new.draft { format!("WIP: {}", new.title) } else { new.title.to_owned() };
+        let marked = new.title.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("wip:"));
+        let title = if new.draft && !marked { format!("WIP: {}", new.title) } else { new.title.to_owned() };
         let body = json!({ "title": title, "body": new.body, "head": new.head, "base": new.base });
         let req = self.request(Method::POST, &format!("{}/pulls", repo_path(repo))).json(&body);
         Ok(self.send::<PullAnswer>(req).await?.into())
@@ -295,6 +297,7 @@ impl Forge for GiteaForge {
         pull: u64,
         id: Option<u64>,
         author: &str,
+        text: &str,
     ) -> Result<Option<super::Review>, ForgeError> {
         let base = format!("{}/pulls/{pull}/reviews", repo_path(repo));
         let answer = match id {
@@ -309,7 +312,13 @@ impl Forge for GiteaForge {
                     let path = format!("{base}?limit={PAGE_LIMIT}&page={page}");
                     let batch: Vec<ReviewAnswer> = self.send(self.request(Method::GET, &path)).await?;
                     let done = batch.len() < PAGE_LIMIT;
-                    newest = newest_review_by(batch, author).or(newest);
+                    // A later page's newest wins, unless only an earlier page has the text.
+                    newest = match (newest_review_by(batch, author, text), newest) {
+                        (Some(later), Some(earlier)) if !review_says(&later, text) && review_says(&earlier, text) => {
+                            Some(earlier)
+                        }
+                        (later, earlier) => later.or(earlier),
+                    };
                     if done {
                         break;
                     }

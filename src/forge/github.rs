@@ -382,6 +382,7 @@ impl Forge for GithubForge {
         pull: u64,
         id: Option<u64>,
         author: &str,
+        text: &str,
     ) -> Result<Option<super::Review>, ForgeError> {
         let base = format!("{}/pulls/{pull}/reviews", repo_route(repo));
         let answer = match id {
@@ -392,7 +393,7 @@ impl Forge for GithubForge {
             },
             None => {
                 let all: Vec<ReviewAnswer> = self.all_pages(format!("{base}?per_page=100")).await?;
-                match newest_review_by(all, author) {
+                match newest_review_by(all, author, text) {
                     Some(answer) => answer,
                     None => return Ok(None),
                 }

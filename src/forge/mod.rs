@@ -265,13 +265,15 @@ pub trait Forge: Send + Sync {
         base: &str,
     ) -> Result<Option<PullRequest>, ForgeError>;
     /// Review `id` of pull request `pull`, or, when the event named none
-    /// (Gitea's never does), `author`'s newest submitted review there.
+    /// (Gitea's never does), `author`'s newest submitted review there whose text
+    /// is the event's `text`, else their newest.
     async fn review(
         &self,
         repo: &RepoRef,
         pull: u64,
         id: Option<u64>,
         author: &str,
+        text: &str,
     ) -> Result<Option<Review>, ForgeError>;
     /// Answers in the thread that review comment `comment` starts; `Ok(None)`
     /// where the forge has no way to (Gitea and Forgejo have no reply endpoint).

@@ -162,8 +162,9 @@ impl Forge for RetryingForge {
         pull: u64,
         id: Option<u64>,
         author: &str,
+        text: &str,
     ) -> Result<Option<Review>, ForgeError> {
-        self.backoff.run("review", || self.inner.review(repo, pull, id, author)).await
+        self.backoff.run("review", || self.inner.review(repo, pull, id, author, text)).await
     }
 
     /// Not retried, as comments are not: the worker looks for its marker first.

@@ -121,12 +121,22 @@ impl ReviewCommentAnswer {
     }
 }
 
-/// `author`'s newest submitted review of a list that runs oldest first.
-pub fn newest_review_by(reviews: Vec<ReviewAnswer>, author: &str) -> Option<ReviewAnswer> {
-    reviews
+/// `author`'s newest submitted review of a list that runs oldest first: the
+/// newest whose text is `text`, when one is, else the newest.
+pub fn newest_review_by(reviews: Vec<ReviewAnswer>, author: &str, text: &str) -> Option<ReviewAnswer> {
+    let mut theirs: Vec<ReviewAnswer> = reviews
         .into_iter()
-        .rev()
-        .find(|r| r.is_submitted() && r.user.as_ref().is_some_and(|u| u.login.eq_ignore_ascii_case(author)))
+        .filter(|r| r.is_submitted() && r.user.as_ref().is_some_and(|u| u.login.eq_ignore_ascii_case(author)))
+        .collect();
+    match theirs.iter().rposition(|r| review_says(r, text)) {
+        Some(at) => Some(theirs.swap_remove(at)),
+        None => theirs.pop(),
+    }
+}
+
+/// Whether the review's text is `text` (an empty one matches none).
+pub fn review_says(review: &ReviewAnswer, text: &str) -> bool {
+    !text.trim().is_empty() && review.body.as_deref().map(str::trim) == Some(text.trim())
 }
 
 pub fn review_of(answer: ReviewAnswer, comments: Vec<super::ReviewComment>) -> super::Review {
@@ -330,6 +340,29 @@ pub fn error_message(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reviewers_review_is_found_by_its_text_before_its_age() {
+        let review = |id: u64, by: &str, body: &str, state: &str| ReviewAnswer {
+            id,
+            user: Some(UserAnswer { login: by.into() }),
+            body: Some(body.into()),
+            state: Some(state.into()),
+        };
+        let all = || {
+            vec![
+                review(1, "alice", "@kugetsu rename it", "COMMENT"),
+                review(2, "bob", "@kugetsu rename it", "COMMENT"),
+                review(3, "Alice", "looks good", "APPROVED"),
+                review(4, "alice", "draft", "PENDING"),
+            ]
+        };
+        let found = |text: &str| newest_review_by(all(), "alice", text).map(|r| r.id);
+        assert_eq!(found("@kugetsu rename it"), Some(1), "two quick reviews: the one the event named");
+        assert_eq!(found(""), Some(3), "no text: the newest submitted, a pending one is not");
+        assert_eq!(found("something else"), Some(3));
+        assert!(newest_review_by(all(), "carol", "").is_none());
+    }
 
     #[test]
     fn comment_urls_name_their_issue_on_both_forges() {

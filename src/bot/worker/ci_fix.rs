@@ -28,15 +28,20 @@ impl Worker {
         if head.as_deref().map(str::to_ascii_lowercase) != Some(sha.clone()) {
             return Err(Outcome::Done);
         }
-        for place in [job.issue.clone(), job.place()] {
-            match forge.issue(&place).await {
-                Ok(facts) if facts.labels.iter().any(|l| l.eq_ignore_ascii_case(NO_CI_FIX_LABEL)) => {
-                    tracing::info!(%place, "CI repair is off here: the {NO_CI_FIX_LABEL} label");
-                    return Err(Outcome::Done);
-                }
-                Ok(_) => {}
+        for place in [job.place(), job.issue.clone()] {
+            let facts = match forge.issue(&place).await {
+                Ok(facts) => facts,
                 Err(e) if e.is_transient() => return Err(Outcome::Retry(format!("reading the labels: {e}"))),
                 Err(e) => return Err(Outcome::Failed(format!("reading the labels: {e}"))),
+            };
+            if facts.labels.iter().any(|l| l.eq_ignore_ascii_case(NO_CI_FIX_LABEL)) {
+                tracing::info!(%place, "CI repair is off here: the {NO_CI_FIX_LABEL} label");
+                return Err(Outcome::Done);
+            }
+            // The issue as the forge has it, for the prompt and the pull request,
+            // as a person's request carries it.
+            if place == job.issue {
+                crate::bot::verify::adopt_issue(&mut job, facts);
             }
         }
         let history = match self.queue.ci_fix_history(&job.issue, id).await {
@@ -54,9 +59,11 @@ impl Worker {
             Err(e) if e.is_transient() => return Err(Outcome::Retry(format!("reading the checks: {e}"))),
             Err(e) => return Err(Outcome::Failed(format!("reading the checks: {e}"))),
         };
+        // One repair per commit, however many of its checks fail: the first
+        // failure admitted takes it, the others need nothing.
         match self.queue.claim_trigger(&format!("{}:ci:{sha}", job.issue), id).await {
             Ok(true) => {}
-            Ok(false) => return Err(Outcome::Failed(format!("a replay of a CI failure already handled ({sha})"))),
+            Ok(false) => return Err(Outcome::Done),
             Err(e) => return Err(Outcome::Failed(format!("cannot record a handled trigger: {e:#}"))),
         }
         // Counted from here: a repair, or the one notice that there are no more.
@@ -68,7 +75,25 @@ impl Worker {
             let body = comment::ci_fix_exhausted_comment(settings.max_attempts, &names, id);
             return Err(self.post_once(forge, &job.place(), id, &body).await);
         }
-        job.trigger = JobTrigger::CiFix { sha, checks };
+        job.trigger = JobTrigger::CiFix { sha, checks: within_prompt_size(checks) };
         Ok(job)
     }
+}
+
+/// The most failed checks, and of each one's report, a prompt carries: CI
+/// output can be long, and whoever ran the check wrote it.
+const MAX_CHECKS: usize = 20;
+const MAX_REPORT_CHARS: usize = 4_000;
+
+fn within_prompt_size(checks: Vec<crate::forge::FailedCheck>) -> Vec<crate::forge::FailedCheck> {
+    checks
+        .into_iter()
+        .take(MAX_CHECKS)
+        .map(|mut c| {
+            if c.summary.chars().count() > MAX_REPORT_CHARS {
+                c.summary = c.summary.chars().take(MAX_REPORT_CHARS).collect::<String>() + "\n[…cut]";
+            }
+            c
+        })
+        .collect()
 }

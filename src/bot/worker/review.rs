@@ -15,7 +15,12 @@ impl Worker {
     pub(super) async fn review_for_the_bot(&self, forge: &dyn Forge, mut job: Job) -> Result<Job, Outcome> {
         let place = job.place();
         let Some(request) = job.review.as_mut() else { return Ok(job) };
-        let review = match forge.review(place.repo(), place.number(), request.event.id, &job.author).await {
+        // Someone the forge said may not ask costs no further call.
+        if self.permissions.is_known_stranger(place.repo(), &job.author) {
+            return Err(Outcome::Done);
+        }
+        let event = &request.event;
+        let review = match forge.review(place.repo(), place.number(), event.id, &job.author, &event.text).await {
             Ok(Some(review)) => review,
             Ok(None) => return Err(Outcome::Failed(format!("not confirmed by the forge: no such review on {place}"))),
             Err(e) if e.is_transient() => return Err(Outcome::Retry(format!("reading the review: {e}"))),
@@ -27,7 +32,9 @@ impl Worker {
                 .config
                 .instance(repo.instance())
                 .is_some_and(|i| i.review_comments_in(repo.owner(), repo.name()) == ReviewComments::All);
-        if !all && !asks(&review, &self.config.bot.handle) {
+        // A bare approval says nothing to work on, whatever the mode.
+        let says_something = !review.body.trim().is_empty() || !review.comments.is_empty();
+        if !says_something || !all && !asks(&review, &self.config.bot.handle) {
             tracing::info!(review = review.id, "a review that does not ask the bot; nothing to do");
             return Err(Outcome::Done);
         }
@@ -40,9 +47,11 @@ impl Worker {
     /// conversation, quoting the line comment it answers.
     pub(super) async fn answer(&self, forge: &dyn Forge, job: &Job, id: i64, body: &str) -> Outcome {
         let place = job.place();
-        let Some(first) = job.review.as_ref().and_then(|r| r.review.as_ref()).and_then(|r| r.comments.first()) else {
+        if job.review.is_none() {
             return self.post_once(forge, &place, id, body).await;
-        };
+        }
+        // A reply that landed before a fault, or before a crash (when the
+        // review, read at admission, is not known any more), is not sent twice.
         let bot = self.config.instance(place.repo().instance()).map(|i| i.bot_login.clone()).unwrap_or_default();
         let already = match forge.thread_comments(place.repo(), place.number()).await {
             Ok(all) => {
@@ -54,12 +63,20 @@ impl Worker {
         if already {
             return Outcome::Done;
         }
+        let Some(first) = job.review.as_ref().and_then(|r| r.review.as_ref()).and_then(|r| r.comments.first()) else {
+            return self.post_once(forge, &place, id, body).await;
+        };
         let body = comment::within_limit(body);
+        let quoted = || format!("{}{body}", quote(first));
         match forge.reply_in_thread(place.repo(), place.number(), first.thread(), &body).await {
             Ok(Some(_)) => Outcome::Done,
-            Ok(None) => self.post_once(forge, &place, id, &format!("{}{body}", quote(first))).await,
+            Ok(None) => self.post_once(forge, &place, id, &quoted()).await,
             Err(e) if e.is_transient() => Outcome::Retry(format!("replying in the review thread: {e}")),
-            Err(e) => Outcome::Failed(format!("replying in the review thread failed: {e}")),
+            // The thread is gone (its comment deleted, say): the conversation still is there.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reply in the review thread; answering in the conversation");
+                self.post_once(forge, &place, id, &quoted()).await
+            }
         }
     }
 }
@@ -76,5 +93,7 @@ fn quote(c: &ReviewComment) -> String {
         None => String::new(),
     };
     let said = comment::quiet(c.body.lines().next().unwrap_or_default());
-    format!("> On `{}`{lines}: {said}\n\n", c.path.replace('`', "'"))
+    // A path is the repository's to name: any character but `/` and NUL.
+    let path: String = c.path.chars().map(|ch| if ch.is_control() || ch == '`' { '?' } else { ch }).collect();
+    format!("> On `{}`{lines}: {said}\n\n", comment::quiet(&path))
 }
