@@ -154,3 +154,44 @@ pull_requests = "ready"
     assert!(t.env.remote_files("kugetsu/64").contains(&"after.txt".to_owned()));
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_opened_by_a_person_is_adopted_and_after_a_merge_the_next_commits_get_a_new_one() {
+    let mut t = BotEnv::new().await;
+    t.env.model.on("MARK-FIRST-65", committing("MARK-FIRST-65", "a.txt"));
+    t.env.model.on("MARK-AFTER-MERGE", committing("MARK-AFTER-MERGE", "c.txt"));
+    assert_eq!(mention("gh", 65, 901, "@kugetsu go MARK-FIRST-65", "a-1").post(&t.url("gh")).await.0, 202);
+    t.forge.wait_for_comments(REPO, 65, 1).await;
+    let pulls = t.forge.pulls(REPO);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let first = pulls[0].0;
+
+    // A person merges it; the next run with commits opens a new one.
+    t.forge.close_pull(REPO, first, true);
+    assert_eq!(mention("gh", 65, 902, "@kugetsu more MARK-AFTER-MERGE", "a-2").post(&t.url("gh")).await.0, 202);
+    let comments = t.forge.wait_for_comments(REPO, 65, 2).await;
+    let pulls = t.forge.pulls(REPO);
+    assert_eq!(pulls.len(), 2, "{pulls:?}");
+    let second = pulls[1].0;
+    assert!(
+        comments[1].body.contains(&format!("[#{second}]")) && comments[1].body.contains("opened now"),
+        "{}",
+        comments[1].body
+    );
+
+    // Another issue, whose branch a person opened a pull request for first: adopted, not duplicated.
+    t.env.model.on("MARK-ADOPT", committing("MARK-ADOPT", "d.txt"));
+    t.forge.add_issue(REPO, 66);
+    // The branch must exist for the forge to take a pull request from it.
+    let remote = t.env.remote();
+    support::git(&remote, &["branch", "kugetsu/66", "main"]);
+    let theirs = t.forge.open_pull_as(REPO, "kugetsu/66", "main", "alice");
+    assert_eq!(mention("gh", 66, 903, "@kugetsu go MARK-ADOPT", "a-3").post(&t.url("gh")).await.0, 202);
+    let comments = t.forge.wait_for_comments(REPO, 66, 1).await;
+    let body = &comments[0].body;
+    assert!(body.contains(&format!("[#{theirs}]")) && !body.contains("opened now"), "adopted: {body}");
+    assert_eq!(t.forge.pulls(REPO).len(), 3, "no duplicate");
+    let (_, _, _, pull) = t.forge.pulls(REPO).into_iter().find(|p| p.0 == theirs).expect("theirs");
+    assert!(pull.open && !pull.draft, "left as the person made it: {pull:?}");
+    t.stop().await;
+}

@@ -359,6 +359,19 @@ impl FakeForge {
             .collect()
     }
 
+    /// A person opens a pull request from `head` to `base`, as the forge's web page would.
+    pub fn open_pull_as(&self, repo: &str, head: &str, base: &str, author: &str) -> u64 {
+        let mut state = self.state.lock().unwrap();
+        let issues = state.repos.entry(repo.to_owned()).or_default();
+        let number = issues.keys().max().copied().unwrap_or(0) + 1;
+        let issue =
+            Issue { author: author.to_owned(), title: format!("{author}'s take"), is_pull: true, ..Issue::default() };
+        issues.insert(number, issue);
+        let pull = Pull { head: head.to_owned(), base: base.to_owned(), draft: false, open: true, merged: false };
+        state.pulls.all.insert((repo.to_owned(), number), pull);
+        number
+    }
+
     /// A person closes the pull request without merging it (or merges it).
     pub fn close_pull(&self, repo: &str, number: u64, merged: bool) {
         let mut state = self.state.lock().unwrap();
