@@ -212,21 +212,24 @@ impl Instance {
             .or_else(|| self.webhook_secret.clone())
     }
 
+    /// `owner/repo`'s own settings, if it has any.
+    fn overrides(&self, owner: &str, repo: &str) -> Option<&RepoOverrides> {
+        self.repos.get(&format!("{owner}/{repo}").to_ascii_lowercase())
+    }
+
     /// Whether and how pull requests are opened in `owner/repo`.
     pub fn pull_requests_in(&self, owner: &str, repo: &str) -> PullRequestMode {
-        let key = format!("{owner}/{repo}").to_ascii_lowercase();
-        self.repos.get(&key).and_then(|o| o.pull_requests).unwrap_or(self.pull_requests)
+        self.overrides(owner, repo).and_then(|o| o.pull_requests).unwrap_or(self.pull_requests)
     }
 
     /// CI repair in `owner/repo`, where it is turned on.
     pub fn ci_fix_in(&self, owner: &str, repo: &str) -> Option<CiFix> {
-        self.repos.get(&format!("{owner}/{repo}").to_ascii_lowercase()).and_then(|o| o.ci_fix)
+        self.overrides(owner, repo).and_then(|o| o.ci_fix)
     }
 
     /// Which reviews on kugetsu's pull requests in `owner/repo` start a run.
     pub fn review_comments_in(&self, owner: &str, repo: &str) -> ReviewComments {
-        let key = format!("{owner}/{repo}").to_ascii_lowercase();
-        self.repos.get(&key).and_then(|o| o.review_comments).unwrap_or(self.review_comments)
+        self.overrides(owner, repo).and_then(|o| o.review_comments).unwrap_or(self.review_comments)
     }
 
     pub fn clone_url(&self, owner: &str, repo: &str) -> String {

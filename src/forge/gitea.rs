@@ -9,7 +9,6 @@ use serde_json::json;
 use super::wire::{
     CombinedStatusAnswer, CommentAnswer, HookAnswer, IssueAnswer, PermissionAnswer, PullAnswer, ReviewAnswer,
     ReviewCommentAnswer, StatusAnswer, TimelineAnswer, error_message, last_adder, newest_review_by, review_of,
-    review_says,
 };
 use super::{
     FailedCheck, Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition,
@@ -307,23 +306,17 @@ impl Forge for GiteaForge {
                 Err(e) => return Err(e),
             },
             None => {
-                let mut newest = None;
+                let mut all: Vec<ReviewAnswer> = Vec::new();
                 for page in 1..=MAX_TIMELINE_PAGES {
                     let path = format!("{base}?limit={PAGE_LIMIT}&page={page}");
                     let batch: Vec<ReviewAnswer> = self.send(self.request(Method::GET, &path)).await?;
                     let done = batch.len() < PAGE_LIMIT;
-                    // A later page's newest wins, unless only an earlier page has the text.
-                    newest = match (newest_review_by(batch, author, text), newest) {
-                        (Some(later), Some(earlier)) if !review_says(&later, text) && review_says(&earlier, text) => {
-                            Some(earlier)
-                        }
-                        (later, earlier) => later.or(earlier),
-                    };
+                    all.extend(batch);
                     if done {
                         break;
                     }
                 }
-                match newest {
+                match newest_review_by(all, author, text) {
                     Some(answer) => answer,
                     None => return Ok(None),
                 }

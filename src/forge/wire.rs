@@ -135,7 +135,7 @@ pub fn newest_review_by(reviews: Vec<ReviewAnswer>, author: &str, text: &str) ->
 }
 
 /// Whether the review's text is `text` (an empty one matches none).
-pub fn review_says(review: &ReviewAnswer, text: &str) -> bool {
+fn review_says(review: &ReviewAnswer, text: &str) -> bool {
     !text.trim().is_empty() && review.body.as_deref().map(str::trim) == Some(text.trim())
 }
 
