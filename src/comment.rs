@@ -4,11 +4,15 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod budget;
+mod progress;
 mod quiet;
 
 use crate::engine::EngineError;
 use crate::result::{PullRequestNote, RunResult};
 
+pub use budget::{budget_paused_comment, budget_stopped_comment, issue_total, resumed_comment};
+pub use progress::{BranchLink, is_progress_for_job, progress_comment, progress_summary};
 pub use quiet::quiet;
 
 const MARKER_PREFIX: &str = "<!-- kugetsu:";
@@ -37,7 +41,7 @@ fn rounded(duration: Duration) -> String {
 }
 
 /// The answer to a successful run.
-pub fn result_comment(result: &RunResult, pull: &PullRequestNote, job_id: i64) -> String {
+pub fn result_comment(result: &RunResult, pull: &PullRequestNote, total: Option<&str>, job_id: i64) -> String {
     let mut out = String::new();
     // The agent's words, and below its commit subjects and denied requests, may
     // carry text from strangers: they ping nobody and command no bot.
@@ -91,6 +95,9 @@ pub fn result_comment(result: &RunResult, pull: &PullRequestNote, job_id: i64) -
         result.tokens.output,
         result.cost
     );
+    if let Some(total) = total {
+        let _ = writeln!(out, "**This issue so far:** {total}");
+    }
     out.push_str(&marker(job_id));
     out
 }
@@ -195,6 +202,7 @@ pub fn status_comment(
     record: Option<&crate::store::IssueSession>,
     queued: i64,
     waiting: &[String],
+    spending: &Spending,
     job_id: i64,
 ) -> String {
     let mut out = String::new();
@@ -218,12 +226,27 @@ pub fn status_comment(
             }
         }
     }
+    if let Some(total) = &spending.total {
+        let _ = writeln!(out, "**Spent:** {total}");
+    }
+    if let Some(paused) = &spending.paused {
+        let _ = writeln!(out, "**Paused:** {paused}; `resume` goes on");
+    }
     let _ = writeln!(out, "**Queued:** {queued} request(s)");
     for why in waiting {
         let _ = writeln!(out, "**Waiting:** {}", what_failed(why));
     }
     out.push_str(&marker(job_id));
     out
+}
+
+/// What `status` says of an issue's spending.
+#[derive(Debug, Default)]
+pub struct Spending {
+    /// The issue's running total ([`issue_total`]).
+    pub total: Option<String>,
+    /// The budget the issue has reached, if it has.
+    pub paused: Option<String>,
 }
 
 /// The answer to `@kugetsu reset`.
@@ -244,6 +267,7 @@ pub fn help_comment(handle: &str, job_id: i64) -> String {
          - `@{handle} status`: session, branch, queue and last run\n\
          - `@{handle} stop`: stop the running job\n\
          - `@{handle} reset`: start over with a fresh session\n\
+         - `@{handle} resume`: go on after a budget or the loop breaker paused this issue\n\
          - `@{handle} help`: this list\n{}",
         marker(job_id)
     )
@@ -357,7 +381,7 @@ mod tests {
     fn result_comment_snapshot() {
         let compare =
             PullRequestNote::Compare(Some("https://git.example.com/acme/widget/compare/main...kugetsu/7".into()));
-        let text = result_comment(&sample(), &compare, 42);
+        let text = result_comment(&sample(), &compare, Some("2 runs · 60 tokens · $0.0100"), 42);
         insta::assert_snapshot!(text);
         assert!(is_bot_comment(&text) && is_comment_for_job(&text, 42) && !is_comment_for_job(&text, 4));
     }
@@ -369,14 +393,14 @@ mod tests {
         r.commits.clear();
         r.answer = "  ".into();
         r.denied = vec!["permission: bash `rm -rf /`".into()];
-        insta::assert_snapshot!(result_comment(&r, &PullRequestNote::Compare(None), 1));
+        insta::assert_snapshot!(result_comment(&r, &PullRequestNote::Compare(None), None, 1));
     }
 
     #[test]
     fn pull_request_lines_name_the_pull_request_and_what_became_of_it() {
         let url = "https://git.example.com/acme/widget/pulls/9".to_owned();
         let note = |n: PullRequestNote| {
-            let text = result_comment(&sample(), &n, 3);
+            let text = result_comment(&sample(), &n, None, 3);
             text.lines().find(|l| l.starts_with("**Branch:**")).unwrap_or_default().to_owned()
         };
         insta::assert_snapshot!(
@@ -415,8 +439,8 @@ mod tests {
         insta::assert_snapshot!("refused", refused_comment("5 requests on this issue are already queued.", 8));
         insta::assert_snapshot!("deferred", deferred_comment(8));
         assert!(is_deferral_for_job(&deferred_comment(8), 8) && !is_comment_for_job(&deferred_comment(8), 8));
-        insta::assert_snapshot!("status_empty", status_comment(None, 0, &[], 8));
-        let waiting = status_comment(None, 1, &[NEEDS_ADMIN.to_owned()], 8);
+        insta::assert_snapshot!("status_empty", status_comment(None, 0, &[], &Spending::default(), 8));
+        let waiting = status_comment(None, 1, &[NEEDS_ADMIN.to_owned()], &Spending::default(), 8);
         assert!(waiting.contains("**Waiting:**") && waiting.contains("Administrator"), "{waiting}");
         insta::assert_snapshot!("permission_notice", permission_notice("alice"));
         assert!(
@@ -433,7 +457,7 @@ mod tests {
     fn overlong_comments_are_cut_with_a_note_and_keep_their_marker() {
         let mut r = sample();
         r.answer = "ü".repeat(70_000);
-        let text = result_comment(&r, &PullRequestNote::Compare(None), 9);
+        let text = result_comment(&r, &PullRequestNote::Compare(None), None, 9);
         let cut = within_limit(&text);
         assert!(cut.chars().count() <= MAX_COMMENT_CHARS, "{}", cut.chars().count());
         assert!(cut.contains("Cut here") && is_comment_for_job(&cut, 9));

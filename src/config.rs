@@ -50,6 +50,8 @@ struct RawConfig {
     #[serde(default)]
     pool: PoolSettings,
     #[serde(default)]
+    budgets: crate::budget::Budgets,
+    #[serde(default)]
     instances: BTreeMap<InstanceName, RawInstance>,
 }
 
@@ -407,6 +409,19 @@ pub struct BotSettings {
     /// Its value, read with the config.
     #[serde(skip)]
     pub status_password: Option<SecretString>,
+    /// What people see while a run goes on: a progress comment edited as it
+    /// goes, and reactions (`comment`), or only the reactions (`reaction`).
+    pub progress: ProgressMode,
+    /// The shortest time between two edits of a progress comment.
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressMode {
+    Comment,
+    Reaction,
 }
 
 impl Default for BotSettings {
@@ -432,6 +447,8 @@ impl Default for BotSettings {
             status_listen: None,
             status_password_env: None,
             status_password: None,
+            progress: ProgressMode::Comment,
+            progress_interval: Duration::from_secs(10),
         }
     }
 }
@@ -470,6 +487,8 @@ pub struct Config {
     pub git: GitSettings,
     pub bot: BotSettings,
     pub pool: PoolSettings,
+    /// What issues, repositories and instances may spend, and the loop breaker.
+    pub budgets: crate::budget::Budgets,
     pub instances: BTreeMap<InstanceName, Instance>,
 }
 
@@ -503,6 +522,11 @@ impl Config {
         if raw.bot.api_attempts == 0 {
             bail!("bot.api_attempts must be at least 1");
         }
+        // Every edit is an API call; a run of hours must not spend a forge's rate limit.
+        if raw.bot.progress_interval < Duration::from_secs(1) {
+            bail!("bot.progress_interval must be at least 1s");
+        }
+        raw.budgets.validate().map_err(anyhow::Error::msg)?;
         // A replay, or the reconciler's look back, must still find what it repeats.
         if raw.bot.retention < raw.bot.retry_deadline.max(Duration::from_secs(3600)) {
             bail!("bot.retention must be at least bot.retry_deadline, and at least an hour");
@@ -545,6 +569,7 @@ impl Config {
             git: raw.git,
             bot,
             pool: raw.pool,
+            budgets: raw.budgets,
             instances,
         })
     }

@@ -4,6 +4,7 @@
 //! Data flows one way: webhook → event → job → engine → result → comment.
 
 pub mod bot;
+pub mod budget;
 pub mod cli;
 pub mod comment;
 pub mod config;

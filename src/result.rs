@@ -83,3 +83,82 @@ pub enum PullRequestNote {
         compare: Option<String>,
     },
 }
+
+/// What a run has done so far, folded from the agent's events: what people see
+/// in the progress comment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// Each tool call once, in the order they began: its tool, title and state.
+    pub tools: Vec<ToolCall>,
+    pub todos: Vec<crate::opencode::Todo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub call: String,
+    pub tool: String,
+    pub title: String,
+    pub status: crate::opencode::ToolStatus,
+}
+
+/// The most tool calls a progress comment remembers; a run of thousands still
+/// shows its counts, from what it kept.
+const MAX_TOOL_CALLS: usize = 1000;
+
+impl Progress {
+    /// Takes in one event; whether anything people see changed.
+    pub fn apply(&mut self, event: crate::opencode::AgentEvent) -> bool {
+        use crate::opencode::AgentEvent;
+        match event {
+            AgentEvent::Started | AgentEvent::Spent { .. } => false,
+            AgentEvent::Todos(todos) => {
+                let changed = self.todos != todos;
+                self.todos = todos;
+                changed
+            }
+            AgentEvent::Tool { call, tool, title, status } => {
+                if let Some(known) = self.tools.iter_mut().find(|t| t.call == call) {
+                    let changed = known.status != status || (!title.is_empty() && known.title != title);
+                    known.status = status;
+                    if !title.is_empty() {
+                        known.title = title;
+                    }
+                    return changed;
+                }
+                if self.tools.len() >= MAX_TOOL_CALLS {
+                    self.tools.remove(0);
+                }
+                self.tools.push(ToolCall { call, tool, title, status });
+                true
+            }
+        }
+    }
+
+    /// The tool call under way, if one is: the newest that has not ended.
+    pub fn current(&self) -> Option<&ToolCall> {
+        use crate::opencode::ToolStatus;
+        self.tools.iter().rev().find(|t| matches!(t.status, ToolStatus::Pending | ToolStatus::Running))
+    }
+
+    /// How often each tool was used, most used first (then by name).
+    pub fn tool_counts(&self) -> Vec<(&str, usize)> {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for t in &self.tools {
+            match counts.iter_mut().find(|(name, _)| *name == t.tool) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((&t.tool, 1)),
+            }
+        }
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        counts
+    }
+}
+
+/// How a run ended, as its progress comment and reaction say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Succeeded,
+    Failed,
+    /// Cut short: `@kugetsu stop`, or kugetsu going down mid-run.
+    Stopped,
+}

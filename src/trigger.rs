@@ -73,10 +73,12 @@ pub enum Control {
     Status,
     Reset,
     Help,
+    /// Lift a budget's or the loop breaker's pause on the issue.
+    Resume,
 }
 
 /// The control command a comment gives, if its first mention is one:
-/// `@kugetsu stop`, `status`, `reset` or `help`, alone.
+/// `@kugetsu stop`, `status`, `reset`, `help` or `resume`, alone.
 pub fn control_command(text: &str, handle: &str) -> Option<Control> {
     let first = commands(text, handle).into_iter().next()?;
     let word = first.trim_end_matches(['.', '!']).to_ascii_lowercase();
@@ -85,6 +87,7 @@ pub fn control_command(text: &str, handle: &str) -> Option<Control> {
         "status" => Some(Control::Status),
         "reset" => Some(Control::Reset),
         "help" => Some(Control::Help),
+        "resume" => Some(Control::Resume),
         _ => None,
     }
 }
@@ -94,7 +97,7 @@ pub fn control_command(text: &str, handle: &str) -> Option<Control> {
 pub enum Trigger {
     /// A mention in a new comment or a new issue's body, or one an edit added.
     Mention,
-    /// `@handle stop|status|reset|help`.
+    /// `@handle stop|status|reset|help|resume`.
     Control(Control),
     /// A trigger label was added (or the issue was opened with one).
     Label(String),
@@ -174,6 +177,7 @@ mod tests {
         assert_eq!(control_command("@kugetsu: Status.", "kugetsu"), Some(Control::Status));
         assert_eq!(control_command("hey @kugetsu reset", "kugetsu"), Some(Control::Reset));
         assert_eq!(control_command("@kugetsu help", "kugetsu"), Some(Control::Help));
+        assert_eq!(control_command("@kugetsu resume", "kugetsu"), Some(Control::Resume));
         assert_eq!(control_command("@kugetsu stop the flaky test from failing", "kugetsu"), None);
         assert_eq!(control_command("`@kugetsu stop`", "kugetsu"), None);
         assert_eq!(commands("@kugetsu one\n\nand @kugetsu two", "kugetsu"), vec!["one", "two"]);

@@ -35,7 +35,18 @@ async fn mention_runs_pushes_and_comments_then_continues(instance: &str, number:
     assert!(body.contains("**Pull request:** [#") && body.contains("(opened now)"), "a draft is opened: {body}");
     assert_eq!(t.forge.pulls("acme/widget").len(), 1);
     assert!(body.contains("<!-- kugetsu:job:"), "{body}");
-    assert!(t.forge.reactions().contains(&"acme/widget comment 501 eyes".to_owned()), "{:?}", t.forge.reactions());
+    // 👀 taken, 🚀 working, 👍 done: each replaces the one before.
+    t.forge.wait_until("👍 on the trigger", |f| f.reactions() == ["acme/widget comment 501 +1"]).await;
+    let lifecycle = ["+eyes", "+rocket", "-eyes", "++1", "-rocket"];
+    assert_eq!(t.forge.reactions_on("acme/widget", "comment 501"), lifecycle);
+    // One progress comment, folded to a line once the answer is out; one answer.
+    t.forge
+        .wait_until("the progress comment folded", |f| {
+            f.progress_comments("acme/widget", number).iter().any(|c| c.body.starts_with("✅ Done in"))
+        })
+        .await;
+    assert_eq!(t.forge.progress_comments("acme/widget", number).len(), 1);
+    assert_eq!(t.forge.comments("acme/widget", number).len(), 1, "exactly one answer");
     assert!(t.env.remote_files(&branch).contains(&"fix.txt".to_owned()));
     for secret in [GH_SECRET, TEA_SECRET, "gh-token-canary", "tea-token-canary"] {
         assert!(!body.contains(secret));
@@ -89,7 +100,9 @@ async fn trigger_labels_start_runs_on_both_forges() {
 
     t.forge.wait_for_comments("acme/widget", 33, 1).await;
     t.forge.wait_for_comments("acme/widget", 34, 1).await;
-    assert!(t.forge.reactions().contains(&"acme/widget issue 33 eyes".to_owned()));
+    t.forge.wait_until("👍 on both issues", |f| f.reactions().len() == 2).await;
+    assert_eq!(t.forge.reactions_on("acme/widget", "issue 33"), ["+eyes", "+rocket", "-eyes", "++1", "-rocket"]);
+    assert_eq!(t.forge.reactions_on("acme/widget", "issue 34"), ["+eyes", "+rocket", "-eyes", "++1", "-rocket"]);
     assert_eq!(t.wait_for_jobs_done(2).await.len(), 2);
     t.stop().await;
 }
@@ -246,6 +259,14 @@ async fn jobs_left_at_shutdown_run_once_after_a_restart() {
     assert_eq!(comments_now.len(), 2, "{comments_now:?}");
     assert!(comments[0].body.contains("r1 done") && comments[0].body.contains("<!-- kugetsu:job:1 -->"));
     assert!(comments[1].body.contains("<!-- kugetsu:job:2 -->"));
+    // The first job's run took up the progress comment it made before the
+    // restart: one per job, each folded once its answer was out.
+    t.forge
+        .wait_until("both progress comments folded", |f| {
+            let all = f.progress_comments("acme/widget", 44);
+            all.len() == 2 && all.iter().all(|c| c.body.starts_with("✅ Done in"))
+        })
+        .await;
     t.stop().await;
 }
 

@@ -215,7 +215,10 @@ async fn debug_writes_the_event_log(driver: &'static str) {
     let env = TestEnv::new(driver).await;
     env.model.on("MARK-DEBUG", vec![Step::Answer("DEBUGGED".into())]);
     let engine = env.engine().await;
-    let result = engine.run(&issue(9), "MARK-DEBUG", Mode::Start, RunOptions { debug: true }).await.unwrap();
+    let result = engine
+        .run(&issue(9), "MARK-DEBUG", Mode::Start, RunOptions { debug: true, ..RunOptions::default() })
+        .await
+        .unwrap();
     let log = env.state_dir().join("sessions").join(&result.session_id).join("debug.log");
     // The event stream may trail the reply by a moment.
     for _ in 0..50 {

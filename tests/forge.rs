@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use kugetsu::config::Config;
-use kugetsu::forge::{Forge, ForgeError, Permission, ReactionTarget, forge_for};
+use kugetsu::forge::{Forge, ForgeError, Permission, Reaction, ReactionTarget, forge_for};
 use kugetsu::issue_ref::IssueRef;
 use serde_json::json;
 use support::FakeForge;
@@ -140,9 +140,9 @@ async fn faults_map_to_transient_errors_on_both_clients() {
             other => panic!("{kind}: a 429 is transient: {other:?}"),
         }
         forge.fail_next(Method::POST, "/reactions", Fault::BadGatewayAfterEffect);
-        let err = c.react_eyes(&repo, ReactionTarget::Issue(5)).await.unwrap_err();
+        let err = c.react(&repo, ReactionTarget::Issue(5), Reaction::Eyes).await.unwrap_err();
         assert!(err.is_transient(), "{kind}: {err:?}");
-        c.react_eyes(&repo, ReactionTarget::Issue(5)).await.expect("the reaction is there: 200");
+        c.react(&repo, ReactionTarget::Issue(5), Reaction::Eyes).await.expect("the reaction is there: 200");
         assert_eq!(c.permission(&repo, "alice").await.unwrap(), Permission::Write, "{kind}: positive control");
     }
 }
@@ -173,4 +173,35 @@ async fn github_comments_are_read_across_pages_with_their_authors() {
     assert_eq!(all.last().map(|c| c.body.as_str()), Some("comment 134"));
     let tea = client(&forge, "gitea", Duration::from_secs(5));
     assert_eq!(tea.comments(&issue()).await.unwrap().len(), 135, "Gitea answers with all of them at once");
+}
+
+#[tokio::test]
+async fn both_clients_replace_reactions_and_edit_their_comments() {
+    for kind in ["github", "gitea"] {
+        let forge = forge_with_issue().await;
+        let c = client(&forge, kind, Duration::from_secs(5));
+        let repo = issue().repo().clone();
+        let id = c.post_comment(&issue(), "first").await.expect("posted");
+        let target = ReactionTarget::Comment(id);
+        let eyes = c.react(&repo, target, Reaction::Eyes).await.expect("eyes");
+        // GitHub deletes by the reaction's id, Gitea by its content.
+        assert_eq!(eyes.id.is_some(), kind == "github", "{kind}: {eyes:?}");
+        let rocket = c.react(&repo, target, Reaction::Rocket).await.expect("rocket");
+        c.unreact(&repo, target, eyes).await.expect("eyes taken back");
+        assert_eq!(forge.reactions(), vec![format!("acme/widget comment {id} rocket")], "{kind}");
+        c.unreact(&repo, target, eyes).await.expect("{kind}: taking back one already gone is no error");
+        c.unreact(&repo, ReactionTarget::Issue(5), Reaction::ThumbsUp.into_reacted()).await.expect("none there");
+        c.unreact(&repo, target, rocket).await.expect("rocket taken back");
+        assert!(forge.reactions().is_empty(), "{kind}: {:?}", forge.reactions());
+
+        c.edit_comment(&repo, id, "second").await.expect("edited");
+        assert_eq!(forge.edits_of(id), vec!["second".to_owned()], "{kind}");
+        let err = c.edit_comment(&repo, id, "").await.expect_err("an empty body is refused");
+        assert!(!err.is_transient(), "{kind}: {err:?}");
+        let err = c.edit_comment(&repo, 999_999, "x").await.expect_err("no such comment");
+        assert!(matches!(err, ForgeError::NotFound), "{kind}: {err:?}");
+        // Positive control: the comment reads as edited through the API too.
+        let read = c.comment(&repo, id).await.expect("read back");
+        assert_eq!(read.body, "second", "{kind}");
+    }
 }

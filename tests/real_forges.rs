@@ -48,7 +48,8 @@ async fn on_gitea_without_the_admin_role_triggers_wait_say_why_once_and_run_when
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forge_faults_on_the_job_path_are_retried_and_the_answer_is_posted_once() {
-    let mut t = BotEnv::new().await;
+    // The faults aim at the answer's calls; a progress comment's would take some.
+    let mut t = BotEnv::with_bot_settings("progress = \"reaction\"", "", Vec::new()).await;
     t.env.model.on("MARK-FAULTS", vec![Step::Answer("answer despite faults".into())]);
     // One fault on every call of the job's path, the comment POST stored before its 502.
     t.forge.fail_next(Method::GET, "/collaborators/alice/permission", Fault::Error);
@@ -71,7 +72,8 @@ async fn forge_faults_on_the_job_path_are_retried_and_the_answer_is_posted_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saved_answer_survives_a_forge_outage_and_is_posted_when_it_returns() {
-    let mut t = BotEnv::new().await;
+    // The faults aim at the answer's calls; a progress comment's would take some.
+    let mut t = BotEnv::with_bot_settings("progress = \"reaction\"", "", Vec::new()).await;
     t.env.model.on("MARK-OUTAGE", vec![Step::Answer("kept through the outage".into())]);
     // More failures in a row than one attempt budget: the job goes back in the queue.
     for _ in 0..6 {

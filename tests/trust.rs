@@ -303,5 +303,17 @@ async fn stop_ends_an_issues_first_run_in_a_slow_model_call() {
     assert!(!log.contains("late commit"), "no commit after the stop: {log}");
     assert!(!t.env.remote_has_branch("kugetsu/151"), "nothing was pushed");
     assert_eq!(t.forge.comments("acme/widget", 151).len(), 1, "only the stop's answer");
+    // The stopped run's progress comment says so, and its reaction is taken back.
+    t.forge
+        .wait_until("the progress comment says stopped", |f| {
+            f.progress_comments("acme/widget", 151).iter().any(|c| c.body.starts_with("⏹️ Stopped after"))
+        })
+        .await;
+    t.forge
+        .wait_until("no reaction left on the stopped trigger", |f| {
+            f.reactions_on("acme/widget", "comment 2601").last().is_some_and(|r| r == "-rocket")
+        })
+        .await;
+    assert_eq!(t.forge.reactions_on("acme/widget", "comment 2601"), ["+eyes", "+rocket", "-eyes", "-rocket"]);
     t.stop().await;
 }

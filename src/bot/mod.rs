@@ -1,6 +1,7 @@
 //! `kugetsu serve`: the webhook server and the workers that run its jobs.
 
 mod observe;
+mod progress;
 pub mod prompt;
 mod pull_request;
 mod reconcile;

@@ -20,7 +20,7 @@ use crate::event::{CommentInfo, EventKind, ForgeEvent, identity};
 use crate::forge::{Forge, ForgeComment, Listed};
 use crate::issue_ref::{InstanceName, IssueRef, RepoRef};
 use crate::queue::Queue;
-use crate::store::now_millis;
+use crate::store::{HOUR_MS, now_millis};
 use crate::webhook::{Intake, take_event};
 
 /// Each look starts this far before the last one, so a comment the forge saved
@@ -48,8 +48,6 @@ struct Look {
     /// answer whose triggers were not all taken would hide them from then on.
     tags: Vec<(String, String, Option<String>)>,
 }
-
-const HOUR_MS: i64 = 3_600_000;
 
 impl Reconciler {
     /// Looks now, then every interval, until `stopped` turns true.

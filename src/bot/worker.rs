@@ -9,20 +9,23 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 mod admit;
+mod budget;
 mod ci_fix;
 mod review;
 
+use super::progress::{RunFeedback, Showing};
 use super::prompt;
 use super::pull_request::AfterRun;
+use crate::budget::Spend;
 use crate::comment;
 use crate::config::Config;
 use crate::crash;
 use crate::engine::{Engine, EngineError, Mode, RunOptions};
-use crate::forge::{Backoff, Forge, PermissionCache, ReactionTarget, compare_url};
+use crate::forge::{Backoff, Forge, PermissionCache, ReactionTarget, branch_url, compare_url};
 use crate::issue_ref::{InstanceName, IssueRef};
 use crate::metrics::{Metrics, RunOutcome};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
-use crate::result::{PullRequestNote, RunResult};
+use crate::result::{Ending, PullRequestNote, RunResult};
 use crate::stage::{self, Stage};
 use crate::store::now_millis;
 use crate::trigger::Control;
@@ -47,6 +50,21 @@ enum Outcome {
     /// The forge failed in a way that may pass (or cannot decide yet): try the
     /// job again later, with a growing delay, until its deadline.
     Retry(String),
+}
+
+/// What a job has to say, and, for an agent run, how the run went.
+struct Ran {
+    body: String,
+    /// Why the run failed, if it did.
+    failure: Option<String>,
+    feedback: Option<RunFeedback>,
+}
+
+impl Ran {
+    /// An answer with no run behind it.
+    fn said(body: String) -> Self {
+        Self { body, failure: None, feedback: None }
+    }
 }
 
 /// A posted answer to a failed run: the comment says why, and the job's record
@@ -205,15 +223,15 @@ impl Worker {
             Err(outcome) => return outcome,
         };
         stage::reached(&job.issue, Stage::Admitted);
-        let (body, failure) = match &job.trigger {
+        let Ran { body, failure, feedback } = match &job.trigger {
             JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review | JobTrigger::CiFix { .. } => {
                 match self.run_agent(&forge, id, &job).await {
-                    Some(answer) => answer,
+                    Some(ran) => ran,
                     None => return Outcome::Deferred,
                 }
             }
-            JobTrigger::Control { command } => (self.control(*command, id, &job).await, None),
-            JobTrigger::Refused { reason } => (comment::refused_comment(reason, id), None),
+            JobTrigger::Control { command } => Ran::said(self.control(*command, id, &job).await),
+            JobTrigger::Refused { reason } => Ran::said(comment::refused_comment(reason, id)),
         };
         // Saved before posting: after a crash the comment is posted, the agent not rerun.
         if let Err(e) = self.queue.save_outcome(id, &body, failure.as_deref()).await {
@@ -222,14 +240,36 @@ impl Worker {
         crash::point("before-comment");
         let posted = self.answer(forge.as_ref(), &job, id, &body).await;
         stage::reached(&job.issue, Stage::Commented);
+        if let Some(feedback) = feedback {
+            feedback.finish(if failure.is_some() { Ending::Failed } else { Ending::Succeeded });
+        }
         failed_if(posted, failure)
+    }
+
+    /// Reacts to the trigger, and follows the run's progress from there.
+    fn show_progress(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job) -> RunFeedback {
+        let target =
+            job.comment.as_ref().map_or(ReactionTarget::Issue(job.place().number()), |c| ReactionTarget::Comment(c.id));
+        let instance = self.config.instance(job.issue.repo().instance());
+        let branch = self.engine.branch_for(&job.issue);
+        let branch_url = instance.map(|i| branch_url(i.kind, &i.web_url, job.issue.repo(), &branch));
+        RunFeedback::start(Showing {
+            forge: forge.clone(),
+            place: job.place(),
+            target,
+            job_id: id,
+            mode: self.config.bot.progress,
+            interval: self.config.bot.progress_interval,
+            bot_login: instance.map(|i| i.bot_login.clone()).unwrap_or_default(),
+            branch,
+            branch_url,
+        })
     }
 
     /// Runs the agent and returns the comment to post, and why the run failed if
     /// it did; `None` when the job was deferred, for lack of disk space or
     /// because another run holds the issue.
-    async fn run_agent(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job) -> Option<(String, Option<String>)> {
-        let repo = job.issue.repo();
+    async fn run_agent(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job) -> Option<Ran> {
         if self.engine.free_disk_mib().is_some_and(|free| free < self.config.limits.min_free_disk_mib) {
             tracing::warn!("deferring a job: the disk is nearly full");
             let already_said = forge
@@ -244,27 +284,29 @@ impl Worker {
             self.metrics.run_finished(RunOutcome::Deferred, Duration::ZERO, None);
             return None;
         }
-        let target =
-            job.comment.as_ref().map_or(ReactionTarget::Issue(job.place().number()), |c| ReactionTarget::Comment(c.id));
-        // The reaction tells people the trigger was taken; the run does not wait
-        // for the forge to show it.
-        let (reacting, reacted_repo) = (forge.clone(), repo.clone());
-        tokio::spawn(async move {
-            if let Err(e) = reacting.react_eyes(&reacted_repo, target).await {
-                tracing::warn!(error = %e, "could not react to the trigger");
-            }
-        });
+        let before = match self.budget_gate(&job.issue, id).await {
+            Ok(spent) => spent,
+            Err(refusal) => return Some(Ran::said(refusal)),
+        };
+        let feedback = self.show_progress(forge, id, job);
+        let budget = self.watch_budget(before, feedback.events());
         let branch = self.engine.branch_for(&job.issue);
         let text = prompt::build(job, &branch);
         let started = std::time::Instant::now();
-        let mut run = self.engine.run(&job.issue, &text, Mode::Auto, RunOptions::default()).await;
-        if let Err(EngineError::Interrupted(why)) = &run {
-            // opencode was killed or crashed under the agent: one more try, in the
-            // same session, telling the agent what happened. A second death fails.
-            tracing::warn!(%why, "opencode died during the run; retrying once in the same session");
-            let again = prompt::after_interruption(&text);
-            run = self.engine.run(&job.issue, &again, Mode::Auto, RunOptions::default()).await;
-        }
+        let run = {
+            // Dropped with this block: the budget's count ends with the run's events.
+            let opts = RunOptions { debug: false, progress: Some(budget.events()), stop: Some(budget.stop()) };
+            let mut run = self.engine.run(&job.issue, &text, Mode::Auto, opts.clone()).await;
+            if let Err(EngineError::Interrupted(why)) = &run {
+                // opencode was killed or crashed under the agent: one more try, in the
+                // same session, telling the agent what happened. A second death fails.
+                tracing::warn!(%why, "opencode died during the run; retrying once in the same session");
+                let again = prompt::after_interruption(&text);
+                run = self.engine.run(&job.issue, &again, Mode::Auto, opts).await;
+            }
+            run
+        };
+        let (by_events, reached) = budget.finish().await;
         let outcome = match &run {
             Ok(_) => RunOutcome::Succeeded,
             Err(EngineError::Busy(_)) => RunOutcome::Deferred,
@@ -272,20 +314,33 @@ impl Worker {
         };
         let used = run.as_ref().ok().map(|r| (&r.tokens, r.cost));
         self.metrics.run_finished(outcome, started.elapsed(), used);
-        Some(match run {
-            Ok(result) => {
+        if let Err(EngineError::Busy(why)) = &run {
+            // Another run (a CLI one) holds the issue: wait for it rather than fail.
+            tracing::info!(%why, "deferring a job: the issue is busy");
+            self.defer(id, BUSY_RETRY, "another run holds this issue").await;
+            feedback.finish(Ending::Stopped);
+            return None;
+        }
+        // The reply's counters, where there is one; a failed run's steps otherwise.
+        let spend = match &run {
+            Ok(r) => Spend::of(&r.tokens, r.cost).most(by_events),
+            Err(_) => by_events,
+        };
+        let total = self.record_spend(&job.issue, id, spend).await;
+        Some(match (run, reached) {
+            (Ok(result), _) => {
                 let pull = self.settle_pull_request(forge.as_ref(), job, &result).await;
-                (comment::result_comment(&result, &pull, id), None)
+                let body = comment::result_comment(&result, &pull, total.as_deref(), id);
+                Ran { body, failure: None, feedback: Some(feedback) }
             }
-            Err(EngineError::Busy(why)) => {
-                // Another run (a CLI one) holds the issue: wait for it rather than fail.
-                tracing::info!(%why, "deferring a job: the issue is busy");
-                self.defer(id, BUSY_RETRY, "another run holds this issue").await;
-                return None;
+            (Err(e), Some(reached)) => {
+                tracing::info!(%reached, "a budget stopped the run");
+                let body = comment::budget_stopped_comment(&reached, &self.config.bot.handle, id);
+                Ran { body, failure: Some(e.to_string()), feedback: Some(feedback) }
             }
-            Err(e) => {
+            (Err(e), None) => {
                 tracing::warn!(error = %e, "run failed");
-                (comment::failure_comment(&e, id), Some(e.to_string()))
+                Ran { body: comment::failure_comment(&e, id), failure: Some(e.to_string()), feedback: Some(feedback) }
             }
         })
     }
@@ -323,11 +378,19 @@ impl Worker {
     async fn control(&self, command: Control, id: i64, job: &Job) -> String {
         match command {
             Control::Help => comment::help_comment(&self.config.bot.handle, id),
+            Control::Resume => match self.engine.store().resume_budgets(&job.issue, now_millis()).await {
+                Ok(()) => comment::resumed_comment(id),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot record a resume");
+                    comment::refused_comment("I could not record the resume; try again later.", id)
+                }
+            },
             Control::Status => {
                 let record = self.engine.issue_record(&job.issue).await.ok().flatten();
                 let queued = self.queue.waiting_for(&job.issue).await.unwrap_or(0);
                 let waiting = self.queue.waiting_reasons(&job.issue).await.unwrap_or_default();
-                comment::status_comment(record.as_ref(), queued, &waiting, id)
+                let spending = self.spending(&job.issue).await;
+                comment::status_comment(record.as_ref(), queued, &waiting, &spending, id)
             }
             Control::Stop => {
                 let running = self.running.lock().ok().and_then(|mut r| r.remove(&job.issue));

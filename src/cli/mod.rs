@@ -210,7 +210,8 @@ async fn dispatch(engine: &Engine, command: Command) -> Result<(), EngineError> 
 
 async fn run_message(engine: &Engine, args: RunArgs, mode: Mode) -> Result<(), EngineError> {
     let message = args.message()?;
-    let result = engine.run(&args.issue, &message, mode, RunOptions { debug: args.debug }).await;
+    let result =
+        engine.run(&args.issue, &message, mode, RunOptions { debug: args.debug, ..RunOptions::default() }).await;
     match result {
         Ok(result) => {
             output::print_result(&result, args.json);

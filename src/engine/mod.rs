@@ -38,10 +38,14 @@ pub enum Mode {
     Auto,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Write the run's full opencode event stream to the session's debug log.
     pub debug: bool,
+    /// Told what the agent is doing, as it does it.
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<crate::opencode::AgentEvent>>,
+    /// Once this holds a reason, the agent is stopped at its next step.
+    pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
 }
 
 /// Where push and fetch tokens come from, when not straight from the config
@@ -376,6 +380,8 @@ impl Engine {
             timeout: self.config.limits.run_timeout,
             debug_dir: opts.debug.then_some(debug_dir.as_path()),
             started: Some(started),
+            progress: opts.progress,
+            stop: opts.stop,
         };
         let run = self.driver.run(prompt);
         tokio::pin!(run);
@@ -593,6 +599,8 @@ impl Engine {
             timeout: self.config.limits.run_timeout,
             debug_dir: None,
             started: None,
+            progress: None,
+            stop: None,
         };
         let reply = self.driver.run(prompt).await?;
         if let Some(previous) = previous

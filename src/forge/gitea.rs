@@ -12,7 +12,7 @@ use super::wire::{
 };
 use super::{
     FailedCheck, Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition,
-    Listed, NewPullRequest, Permission, PullRequest, ReactionTarget,
+    Listed, NewPullRequest, Permission, PullRequest, Reacted, Reaction, ReactionTarget,
 };
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -104,7 +104,10 @@ impl GiteaForge {
         // A body cut short arrives as a decode error after a 2xx: the call may
         // have taken effect, which the caller's retry must allow for.
         let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
-        let value = serde_json::from_slice(&bytes)
+        // Some answers have no body (a removed reaction: 200; an edit of a
+        // comment with no editable text: 204); they read as `null`.
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        let value = serde_json::from_slice(bytes)
             .map_err(|e| ForgeError::transient(format!("unexpected answer from the forge: {e}")))?;
         Ok(Some((value, tag)))
     }
@@ -144,6 +147,13 @@ impl GiteaForge {
     }
 }
 
+fn reactions_path(repo: &RepoRef, target: ReactionTarget) -> String {
+    match target {
+        ReactionTarget::Issue(n) => format!("{}/issues/{n}/reactions", repo_path(repo)),
+        ReactionTarget::Comment(id) => format!("{}/issues/comments/{id}/reactions", repo_path(repo)),
+    }
+}
+
 fn repo_path(repo: &RepoRef) -> String {
     format!("/repos/{}/{}", repo.owner(), repo.name())
 }
@@ -164,15 +174,31 @@ impl Forge for GiteaForge {
         Ok(Permission::parse(&answer.permission))
     }
 
-    async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError> {
-        let path = match target {
-            ReactionTarget::Issue(n) => format!("{}/issues/{n}/reactions", repo_path(repo)),
-            ReactionTarget::Comment(id) => {
-                format!("{}/issues/comments/{id}/reactions", repo_path(repo))
-            }
-        };
-        let req = self.request(Method::POST, &path).json(&json!({ "content": "eyes" }));
-        self.send::<serde_json::Value>(req).await.map(drop)
+    async fn react(&self, repo: &RepoRef, target: ReactionTarget, reaction: Reaction) -> Result<Reacted, ForgeError> {
+        let req =
+            self.request(Method::POST, &reactions_path(repo, target)).json(&json!({ "content": reaction.content() }));
+        self.send::<serde_json::Value>(req).await?;
+        Ok(Reacted { reaction, id: None })
+    }
+
+    /// gitea: `DELETE …/reactions` with the content in the body, 200 with no body
+    /// (DeleteIssueReaction, DeleteIssueCommentReaction in routers/api/v1/repo/issue_reaction.go);
+    /// removing one that is not there is a no-op there too.
+    async fn unreact(&self, repo: &RepoRef, target: ReactionTarget, reacted: Reacted) -> Result<(), ForgeError> {
+        let content = json!({ "content": reacted.reaction.content() });
+        let req = self.request(Method::DELETE, &reactions_path(repo, target)).json(&content);
+        match self.send::<serde_json::Value>(req).await {
+            Ok(_) | Err(ForgeError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// gitea: `PATCH /repos/{o}/{r}/issues/comments/{id}` (EditIssueComment).
+    async fn edit_comment(&self, repo: &RepoRef, id: u64, body: &str) -> Result<(), ForgeError> {
+        let path = format!("{}/issues/comments/{id}", repo_path(repo));
+        self.send::<serde_json::Value>(self.request(Method::PATCH, &path).json(&json!({ "body": body })))
+            .await
+            .map(drop)
     }
 
     async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError> {

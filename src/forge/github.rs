@@ -9,12 +9,12 @@ use serde_json::json;
 
 use super::wire::{
     CheckRunAnswer, CheckRunsAnswer, CombinedStatusAnswer, CommentAnswer, EventAnswer, HookAnswer, IssueAnswer,
-    PermissionAnswer, PullAnswer, ReviewAnswer, ReviewCommentAnswer, StatusAnswer, error_message, last_adder,
-    newest_review_by, review_of,
+    PermissionAnswer, PullAnswer, ReactionAnswer, ReviewAnswer, ReviewCommentAnswer, StatusAnswer, error_message,
+    last_adder, newest_review_by, review_of,
 };
 use super::{
     FailedCheck, Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition,
-    Listed, NewPullRequest, Permission, PullRequest, ReactionTarget,
+    Listed, NewPullRequest, Permission, PullRequest, Reacted, Reaction, ReactionTarget,
 };
 use crate::config::Instance;
 use crate::issue_ref::{IssueRef, RepoRef};
@@ -99,6 +99,7 @@ struct Answer {
 enum Write {
     Post,
     Patch,
+    Delete,
 }
 
 impl GithubForge {
@@ -140,6 +141,7 @@ impl GithubForge {
         let resp = match write {
             Some((Write::Post, body)) => self.octocrab._post(route, Some(body)).await,
             Some((Write::Patch, body)) => self.octocrab._patch(route, Some(body)).await,
+            Some((Write::Delete, _)) => self.octocrab._delete(route, None::<&serde_json::Value>).await,
             None => {
                 let tag = if_none_match.and_then(|t| axum::http::HeaderValue::from_str(t).ok());
                 let headers = tag.map(|t| axum::http::HeaderMap::from_iter([(axum::http::header::IF_NONE_MATCH, t)]));
@@ -234,6 +236,13 @@ fn next_page(link: &str) -> Option<&str> {
     })
 }
 
+fn reactions_route(repo: &RepoRef, target: ReactionTarget) -> String {
+    match target {
+        ReactionTarget::Issue(n) => format!("{}/issues/{n}/reactions", repo_route(repo)),
+        ReactionTarget::Comment(id) => format!("{}/issues/comments/{id}/reactions", repo_route(repo)),
+    }
+}
+
 fn repo_route(repo: &RepoRef) -> String {
     format!("/repos/{}/{}", repo.owner(), repo.name())
 }
@@ -262,12 +271,27 @@ impl Forge for GithubForge {
         Ok(Permission::parse(&answer.permission))
     }
 
-    async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError> {
-        let route = match target {
-            ReactionTarget::Issue(n) => format!("{}/issues/{n}/reactions", repo_route(repo)),
-            ReactionTarget::Comment(id) => format!("{}/issues/comments/{id}/reactions", repo_route(repo)),
-        };
-        self.send(Some(&json!({ "content": "eyes" })), &route).await.map(drop)
+    async fn react(&self, repo: &RepoRef, target: ReactionTarget, reaction: Reaction) -> Result<Reacted, ForgeError> {
+        let route = reactions_route(repo, target);
+        let answer: ReactionAnswer = self.call(Some(&json!({ "content": reaction.content() })), &route).await?;
+        Ok(Reacted { reaction, id: Some(answer.id) })
+    }
+
+    /// `DELETE …/reactions/{reaction_id}`, 204 (docs.github.com/en/rest/reactions/reactions).
+    async fn unreact(&self, repo: &RepoRef, target: ReactionTarget, reacted: Reacted) -> Result<(), ForgeError> {
+        let Some(id) = reacted.id else { return Ok(()) };
+        let route = format!("{}/{id}", reactions_route(repo, target));
+        match self.send_as(Some((Write::Delete, &serde_json::Value::Null)), &route).await {
+            Ok(_) | Err(ForgeError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PATCH /repos/{o}/{r}/issues/comments/{id}`, as GitHub documents it
+    /// (octocrab's own `update_comment` sends POST).
+    async fn edit_comment(&self, repo: &RepoRef, id: u64, body: &str) -> Result<(), ForgeError> {
+        let route = format!("{}/issues/comments/{id}", repo_route(repo));
+        self.send_as(Some((Write::Patch, &json!({ "body": body }))), &route).await.map(drop)
     }
 
     async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError> {

@@ -55,6 +55,40 @@ pub enum ReactionTarget {
     Comment(u64),
 }
 
+/// The reactions kugetsu shows on a trigger, one at a time: taken, working,
+/// done, failed. Both forges allow these four by default (GitHub's fixed list;
+/// Gitea's and Forgejo's `[ui] REACTIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    Eyes,
+    Rocket,
+    ThumbsUp,
+    Confused,
+}
+
+impl Reaction {
+    /// This reaction as Gitea takes it back: by content alone.
+    pub fn into_reacted(self) -> Reacted {
+        Reacted { reaction: self, id: None }
+    }
+
+    pub fn content(self) -> &'static str {
+        match self {
+            Self::Eyes => "eyes",
+            Self::Rocket => "rocket",
+            Self::ThumbsUp => "+1",
+            Self::Confused => "confused",
+        }
+    }
+}
+
+/// A reaction kugetsu made: GitHub deletes it by its id, Gitea by its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reacted {
+    pub reaction: Reaction,
+    pub id: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForgeComment {
     pub id: u64,
@@ -225,8 +259,12 @@ pub trait Forge: Send + Sync {
     /// installation token (they last an hour).
     async fn git_token(&self) -> Result<Option<SecretString>, ForgeError>;
     async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError>;
-    async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError>;
+    async fn react(&self, repo: &RepoRef, target: ReactionTarget, reaction: Reaction) -> Result<Reacted, ForgeError>;
+    /// Takes back a reaction kugetsu made; one already gone is not an error.
+    async fn unreact(&self, repo: &RepoRef, target: ReactionTarget, reacted: Reacted) -> Result<(), ForgeError>;
     async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError>;
+    /// Replaces the text of one of kugetsu's comments. Forges notify nobody of an edit.
+    async fn edit_comment(&self, repo: &RepoRef, id: u64, body: &str) -> Result<(), ForgeError>;
     async fn comments(&self, issue: &IssueRef) -> Result<Vec<ForgeComment>, ForgeError>;
     /// One comment, by id, wherever it is in the repository.
     async fn comment(&self, repo: &RepoRef, id: u64) -> Result<ForgeComment, ForgeError>;

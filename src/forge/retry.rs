@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use super::{ApiStats, FailedCheck, HookDelivery, Listed, NewPullRequest, PullRequest, Review};
 use super::{
     Forge, ForgeComment, ForgeError, HookSpec, HookTarget, InstalledHook, IssueFacts, LabelAddition, Permission,
-    ReactionTarget,
+    Reacted, Reaction, ReactionTarget,
 };
 use crate::issue_ref::{IssueRef, RepoRef};
 
@@ -93,8 +93,18 @@ impl Forge for RetryingForge {
     }
 
     /// Both forges answer 200 for a reaction that is already there.
-    async fn react_eyes(&self, repo: &RepoRef, target: ReactionTarget) -> Result<(), ForgeError> {
-        self.backoff.run("reaction", || self.inner.react_eyes(repo, target)).await
+    async fn react(&self, repo: &RepoRef, target: ReactionTarget, reaction: Reaction) -> Result<Reacted, ForgeError> {
+        self.backoff.run("reaction", || self.inner.react(repo, target, reaction)).await
+    }
+
+    /// Taking back a reaction twice takes it back once.
+    async fn unreact(&self, repo: &RepoRef, target: ReactionTarget, reacted: Reacted) -> Result<(), ForgeError> {
+        self.backoff.run("reaction", || self.inner.unreact(repo, target, reacted)).await
+    }
+
+    /// An edit sets the whole text: sending it twice leaves it the same.
+    async fn edit_comment(&self, repo: &RepoRef, id: u64, body: &str) -> Result<(), ForgeError> {
+        self.backoff.run("comment edit", || self.inner.edit_comment(repo, id, body)).await
     }
 
     async fn post_comment(&self, issue: &IssueRef, body: &str) -> Result<u64, ForgeError> {

@@ -10,6 +10,12 @@ pub struct PermissionAnswer {
     pub permission: String,
 }
 
+/// GitHub's `Reaction`; Gitea's has no id, and is not read.
+#[derive(Deserialize)]
+pub struct ReactionAnswer {
+    pub id: u64,
+}
+
 #[derive(Deserialize)]
 pub struct CommentAnswer {
     pub id: u64,

@@ -6,8 +6,8 @@
 
 mod api;
 mod cli;
-mod debug_log;
 mod env;
+mod events;
 mod jail;
 mod launch;
 mod process;
@@ -30,8 +30,20 @@ pub const PINNED_VERSION: &str = "1.18.33";
 
 pub use cli::CliDriver;
 pub use env::{HEADLESS_CONFIG, OpencodeEnv, config_dir};
+pub use events::{AgentEvent, Todo, ToolStatus};
 pub use jail::Jails;
 pub use server::ServerDriver;
+
+/// Waits until `stop` holds a reason; never, without one.
+pub async fn stop_asked(stop: Option<tokio::sync::watch::Receiver<Option<String>>>) -> String {
+    let Some(mut stop) = stop else { return std::future::pending().await };
+    let reason = stop.wait_for(Option::is_some).await.ok().map(|r| r.clone().unwrap_or_default());
+    match reason {
+        Some(reason) => reason,
+        // Nobody can ask any more: the run goes on.
+        None => std::future::pending().await,
+    }
+}
 
 /// Which session a prompt runs in.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +72,10 @@ pub struct Prompt<'a> {
     /// Told the session's id as soon as it exists, before the agent starts, so
     /// a `stop` can abort even an issue's first run.
     pub started: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Told what the agent is doing, as it does it.
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<AgentEvent>>,
+    /// Once this holds a reason, the turn is aborted and fails with it.
+    pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -13,7 +13,7 @@ use tokio::process::Child;
 use tokio::sync::Mutex;
 
 use super::api::{Api, Message};
-use super::debug_log::{DEBUG_DRAIN, subscribe_debug_log};
+use super::events::{AgentEvent, DEBUG_DRAIN, Watchers, subscribe};
 use super::jail::Jails;
 use super::launch::{Listening, launch};
 use super::process::ProcessGroup;
@@ -267,10 +267,11 @@ impl ServerDriver {
         if let Some(agent) = &self.settings.agent {
             body["agent"] = json!(agent);
         }
-        let debug = match prompt.debug_dir {
-            Some(dir) => subscribe_debug_log(api, dir, id).await,
-            None => None,
-        };
+        let watchers = Watchers { debug_dir: prompt.debug_dir, progress: prompt.progress.clone() };
+        let watching = subscribe(api, id, watchers).await;
+        if let Some(progress) = &prompt.progress {
+            let _ = progress.send(AgentEvent::Started);
+        }
         let mut denied = Vec::new();
         // The counters before the turn are read beside the prompt, not before it:
         // they change only once the model has answered.
@@ -278,6 +279,8 @@ impl ServerDriver {
         let turn = async {
             let reply = api.prompt(id, &body);
             tokio::pin!(reply);
+            let stop = super::stop_asked(prompt.stop.clone());
+            tokio::pin!(stop);
             let deadline = tokio::time::Instant::now() + prompt.timeout;
             // The first look is one interval in: a turn that ends sooner is never
             // slowed by it.
@@ -285,6 +288,11 @@ impl ServerDriver {
             loop {
                 tokio::select! {
                     res = &mut reply => break res,
+                    why = &mut stop => {
+                        api.abort(id).await;
+                        let _ = tokio::time::timeout(ABORT_GRACE, &mut reply).await;
+                        break Err(RunError::agent(why));
+                    }
                     _ = tokio::time::sleep(wait) => {
                         wait = (wait * 2).min(WATCH_MAX);
                         if let Some(failure) = self.watch(api, id, prompt, deadline, &mut denied).await {
@@ -300,9 +308,10 @@ impl ServerDriver {
         let before = before?.ok_or_else(|| {
             RunError::new(FailureKind::Agent, format!("opencode has no session {id}; it was deleted"))
         })?;
-        // The stream trails the reply: the log ends at the session's idle event.
-        if let Some(mut task) = debug
-            && tokio::time::timeout(DEBUG_DRAIN, &mut task).await.is_err()
+        // The stream trails the reply: a debug log ends at the session's idle
+        // event. Progress needs no more than the reply says.
+        if let Some(mut task) = watching
+            && (prompt.debug_dir.is_none() || tokio::time::timeout(DEBUG_DRAIN, &mut task).await.is_err())
         {
             task.abort();
         }

@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod jobs;
+mod spending;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use crate::issue_ref::{IssueRef, RepoRef};
 use crate::result::RunResult;
 
 pub use jobs::JobStore;
+pub use spending::SpendingStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +91,7 @@ pub struct BaseSession {
 /// All of kugetsu's state: issue and base sessions here, jobs and what guards
 /// them in [`JobStore`].
 #[async_trait]
-pub trait Store: JobStore + Send + Sync {
+pub trait Store: JobStore + SpendingStore + Send + Sync {
     async fn issue_session(&self, issue: &IssueRef) -> anyhow::Result<Option<IssueSession>>;
     /// Inserts or replaces the issue's record.
     async fn save_issue_session(&self, record: &IssueSession) -> anyhow::Result<()>;
@@ -145,6 +147,10 @@ pub fn format_millis(ms: i64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_seconds(at).to_string()
 }
+
+/// An hour and a day in the store's timestamp unit.
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Milliseconds since the Unix epoch, the store's timestamp unit.
 pub fn now_millis() -> i64 {

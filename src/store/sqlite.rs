@@ -1,4 +1,5 @@
 mod jobs;
+mod spending;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -28,6 +28,11 @@ impl BotEnv {
     /// `more` is TOML appended to the config (`{forge}` is the fake forge's base
     /// URL, `{remotes}` the remotes dir); `vars` are extra environment variables.
     pub async fn with(more: &str, vars: Vec<(&'static str, String)>) -> Self {
+        Self::with_bot_settings("", more, vars).await
+    }
+
+    /// As [`BotEnv::with`], with `bot` (TOML lines) added to the `[bot]` table.
+    pub async fn with_bot_settings(bot: &str, more: &str, vars: Vec<(&'static str, String)>) -> Self {
         let forge = FakeForge::start().await;
         let more = more.replace("{forge}", &forge.github_api()).replace("{gitea_api}", &forge.gitea_api());
         let extra = format!(
@@ -39,6 +44,8 @@ trigger_labels = ["kugetsu"]
 api_timeout = "3s"
 api_backoff = "20ms"
 requeue_delay = "200ms"
+progress_interval = "1s"
+{bot}
 
 [instances.gh]
 kind = "github"

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::fake_reactions;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -93,8 +94,9 @@ pub(super) struct State {
     pub(super) checks: super::fake_checks::Checks,
     /// Every comment, whoever wrote it, in creation order.
     comments: Vec<PostedComment>,
-    /// `(repo, "comment"|"issue", id, user, content)`.
-    reactions: Vec<(String, &'static str, u64, String, String)>,
+    pub(super) reactions: super::fake_reactions::Reactions,
+    /// Every edit of a comment: its id and new text, in order.
+    edits: Vec<(u64, String)>,
     /// Login → permission on every repository (`read` when unset).
     permissions: HashMap<String, String>,
     permission_failure: Option<u16>,
@@ -119,6 +121,11 @@ pub struct FakeForge {
     state: Arc<Mutex<State>>,
 }
 
+/// kugetsu's progress comments end with this marker (`comment::progress`).
+fn is_progress(body: &str) -> bool {
+    body.contains("<!-- kugetsu:progress:")
+}
+
 /// A slow answer's delay when no fault plan says otherwise: past the tests' `api_timeout`.
 const SLOW: Duration = Duration::from_secs(5);
 
@@ -131,9 +138,6 @@ pub const BOT_LOGIN: &str = "kugetsu";
 
 /// GitHub: "body is too long (maximum is 65536 characters)" (REST API, issue comments).
 const GITHUB_MAX_BODY: usize = 65_536;
-/// GitHub's reaction contents (docs.github.com/en/rest/reactions/reactions); Gitea's
-/// default `[ui] REACTIONS` is the same list (modules/setting/ui.go).
-const REACTIONS: [&str; 8] = ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"];
 
 impl FakeForge {
     pub async fn start() -> Self {
@@ -474,8 +478,17 @@ impl FakeForge {
         }
     }
 
-    /// The comments the bot wrote on an issue.
+    /// The comments the bot wrote on an issue, its progress comments aside.
     pub fn comments(&self, repo: &str, issue: u64) -> Vec<PostedComment> {
+        self.bot_comments(repo, issue).into_iter().filter(|c| !is_progress(&c.body)).collect()
+    }
+
+    /// The bot's progress comments on an issue, as they read now.
+    pub fn progress_comments(&self, repo: &str, issue: u64) -> Vec<PostedComment> {
+        self.bot_comments(repo, issue).into_iter().filter(|c| is_progress(&c.body)).collect()
+    }
+
+    fn bot_comments(&self, repo: &str, issue: u64) -> Vec<PostedComment> {
         let state = self.state.lock().unwrap();
         let bots = [BOT_LOGIN, APP_BOT_LOGIN];
         state
@@ -486,10 +499,21 @@ impl FakeForge {
             .collect()
     }
 
-    /// Reactions as `owner/repo comment|issue <id> <content>`.
+    /// Every text a comment had after its edits, in order.
+    pub fn edits_of(&self, id: u64) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state.edits.iter().filter(|(edited, _)| *edited == id).map(|(_, body)| body.clone()).collect()
+    }
+
+    /// Reactions standing now, as `owner/repo comment|issue <id> <content>`.
     pub fn reactions(&self) -> Vec<String> {
         let state = self.state.lock().unwrap();
-        state.reactions.iter().map(|(repo, kind, id, _, content)| format!("{repo} {kind} {id} {content}")).collect()
+        state.reactions.current.iter().map(|r| format!("{} {} {} {}", r.repo, r.kind, r.target, r.content)).collect()
+    }
+
+    /// Every reaction made (`+content`) and taken back (`-content`), in order.
+    pub fn reaction_history(&self) -> Vec<String> {
+        self.state.lock().unwrap().reactions.history.clone()
     }
 
     /// The faults injected so far, by kind.
@@ -501,6 +525,21 @@ impl FakeForge {
 
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Waits until `done` holds of this forge (two minutes at most).
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&FakeForge) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while !done(self) {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The reactions made and taken back on one target (`comment 501`, `issue 33`), in order.
+    pub fn reactions_on(&self, repo: &str, target: &str) -> Vec<String> {
+        let prefix = format!("{repo} {target} ");
+        self.reaction_history().iter().filter_map(|h| h.strip_prefix(&prefix).map(str::to_owned)).collect()
     }
 
     pub async fn wait_for_comments(&self, repo: &str, issue: u64, count: usize) -> Vec<PostedComment> {
@@ -689,11 +728,42 @@ fn route(state: &mut State, req: &Request) -> Option<Response> {
             let repo = known_repo(state, o, r)?;
             let id: u64 = id.parse().ok()?;
             state.comments.iter().find(|c| c.id == id && c.repo == repo)?;
-            Some(react(state, req.flavor, &caller, (repo, "comment", id), &request))
+            Some(fake_reactions::react(state, req.flavor, &caller, (repo, "comment", id), &request))
         }
         ("POST", ["repos", o, r, "issues", n, "reactions"]) => {
             let (repo, number) = known_issue(state, o, r, n)?;
-            Some(react(state, req.flavor, &caller, (repo, "issue", number), &request))
+            Some(fake_reactions::react(state, req.flavor, &caller, (repo, "issue", number), &request))
+        }
+        ("DELETE", ["repos", o, r, "issues", "comments", id, "reactions", reaction])
+            if req.flavor == Flavor::Github =>
+        {
+            let repo = known_repo(state, o, r)?;
+            let (id, reaction): (u64, u64) = (id.parse().ok()?, reaction.parse().ok()?);
+            Some(fake_reactions::unreact_by_id(state, (repo, "comment", id), reaction))
+        }
+        ("DELETE", ["repos", o, r, "issues", n, "reactions", reaction]) if req.flavor == Flavor::Github => {
+            let (repo, number) = known_issue(state, o, r, n)?;
+            Some(fake_reactions::unreact_by_id(state, (repo, "issue", number), reaction.parse().ok()?))
+        }
+        ("DELETE", ["repos", o, r, "issues", "comments", id, "reactions"]) if req.flavor == Flavor::Gitea => {
+            let repo = known_repo(state, o, r)?;
+            let id: u64 = id.parse().ok()?;
+            state.comments.iter().find(|c| c.id == id && c.repo == repo)?;
+            Some(fake_reactions::unreact_by_content(state, &caller, (repo, "comment", id), &request))
+        }
+        ("DELETE", ["repos", o, r, "issues", n, "reactions"]) if req.flavor == Flavor::Gitea => {
+            let (repo, number) = known_issue(state, o, r, n)?;
+            Some(fake_reactions::unreact_by_content(state, &caller, (repo, "issue", number), &request))
+        }
+        // GitHub documents PATCH; octocrab's `update_comment` sends POST, which
+        // GitHub was reported to take (octocrab PR #33): both are taken. gitea:
+        // PATCH (EditIssueComment in routers/api/v1/repo/issue_comment.go).
+        ("PATCH" | "POST", ["repos", o, r, "issues", "comments", id])
+            if req.method == Method::PATCH || req.flavor == Flavor::Github =>
+        {
+            let repo = known_repo(state, o, r)?;
+            let id: u64 = id.parse().ok()?;
+            Some(edit_comment(state, req, &caller, (&repo, id), &request))
         }
         ("POST", ["repos", o, r, "issues", n, "comments"]) => {
             let (repo, number) = known_issue(state, o, r, n)?;
@@ -915,38 +985,28 @@ fn permission(state: &State, flavor: Flavor, caller: &str, user: &str) -> Respon
     axum::Json(json!({ "permission": permission, "role_name": permission, "user": user_json })).into_response()
 }
 
-fn react(
-    state: &mut State,
-    flavor: Flavor,
-    caller: &str,
-    target: (String, &'static str, u64),
-    request: &Value,
-) -> Response {
-    let content = request["content"].as_str().unwrap_or_default().to_owned();
-    if !REACTIONS.contains(&content.as_str()) {
-        // GitHub: 422 Validation failed; gitea: 403 ErrForbiddenIssueReaction
-        // (routers/api/v1/repo/issue_reaction.go).
-        let status = if flavor == Flavor::Github { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::FORBIDDEN };
-        return error(flavor, status, &format!("'{content}' is not an allowed reaction"));
+/// Both: only the comment's author edits it here (the forges also let a
+/// repository's writers, which kugetsu never relies on); the body is required,
+/// and GitHub's at most 65,536 characters. 200 with the comment.
+fn edit_comment(state: &mut State, req: &Request, caller: &str, (repo, id): (&str, u64), request: &Value) -> Response {
+    let body = request["body"].as_str().unwrap_or_default().to_owned();
+    if body.is_empty() {
+        return error(req.flavor, StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
     }
-    let (repo, kind, id) = target;
-    let entry = (repo, kind, id, caller.to_owned(), content.clone());
-    // Both: 200 with the existing reaction, 201 for a new one.
-    let status = if state.reactions.contains(&entry) { StatusCode::OK } else { StatusCode::CREATED };
-    if status == StatusCode::CREATED {
-        state.reactions.push(entry);
+    if req.flavor == Flavor::Github && body.chars().count() > GITHUB_MAX_BODY {
+        return error(req.flavor, StatusCode::UNPROCESSABLE_ENTITY, "body is too long (maximum is 65536 characters)");
     }
-    let body = match flavor {
-        Flavor::Github => json!({
-            "id": state.reactions.len(), "node_id": "REA_1", "user": github_user(caller),
-            "content": content, "created_at": "2026-11-30T00:00:00Z"
-        }),
-        // gitea: api.Reaction has no id (modules/structs/issue_reaction.go).
-        Flavor::Gitea => {
-            json!({ "user": gitea_user(caller), "content": content, "created_at": "2026-11-30T00:00:00Z" })
-        }
+    let Some(at) = state.comments.iter().position(|c| c.id == id && c.repo == repo) else {
+        return error(req.flavor, StatusCode::NOT_FOUND, "Not Found");
     };
-    (status, axum::Json(body)).into_response()
+    if !state.comments[at].author.eq_ignore_ascii_case(caller) {
+        return error(req.flavor, StatusCode::FORBIDDEN, "only the poster may edit this comment here");
+    }
+    state.comments[at].body = body.clone();
+    state.comments[at].updated_at = now_rfc3339();
+    state.edits.push((id, body));
+    let on_pull = on_pull(state, &state.comments[at]);
+    axum::Json(comment_json(req.flavor, &state.comments[at], on_pull)).into_response()
 }
 
 fn create_comment(state: &mut State, req: &Request, caller: &str, at: (String, u64), request: &Value) -> Response {

@@ -9,6 +9,7 @@ pub mod fake_forge;
 pub mod fake_hooks;
 pub mod fake_model;
 pub mod fake_pulls;
+pub mod fake_reactions;
 pub mod git_http;
 pub mod serve;
 pub mod webhook;

@@ -11,7 +11,7 @@ use crate::bot::verify::{self, Checked};
 use crate::comment;
 use crate::forge::{Forge, ForgeError};
 use crate::queue::{Job, JobTrigger};
-use crate::store::now_millis;
+use crate::store::{HOUR_MS, now_millis};
 use crate::trigger::Control;
 
 /// A permission answer, or why there is none yet.
@@ -23,8 +23,6 @@ enum Decision {
     NeedsAdmin,
     Undecided(Outcome),
 }
-
-const HOUR_MS: i64 = 3_600_000;
 
 impl Worker {
     /// The job as the forge confirms it, when its author may ask for it now;

@@ -1,0 +1,228 @@
+//! A run's view of opencode's event stream: the session's debug log, written as
+//! it comes, and what the agent is doing, told to whoever shows its progress.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::api::Api;
+use super::append_debug;
+use crate::result::Tokens;
+
+/// How long a debug log may take to catch up with a finished turn.
+pub const DEBUG_DRAIN: Duration = Duration::from_secs(2);
+/// The longest tool title or todo kept; the rest is the agent's to say in its answer.
+const MAX_TEXT: usize = 120;
+
+/// What the agent is doing, as opencode tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// The prompt is in: the agent is at work.
+    Started,
+    /// A tool call, each time its state changes.
+    Tool { call: String, tool: String, title: String, status: ToolStatus },
+    /// The agent's todo list, whole, each time it changes.
+    Todos(Vec<Todo>),
+    /// One step (a model call) is over, and this is what it cost.
+    Spent { tokens: Tokens, cost: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Todo {
+    pub content: String,
+    /// opencode's: `pending`, `in_progress`, `completed` or `cancelled`.
+    pub status: String,
+}
+
+/// Where a run's events go.
+pub struct Watchers<'a> {
+    pub debug_dir: Option<&'a Path>,
+    pub progress: Option<UnboundedSender<AgentEvent>>,
+}
+
+/// Subscribes to opencode's events before the prompt is sent, so nothing of the
+/// turn is missed, and hands them on in the background until the session is idle.
+pub async fn subscribe(api: &Api, session: &str, watchers: Watchers<'_>) -> Option<tokio::task::JoinHandle<()>> {
+    if watchers.debug_dir.is_none() && watchers.progress.is_none() {
+        return None;
+    }
+    let resp = api.events().await.ok()?;
+    let mut stream = Box::pin(resp.bytes_stream());
+    // opencode's first event (`server.connected`) says the subscription is live.
+    let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
+    let debug_dir: Option<PathBuf> = watchers.debug_dir.map(Path::to_owned);
+    let (progress, session) = (watchers.progress, session.to_owned());
+    Some(tokio::spawn(async move {
+        let mut pending = String::from_utf8_lossy(&first).into_owned();
+        loop {
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                let Some(data) = line.trim_end().strip_prefix("data: ") else { continue };
+                append_debug(debug_dir.as_deref(), &session, data);
+                let Ok(event) = serde_json::from_str::<Value>(data) else { continue };
+                if let (Some(progress), Some(told)) = (&progress, agent_event(&event, &session)) {
+                    // The progress side may be gone (a stopped run); the log goes on.
+                    let _ = progress.send(told);
+                }
+                if is_idle(&event, &session) {
+                    return;
+                }
+            }
+            match stream.next().await {
+                Some(Ok(chunk)) => pending.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return,
+            }
+        }
+    }))
+}
+
+/// Whether an event says `session` has gone idle: its turn's last events are out.
+fn is_idle(event: &Value, session: &str) -> bool {
+    let properties = &event["properties"];
+    let idle = match event["type"].as_str() {
+        Some("session.idle") => true,
+        Some("session.status") => properties["status"]["type"] == "idle",
+        _ => false,
+    };
+    idle && properties["sessionID"] == session
+}
+
+/// The progress in one event of `session`: a tool part's new state
+/// (`message.part.updated`) or the todo list (`todo.updated`).
+fn agent_event(event: &Value, session: &str) -> Option<AgentEvent> {
+    let properties = &event["properties"];
+    match event["type"].as_str()? {
+        "message.part.updated" => {
+            let part = &properties["part"];
+            if part["sessionID"] != session {
+                return None;
+            }
+            if part["type"] == "step-finish" {
+                return Some(step_spend(part));
+            }
+            if part["type"] != "tool" {
+                return None;
+            }
+            let state = &part["state"];
+            let status = match state["status"].as_str()? {
+                "pending" => ToolStatus::Pending,
+                "running" => ToolStatus::Running,
+                "completed" => ToolStatus::Completed,
+                "error" => ToolStatus::Failed,
+                _ => return None,
+            };
+            let input = &state["input"];
+            let title =
+                [&state["title"], &input["description"], &input["command"], &input["filePath"], &input["pattern"]]
+                    .into_iter()
+                    .find_map(|v| v.as_str().filter(|t| !t.trim().is_empty()))
+                    .unwrap_or_default();
+            Some(AgentEvent::Tool {
+                call: part["callID"].as_str().or(part["id"].as_str())?.to_owned(),
+                tool: clip(part["tool"].as_str()?),
+                title: clip(title),
+                status,
+            })
+        }
+        "todo.updated" if properties["sessionID"] == session => {
+            let todos = properties["todos"].as_array()?;
+            Some(AgentEvent::Todos(
+                todos
+                    .iter()
+                    .filter_map(|t| {
+                        Some(Todo { content: clip(t["content"].as_str()?), status: clip(t["status"].as_str()?) })
+                    })
+                    .collect(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A `StepFinishPart`'s `cost` (USD) and `tokens` (opencode's OpenAPI schema).
+fn step_spend(part: &Value) -> AgentEvent {
+    let tokens = &part["tokens"];
+    let count = |v: &Value| v.as_u64().unwrap_or(0);
+    AgentEvent::Spent {
+        tokens: Tokens {
+            input: count(&tokens["input"]),
+            output: count(&tokens["output"]),
+            reasoning: count(&tokens["reasoning"]),
+            cache_read: count(&tokens["cache"]["read"]),
+            cache_write: count(&tokens["cache"]["write"]),
+        },
+        cost: part["cost"].as_f64().filter(|c| c.is_finite() && *c >= 0.0).unwrap_or(0.0),
+    }
+}
+
+/// One line of at most [`MAX_TEXT`] characters.
+fn clip(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(MAX_TEXT) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tool_parts_and_todos_of_the_session_are_told_and_others_not() {
+        let tool = json!({ "type": "message.part.updated", "properties": { "part": {
+            "id": "prt_1", "sessionID": "ses_a", "type": "tool", "callID": "call_1", "tool": "bash",
+            "state": { "status": "running", "input": { "command": "cargo   test\n--all" } } } } });
+        assert_eq!(
+            agent_event(&tool, "ses_a"),
+            Some(AgentEvent::Tool {
+                call: "call_1".into(),
+                tool: "bash".into(),
+                title: "cargo test --all".into(),
+                status: ToolStatus::Running
+            })
+        );
+        assert_eq!(agent_event(&tool, "ses_b"), None, "another session's tool");
+        let text = json!({ "type": "message.part.updated", "properties": { "part": {
+            "sessionID": "ses_a", "type": "text", "text": "hi" } } });
+        assert_eq!(agent_event(&text, "ses_a"), None);
+        let todos = json!({ "type": "todo.updated", "properties": { "sessionID": "ses_a", "todos": [
+            { "content": "read", "status": "completed", "priority": "high" },
+            { "content": "x".repeat(500), "status": "pending", "priority": "low" } ] } });
+        let Some(AgentEvent::Todos(told)) = agent_event(&todos, "ses_a") else { panic!("no todos") };
+        assert_eq!(told[0], Todo { content: "read".into(), status: "completed".into() });
+        assert_eq!(told[1].content.chars().count(), MAX_TEXT + 1, "clipped, with an ellipsis");
+        assert_eq!(agent_event(&todos, "ses_b"), None);
+        let step = json!({ "type": "message.part.updated", "properties": { "part": {
+            "sessionID": "ses_a", "type": "step-finish", "reason": "stop", "cost": 0.25,
+            "tokens": { "input": 11, "output": 7, "reasoning": 2, "cache": { "read": 100, "write": 0 } } } } });
+        let Some(AgentEvent::Spent { tokens, cost }) = agent_event(&step, "ses_a") else { panic!("no spend") };
+        assert_eq!((tokens.input, tokens.output, tokens.reasoning, tokens.cache_read, cost), (11, 7, 2, 100, 0.25));
+        let hostile = json!({ "type": "message.part.updated", "properties": { "part": {
+            "sessionID": "ses_a", "type": "step-finish", "cost": -5.0, "tokens": {} } } });
+        assert!(matches!(agent_event(&hostile, "ses_a"), Some(AgentEvent::Spent { cost: 0.0, .. })));
+    }
+
+    #[test]
+    fn idle_is_the_sessions_own() {
+        let idle =
+            json!({ "type": "session.status", "properties": { "sessionID": "ses_a", "status": { "type": "idle" } } });
+        assert!(is_idle(&idle, "ses_a"));
+        assert!(!is_idle(&idle, "ses_b"));
+        let busy =
+            json!({ "type": "session.status", "properties": { "sessionID": "ses_a", "status": { "type": "busy" } } });
+        assert!(!is_idle(&busy, "ses_a"));
+    }
+}
