@@ -415,6 +415,8 @@ pub struct BotSettings {
     /// The shortest time between two edits of a progress comment.
     #[serde(with = "humantime_serde")]
     pub progress_interval: Duration,
+    /// The largest attachment fetched for the agent, in MiB; 0 fetches none.
+    pub attachment_max_mib: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -449,6 +451,7 @@ impl Default for BotSettings {
             status_password: None,
             progress: ProgressMode::Comment,
             progress_interval: Duration::from_secs(10),
+            attachment_max_mib: 10,
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 mod admit;
+mod attachments;
 mod budget;
 mod ci_fix;
 mod review;
@@ -291,11 +292,12 @@ impl Worker {
         let feedback = self.show_progress(forge, id, job);
         let budget = self.watch_budget(before, feedback.events());
         let branch = self.engine.branch_for(&job.issue);
-        let text = prompt::build(job, &branch);
+        let (files, note) = self.attachments(forge.as_ref(), job).await;
+        let text = prompt::build(job, &branch) + note.as_deref().unwrap_or_default();
         let started = std::time::Instant::now();
         let run = {
             // Dropped with this block: the budget's count ends with the run's events.
-            let opts = RunOptions { debug: false, progress: Some(budget.events()), stop: Some(budget.stop()) };
+            let opts = RunOptions { debug: false, progress: Some(budget.events()), stop: Some(budget.stop()), files };
             let mut run = self.engine.run(&job.issue, &text, Mode::Auto, opts.clone()).await;
             if let Err(EngineError::Interrupted(why)) = &run {
                 // opencode was killed or crashed under the agent: one more try, in the

@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<crate::opencode::AgentEvent>>,
     /// Once this holds a reason, the agent is stopped at its next step.
     pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    /// Files given to the agent with the message.
+    pub files: Vec<crate::opencode::FilePart>,
 }
 
 /// Where push and fetch tokens come from, when not straight from the config
@@ -382,6 +384,7 @@ impl Engine {
             started: Some(started),
             progress: opts.progress,
             stop: opts.stop,
+            files: &opts.files,
         };
         let run = self.driver.run(prompt);
         tokio::pin!(run);
@@ -601,6 +604,7 @@ impl Engine {
             started: None,
             progress: None,
             stop: None,
+            files: &[],
         };
         let reply = self.driver.run(prompt).await?;
         if let Some(previous) = previous

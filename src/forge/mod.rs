@@ -1,6 +1,7 @@
 //! Forge API clients behind one trait: GitHub through octocrab, Gitea and
 //! Forgejo through reqwest against `/api/v1`.
 
+pub mod attachments;
 mod gitea;
 mod github;
 pub mod hooks;

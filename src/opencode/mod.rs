@@ -76,6 +76,37 @@ pub struct Prompt<'a> {
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<AgentEvent>>,
     /// Once this holds a reason, the turn is aborted and fails with it.
     pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    /// Files given with the text (opencode's file parts).
+    pub files: &'a [FilePart],
+}
+
+/// A file given to the agent with a prompt, inline.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FilePart {
+    pub filename: String,
+    pub mime: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for FilePart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FilePart({}, {}, {} bytes)", self.filename, self.mime, self.bytes.len())
+    }
+}
+
+impl FilePart {
+    /// opencode's `FilePartInput`: a `data:` URL, which it reads as it is (an
+    /// image goes to the model as one; `text/plain` becomes text).
+    pub fn to_json(&self) -> serde_json::Value {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(&self.bytes);
+        serde_json::json!({
+            "type": "file",
+            "mime": self.mime,
+            "filename": self.filename,
+            "url": format!("data:{};base64,{data}", self.mime),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -260,7 +260,9 @@ impl ServerDriver {
     }
 
     async fn prompt_in(&self, api: &Api, id: &str, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
-        let mut body = json!({ "parts": [{ "type": "text", "text": text }] });
+        let mut parts = vec![json!({ "type": "text", "text": text })];
+        parts.extend(prompt.files.iter().map(super::FilePart::to_json));
+        let mut body = json!({ "parts": parts });
         if let Some((provider, model)) = self.settings.model.as_deref().and_then(split_model) {
             body["model"] = json!({ "providerID": provider, "modelID": model });
         }

@@ -97,6 +97,8 @@ pub(super) struct State {
     pub(super) reactions: super::fake_reactions::Reactions,
     /// Every edit of a comment: its id and new text, in order.
     edits: Vec<(u64, String)>,
+    /// Gitea's web attachments: uuid → (content type, bytes).
+    attachments: HashMap<String, (String, Vec<u8>)>,
     /// Login → permission on every repository (`read` when unset).
     permissions: HashMap<String, String>,
     permission_failure: Option<u16>,
@@ -468,6 +470,11 @@ impl FakeForge {
         }
     }
 
+    /// A file people attached on the Gitea side, at `/attachments/<uuid>`.
+    pub fn add_attachment(&self, uuid: &str, mime: &str, bytes: &[u8]) {
+        self.state.lock().unwrap().attachments.insert(uuid.to_owned(), (mime.to_owned(), bytes.to_vec()));
+    }
+
     /// Changes a comment behind the delivery's back (an edit, or a forgery's victim).
     pub fn set_comment(&self, id: u64, author: &str, body: &str) {
         let mut state = self.state.lock().unwrap();
@@ -636,6 +643,14 @@ fn draw_fault(state: &mut State, method: &Method, path: &str) -> Option<Fault> {
 
 /// Routes one call; `None` is a 404 (unknown path, repository, issue or comment).
 fn route(state: &mut State, req: &Request) -> Option<Response> {
+    // gitea's web route for attachments (GetAttachment in routers/web/repo/attachment.go),
+    // outside the API: the file with its type, 404 for an unknown uuid.
+    if let (Flavor::Gitea, "GET", Some(uuid)) =
+        (req.flavor, req.method.as_str(), req.uri.path().strip_prefix("/attachments/"))
+    {
+        let (mime, bytes) = state.attachments.get(uuid)?.clone();
+        return Some(([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response());
+    }
     let path = match req.flavor {
         Flavor::Github => req.uri.path().to_owned(),
         // gitea: every API route lives under /api/v1 (routers/api/v1/api.go).

@@ -126,7 +126,8 @@ impl TestEnv {
             "provider": { "mock": {
                 "npm": "@ai-sdk/openai-compatible",
                 "options": { "baseURL": model.base_url(), "apiKey": "fake-key" },
-                "models": { "mock-model": { "name": "Mock" } }
+                "models": { "mock-model": { "name": "Mock", "attachment": true,
+                    "modalities": { "input": ["text", "image"], "output": ["text"] } } }
             }},
             "model": "mock/mock-model",
             "small_model": "mock/mock-model",

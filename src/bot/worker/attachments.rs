@@ -1,0 +1,58 @@
+//! The files a request links to on its forge, fetched for the agent.
+
+use super::Worker;
+use crate::forge::Forge;
+use crate::forge::attachments::{attachment_links, fetch};
+use crate::opencode::FilePart;
+use crate::queue::{Job, JobTrigger};
+
+impl Worker {
+    /// The attachments the request's text links to on this instance, fetched,
+    /// and a line for the prompt saying what was given and what was not.
+    pub(super) async fn attachments(&self, forge: &dyn Forge, job: &Job) -> (Vec<FilePart>, Option<String>) {
+        let max_mib = self.config.bot.attachment_max_mib;
+        let Some(instance) = self.config.instance(job.issue.repo().instance()).filter(|_| max_mib > 0) else {
+            return (Vec::new(), None);
+        };
+        let text = match (&job.trigger, &job.comment) {
+            (JobTrigger::Mention, Some(comment)) => comment.body.as_str(),
+            (JobTrigger::Mention | JobTrigger::Label { .. }, None) => job.issue_body.as_str(),
+            _ => return (Vec::new(), None),
+        };
+        let links = attachment_links(instance.kind, &instance.web_url, text);
+        if links.is_empty() {
+            return (Vec::new(), None);
+        }
+        let token = match forge.git_token().await {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(error = %e, "no token to fetch attachments with");
+                None
+            }
+        };
+        let (mut files, mut given, mut missed) = (Vec::new(), Vec::new(), Vec::new());
+        for url in &links {
+            match fetch(url, token.as_ref(), max_mib * 1024 * 1024, self.config.bot.api_timeout).await {
+                Ok(file) => {
+                    given.push(format!("{} ({}, {} bytes)", file.filename, file.mime, file.bytes.len()));
+                    files.push(FilePart { filename: file.filename, mime: file.mime, bytes: file.bytes });
+                }
+                Err(why) => {
+                    tracing::info!(%url, %why, "an attachment was not fetched");
+                    missed.push(format!("{} ({why})", url.path()));
+                }
+            }
+        }
+        let mut note = String::new();
+        if !given.is_empty() {
+            note.push_str(&format!(
+                "\nFiles attached to the request, given with this message: {}.\n",
+                given.join(", ")
+            ));
+        }
+        if !missed.is_empty() {
+            note.push_str(&format!("\nAttachments that could not be fetched: {}.\n", missed.join(", ")));
+        }
+        (files, Some(note))
+    }
+}
