@@ -1,7 +1,8 @@
 //! Budgets and the loop breaker: how much an issue, a repository in a day and an
 //! instance in a day may spend, in USD or tokens, and how many runs an issue may
 //! have in an hour. A run that crosses one is stopped at its next step; later
-//! triggers are refused until a writer says `@kugetsu resume`, or the day rolls over.
+//! triggers are refused until a writer says `@kugetsu resume` (the issue's own
+//! budget and the loop breaker) or the day rolls over (the daily ones).
 
 use serde::Deserialize;
 
@@ -14,7 +15,7 @@ use crate::store::DAY_MS;
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     pub usd: Option<f64>,
-    /// Input, output and reasoning tokens (cache reads are not counted).
+    /// Input, output, reasoning and cache-write tokens (cache reads are not counted).
     pub tokens: Option<u64>,
 }
 
@@ -91,8 +92,10 @@ pub struct Spend {
 }
 
 impl Spend {
+    /// Cache reads are not counted: they cost a fraction of other input.
     pub fn of(tokens: &Tokens, cost: f64) -> Self {
-        Self { tokens: tokens.input + tokens.output + tokens.reasoning, cost }
+        let counted = [tokens.input, tokens.output, tokens.reasoning, tokens.cache_write];
+        Self { tokens: counted.into_iter().fold(0u64, u64::saturating_add), cost }
     }
 
     /// The larger of two counts of the same spending, each figure on its own.
@@ -105,8 +108,8 @@ impl Spend {
     }
 }
 
-/// What an issue's trigger counts against: each scope's spend within its window,
-/// from the issue's last `resume` on.
+/// What an issue's trigger counts against: each scope's spend within its window
+/// (the issue's and its hourly runs from its last `resume` on).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Spent {
     pub issue: Spend,

@@ -240,6 +240,30 @@ pub fn status_comment(
     out
 }
 
+/// `body` with `line` added above its marker, which must stay last.
+pub fn with_line(body: &str, line: &str) -> String {
+    match body.rfind(MARKER_PREFIX) {
+        Some(at) => format!("{}{line}\n{}", &body[..at], &body[at..]),
+        None => format!("{body}\n{line}"),
+    }
+}
+
+/// The follow-ups a run took in, for its answer: `**Also answered:** comment 5 by
+/// alice, …`. Logins are not mentions here: nobody is pinged by an answer.
+pub fn took_in_line(authors_and_comments: &[(String, Option<u64>)]) -> String {
+    let who: Vec<String> = authors_and_comments
+        .iter()
+        .map(|(author, comment)| {
+            let author = quiet(author.trim_start_matches('@'));
+            match comment {
+                Some(id) => format!("comment {id} by {author}"),
+                None => format!("a request by {author}"),
+            }
+        })
+        .collect();
+    format!("**Also answered:** {}, taken in while the run went on", who.join(", "))
+}
+
 /// What `status` says of an issue's spending.
 #[derive(Debug, Default)]
 pub struct Spending {
@@ -451,6 +475,15 @@ mod tests {
 
     fn is_bot_comment_for_a_job(body: &str) -> bool {
         (0..100).any(|id| is_comment_for_job(body, id))
+    }
+
+    #[test]
+    fn a_line_added_to_an_answer_keeps_its_marker_last() {
+        let body =
+            with_line(&refused_comment("busy", 5), &took_in_line(&[("@bob".into(), Some(9)), ("eve".into(), None)]));
+        assert!(is_comment_for_job(&body, 5), "{body}");
+        assert!(body.contains("**Also answered:** comment 9 by bob, a request by eve, taken in"), "{body}");
+        assert!(!body.contains("@bob"), "nobody is pinged: {body}");
     }
 
     #[test]

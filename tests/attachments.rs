@@ -53,8 +53,8 @@ async fn an_image_attached_on_the_forge_reaches_the_model_and_other_hosts_are_ne
     let png = base64::engine::general_purpose::STANDARD.encode(PNG);
     assert!(request.contains(&format!("data:image/png;base64,{png}")), "the image is a file part: {request}");
     assert_eq!(request.matches("data:image/png").count(), 1, "one image, not the other host's: {request}");
-    assert!(request.contains("given with this message: 5b1e6c2a-aaaa (image/png, 67 bytes)"), "{request}");
-    assert!(request.contains("9f00-too-big (larger than the limit of 1 MiB)"), "{request}");
+    assert!(request.contains("given with this message: link 1 (image/png, 67 bytes)"), "{request}");
+    assert!(request.contains("link 2 (larger than the limit of 1 MiB)"), "{request}");
     assert!(request.contains(&format!("http://127.0.0.1:{port}/attachments/")), "the other link stays text");
     // Fetched from the forge, with the token; the other host was never asked.
     let fetched: Vec<String> = t.forge.calls().into_iter().filter(|c| c.starts_with("GET /attachments/")).collect();

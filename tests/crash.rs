@@ -38,6 +38,14 @@ async fn survives_a_crash_at(point: &str, number: u64, agent_may_rerun: bool) {
     let comments = t.forge.comments("acme/widget", number);
     assert_eq!(comments.len(), 1, "exactly one comment after a crash at {point}: {comments:?}");
     assert!(comments[0].body.contains(&format!("done despite {point}")), "{:?}", comments[0].body);
+    // The run's progress comment, if it made one before the crash, is taken up
+    // again or folded from the saved answer: none is left saying it works.
+    t.forge
+        .wait_until(&format!("no progress comment left working after a crash at {point}"), |f| {
+            let all = f.progress_comments("acme/widget", number);
+            all.len() <= 1 && all.iter().all(|c| !c.body.starts_with("⏳"))
+        })
+        .await;
     let branch = format!("kugetsu/{number}");
     assert!(t.env.remote_files(&branch).contains(&"crash.txt".to_owned()), "the work reached the remote");
     if !agent_may_rerun {

@@ -137,6 +137,22 @@ async fn repository_config_and_plugins_never_run_code_in_the_bot() {
     }
     let config = std::fs::read_to_string(t.env.state_dir().join("mirrors/gh/acme/widget.git/config")).unwrap();
     assert!(!config.contains("evil") && !config.contains("fsmonitor") && !config.contains("hooksPath"), "{config}");
+
+    // A follow-up that joins a running turn goes through another opencode route
+    // (`prompt_async`); the repository's plugin stays hidden there too.
+    let slow = Step::After(Duration::from_secs(3), Box::new(Step::Answer("slow".into())));
+    t.env.model.on("MARK-PLUG-SLOW", vec![slow]);
+    t.env.model.on("MARK-PLUG-JOIN", vec![Step::Answer("joined, PLUG-JOINED".into())]);
+    assert_eq!(gh(&gh_comment(84, 2202, "@kugetsu MARK-PLUG-SLOW", "alice"), "r-2").post(&t.url("gh")).await.0, 202);
+    t.env.model.wait_for_request("MARK-PLUG-SLOW", Duration::from_secs(90)).await;
+    assert_eq!(gh(&gh_comment(84, 2203, "@kugetsu MARK-PLUG-JOIN", "alice"), "r-3").post(&t.url("gh")).await.0, 202);
+    let comments = t.forge.wait_for_comments("acme/widget", 84, 2).await;
+    assert!(
+        comments[1].body.contains("PLUG-JOINED") && comments[1].body.contains("Also answered"),
+        "{}",
+        comments[1].body
+    );
+    assert!(!sentinels.join("plugin").exists(), "the repository's plugin loaded through the follow-up's route");
     t.stop().await;
 }
 

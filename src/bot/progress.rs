@@ -38,7 +38,8 @@ pub struct Showing {
 /// (the run was stopped or cut short), the task says the run stopped.
 pub struct RunFeedback {
     events: mpsc::UnboundedSender<AgentEvent>,
-    ending: oneshot::Sender<Ending>,
+    /// How the run ended; `None`: its answer is not out yet, so nothing is said.
+    ending: oneshot::Sender<Option<Ending>>,
 }
 
 impl RunFeedback {
@@ -55,9 +56,16 @@ impl RunFeedback {
         self.events.clone()
     }
 
-    /// The run is over: the last edit and reaction follow, in the background.
+    /// The run is over and its answer out: the last edit and reaction follow,
+    /// in the background.
     pub fn finish(self, ending: Ending) {
-        let _ = self.ending.send(ending);
+        let _ = self.ending.send(Some(ending));
+    }
+
+    /// The run is over, but its answer could not be posted yet: the progress
+    /// comment is left as it is, for the job's next try to fold.
+    pub fn leave(self) {
+        let _ = self.ending.send(None);
     }
 }
 
@@ -72,7 +80,7 @@ struct Shown {
 async fn follow(
     showing: Showing,
     mut events: mpsc::UnboundedReceiver<AgentEvent>,
-    mut ended: oneshot::Receiver<Ending>,
+    mut ended: oneshot::Receiver<Option<Ending>>,
 ) {
     let mut shown =
         Shown { showing, reacted: None, comment: None, progress: Progress::default(), started: Instant::now() };
@@ -81,10 +89,17 @@ async fn follow(
     let mut dirty = false;
     let mut last_edit = Instant::now();
     let ending = loop {
-        let next_edit = last_edit + shown.showing.interval;
+        // A long run is edited less often: a forge's limits on writes are per hour.
+        let gap = shown.showing.interval.max(shown.started.elapsed() / 20);
+        let next_edit = last_edit + gap;
         tokio::select! {
             biased;
-            ending = &mut ended => break ending.unwrap_or(Ending::Stopped),
+            ending = &mut ended => match ending {
+                Ok(Some(ending)) => break ending,
+                Ok(None) => return,
+                // Dropped: the run was stopped, or kugetsu is going down.
+                Err(_) => break Ending::Stopped,
+            },
             event = events.recv(), if open => match event {
                 Some(AgentEvent::Started) => {
                     shown.react(Reaction::Rocket).await;
@@ -136,7 +151,9 @@ impl Shown {
     fn text(&self) -> String {
         let branch = BranchLink { name: &self.showing.branch, url: self.showing.branch_url.as_deref() };
         let elapsed = self.started.elapsed();
-        comment::progress_comment(&self.progress, elapsed, &branch, self.showing.interval, self.showing.job_id)
+        let text =
+            comment::progress_comment(&self.progress, elapsed, &branch, self.showing.interval, self.showing.job_id);
+        comment::within_limit(&text).into_owned()
     }
 
     /// The job's progress comment: the one an earlier try of the job made (it
@@ -193,5 +210,31 @@ impl Shown {
                 tracing::warn!(error = %e, "could not fold the progress comment");
             }
         }
+    }
+}
+
+/// Folds the progress comment a run left when kugetsu stopped between its end
+/// and its answer: the answer is out now, posted from what the run saved.
+pub async fn fold_left(
+    forge: &dyn Forge,
+    place: &IssueRef,
+    bot_login: &str,
+    job_id: i64,
+    elapsed: Duration,
+    ending: Ending,
+) {
+    let Ok(all) = forge.comments(place).await else { return };
+    let Some(left) = all
+        .into_iter()
+        .find(|c| c.author.eq_ignore_ascii_case(bot_login) && comment::is_progress_for_job(&c.body, job_id))
+    else {
+        return;
+    };
+    if !left.body.starts_with("⏳") {
+        return;
+    }
+    let line = comment::progress_summary(&Progress::default(), elapsed, ending, job_id);
+    if let Err(e) = forge.edit_comment(place.repo(), left.id, &line).await {
+        tracing::warn!(error = %e, "could not fold a progress comment left by a restart");
     }
 }

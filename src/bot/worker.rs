@@ -12,6 +12,7 @@ mod admit;
 mod attachments;
 mod budget;
 mod ci_fix;
+mod join;
 mod review;
 
 use super::progress::{RunFeedback, Showing};
@@ -87,6 +88,8 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     /// The work job running on each issue, so `@kugetsu stop` can cancel it.
     running: Arc<Mutex<HashMap<IssueRef, (i64, AbortHandle)>>>,
+    /// The runs that take follow-ups now, by issue.
+    joining: Arc<Mutex<HashMap<IssueRef, Arc<join::Joining>>>>,
 }
 
 impl Worker {
@@ -98,7 +101,7 @@ impl Worker {
         permissions: Arc<PermissionCache>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { engine, queue, forges, config, permissions, metrics, running: Arc::default() }
+        Self { engine, queue, forges, config, permissions, metrics, running: Arc::default(), joining: Arc::default() }
     }
 
     /// Works until `stopped` turns true, then abandons runs in progress: their
@@ -145,6 +148,10 @@ impl Worker {
                         running.insert(key, (id, handle));
                     }
                 }
+            }
+            for follow_up in self.claim_follow_ups().await {
+                let worker = self.clone();
+                tasks.spawn(async move { worker.join(follow_up).await });
             }
             tokio::select! {
                 _ = self.queue.changed() => {}
@@ -206,6 +213,10 @@ impl Worker {
         // never run the agent again.
         if let Some(body) = outcome {
             let posted = self.answer(forge.as_ref(), &job, id, &body).await;
+            if matches!(posted, Outcome::Done) {
+                let ending = if run_error.is_some() { Ending::Failed } else { Ending::Succeeded };
+                self.fold_left_progress(forge.as_ref(), &job, id, created_at, ending).await;
+            }
             return failed_if(posted, run_error);
         }
         if attempts > 0 && self.past_deadline(created_at) {
@@ -242,9 +253,19 @@ impl Worker {
         let posted = self.answer(forge.as_ref(), &job, id, &body).await;
         stage::reached(&job.issue, Stage::Commented);
         if let Some(feedback) = feedback {
-            feedback.finish(if failure.is_some() { Ending::Failed } else { Ending::Succeeded });
+            match posted {
+                Outcome::Done => feedback.finish(if failure.is_some() { Ending::Failed } else { Ending::Succeeded }),
+                _ => feedback.leave(),
+            }
         }
         failed_if(posted, failure)
+    }
+
+    /// Folds the progress comment of a run whose answer was posted from what it saved.
+    async fn fold_left_progress(&self, forge: &dyn Forge, job: &Job, id: i64, created_at: i64, ending: Ending) {
+        let bot = self.config.instance(job.issue.repo().instance()).map(|i| i.bot_login.clone()).unwrap_or_default();
+        let elapsed = Duration::from_millis(u64::try_from(now_millis().saturating_sub(created_at)).unwrap_or(0));
+        super::progress::fold_left(forge, &job.place(), &bot, id, elapsed, ending).await;
     }
 
     /// Reacts to the trigger, and follows the run's progress from there.
@@ -290,14 +311,21 @@ impl Worker {
             Err(refusal) => return Some(Ran::said(refusal)),
         };
         let feedback = self.show_progress(forge, id, job);
-        let budget = self.watch_budget(before, feedback.events());
+        let budget = self.watch_budget(&job.issue, id, before, feedback.events());
         let branch = self.engine.branch_for(&job.issue);
         let (files, note) = self.attachments(forge.as_ref(), job).await;
         let text = prompt::build(job, &branch) + note.as_deref().unwrap_or_default();
         let started = std::time::Instant::now();
+        let joining = self.open_to_follow_ups(&job.issue);
         let run = {
             // Dropped with this block: the budget's count ends with the run's events.
-            let opts = RunOptions { debug: false, progress: Some(budget.events()), stop: Some(budget.stop()), files };
+            let opts = RunOptions {
+                debug: false,
+                progress: Some(budget.events()),
+                stop: Some(budget.stop()),
+                files,
+                door: Some(joining.door.clone()),
+            };
             let mut run = self.engine.run(&job.issue, &text, Mode::Auto, opts.clone()).await;
             if let Err(EngineError::Interrupted(why)) = &run {
                 // opencode was killed or crashed under the agent: one more try, in the
@@ -308,6 +336,7 @@ impl Worker {
             }
             run
         };
+        let took_in = self.close_to_follow_ups(&job.issue, &joining).await;
         let (by_events, reached) = budget.finish().await;
         let outcome = match &run {
             Ok(_) => RunOutcome::Succeeded,
@@ -329,7 +358,7 @@ impl Worker {
             Err(_) => by_events,
         };
         let total = self.record_spend(&job.issue, id, spend).await;
-        Some(match (run, reached) {
+        let ran = match (run, reached) {
             (Ok(result), _) => {
                 let pull = self.settle_pull_request(forge.as_ref(), job, &result).await;
                 let body = comment::result_comment(&result, &pull, total.as_deref(), id);
@@ -344,6 +373,10 @@ impl Worker {
                 tracing::warn!(error = %e, "run failed");
                 Ran { body: comment::failure_comment(&e, id), failure: Some(e.to_string()), feedback: Some(feedback) }
             }
+        };
+        Some(match took_in.is_empty() {
+            true => ran,
+            false => Ran { body: comment::with_line(&ran.body, &comment::took_in_line(&took_in)), ..ran },
         })
     }
 

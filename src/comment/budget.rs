@@ -2,40 +2,42 @@
 //! while one is reached, `resume`, and the issue's running total.
 
 use super::marker;
-use crate::budget::{Reached, Spend};
+use crate::budget::{Reached, Scope, Spend};
 
 /// A run stopped at its next step because it reached a budget.
 pub fn budget_stopped_comment(reached: &Reached, handle: &str, job_id: i64) -> String {
     format!(
         "I stopped this run at its next step: {reached}. What the agent did so far stays in this \
-         issue's session and working copy (not pushed yet). A writer can say `@{handle} resume` to go on{}.\n{}",
-        rollover(reached),
+         issue's session and working copy (not pushed yet). {}\n{}",
+        way_on(reached, handle),
         marker(job_id)
     )
 }
 
 /// A trigger refused because the issue has reached a budget.
 pub fn budget_paused_comment(reached: &Reached, handle: &str, job_id: i64) -> String {
-    format!(
-        "I did not start this: {reached}. A writer can say `@{handle} resume` to go on{}.\n{}",
-        rollover(reached),
-        marker(job_id)
-    )
+    format!("I did not start this: {reached}. {}\n{}", way_on(reached, handle), marker(job_id))
 }
 
-fn rollover(reached: &Reached) -> &'static str {
+/// How the issue goes on: a writer's `resume` lifts the issue's own budget and
+/// the loop breaker; the day's budgets are the operator's, until the day ends.
+fn way_on(reached: &Reached, handle: &str) -> String {
     match reached {
-        Reached::Money { scope, .. } | Reached::Tokens { scope, .. } if *scope != crate::budget::Scope::Issue => {
-            ", or wait for the next day (UTC)"
+        Reached::Money { scope, .. } | Reached::Tokens { scope, .. } if *scope != Scope::Issue => {
+            "It lifts when the day (UTC) rolls over, or when the operator raises it.".to_owned()
         }
-        Reached::Runs { .. } => ", or wait for the hour to pass",
-        _ => "",
+        Reached::Runs { .. } => format!("A writer can say `@{handle} resume` to go on, or wait for the hour to pass."),
+        _ => format!("A writer can say `@{handle} resume` to go on."),
     }
 }
 
 /// The answer to `@kugetsu resume`.
 pub fn resumed_comment(job_id: i64) -> String {
-    format!("Resumed: for this issue, budgets and the loop breaker count again from now.\n{}", marker(job_id))
+    format!(
+        "Resumed: this issue's budget and the loop breaker count again from now (the day's budgets hold \
+         until the day rolls over).\n{}",
+        marker(job_id)
+    )
 }
 
 /// `3 runs · 1234 tokens · $0.0123`: what an issue's runs spent, all told.
@@ -47,7 +49,6 @@ pub fn issue_total(runs: u64, spend: Spend) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::Scope;
 
     #[test]
     fn budget_comment_snapshots() {

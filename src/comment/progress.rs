@@ -14,6 +14,11 @@ pub struct BranchLink<'a> {
     pub url: Option<&'a str>,
 }
 
+/// The most todos a progress comment lists; an agent may write thousands.
+const MAX_TODOS_SHOWN: usize = 50;
+/// The most tools a progress comment names.
+const MAX_TOOLS_SHOWN: usize = 20;
+
 fn progress_marker(job_id: i64) -> String {
     format!("{MARKER_PREFIX}progress:{job_id} -->")
 }
@@ -63,7 +68,7 @@ pub fn progress_comment(
     }
     if !progress.todos.is_empty() {
         let _ = writeln!(out, "**Todo** ({}/{} done)", todo_done(progress), progress.todos.len());
-        for todo in &progress.todos {
+        for todo in progress.todos.iter().take(MAX_TODOS_SHOWN) {
             let (mark, note) = match todo.status.as_str() {
                 "completed" => ("x", ""),
                 "in_progress" => (" ", " _(in progress)_"),
@@ -71,6 +76,9 @@ pub fn progress_comment(
                 _ => (" ", ""),
             };
             let _ = writeln!(out, "- [{mark}] {}{note}", quiet(&todo.content));
+        }
+        if let Some(more) = progress.todos.len().checked_sub(MAX_TODOS_SHOWN).filter(|n| *n > 0) {
+            let _ = writeln!(out, "- …and {more} more");
         }
         out.push('\n');
     }
@@ -92,7 +100,11 @@ fn tool_list(progress: &Progress) -> Option<String> {
     if counts.is_empty() {
         return None;
     }
-    let mut list: Vec<String> = counts.iter().map(|(tool, n)| format!("{} ×{n}", code(tool))).collect();
+    let mut list: Vec<String> =
+        counts.iter().take(MAX_TOOLS_SHOWN).map(|(tool, n)| format!("{} ×{n}", code(tool))).collect();
+    if counts.len() > MAX_TOOLS_SHOWN {
+        list.push(format!("{} more tools", counts.len() - MAX_TOOLS_SHOWN));
+    }
     let failed = progress.tools.iter().filter(|t| t.status == ToolStatus::Failed).count();
     if failed > 0 {
         list.push(format!("{failed} failed"));
@@ -173,6 +185,16 @@ mod tests {
         insta::assert_snapshot!("summary_failed", progress_summary(&p, Duration::from_secs(5), Ending::Failed, 7));
         let idle = Progress::default();
         insta::assert_snapshot!("summary_stopped", progress_summary(&idle, Duration::from_secs(5), Ending::Stopped, 7));
+    }
+
+    #[test]
+    fn a_long_todo_list_is_cut() {
+        let mut p = Progress::default();
+        let todos = (0..500).map(|i| Todo { content: format!("step {i}"), status: "pending".into() }).collect();
+        p.apply(AgentEvent::Todos(todos));
+        let branch = BranchLink { name: "kugetsu/1", url: None };
+        let text = progress_comment(&p, Duration::ZERO, &branch, Duration::from_secs(10), 1);
+        assert!(text.contains("step 49") && !text.contains("step 50") && text.contains("…and 450 more"), "{text}");
     }
 
     #[test]

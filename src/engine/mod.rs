@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
     /// Files given to the agent with the message.
     pub files: Vec<crate::opencode::FilePart>,
+    /// Through which follow-ups join the run while it goes on ([`Engine::join`]).
+    pub door: Option<Arc<crate::opencode::Door>>,
 }
 
 /// Where push and fetch tokens come from, when not straight from the config
@@ -290,6 +292,16 @@ impl Engine {
         Ok(result)
     }
 
+    /// Hands `text` to the issue's running turn (see [`crate::opencode::Door`]).
+    pub async fn join(&self, issue: &IssueRef, text: &str) -> Result<(), EngineError> {
+        let record = self.store.issue_session(issue).await?;
+        let session = record
+            .and_then(|r| r.session_id)
+            .ok_or_else(|| EngineError::Busy(format!("{issue} has no session yet")))?;
+        let worktree = self.layout.worktree(issue);
+        self.driver.inject(&session, &worktree, text).await.map_err(EngineError::from)
+    }
+
     /// Fetches the mirror and reads the remote branch: what the push's lease needs.
     async fn fetch_remote_branch(
         &self,
@@ -385,6 +397,7 @@ impl Engine {
             progress: opts.progress,
             stop: opts.stop,
             files: &opts.files,
+            door: opts.door,
         };
         let run = self.driver.run(prompt);
         tokio::pin!(run);
@@ -605,6 +618,7 @@ impl Engine {
             progress: None,
             stop: None,
             files: &[],
+            door: None,
         };
         let reply = self.driver.run(prompt).await?;
         if let Some(previous) = previous

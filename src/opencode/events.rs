@@ -1,6 +1,7 @@
 //! A run's view of opencode's event stream: the session's debug log, written as
 //! it comes, and what the agent is doing, told to whoever shows its progress.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,21 +58,26 @@ pub async fn subscribe(api: &Api, session: &str, watchers: Watchers<'_>) -> Opti
     if watchers.debug_dir.is_none() && watchers.progress.is_none() {
         return None;
     }
-    let resp = api.events().await.ok()?;
-    let mut stream = Box::pin(resp.bytes_stream());
-    // opencode's first event (`server.connected`) says the subscription is live.
-    let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
+    let Some((first, mut stream)) = connect(api).await else {
+        // Nothing then shows the run's progress, and budgets see only its end.
+        tracing::warn!(session, "no event stream for this run: its progress and spending are not followed");
+        return None;
+    };
     let debug_dir: Option<PathBuf> = watchers.debug_dir.map(Path::to_owned);
     let (progress, session) = (watchers.progress, session.to_owned());
     Some(tokio::spawn(async move {
-        let mut pending = String::from_utf8_lossy(&first).into_owned();
+        // The run's session, and the subagent sessions it starts (the `task`
+        // tool): what they spend is the run's too.
+        let mut family: HashSet<String> = HashSet::from([session.clone()]);
+        let mut pending = first;
         loop {
             while let Some(end) = pending.find('\n') {
                 let line: String = pending.drain(..=end).collect();
                 let Some(data) = line.trim_end().strip_prefix("data: ") else { continue };
                 append_debug(debug_dir.as_deref(), &session, data);
                 let Ok(event) = serde_json::from_str::<Value>(data) else { continue };
-                if let (Some(progress), Some(told)) = (&progress, agent_event(&event, &session)) {
+                adopt_child(&event, &mut family);
+                if let (Some(progress), Some(told)) = (&progress, agent_event(&event, &session, &family)) {
                     // The progress side may be gone (a stopped run); the log goes on.
                     let _ = progress.send(told);
                 }
@@ -80,11 +86,37 @@ pub async fn subscribe(api: &Api, session: &str, watchers: Watchers<'_>) -> Opti
                 }
             }
             match stream.next().await {
-                Some(Ok(chunk)) => pending.push_str(&String::from_utf8_lossy(&chunk)),
+                Some(Ok(chunk)) => pending.push_str(&chunk),
                 _ => return,
             }
         }
     }))
+}
+
+/// The stream's chunks, as text (SSE is UTF-8).
+type EventStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<String>> + Send>>;
+
+/// The event stream, once opencode's first event (`server.connected`) says it is live.
+async fn connect(api: &Api) -> Option<(String, EventStream)> {
+    let resp = api.events().await.ok()?;
+    let mut stream: EventStream =
+        Box::pin(resp.bytes_stream().map(|chunk| chunk.map(|b| String::from_utf8_lossy(&b).into_owned())));
+    let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
+    Some((first, stream))
+}
+
+/// A session started by one of `family` (`session.created`, whose `info`
+/// names its parent) joins it.
+fn adopt_child(event: &Value, family: &mut HashSet<String>) {
+    if event["type"] != "session.created" {
+        return;
+    }
+    let info = &event["properties"]["info"];
+    if let (Some(id), Some(parent)) = (info["id"].as_str(), info["parentID"].as_str())
+        && family.contains(parent)
+    {
+        family.insert(id.to_owned());
+    }
 }
 
 /// Whether an event says `session` has gone idle: its turn's last events are out.
@@ -99,19 +131,18 @@ fn is_idle(event: &Value, session: &str) -> bool {
 }
 
 /// The progress in one event of `session`: a tool part's new state
-/// (`message.part.updated`) or the todo list (`todo.updated`).
-fn agent_event(event: &Value, session: &str) -> Option<AgentEvent> {
+/// (`message.part.updated`) or the todo list (`todo.updated`); and what a step
+/// of the session or of its subagents (`family`) cost.
+fn agent_event(event: &Value, session: &str, family: &HashSet<String>) -> Option<AgentEvent> {
     let properties = &event["properties"];
     match event["type"].as_str()? {
         "message.part.updated" => {
             let part = &properties["part"];
-            if part["sessionID"] != session {
-                return None;
-            }
-            if part["type"] == "step-finish" {
+            let of = part["sessionID"].as_str()?;
+            if part["type"] == "step-finish" && family.contains(of) {
                 return Some(step_spend(part));
             }
-            if part["type"] != "tool" {
+            if of != session || part["type"] != "tool" {
                 return None;
             }
             let state = &part["state"];
@@ -186,7 +217,7 @@ mod tests {
             "id": "prt_1", "sessionID": "ses_a", "type": "tool", "callID": "call_1", "tool": "bash",
             "state": { "status": "running", "input": { "command": "cargo   test\n--all" } } } } });
         assert_eq!(
-            agent_event(&tool, "ses_a"),
+            agent_event(&tool, "ses_a", &fam("ses_a")),
             Some(AgentEvent::Tool {
                 call: "call_1".into(),
                 tool: "bash".into(),
@@ -194,25 +225,52 @@ mod tests {
                 status: ToolStatus::Running
             })
         );
-        assert_eq!(agent_event(&tool, "ses_b"), None, "another session's tool");
+        assert_eq!(agent_event(&tool, "ses_b", &fam("ses_b")), None, "another session's tool");
         let text = json!({ "type": "message.part.updated", "properties": { "part": {
             "sessionID": "ses_a", "type": "text", "text": "hi" } } });
-        assert_eq!(agent_event(&text, "ses_a"), None);
+        assert_eq!(agent_event(&text, "ses_a", &fam("ses_a")), None);
         let todos = json!({ "type": "todo.updated", "properties": { "sessionID": "ses_a", "todos": [
             { "content": "read", "status": "completed", "priority": "high" },
             { "content": "x".repeat(500), "status": "pending", "priority": "low" } ] } });
-        let Some(AgentEvent::Todos(told)) = agent_event(&todos, "ses_a") else { panic!("no todos") };
+        let Some(AgentEvent::Todos(told)) = agent_event(&todos, "ses_a", &fam("ses_a")) else { panic!("no todos") };
         assert_eq!(told[0], Todo { content: "read".into(), status: "completed".into() });
         assert_eq!(told[1].content.chars().count(), MAX_TEXT + 1, "clipped, with an ellipsis");
-        assert_eq!(agent_event(&todos, "ses_b"), None);
+        assert_eq!(agent_event(&todos, "ses_b", &fam("ses_b")), None);
         let step = json!({ "type": "message.part.updated", "properties": { "part": {
             "sessionID": "ses_a", "type": "step-finish", "reason": "stop", "cost": 0.25,
             "tokens": { "input": 11, "output": 7, "reasoning": 2, "cache": { "read": 100, "write": 0 } } } } });
-        let Some(AgentEvent::Spent { tokens, cost }) = agent_event(&step, "ses_a") else { panic!("no spend") };
+        let Some(AgentEvent::Spent { tokens, cost }) = agent_event(&step, "ses_a", &fam("ses_a")) else {
+            panic!("no spend")
+        };
         assert_eq!((tokens.input, tokens.output, tokens.reasoning, tokens.cache_read, cost), (11, 7, 2, 100, 0.25));
         let hostile = json!({ "type": "message.part.updated", "properties": { "part": {
             "sessionID": "ses_a", "type": "step-finish", "cost": -5.0, "tokens": {} } } });
-        assert!(matches!(agent_event(&hostile, "ses_a"), Some(AgentEvent::Spent { cost: 0.0, .. })));
+        assert!(matches!(agent_event(&hostile, "ses_a", &fam("ses_a")), Some(AgentEvent::Spent { cost: 0.0, .. })));
+    }
+
+    fn fam(root: &str) -> HashSet<String> {
+        HashSet::from([root.to_owned()])
+    }
+
+    #[test]
+    fn a_subagents_steps_count_once_its_session_is_known_and_its_tools_do_not_show() {
+        let mut family = fam("ses_a");
+        let child =
+            json!({ "type": "session.created", "properties": { "info": { "id": "ses_c", "parentID": "ses_a" } } });
+        let stranger =
+            json!({ "type": "session.created", "properties": { "info": { "id": "ses_x", "parentID": "ses_z" } } });
+        let step = |of: &str| {
+            json!({ "type": "message.part.updated", "properties": { "part": {
+            "sessionID": of, "type": "step-finish", "cost": 1.0, "tokens": { "input": 1 } } } })
+        };
+        assert_eq!(agent_event(&step("ses_c"), "ses_a", &family), None, "not yet known");
+        adopt_child(&child, &mut family);
+        adopt_child(&stranger, &mut family);
+        assert!(matches!(agent_event(&step("ses_c"), "ses_a", &family), Some(AgentEvent::Spent { .. })));
+        assert_eq!(agent_event(&step("ses_x"), "ses_a", &family), None, "another session's child");
+        let tool = json!({ "type": "message.part.updated", "properties": { "part": {
+            "sessionID": "ses_c", "type": "tool", "callID": "c", "tool": "bash", "state": { "status": "running" } } } });
+        assert_eq!(agent_event(&tool, "ses_a", &family), None, "the progress comment shows the run's own tools");
     }
 
     #[test]

@@ -78,6 +78,38 @@ pub struct Prompt<'a> {
     pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
     /// Files given with the text (opencode's file parts).
     pub files: &'a [FilePart],
+    /// Through which follow-ups join the turn while it runs; closed once its reply is in.
+    pub door: Option<Arc<Door>>,
+}
+
+/// Whether messages may still join a running turn ([`Driver::inject`]). The turn
+/// closes it once its reply is in, under the lock a joiner holds while it adds its
+/// message: so every message added before is in the session when the turn looks,
+/// and is answered by the reply, or by the turn it started, which the run waits for.
+#[derive(Debug)]
+pub struct Door {
+    open: std::sync::atomic::AtomicBool,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Default for Door {
+    fn default() -> Self {
+        Self { open: std::sync::atomic::AtomicBool::new(true), lock: tokio::sync::Mutex::new(()) }
+    }
+}
+
+impl Door {
+    /// Entry for one message, held while it is added; `None` once closed.
+    pub async fn enter(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let guard = self.lock.lock().await;
+        self.open.load(std::sync::atomic::Ordering::SeqCst).then_some(guard)
+    }
+
+    /// Closes it: once this returns, no message is being added, nor will be.
+    pub async fn close(&self) {
+        let _guard = self.lock.lock().await;
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A file given to the agent with a prompt, inline.
@@ -179,6 +211,10 @@ pub trait Driver: Send + Sync {
     async fn delete_session(&self, id: &str, dir: &Path) -> Result<(), RunError>;
     /// Stops a run in progress in the session, if any.
     async fn abort(&self, id: &str, dir: &Path);
+    /// Hands `text` to the session's running turn, which takes it in at its next step.
+    async fn inject(&self, _id: &str, _dir: &Path, _text: &str) -> Result<(), RunError> {
+        Err(RunError::infra("this driver cannot add to a running turn"))
+    }
     /// Sessions of the repository checked out at `dir`.
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError>;
     /// Stops what runs for the checkout at `dir`, before its files are removed.

@@ -317,7 +317,11 @@ impl ServerDriver {
         {
             task.abort();
         }
-        let message: Message = outcome?;
+        let mut message: Message = outcome?;
+        if let Some(door) = &prompt.door {
+            door.close().await;
+            message = self.settled(api, id, message, prompt.timeout).await?;
+        }
         if let Some(error) = message.error() {
             return Err(RunError::agent(format!("the agent's turn failed: {error}")));
         }
@@ -329,6 +333,35 @@ impl ServerDriver {
             cost: (after.cost - before.cost).max(0.0),
             denied,
         })
+    }
+
+    /// The turn's answer once every message that joined it is answered. A message
+    /// added just after the turn ended started a turn of its own (opencode starts
+    /// one for a message on an idle session): that one is waited for, and its
+    /// answer, which follows the whole history, is the reply.
+    async fn settled(&self, api: &Api, id: &str, reply: Message, timeout: Duration) -> Result<Message, RunError> {
+        let messages = api.messages(id).await?;
+        let newest_user = messages.iter().rev().find(|m| m.role() == "user").map(Message::id).unwrap_or_default();
+        // opencode's message ids ascend with time.
+        if newest_user <= reply.parent_id() {
+            return Ok(reply);
+        }
+        tracing::info!(session = id, "a follow-up came as the turn ended; waiting for the turn it started");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let statuses = api.statuses().await?;
+            let busy = statuses.get(id).is_some_and(|s| s.kind != "idle");
+            if !busy {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                api.abort(id).await;
+                return Err(RunError::agent("the turn a follow-up started did not end in time"));
+            }
+            tokio::time::sleep(WATCH_FIRST).await;
+        }
+        let messages = api.messages(id).await?;
+        Ok(messages.into_iter().rev().find(|m| m.role() == "assistant").unwrap_or(reply))
     }
 
     /// One look at a running prompt. Refuses anything that waits for a human, and
@@ -434,6 +467,21 @@ impl Driver for ServerDriver {
 
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError> {
         self.with_api(dir, |api| async move { api.sessions().await }).await
+    }
+
+    async fn inject(&self, id: &str, dir: &Path, text: &str) -> Result<(), RunError> {
+        let home = self.jails.home(dir)?;
+        let slot = self.existing_slot(&home).ok_or_else(|| RunError::infra("no opencode runs for this checkout"))?;
+        let running = slot.server.lock().await.as_ref().map(|s| s.api.clone());
+        let api = running.ok_or_else(|| RunError::infra("no opencode runs for this checkout"))?;
+        let mut body = json!({ "parts": [{ "type": "text", "text": text }] });
+        if let Some((provider, model)) = self.settings.model.as_deref().and_then(split_model) {
+            body["model"] = json!({ "providerID": provider, "modelID": model });
+        }
+        if let Some(agent) = &self.settings.agent {
+            body["agent"] = json!(agent);
+        }
+        api.prompt_async(id, &body).await
     }
 
     async fn abort(&self, id: &str, dir: &Path) {

@@ -191,6 +191,7 @@ impl Queue {
         fn retry_later(&self, id: i64, not_before_ms: i64, why: &str) -> anyhow::Result<()>;
         fn waiting_reasons(&self, issue: &IssueRef) -> anyhow::Result<Vec<String>>;
         fn claim(&self, lane: &str, limit: usize) -> anyhow::Result<Vec<QueuedJob>>;
+        fn claim_joiner(&self, issue: &IssueRef) -> anyhow::Result<Option<QueuedJob>>;
         fn requeue_interrupted(&self) -> anyhow::Result<u64>;
         fn claim_trigger(&self, key: &str, id: i64) -> anyhow::Result<bool>;
         fn trigger_handled(&self, key: &str) -> anyhow::Result<bool>;

@@ -52,6 +52,10 @@ pub trait JobStore: Send + Sync {
     /// that lane, its oldest pending one. Claimed jobs are marked running.
     async fn claim(&self, lane: &str, limit: usize) -> anyhow::Result<Vec<QueuedJob>>;
 
+    /// Takes the issue's oldest pending work job if it is a mention that can join
+    /// the issue's running turn (one with no saved outcome), marking it running.
+    async fn claim_joiner(&self, issue: &IssueRef) -> anyhow::Result<Option<QueuedJob>>;
+
     async fn finish(&self, id: i64, outcome: Result<(), String>) -> anyhow::Result<()>;
 
     /// Records a running job as stopped; a job that already finished is left as it is.

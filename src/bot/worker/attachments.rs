@@ -19,7 +19,8 @@ impl Worker {
             (JobTrigger::Mention | JobTrigger::Label { .. }, None) => job.issue_body.as_str(),
             _ => return (Vec::new(), None),
         };
-        let links = attachment_links(instance.kind, &instance.web_url, text);
+        let repo = job.issue.repo();
+        let links = attachment_links(instance.kind, &instance.web_url, (repo.owner(), repo.name()), text);
         if links.is_empty() {
             return (Vec::new(), None);
         }
@@ -30,16 +31,18 @@ impl Worker {
                 None
             }
         };
+        // The note names files by their place in the request only: their names and
+        // paths are the requester's words, which stay inside the fences.
         let (mut files, mut given, mut missed) = (Vec::new(), Vec::new(), Vec::new());
-        for url in &links {
+        for (n, url) in links.iter().enumerate() {
             match fetch(url, token.as_ref(), max_mib * 1024 * 1024, self.config.bot.api_timeout).await {
                 Ok(file) => {
-                    given.push(format!("{} ({}, {} bytes)", file.filename, file.mime, file.bytes.len()));
+                    given.push(format!("link {} ({}, {} bytes)", n + 1, file.mime, file.bytes.len()));
                     files.push(FilePart { filename: file.filename, mime: file.mime, bytes: file.bytes });
                 }
                 Err(why) => {
                     tracing::info!(%url, %why, "an attachment was not fetched");
-                    missed.push(format!("{} ({why})", url.path()));
+                    missed.push(format!("link {} ({why})", n + 1));
                 }
             }
         }

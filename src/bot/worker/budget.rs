@@ -24,17 +24,21 @@ struct Watched {
     reached: Option<Reached>,
 }
 
+/// Records what a run spent when it ends without [`RunBudget::finish`] (a `stop`).
+type OnDrop = Box<dyn FnOnce(Spend) + Send>;
+
 /// Watches one run's events for what it spends; hands every event on.
 pub(super) struct RunBudget {
-    events: mpsc::UnboundedSender<AgentEvent>,
+    events: Option<mpsc::UnboundedSender<AgentEvent>>,
     stop: watch::Receiver<Option<String>>,
     watched: Arc<Mutex<Watched>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    on_drop: Option<OnDrop>,
 }
 
 impl RunBudget {
     /// Starts watching; events are handed on to `onward` (the run's progress).
-    fn start(budgets: Budgets, before: Spent, onward: mpsc::UnboundedSender<AgentEvent>) -> Self {
+    fn start(budgets: Budgets, before: Spent, onward: mpsc::UnboundedSender<AgentEvent>, on_drop: OnDrop) -> Self {
         let (events, mut received) = mpsc::unbounded_channel::<AgentEvent>();
         let (stop_tx, stop) = watch::channel(None);
         let watched = Arc::new(Mutex::new(Watched::default()));
@@ -54,25 +58,39 @@ impl RunBudget {
                 let _ = onward.send(event);
             }
         });
-        Self { events, stop, watched, task }
+        Self { events: Some(events), stop, watched, task: Some(task), on_drop: Some(on_drop) }
     }
 
     pub(super) fn events(&self) -> mpsc::UnboundedSender<AgentEvent> {
-        self.events.clone()
+        self.events.clone().unwrap_or_else(|| mpsc::unbounded_channel().0)
     }
 
     pub(super) fn stop(&self) -> watch::Receiver<Option<String>> {
         self.stop.clone()
     }
 
+    fn watched(&self) -> Watched {
+        self.watched.lock().map(|w| *w).unwrap_or_default()
+    }
+
     /// What the run spent, by its events, and the budget that stopped it. Every
     /// other sender must be gone, or the last events wait [`LAST_EVENTS`].
-    pub(super) async fn finish(self) -> (Spend, Option<Reached>) {
-        let Self { events, watched, task, .. } = self;
-        drop(events);
-        let _ = tokio::time::timeout(LAST_EVENTS, task).await;
-        let w = watched.lock().map(|w| *w).unwrap_or_default();
+    pub(super) async fn finish(mut self) -> (Spend, Option<Reached>) {
+        self.on_drop = None;
+        self.events = None;
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(LAST_EVENTS, task).await;
+        }
+        let w = self.watched();
         (w.spent, w.reached)
+    }
+}
+
+impl Drop for RunBudget {
+    fn drop(&mut self) {
+        if let Some(record) = self.on_drop.take() {
+            record(self.watched().spent);
+        }
     }
 }
 
@@ -101,8 +119,26 @@ impl Worker {
         }
     }
 
-    pub(super) fn watch_budget(&self, before: Spent, onward: mpsc::UnboundedSender<AgentEvent>) -> RunBudget {
-        RunBudget::start(self.config.budgets, before, onward)
+    /// Watches a run's spending. A run stopped midway (its task dropped) still
+    /// has what it spent so far recorded, so stopping and asking again is no way
+    /// around a budget.
+    pub(super) fn watch_budget(
+        &self,
+        issue: &IssueRef,
+        id: i64,
+        before: Spent,
+        onward: mpsc::UnboundedSender<AgentEvent>,
+    ) -> RunBudget {
+        let (store, issue) = (self.engine.store().clone(), issue.clone());
+        let record: OnDrop = Box::new(move |spent| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+            runtime.spawn(async move {
+                if let Err(e) = store.record_spend(&issue, id, spent, now_millis()).await {
+                    tracing::error!(error = %format!("{e:#}"), "cannot record what a stopped run spent");
+                }
+            });
+        });
+        RunBudget::start(self.config.budgets, before, onward, record)
     }
 
     /// Records what a run spent; returns the issue's running total, as people read it.

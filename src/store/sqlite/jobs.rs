@@ -20,6 +20,21 @@ macro_rules! job_lines {
     };
 }
 
+/// A claimed job's columns: id, job, outcome, run_error, attempts, created_at.
+type ClaimedRow = (i64, String, Option<String>, Option<String>, i64, i64);
+
+fn queued_job((id, json, outcome, run_error, attempts, created_at): ClaimedRow) -> Option<QueuedJob> {
+    match serde_json::from_str(&json) {
+        Ok(job) => {
+            Some(QueuedJob { id, job, outcome, run_error, attempts: u32::try_from(attempts).unwrap_or(0), created_at })
+        }
+        Err(e) => {
+            tracing::error!(job = id, error = %e, "unreadable job left in the queue");
+            None
+        }
+    }
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn enqueue(&self, instance: &str, identity: Option<&str>, job: &Job) -> anyhow::Result<Enqueued> {
@@ -144,7 +159,7 @@ impl JobStore for SqliteStore {
             return Ok(Vec::new());
         }
         let now = now_millis();
-        let rows: Vec<(i64, String, Option<String>, Option<String>, i64, i64)> = sqlx::query_as(
+        let rows: Vec<ClaimedRow> = sqlx::query_as(
             "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id IN (
                 SELECT j.id FROM jobs j
                 WHERE j.status = 'pending' AND j.not_before <= ?1 AND j.lane = ?3
@@ -160,25 +175,26 @@ impl JobStore for SqliteStore {
         .bind(lane)
         .fetch_all(&self.pool)
         .await?;
-        let mut jobs: Vec<QueuedJob> = rows
-            .into_iter()
-            .filter_map(|(id, json, outcome, run_error, attempts, created_at)| match serde_json::from_str(&json) {
-                Ok(job) => Some(QueuedJob {
-                    id,
-                    job,
-                    outcome,
-                    run_error,
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                    created_at,
-                }),
-                Err(e) => {
-                    tracing::error!(job = id, error = %e, "unreadable job left in the queue");
-                    None
-                }
-            })
-            .collect();
+        let mut jobs: Vec<QueuedJob> = rows.into_iter().filter_map(queued_job).collect();
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
+    }
+
+    async fn claim_joiner(&self, issue: &IssueRef) -> anyhow::Result<Option<QueuedJob>> {
+        let row: Option<ClaimedRow> = sqlx::query_as(
+            "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id = (
+                SELECT j.id FROM jobs j
+                WHERE j.issue = ?2 AND j.lane = 'work' AND j.status = 'pending' AND j.not_before <= ?1
+                  AND j.outcome IS NULL AND json_extract(j.job, '$.trigger.kind') = 'mention'
+                  AND j.id = (SELECT MIN(p.id) FROM jobs p
+                              WHERE p.issue = j.issue AND p.lane = 'work' AND p.status = 'pending')
+            ) RETURNING id, job, outcome, run_error, attempts, created_at",
+        )
+        .bind(now_millis())
+        .bind(issue.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(queued_job))
     }
 
     async fn finish(&self, id: i64, outcome: Result<(), String>) -> anyhow::Result<()> {

@@ -61,7 +61,9 @@ impl SpendingStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         let resumed = resumed.unwrap_or(i64::MIN);
-        let today = start_of_day(now_ms).max(resumed);
+        // A writer's `resume` lifts the issue's own budget and the loop breaker;
+        // the day's budgets, the operator's, hold until the day rolls over.
+        let today = start_of_day(now_ms);
         let repo = issue.repo();
         let (_, on_issue) = self.spend_since(Column::Issue, &issue.to_string(), resumed).await?;
         let (_, repo_today) = self.spend_since(Column::Repo, &repo.to_string(), today).await?;

@@ -1,0 +1,104 @@
+//! Follow-ups that join a running turn. A trusted mention on an issue whose run
+//! is going on is handed to that run's session, which takes it in at its next
+//! step (opencode queues a message sent to a busy session); the run's answer
+//! names it. One that comes once the run no longer takes any runs after it.
+
+use std::sync::{Arc, Mutex};
+
+use super::{Outcome, Worker};
+use crate::forge::{Reaction, ReactionTarget};
+use crate::issue_ref::IssueRef;
+use crate::opencode::Door;
+use crate::queue::QueuedJob;
+use crate::store::now_millis;
+
+/// A run open to follow-ups, and those it took in: author and comment.
+#[derive(Default)]
+pub(super) struct Joining {
+    pub door: Arc<Door>,
+    taken: Mutex<Vec<(String, Option<u64>)>>,
+}
+
+impl Worker {
+    /// Opens the issue's run to follow-ups; its door goes to the driver, which
+    /// closes it once the turn's reply is in.
+    pub(super) fn open_to_follow_ups(&self, issue: &IssueRef) -> Arc<Joining> {
+        let joining = Arc::new(Joining::default());
+        if let Ok(mut open) = self.joining.lock() {
+            open.insert(issue.clone(), joining.clone());
+        }
+        joining
+    }
+
+    /// Closes the issue's run to follow-ups, and says which it took in.
+    pub(super) async fn close_to_follow_ups(&self, issue: &IssueRef, joining: &Joining) -> Vec<(String, Option<u64>)> {
+        joining.door.close().await;
+        if let Ok(mut open) = self.joining.lock() {
+            open.remove(issue);
+        }
+        joining.taken.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Follow-ups waiting on issues whose runs take them, claimed.
+    pub(super) async fn claim_follow_ups(&self) -> Vec<QueuedJob> {
+        let issues: Vec<IssueRef> = self.joining.lock().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let mut claimed = Vec::new();
+        for issue in issues {
+            match self.queue.claim_joiner(&issue).await {
+                Ok(Some(job)) => claimed.push(job),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot read the job queue"),
+            }
+        }
+        claimed
+    }
+
+    /// Admits one follow-up like any request, then hands it to its issue's
+    /// running turn; if that turn no longer takes it, the job waits its turn.
+    pub(super) async fn join(&self, queued: QueuedJob) {
+        let QueuedJob { id, job, attempts, created_at, .. } = queued;
+        let Some(forge) = self.forges.get(job.issue.repo().instance()).cloned() else {
+            self.record(id, attempts, created_at, Outcome::Failed("the instance is no longer configured".into())).await;
+            return;
+        };
+        let job = match self.admit(forge.as_ref(), id, job).await {
+            Ok(job) => job,
+            Err(outcome) => return self.record(id, attempts, created_at, outcome).await,
+        };
+        let joining = self.joining.lock().ok().and_then(|o| o.get(&job.issue).cloned());
+        let entry = match &joining {
+            Some(joining) => joining.door.enter().await,
+            None => None,
+        };
+        let joined = match (&joining, entry) {
+            (Some(joining), Some(_entry)) => {
+                match self.engine.join(&job.issue, &super::prompt::follow_up(&job)).await {
+                    Ok(()) => {
+                        if let Ok(mut taken) = joining.taken.lock() {
+                            taken.push((job.author.clone(), job.comment.as_ref().map(|c| c.id)));
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "a follow-up could not join the running turn");
+                        false
+                    }
+                }
+            }
+            _ => false,
+        };
+        if !joined {
+            if let Err(e) = self.queue.defer(id, now_millis(), "waits for the running job on this issue").await {
+                tracing::error!(error = %format!("{e:#}"), "cannot put a follow-up back");
+            }
+            return;
+        }
+        tracing::info!(job = id, issue = %job.issue, "a follow-up joined the running turn");
+        let target =
+            job.comment.as_ref().map_or(ReactionTarget::Issue(job.place().number()), |c| ReactionTarget::Comment(c.id));
+        if let Err(e) = forge.react(job.place().repo(), target, Reaction::Eyes).await {
+            tracing::warn!(error = %e, "could not react to a follow-up");
+        }
+        self.record(id, attempts, created_at, Outcome::Done).await;
+    }
+}
