@@ -185,17 +185,21 @@ async fn bots_and_people_without_write_access_trigger_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_issue_runs_in_order_and_two_issues_run_in_parallel() {
     let mut t = BotEnv::new().await;
-    t.env.model.on("MARK-P1", vec![Step::Answer("p1 done".into())]);
-    t.env.model.on("MARK-P2", vec![Step::Answer("p2 done".into())]);
+    let slow = Step::After(Duration::from_secs(2), Box::new(Step::Answer("p1 done".into())));
+    t.env.model.on("MARK-P1", vec![slow]);
     let d1 = gh(&gh_comment(40, 801, "@kugetsu MARK-P1", "alice"), "o-1");
-    let d2 = gh(&gh_comment(40, 802, "@kugetsu MARK-P2", "alice"), "o-2");
+    // A label while the mention's run goes on: work that does not join a turn
+    // (follow-up mentions do, see tests/follow_ups.rs) waits for the run, in order.
+    let mut labeled = retarget(fixture("github/issues.labeled.json"), "acme", "widget", 40, "alice");
+    labeled["label"]["name"] = "kugetsu".into();
+    let d2 = webhook::github("issues", "o-2", &labeled, GH_SECRET);
     assert_eq!(d1.post(&t.url("gh")).await.0, 202);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    t.env.model.wait_for_request("MARK-P1", Duration::from_secs(90)).await;
     assert_eq!(d2.post(&t.url("gh")).await.0, 202);
     let comments = t.forge.wait_for_comments("acme/widget", 40, 2).await;
-    assert!(comments[0].body.contains("p1 done") && comments[1].body.contains("p2 done"));
-    let seen = transcript(&t.env.model.requests_for("MARK-P2")[0]);
-    assert!(seen.contains("p1 done"), "the second mention ran after the first, in its session");
+    assert!(comments[0].body.contains("p1 done") && !comments[0].body.contains("Also answered"));
+    let last = t.env.model.requests().last().cloned().expect("the label's run asked the model");
+    assert!(transcript(&last).contains("p1 done"), "the label's run came after the mention's, in its session");
 
     t.env.model.on("MARK-SLOW", vec![Step::Hang]);
     let a = gh(&gh_comment(41, 803, "@kugetsu MARK-SLOW a", "alice"), "o-3");
@@ -242,7 +246,10 @@ async fn jobs_left_at_shutdown_run_once_after_a_restart() {
     let mut t = BotEnv::new().await;
     t.env.model.on("MARK-R1", vec![Step::Hang]);
     let d1 = gh(&gh_comment(44, 901, "@kugetsu MARK-R1", "alice"), "r-1");
-    let d2 = gh(&gh_comment(44, 902, "@kugetsu MARK-R2", "alice"), "r-2");
+    // A label, which waits for the running job (a mention would join its turn).
+    let mut labeled = retarget(fixture("github/issues.labeled.json"), "acme", "widget", 44, "alice");
+    labeled["label"]["name"] = "kugetsu".into();
+    let d2 = webhook::github("issues", "r-2", &labeled, GH_SECRET);
     assert_eq!(d1.post(&t.url("gh")).await.0, 202);
     assert_eq!(d2.post(&t.url("gh")).await.0, 202);
     t.env.model.wait_for_request("MARK-R1", Duration::from_secs(90)).await;

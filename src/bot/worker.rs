@@ -60,12 +60,14 @@ struct Ran {
     /// Why the run failed, if it did.
     failure: Option<String>,
     feedback: Option<RunFeedback>,
+    /// The follow-ups the run took in; their jobs end with its answer.
+    took_in: Vec<join::TakenIn>,
 }
 
 impl Ran {
     /// An answer with no run behind it.
     fn said(body: String) -> Self {
-        Self { body, failure: None, feedback: None }
+        Self { body, failure: None, feedback: None, took_in: Vec::new() }
     }
 }
 
@@ -235,7 +237,7 @@ impl Worker {
             Err(outcome) => return outcome,
         };
         stage::reached(&job.issue, Stage::Admitted);
-        let Ran { body, failure, feedback } = match &job.trigger {
+        let Ran { body, failure, feedback, took_in } = match &job.trigger {
             JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review | JobTrigger::CiFix { .. } => {
                 match self.run_agent(&forge, id, &job).await {
                     Some(ran) => ran,
@@ -249,6 +251,7 @@ impl Worker {
         if let Err(e) = self.queue.save_outcome(id, &body, failure.as_deref()).await {
             tracing::error!(error = %format!("{e:#}"), "cannot save a job's outcome");
         }
+        self.follow_ups_answered(&took_in).await;
         crash::point("before-comment");
         let posted = self.answer(forge.as_ref(), &job, id, &body).await;
         stage::reached(&job.issue, Stage::Commented);
@@ -362,22 +365,24 @@ impl Worker {
             (Ok(result), _) => {
                 let pull = self.settle_pull_request(forge.as_ref(), job, &result).await;
                 let body = comment::result_comment(&result, &pull, total.as_deref(), id);
-                Ran { body, failure: None, feedback: Some(feedback) }
+                Ran { body, failure: None, feedback: Some(feedback), took_in: Vec::new() }
             }
             (Err(e), Some(reached)) => {
                 tracing::info!(%reached, "a budget stopped the run");
                 let body = comment::budget_stopped_comment(&reached, &self.config.bot.handle, id);
-                Ran { body, failure: Some(e.to_string()), feedback: Some(feedback) }
+                Ran { body, failure: Some(e.to_string()), feedback: Some(feedback), took_in: Vec::new() }
             }
             (Err(e), None) => {
                 tracing::warn!(error = %e, "run failed");
-                Ran { body: comment::failure_comment(&e, id), failure: Some(e.to_string()), feedback: Some(feedback) }
+                let body = comment::failure_comment(&e, id);
+                Ran { body, failure: Some(e.to_string()), feedback: Some(feedback), took_in: Vec::new() }
             }
         };
-        Some(match took_in.is_empty() {
-            true => ran,
-            false => Ran { body: comment::with_line(&ran.body, &comment::took_in_line(&took_in)), ..ran },
-        })
+        if took_in.is_empty() {
+            return Some(ran);
+        }
+        let named: Vec<(String, Option<u64>)> = took_in.iter().map(|f| (f.author.clone(), f.comment)).collect();
+        Some(Ran { body: comment::with_line(&ran.body, &comment::took_in_line(&named)), took_in, ..ran })
     }
 
     /// Opens the issue's pull request, or says what became of it.
@@ -441,6 +446,7 @@ impl Worker {
                     if stopped && let Err(e) = self.engine.stop(&job.issue, &why).await {
                         tracing::warn!(error = %e, "could not mark the stopped run");
                     }
+                    self.stop_follow_ups(&job.issue, &why).await;
                 }
                 comment::stopped_comment(stopped, id)
             }

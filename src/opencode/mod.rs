@@ -89,12 +89,18 @@ pub struct Prompt<'a> {
 #[derive(Debug)]
 pub struct Door {
     open: std::sync::atomic::AtomicBool,
+    /// Whether any message came through: only then is the session looked at again.
+    used: std::sync::atomic::AtomicBool,
     lock: tokio::sync::Mutex<()>,
 }
 
 impl Default for Door {
     fn default() -> Self {
-        Self { open: std::sync::atomic::AtomicBool::new(true), lock: tokio::sync::Mutex::new(()) }
+        Self {
+            open: std::sync::atomic::AtomicBool::new(true),
+            used: std::sync::atomic::AtomicBool::new(false),
+            lock: tokio::sync::Mutex::new(()),
+        }
     }
 }
 
@@ -105,10 +111,17 @@ impl Door {
         self.open.load(std::sync::atomic::Ordering::SeqCst).then_some(guard)
     }
 
+    /// Says a message came through (under [`Door::enter`]'s guard).
+    pub fn used(&self) {
+        self.used.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Closes it: once this returns, no message is being added, nor will be.
-    pub async fn close(&self) {
+    /// Whether any came through.
+    pub async fn close(&self) -> bool {
         let _guard = self.lock.lock().await;
         self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.used.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

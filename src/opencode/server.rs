@@ -318,8 +318,10 @@ impl ServerDriver {
             task.abort();
         }
         let mut message: Message = outcome?;
-        if let Some(door) = &prompt.door {
-            door.close().await;
+        // Only a turn that took in follow-ups can have one left unanswered.
+        if let Some(door) = &prompt.door
+            && door.close().await
+        {
             message = self.settled(api, id, message, prompt.timeout).await?;
         }
         if let Some(error) = message.error() {

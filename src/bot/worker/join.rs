@@ -12,11 +12,20 @@ use crate::opencode::Door;
 use crate::queue::QueuedJob;
 use crate::store::now_millis;
 
-/// A run open to follow-ups, and those it took in: author and comment.
+/// A run open to follow-ups, and those it took in: their jobs, authors and comments.
 #[derive(Default)]
 pub(super) struct Joining {
     pub door: Arc<Door>,
-    taken: Mutex<Vec<(String, Option<u64>)>>,
+    taken: Mutex<Vec<TakenIn>>,
+}
+
+/// A follow-up a run took in. Its job stays running until the run's answer is
+/// saved, so a crash before then runs it again on its own.
+#[derive(Debug, Clone)]
+pub(super) struct TakenIn {
+    pub job: i64,
+    pub author: String,
+    pub comment: Option<u64>,
 }
 
 impl Worker {
@@ -31,8 +40,8 @@ impl Worker {
     }
 
     /// Closes the issue's run to follow-ups, and says which it took in.
-    pub(super) async fn close_to_follow_ups(&self, issue: &IssueRef, joining: &Joining) -> Vec<(String, Option<u64>)> {
-        joining.door.close().await;
+    pub(super) async fn close_to_follow_ups(&self, issue: &IssueRef, joining: &Joining) -> Vec<TakenIn> {
+        let _ = joining.door.close().await;
         if let Ok(mut open) = self.joining.lock() {
             open.remove(issue);
         }
@@ -74,8 +83,13 @@ impl Worker {
             (Some(joining), Some(_entry)) => {
                 match self.engine.join(&job.issue, &super::prompt::follow_up(&job)).await {
                     Ok(()) => {
+                        joining.door.used();
                         if let Ok(mut taken) = joining.taken.lock() {
-                            taken.push((job.author.clone(), job.comment.as_ref().map(|c| c.id)));
+                            taken.push(TakenIn {
+                                job: id,
+                                author: job.author.clone(),
+                                comment: job.comment.as_ref().map(|c| c.id),
+                            });
                         }
                         true
                     }
@@ -99,6 +113,27 @@ impl Worker {
         if let Err(e) = forge.react(job.place().repo(), target, Reaction::Eyes).await {
             tracing::warn!(error = %e, "could not react to a follow-up");
         }
-        self.record(id, attempts, created_at, Outcome::Done).await;
+    }
+
+    /// The issue's run was stopped: the follow-ups it took in end with it.
+    pub(super) async fn stop_follow_ups(&self, issue: &IssueRef, why: &str) {
+        let joining = self.joining.lock().ok().and_then(|mut open| open.remove(issue));
+        let Some(joining) = joining else { return };
+        let _ = joining.door.close().await;
+        let taken = joining.taken.lock().map(|t| t.clone()).unwrap_or_default();
+        for follow_up in taken {
+            if let Err(e) = self.queue.stop(follow_up.job, why).await {
+                tracing::error!(job = follow_up.job, error = %format!("{e:#}"), "cannot record a stopped follow-up");
+            }
+        }
+    }
+
+    /// The run that took follow-ups in has saved its answer: their jobs are done.
+    pub(super) async fn follow_ups_answered(&self, taken: &[TakenIn]) {
+        for follow_up in taken {
+            if let Err(e) = self.queue.finish(follow_up.job, Ok(())).await {
+                tracing::error!(job = follow_up.job, error = %format!("{e:#}"), "cannot record an answered follow-up");
+            }
+        }
     }
 }
