@@ -248,8 +248,8 @@ pub fn with_line(body: &str, line: &str) -> String {
     }
 }
 
-/// The follow-ups a run took in, for its answer: `**Also answered:** comment 5 by
-/// alice, …`. Logins are not mentions here: nobody is pinged by an answer.
+/// The follow-ups a run took in, for its answer: `**Took in:** comment 5 by alice,
+/// …`. Logins are not mentions here: nobody is pinged by an answer.
 pub fn took_in_line(authors_and_comments: &[(String, Option<u64>)]) -> String {
     let who: Vec<String> = authors_and_comments
         .iter()
@@ -261,7 +261,7 @@ pub fn took_in_line(authors_and_comments: &[(String, Option<u64>)]) -> String {
             }
         })
         .collect();
-    format!("**Also answered:** {}, taken in while the run went on", who.join(", "))
+    format!("**Took in:** {}, while the run went on", who.join(", "))
 }
 
 /// What `status` says of an issue's spending.
@@ -482,7 +482,7 @@ mod tests {
         let body =
             with_line(&refused_comment("busy", 5), &took_in_line(&[("@bob".into(), Some(9)), ("eve".into(), None)]));
         assert!(is_comment_for_job(&body, 5), "{body}");
-        assert!(body.contains("**Also answered:** comment 9 by bob, a request by eve, taken in"), "{body}");
+        assert!(body.contains("**Took in:** comment 9 by bob, a request by eve, while the run went on"), "{body}");
         assert!(!body.contains("@bob"), "nobody is pinged: {body}");
     }
 

@@ -197,7 +197,7 @@ async fn one_issue_runs_in_order_and_two_issues_run_in_parallel() {
     t.env.model.wait_for_request("MARK-P1", Duration::from_secs(90)).await;
     assert_eq!(d2.post(&t.url("gh")).await.0, 202);
     let comments = t.forge.wait_for_comments("acme/widget", 40, 2).await;
-    assert!(comments[0].body.contains("p1 done") && !comments[0].body.contains("Also answered"));
+    assert!(comments[0].body.contains("p1 done") && !comments[0].body.contains("Took in"));
     let last = t.env.model.requests().last().cloned().expect("the label's run asked the model");
     assert!(transcript(&last).contains("p1 done"), "the label's run came after the mention's, in its session");
 

@@ -38,7 +38,7 @@ async fn a_follow_up_during_a_slow_step_joins_the_turn_and_one_after_it_starts_a
     let answers = t.forge.wait_for_comments("acme/widget", 91, 1).await;
     let answer = &answers[0].body;
     assert!(answer.contains("JOINED-ANSWER"), "the turn's reply answers the follow-up: {answer}");
-    assert!(answer.contains("**Also answered:** comment 6102 by alice, taken in"), "{answer}");
+    assert!(answer.contains("**Took in:** comment 6102 by alice, while the run went on"), "{answer}");
     // The model's next request carried the follow-up, in the same turn and session.
     let joined = t.env.model.requests_for("MARK-JOIN-SECOND");
     assert_eq!(joined.len(), 1, "one request for the follow-up, no second run");
@@ -56,10 +56,6 @@ async fn a_follow_up_during_a_slow_step_joins_the_turn_and_one_after_it_starts_a
     let after = tea(&tea_comment(91, 6103, "@kugetsu MARK-JOIN-AFTER", "alice"), "j-3");
     assert_eq!(after.post(&t.url("tea")).await.0, 202);
     let answers = t.forge.wait_for_comments("acme/widget", 91, 2).await;
-    assert!(
-        answers[1].body.contains("AFTER-ANSWER") && !answers[1].body.contains("Also answered"),
-        "{}",
-        answers[1].body
-    );
+    assert!(answers[1].body.contains("AFTER-ANSWER") && !answers[1].body.contains("Took in"), "{}", answers[1].body);
     t.stop().await;
 }

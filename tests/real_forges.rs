@@ -45,7 +45,7 @@ async fn on_gitea_without_the_admin_role_triggers_wait_say_why_once_and_run_when
     let bodies: Vec<&str> = comments.iter().map(|c| c.body.as_str()).collect();
     // The second request waited behind the first: it ran after it, or joined its
     // turn once the first ran (tests/follow_ups.rs), and was answered either way.
-    match bodies.iter().any(|b| b.contains("**Also answered:** comment 3002")) {
+    match bodies.iter().any(|b| b.contains("**Took in:** comment 3002")) {
         true => assert!(bodies.len() == 3 && bodies[2].contains("second, once allowed"), "{bodies:?}"),
         false => assert!(
             bodies.len() == 4

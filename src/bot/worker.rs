@@ -352,6 +352,7 @@ impl Worker {
             // Another run (a CLI one) holds the issue: wait for it rather than fail.
             tracing::info!(%why, "deferring a job: the issue is busy");
             self.defer(id, BUSY_RETRY, "another run holds this issue").await;
+            self.follow_ups_wait(&took_in).await;
             feedback.finish(Ending::Stopped);
             return None;
         }

@@ -12,27 +12,10 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::ForgeKind;
+use crate::opencode::FilePart;
 
 /// The most files fetched for one request.
 pub const MAX_ATTACHMENTS: usize = 8;
-
-/// One fetched file.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Attachment {
-    pub filename: String,
-    pub mime: String,
-    pub bytes: Vec<u8>,
-}
-
-impl std::fmt::Debug for Attachment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Attachment")
-            .field("filename", &self.filename)
-            .field("mime", &self.mime)
-            .field("bytes", &self.bytes.len())
-            .finish()
-    }
-}
 
 /// The links in `text` (Markdown links and images, HTML `src`/`href`) to
 /// attachments on this instance: same scheme, host and port as `web_url`, under
@@ -124,7 +107,7 @@ pub async fn fetch(
     token: Option<&SecretString>,
     max_bytes: u64,
     timeout: Duration,
-) -> Result<Attachment, String> {
+) -> Result<FilePart, String> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
@@ -163,7 +146,7 @@ pub async fn fetch(
         }
         bytes.extend_from_slice(&chunk);
     }
-    Ok(Attachment { filename: filename_of(url), mime, bytes })
+    Ok(FilePart { filename: filename_of(url), mime, bytes })
 }
 
 /// `type/subtype`, in the characters media types use: the forge's word goes

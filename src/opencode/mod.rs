@@ -111,6 +111,11 @@ impl Door {
         self.open.load(std::sync::atomic::Ordering::SeqCst).then_some(guard)
     }
 
+    /// Whether it is still open (without waiting for the lock).
+    pub fn is_open(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Says a message came through (under [`Door::enter`]'s guard).
     pub fn used(&self) {
         self.used.store(true, std::sync::atomic::Ordering::SeqCst);

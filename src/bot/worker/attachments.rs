@@ -38,7 +38,7 @@ impl Worker {
             match fetch(url, token.as_ref(), max_mib * 1024 * 1024, self.config.bot.api_timeout).await {
                 Ok(file) => {
                     given.push(format!("link {} ({}, {} bytes)", n + 1, file.mime, file.bytes.len()));
-                    files.push(FilePart { filename: file.filename, mime: file.mime, bytes: file.bytes });
+                    files.push(file);
                 }
                 Err(why) => {
                     tracing::info!(%url, %why, "an attachment was not fetched");

@@ -50,7 +50,11 @@ impl Worker {
 
     /// Follow-ups waiting on issues whose runs take them, claimed.
     pub(super) async fn claim_follow_ups(&self) -> Vec<QueuedJob> {
-        let issues: Vec<IssueRef> = self.joining.lock().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let issues: Vec<IssueRef> = self
+            .joining
+            .lock()
+            .map(|o| o.iter().filter(|(_, j)| j.door.is_open()).map(|(issue, _)| issue.clone()).collect())
+            .unwrap_or_default();
         let mut claimed = Vec::new();
         for issue in issues {
             match self.queue.claim_joiner(&issue).await {
@@ -124,6 +128,17 @@ impl Worker {
         for follow_up in taken {
             if let Err(e) = self.queue.stop(follow_up.job, why).await {
                 tracing::error!(job = follow_up.job, error = %format!("{e:#}"), "cannot record a stopped follow-up");
+            }
+        }
+    }
+
+    /// The run that took follow-ups in could not run after all: they wait their turn.
+    pub(super) async fn follow_ups_wait(&self, taken: &[TakenIn]) {
+        for follow_up in taken {
+            if let Err(e) =
+                self.queue.defer(follow_up.job, now_millis(), "waits for the running job on this issue").await
+            {
+                tracing::error!(job = follow_up.job, error = %format!("{e:#}"), "cannot put a follow-up back");
             }
         }
     }
