@@ -98,7 +98,11 @@ impl Worker {
                         true
                     }
                     Err(e) => {
+                        // Nothing more joins this run (a first run without its session
+                        // yet, a driver that cannot): the follow-ups wait for it instead.
                         tracing::info!(error = %e, "a follow-up could not join the running turn");
+                        drop(_entry);
+                        let _ = joining.door.close().await;
                         false
                     }
                 }
