@@ -160,10 +160,8 @@ impl Shown {
     /// was cut short by a crash or a restart), or a new one.
     async fn open_comment(&self) -> Option<u64> {
         let Showing { forge, place, job_id, bot_login, .. } = &self.showing;
-        let earlier = match forge.comments(place).await {
-            Ok(all) => all
-                .into_iter()
-                .find(|c| c.author.eq_ignore_ascii_case(bot_login) && comment::is_progress_for_job(&c.body, *job_id)),
+        let earlier = match progress_comment_of(forge.as_ref(), place, bot_login, *job_id).await {
+            Ok(found) => found,
             Err(e) => {
                 // Without the list, a second comment beats a run nobody can follow.
                 tracing::warn!(error = %e, "could not look for an earlier progress comment");
@@ -213,6 +211,19 @@ impl Shown {
     }
 }
 
+/// Job `job_id`'s progress comment at `place`, among the bot's own comments.
+async fn progress_comment_of(
+    forge: &dyn Forge,
+    place: &IssueRef,
+    bot_login: &str,
+    job_id: i64,
+) -> Result<Option<crate::forge::ForgeComment>, crate::forge::ForgeError> {
+    let all = forge.comments(place).await?;
+    Ok(all
+        .into_iter()
+        .find(|c| c.author.eq_ignore_ascii_case(bot_login) && comment::is_progress_for_job(&c.body, job_id)))
+}
+
 /// Folds the progress comment a run left when kugetsu stopped between its end
 /// and its answer: the answer is out now, posted from what the run saved.
 pub async fn fold_left(
@@ -223,13 +234,7 @@ pub async fn fold_left(
     elapsed: Duration,
     ending: Ending,
 ) {
-    let Ok(all) = forge.comments(place).await else { return };
-    let Some(left) = all
-        .into_iter()
-        .find(|c| c.author.eq_ignore_ascii_case(bot_login) && comment::is_progress_for_job(&c.body, job_id))
-    else {
-        return;
-    };
+    let Ok(Some(left)) = progress_comment_of(forge, place, bot_login, job_id).await else { return };
     if !left.body.starts_with("⏳") {
         return;
     }

@@ -23,7 +23,7 @@ use crate::comment;
 use crate::config::Config;
 use crate::crash;
 use crate::engine::{Engine, EngineError, Mode, RunOptions};
-use crate::forge::{Backoff, Forge, PermissionCache, ReactionTarget, branch_url, compare_url};
+use crate::forge::{Backoff, Forge, PermissionCache, branch_url, compare_url};
 use crate::issue_ref::{InstanceName, IssueRef};
 use crate::metrics::{Metrics, RunOutcome};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
@@ -273,8 +273,7 @@ impl Worker {
 
     /// Reacts to the trigger, and follows the run's progress from there.
     fn show_progress(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job) -> RunFeedback {
-        let target =
-            job.comment.as_ref().map_or(ReactionTarget::Issue(job.place().number()), |c| ReactionTarget::Comment(c.id));
+        let target = job.reaction_target();
         let instance = self.config.instance(job.issue.repo().instance());
         let branch = self.engine.branch_for(&job.issue);
         let branch_url = instance.map(|i| branch_url(i.kind, &i.web_url, job.issue.repo(), &branch));

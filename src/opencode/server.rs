@@ -260,15 +260,7 @@ impl ServerDriver {
     }
 
     async fn prompt_in(&self, api: &Api, id: &str, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
-        let mut parts = vec![json!({ "type": "text", "text": text })];
-        parts.extend(prompt.files.iter().map(super::FilePart::to_json));
-        let mut body = json!({ "parts": parts });
-        if let Some((provider, model)) = self.settings.model.as_deref().and_then(split_model) {
-            body["model"] = json!({ "providerID": provider, "modelID": model });
-        }
-        if let Some(agent) = &self.settings.agent {
-            body["agent"] = json!(agent);
-        }
+        let body = self.prompt_body(text, prompt.files);
         let watchers = Watchers { debug_dir: prompt.debug_dir, progress: prompt.progress.clone() };
         let watching = subscribe(api, id, watchers).await;
         if let Some(progress) = &prompt.progress {
@@ -335,6 +327,20 @@ impl ServerDriver {
             cost: (after.cost - before.cost).max(0.0),
             denied,
         })
+    }
+
+    /// A message for opencode: the text, its files, and the configured model and agent.
+    fn prompt_body(&self, text: &str, files: &[super::FilePart]) -> Value {
+        let mut parts = vec![json!({ "type": "text", "text": text })];
+        parts.extend(files.iter().map(super::FilePart::to_json));
+        let mut body = json!({ "parts": parts });
+        if let Some((provider, model)) = self.settings.model.as_deref().and_then(split_model) {
+            body["model"] = json!({ "providerID": provider, "modelID": model });
+        }
+        if let Some(agent) = &self.settings.agent {
+            body["agent"] = json!(agent);
+        }
+        body
     }
 
     /// The turn's answer once every message that joined it is answered. A message
@@ -476,14 +482,7 @@ impl Driver for ServerDriver {
         let slot = self.existing_slot(&home).ok_or_else(|| RunError::infra("no opencode runs for this checkout"))?;
         let running = slot.server.lock().await.as_ref().map(|s| s.api.clone());
         let api = running.ok_or_else(|| RunError::infra("no opencode runs for this checkout"))?;
-        let mut body = json!({ "parts": [{ "type": "text", "text": text }] });
-        if let Some((provider, model)) = self.settings.model.as_deref().and_then(split_model) {
-            body["model"] = json!({ "providerID": provider, "modelID": model });
-        }
-        if let Some(agent) = &self.settings.agent {
-            body["agent"] = json!(agent);
-        }
-        api.prompt_async(id, &body).await
+        api.prompt_async(id, &self.prompt_body(text, &[])).await
     }
 
     async fn abort(&self, id: &str, dir: &Path) {

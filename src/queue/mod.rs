@@ -55,6 +55,12 @@ impl Job {
     pub fn place(&self) -> IssueRef {
         self.on_pull_request.and_then(|n| self.issue.repo().issue(n).ok()).unwrap_or_else(|| self.issue.clone())
     }
+
+    /// What kugetsu reacts on: the triggering comment, or the issue it was made on.
+    pub fn reaction_target(&self) -> crate::forge::ReactionTarget {
+        use crate::forge::ReactionTarget;
+        self.comment.as_ref().map_or(ReactionTarget::Issue(self.place().number()), |c| ReactionTarget::Comment(c.id))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::{Outcome, Worker};
-use crate::forge::{Reaction, ReactionTarget};
+use crate::forge::Reaction;
 use crate::issue_ref::IssueRef;
 use crate::opencode::Door;
 use crate::queue::QueuedJob;
@@ -116,8 +116,7 @@ impl Worker {
             return;
         }
         tracing::info!(job = id, issue = %job.issue, "a follow-up joined the running turn");
-        let target =
-            job.comment.as_ref().map_or(ReactionTarget::Issue(job.place().number()), |c| ReactionTarget::Comment(c.id));
+        let target = job.reaction_target();
         if let Err(e) = forge.react(job.place().repo(), target, Reaction::Eyes).await {
             tracing::warn!(error = %e, "could not react to a follow-up");
         }
