@@ -417,6 +417,10 @@ pub struct BotSettings {
     pub progress_interval: Duration,
     /// The largest attachment fetched for the agent, in MiB; 0 fetches none.
     pub attachment_max_mib: u64,
+    /// How long a run waits for a writer to answer the agent's question (or
+    /// permission request) before it goes on without one.
+    #[serde(with = "humantime_serde")]
+    pub question_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -452,6 +456,7 @@ impl Default for BotSettings {
             progress: ProgressMode::Comment,
             progress_interval: Duration::from_secs(10),
             attachment_max_mib: 10,
+            question_timeout: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -528,6 +533,9 @@ impl Config {
         // Every edit is an API call; a run of hours must not spend a forge's rate limit.
         if raw.bot.progress_interval < Duration::from_secs(1) {
             bail!("bot.progress_interval must be at least 1s");
+        }
+        if raw.bot.question_timeout.is_zero() {
+            bail!("bot.question_timeout must be more than zero");
         }
         raw.budgets.validate().map_err(anyhow::Error::msg)?;
         // A replay, or the reconciler's look back, must still find what it repeats.

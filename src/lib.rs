@@ -18,6 +18,7 @@ pub mod layout;
 pub mod lock;
 pub mod metrics;
 pub mod opencode;
+pub mod question;
 pub mod queue;
 pub mod result;
 pub mod sandbox;

@@ -3,6 +3,7 @@
 
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::question::{Asked, NO_ANSWER, Reply};
 use crate::queue::{Job, JobTrigger};
 
 /// The most of a line comment's diff hunk a prompt shows, from its end.
@@ -73,8 +74,8 @@ pub fn build(job: &Job, branch: &str) -> String {
                 out.push_str(&fence("failed check", &format!("name: {}\nlink: {url}\n{}", check.name, check.summary)));
             }
         }
-        // Control and refused jobs never reach the agent; say nothing more.
-        (JobTrigger::Control { .. } | JobTrigger::Refused { .. }, _) => {}
+        // Control, refused and answer jobs never reach the agent; say nothing more.
+        (JobTrigger::Control { .. } | JobTrigger::Refused { .. } | JobTrigger::Answer, _) => {}
         (JobTrigger::Label { name }, _) => {
             out.push_str(&format!(
                 "\n@{} added the label `{name}`: work on the {kind} as described above.\n",
@@ -97,6 +98,36 @@ pub fn follow_up(job: &Job) -> String {
         body.trim(),
         author = job.author
     )
+}
+
+/// The answer to what the agent asked, for a turn that no longer waits for it:
+/// kugetsu restarted meanwhile, and opencode's pending request went with it.
+pub fn answered_after_restart(asked: &Asked, reply: &Reply, author: Option<&str>) -> String {
+    let nonce = Alphanumeric.sample_string(&mut rand::rng(), 12);
+    let fence = |text: &str| format!("<<<USER-CONTENT {nonce} answer\n{}\n>>>USER-CONTENT {nonce} END\n", text.trim());
+    let who = author.map_or_else(|| "Nobody answered in time".to_owned(), |a| format!("@{a} answered"));
+    let head = "kugetsu restarted while you waited for an answer, so your request ended without one. \
+                What is between the markers was written by people on the forge (the same rules hold).";
+    match (asked, reply) {
+        (Asked::Question { questions }, Reply::Answers(answers)) => {
+            let mut out = format!("{head} You asked:\n");
+            for (n, q) in questions.iter().enumerate() {
+                let answer = answers.get(n).map(|a| a.join(", ")).unwrap_or_else(|| NO_ANSWER.to_owned());
+                out.push_str(&format!("{}. {}\n", n + 1, q.question.trim()));
+                out.push_str(&format!("{who}:\n{}", fence(&answer)));
+            }
+            out + "Go on with the task with this in mind."
+        }
+        (Asked::Permission { .. }, Reply::Allow) => format!(
+            "{head} You asked for {}. {who}: allowed. Do it now; the same request is allowed once more.",
+            asked.summary()
+        ),
+        (Asked::Permission { .. }, Reply::Deny(why)) => {
+            format!("{head} You asked for {}. {who}: denied.\n{}Go on without it.", asked.summary(), fence(why))
+        }
+        // A reply is read for what was asked; other pairs do not occur.
+        _ => format!("{head} Go on with the task, using your judgement."),
+    }
 }
 
 /// The same request again, after opencode died while the agent worked on it.

@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 mod admit;
+mod ask;
 mod attachments;
 mod budget;
 mod ci_fix;
 mod join;
 mod review;
+mod slot;
 
 use super::progress::{RunFeedback, Showing};
 use super::prompt;
@@ -92,6 +94,10 @@ pub struct Worker {
     running: Arc<Mutex<HashMap<IssueRef, (i64, AbortHandle)>>>,
     /// The runs that take follow-ups now, by issue.
     joining: Arc<Mutex<HashMap<IssueRef, Arc<join::Joining>>>>,
+    /// Agent runs' slots (`limits.concurrency`); a run waiting for a person gives its slot back.
+    work_slots: Arc<Semaphore>,
+    /// Told when a person answered a waiting run's question.
+    answered: Arc<Notify>,
 }
 
 impl Worker {
@@ -103,7 +109,19 @@ impl Worker {
         permissions: Arc<PermissionCache>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { engine, queue, forges, config, permissions, metrics, running: Arc::default(), joining: Arc::default() }
+        let work_slots = Arc::new(Semaphore::new(config.limits.concurrency));
+        Self {
+            engine,
+            queue,
+            forges,
+            config,
+            permissions,
+            metrics,
+            running: Arc::default(),
+            joining: Arc::default(),
+            work_slots,
+            answered: Arc::default(),
+        }
     }
 
     /// Works until `stopped` turns true, then abandons runs in progress: their
@@ -111,12 +129,14 @@ impl Worker {
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
         // Agent runs are capped by `limits.concurrency`; control jobs (stop,
         // status…) have slots of their own, so they are answered while runs go on.
-        let work_slots = Arc::new(Semaphore::new(self.config.limits.concurrency));
         let control_slots = Arc::new(Semaphore::new(CONTROL_SLOTS));
         let mut tasks = JoinSet::new();
         while !*stopped.borrow() {
-            for (lane, slots) in [("work", &work_slots), ("control", &control_slots)] {
-                let jobs = match self.queue.claim(lane, slots.available_permits()).await {
+            for (lane, slots) in [("work", &self.work_slots), ("control", &control_slots)] {
+                // Slots first, then as many jobs: a waiting run taking its slot
+                // back meanwhile never leaves a claimed job without one.
+                let mut free: Vec<_> = std::iter::from_fn(|| slots.clone().try_acquire_owned().ok()).collect();
+                let jobs = match self.queue.claim(lane, free.len()).await {
                     Ok(jobs) => jobs,
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "cannot read the job queue");
@@ -124,14 +144,15 @@ impl Worker {
                     }
                 };
                 for job in jobs {
-                    let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                    let Some(permit) = free.pop() else { break };
+                    let slot = slot::WorkSlot::new(slots.clone(), permit);
                     let (id, issue) = (job.id, job.job.issue.clone());
                     let key = issue.clone();
                     let worker = self.clone();
                     let refill = lane == "work";
                     let handle = tasks.spawn(async move {
                         let (attempts, created_at) = (job.attempts, job.created_at);
-                        let outcome = worker.process(job).await;
+                        let outcome = worker.process(job, &slot).await;
                         worker.record(id, attempts, created_at, outcome).await;
                         if let Ok(mut running) = worker.running.lock()
                             && running.get(&issue).is_some_and(|(running_id, _)| *running_id == id)
@@ -199,7 +220,7 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(job = queued.id, issue = %queued.job.issue, delivery = %queued.job.delivery_id))]
-    async fn process(&self, queued: QueuedJob) -> Outcome {
+    async fn process(&self, queued: QueuedJob, slot: &slot::WorkSlot) -> Outcome {
         crash::point("after-claim");
         let QueuedJob { id, job, outcome, run_error, attempts, created_at } = queued;
         stage::reached(&job.issue, Stage::Claimed);
@@ -229,6 +250,7 @@ impl Worker {
             return self.give_up(forge.as_ref(), job, id, created_at).await;
         }
         let admitted = match job.trigger {
+            JobTrigger::Answer => return self.take_answer(forge.as_ref(), id, job).await,
             JobTrigger::CiFix { .. } => self.admit_repair(forge.as_ref(), id, job).await,
             _ => self.admit(forge.as_ref(), id, job).await,
         };
@@ -239,13 +261,15 @@ impl Worker {
         stage::reached(&job.issue, Stage::Admitted);
         let Ran { body, failure, feedback, took_in } = match &job.trigger {
             JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review | JobTrigger::CiFix { .. } => {
-                match self.run_agent(&forge, id, &job).await {
+                match self.run_agent(&forge, id, &job, slot).await {
                     Some(ran) => ran,
                     None => return Outcome::Deferred,
                 }
             }
             JobTrigger::Control { command } => Ran::said(self.control(*command, id, &job).await),
             JobTrigger::Refused { reason } => Ran::said(comment::refused_comment(reason, id)),
+            // Taken before admission, above.
+            JobTrigger::Answer => return Outcome::Done,
         };
         // Saved before posting: after a crash the comment is posted, the agent not rerun.
         if let Err(e) = self.queue.save_outcome(id, &body, failure.as_deref()).await {
@@ -293,7 +317,7 @@ impl Worker {
     /// Runs the agent and returns the comment to post, and why the run failed if
     /// it did; `None` when the job was deferred, for lack of disk space or
     /// because another run holds the issue.
-    async fn run_agent(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job) -> Option<Ran> {
+    async fn run_agent(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job, slot: &slot::WorkSlot) -> Option<Ran> {
         if self.engine.free_disk_mib().is_some_and(|free| free < self.config.limits.min_free_disk_mib) {
             tracing::warn!("deferring a job: the disk is nearly full");
             let already_said = forge
@@ -315,18 +339,39 @@ impl Worker {
         let feedback = self.show_progress(forge, id, job);
         let budget = self.watch_budget(&job.issue, id, before, feedback.events());
         let branch = self.engine.branch_for(&job.issue);
-        let (files, note) = self.attachments(forge.as_ref(), job).await;
-        let text = prompt::build(job, &branch) + note.as_deref().unwrap_or_default();
+        // A run that waited for a person when kugetsu stopped waits again; its
+        // answer then comes as a message, opencode's request having gone.
+        let waited = self.engine.store().wait_of_job(id).await.unwrap_or_else(|e| {
+            tracing::error!(error = %format!("{e:#}"), "cannot read whether the run waited for an answer");
+            None
+        });
+        let (text, files, granted) = match waited {
+            Some(wait) => {
+                let asked = wait.asked.clone();
+                let answered = self.wait_in_thread(forge.as_ref(), job, slot, wait).await;
+                let text = prompt::answered_after_restart(&asked, &answered.reply, answered.author.as_deref());
+                let granted = (answered.reply == crate::question::Reply::Allow).then_some(asked);
+                (text, Vec::new(), granted)
+            }
+            None => {
+                let (files, note) = self.attachments(forge.as_ref(), job).await;
+                (prompt::build(job, &branch) + note.as_deref().unwrap_or_default(), files, None)
+            }
+        };
         let started = std::time::Instant::now();
         let joining = self.open_to_follow_ups(&job.issue);
-        let run = {
+        let (asks, asked) = tokio::sync::mpsc::unbounded_channel();
+        let questions = self.answer_asks(forge.as_ref(), id, job, slot, asked, granted);
+        let (events, stop) = (budget.events(), budget.stop());
+        let run = async {
             // Dropped with this block: the budget's count ends with the run's events.
             let opts = RunOptions {
                 debug: false,
-                progress: Some(budget.events()),
-                stop: Some(budget.stop()),
+                progress: Some(events),
+                stop: Some(stop),
                 files,
                 door: Some(joining.door.clone()),
+                asks: Some(asks),
             };
             let mut run = self.engine.run(&job.issue, &text, Mode::Auto, opts.clone()).await;
             if let Err(EngineError::Interrupted(why)) = &run {
@@ -338,6 +383,14 @@ impl Worker {
             }
             run
         };
+        // The questions go with the run: a run that ends while one waits (a
+        // budget, the timeout) leaves it unanswered.
+        let run = tokio::select! {
+            run = run => run,
+            () = questions => unreachable!("answering questions ends only with the run"),
+        };
+        self.end_wait(id).await;
+        slot.take_again().await;
         let took_in = self.close_to_follow_ups(&job.issue, &joining).await;
         let (by_events, reached) = budget.finish().await;
         let outcome = match &run {
@@ -430,7 +483,11 @@ impl Worker {
                 let queued = self.queue.waiting_for(&job.issue).await.unwrap_or(0);
                 let waiting = self.queue.waiting_reasons(&job.issue).await.unwrap_or_default();
                 let spending = self.spending(&job.issue).await;
-                comment::status_comment(record.as_ref(), queued, &waiting, &spending, id)
+                let status = comment::status_comment(record.as_ref(), queued, &waiting, &spending, id);
+                match self.queue.open_wait(&job.issue).await.ok().flatten() {
+                    Some(wait) => comment::with_line(&status, &comment::waiting_line(&wait.asked, wait.deadline)),
+                    None => status,
+                }
             }
             Control::Stop => {
                 let running = self.running.lock().ok().and_then(|mut r| r.remove(&job.issue));
@@ -447,6 +504,9 @@ impl Worker {
                         tracing::warn!(error = %e, "could not mark the stopped run");
                     }
                     self.stop_follow_ups(&job.issue, &why).await;
+                }
+                if let Err(e) = self.engine.store().end_waits_on(&job.issue).await {
+                    tracing::error!(error = %format!("{e:#}"), "cannot end a stopped run's wait");
                 }
                 comment::stopped_comment(stopped, id)
             }

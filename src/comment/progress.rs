@@ -29,7 +29,7 @@ pub fn is_progress_for_job(body: &str, job_id: i64) -> bool {
 }
 
 /// `text` as inline code: the agent's words, shown and never rendered.
-fn code(text: &str) -> String {
+pub(super) fn code(text: &str) -> String {
     format!("`{}`", text.replace('`', "'"))
 }
 

@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub files: Vec<crate::opencode::FilePart>,
     /// Through which follow-ups join the run while it goes on ([`Engine::join`]).
     pub door: Option<Arc<crate::opencode::Door>>,
+    /// Told what the agent asks a person; the run waits for each answer.
+    pub asks: Option<tokio::sync::mpsc::UnboundedSender<crate::opencode::Ask>>,
 }
 
 /// Where push and fetch tokens come from, when not straight from the config
@@ -398,6 +400,7 @@ impl Engine {
             stop: opts.stop,
             files: &opts.files,
             door: opts.door,
+            asks: opts.asks,
         };
         let run = self.driver.run(prompt);
         tokio::pin!(run);
@@ -619,6 +622,7 @@ impl Engine {
             stop: None,
             files: &[],
             door: None,
+            asks: None,
         };
         let reply = self.driver.run(prompt).await?;
         if let Some(previous) = previous

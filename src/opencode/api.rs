@@ -273,11 +273,19 @@ impl Api {
         self.send(self.request(Method::GET, "/permission"), "permission listing").await
     }
 
-    pub async fn reject_permission(&self, id: &str, why: &str) -> Result<(), RunError> {
-        let req = self
-            .request(Method::POST, &format!("/permission/{id}/reply"))
-            .json(&json!({ "reply": "reject", "message": why }));
+    /// Answers a permission request: `once`, `always` or `reject` (with the
+    /// reason the agent is told).
+    pub async fn reply_permission(&self, id: &str, reply: &str, message: Option<&str>) -> Result<(), RunError> {
+        let mut body = json!({ "reply": reply });
+        if let Some(message) = message {
+            body["message"] = json!(message);
+        }
+        let req = self.request(Method::POST, &format!("/permission/{id}/reply")).json(&body);
         self.send_expecting_success(req, "permission reply").await
+    }
+
+    pub async fn reject_permission(&self, id: &str, why: &str) -> Result<(), RunError> {
+        self.reply_permission(id, "reject", Some(why)).await
     }
 
     pub async fn questions(&self) -> Result<Vec<PendingRequest>, RunError> {
@@ -286,6 +294,12 @@ impl Api {
 
     pub async fn reject_question(&self, id: &str) -> Result<(), RunError> {
         let req = self.request(Method::POST, &format!("/question/{id}/reject"));
+        self.send_expecting_success(req, "question reply").await
+    }
+
+    /// Answers a question: per question asked, the chosen labels or free text.
+    pub async fn answer_question(&self, id: &str, answers: &[Vec<String>]) -> Result<(), RunError> {
+        let req = self.request(Method::POST, &format!("/question/{id}/reply")).json(&json!({ "answers": answers }));
         self.send_expecting_success(req, "question reply").await
     }
 

@@ -80,6 +80,17 @@ pub struct Prompt<'a> {
     pub files: &'a [FilePart],
     /// Through which follow-ups join the turn while it runs; closed once its reply is in.
     pub door: Option<Arc<Door>>,
+    /// Told what the agent asks a person; without it, questions and permission
+    /// prompts are refused so the run can finish.
+    pub asks: Option<tokio::sync::mpsc::UnboundedSender<Ask>>,
+}
+
+/// Something the agent waits on a person for. The turn waits, without counting
+/// against its timeout, until `reply` is answered; dropping it refuses.
+#[derive(Debug)]
+pub struct Ask {
+    pub asked: crate::question::Asked,
+    pub reply: tokio::sync::oneshot::Sender<crate::question::Reply>,
 }
 
 /// Whether messages may still join a running turn ([`Driver::inject`]). The turn

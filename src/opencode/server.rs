@@ -20,6 +20,7 @@ use super::process::ProcessGroup;
 use super::warmup::{WarmupModel, warm_up};
 use super::{AgentReply, Driver, FailureKind, OpencodeEnv, Prompt, RunError, SessionInfo, SessionTarget, split_model};
 use crate::config::OpencodeSettings;
+use crate::question::{Asked, Reply};
 use crate::result::Tokens;
 
 /// When a running prompt is first checked for permission prompts, questions,
@@ -266,7 +267,7 @@ impl ServerDriver {
         if let Some(progress) = &prompt.progress {
             let _ = progress.send(AgentEvent::Started);
         }
-        let mut denied = Vec::new();
+        let mut asking = Asking::new(prompt.asks.clone());
         // The counters before the turn are read beside the prompt, not before it:
         // they change only once the model has answered.
         let before = api.session(id);
@@ -275,7 +276,8 @@ impl ServerDriver {
             tokio::pin!(reply);
             let stop = super::stop_asked(prompt.stop.clone());
             tokio::pin!(stop);
-            let deadline = tokio::time::Instant::now() + prompt.timeout;
+            let mut deadline = tokio::time::Instant::now() + prompt.timeout;
+            let mut looked = tokio::time::Instant::now();
             // The first look is one interval in: a turn that ends sooner is never
             // slowed by it.
             let mut wait = WATCH_FIRST;
@@ -289,7 +291,12 @@ impl ServerDriver {
                     }
                     _ = tokio::time::sleep(wait) => {
                         wait = (wait * 2).min(WATCH_MAX);
-                        if let Some(failure) = self.watch(api, id, prompt, deadline, &mut denied).await {
+                        // Time spent waiting for a person is not the agent's.
+                        if asking.waiting() {
+                            deadline += looked.elapsed();
+                        }
+                        looked = tokio::time::Instant::now();
+                        if let Some(failure) = self.watch(api, id, prompt, deadline, &mut asking).await {
                             api.abort(id).await;
                             let _ = tokio::time::timeout(ABORT_GRACE, &mut reply).await;
                             break Err(failure);
@@ -325,7 +332,7 @@ impl ServerDriver {
             answer: message.text(),
             tokens: Tokens::from(&after.tokens).since(&Tokens::from(&before.tokens)),
             cost: (after.cost - before.cost).max(0.0),
-            denied,
+            denied: asking.denied,
         })
     }
 
@@ -372,15 +379,16 @@ impl ServerDriver {
         Ok(messages.into_iter().rev().find(|m| m.role() == "assistant").unwrap_or(reply))
     }
 
-    /// One look at a running prompt. Refuses anything that waits for a human, and
-    /// says why the run must stop, if it must.
+    /// One look at a running prompt: hands what the agent asks a person to
+    /// whoever listens ([`Asking`]), refuses it where nobody does, and says why
+    /// the run must stop, if it must.
     async fn watch(
         &self,
         api: &Api,
         id: &str,
         prompt: &Prompt<'_>,
         deadline: tokio::time::Instant,
-        denied: &mut Vec<String>,
+        asking: &mut Asking,
     ) -> Option<RunError> {
         if tokio::time::Instant::now() >= deadline {
             return Some(RunError::agent(format!(
@@ -389,18 +397,29 @@ impl ServerDriver {
             )));
         }
         for request in api.permissions().await.unwrap_or_default() {
-            if request.session_id != id {
+            if request.session_id != id || asking.handed.contains(&request.id) {
                 continue;
             }
-            let what = describe_permission(&request.rest);
+            let asked = Asked::permission_from(&request.rest);
+            if asking.hand_over(api, &request.id, asked.clone()) {
+                continue;
+            }
             let why = "kugetsu runs unattended and denies permission prompts; configure opencode's permission rules to allow this";
             if api.reject_permission(&request.id, why).await.is_ok() {
-                denied.push(format!("permission: {what}"));
+                asking.denied.push(asked.summary());
             }
         }
         for question in api.questions().await.unwrap_or_default() {
-            if question.session_id == id && api.reject_question(&question.id).await.is_ok() {
-                denied.push("question: the agent asked a question, which was declined".to_owned());
+            if question.session_id != id || asking.handed.contains(&question.id) {
+                continue;
+            }
+            if let Some(asked) = Asked::question_from(&question.rest)
+                && asking.hand_over(api, &question.id, asked)
+            {
+                continue;
+            }
+            if api.reject_question(&question.id).await.is_ok() {
+                asking.denied.push("question: the agent asked a question, which was declined".to_owned());
             }
         }
         let statuses = api.statuses().await.unwrap_or_default();
@@ -410,6 +429,56 @@ impl ServerDriver {
             }
             _ => None,
         }
+    }
+}
+
+/// What a turn's agent asked a person, and what became of it.
+struct Asking {
+    to: Option<tokio::sync::mpsc::UnboundedSender<super::Ask>>,
+    /// Requests handed over, by opencode's id: each is handed over once.
+    handed: std::collections::HashSet<String>,
+    /// Handed over and not answered yet: while any is, the turn's clock stops.
+    open: Arc<AtomicUsize>,
+    /// Refused so the run could finish.
+    denied: Vec<String>,
+}
+
+impl Asking {
+    fn new(to: Option<tokio::sync::mpsc::UnboundedSender<super::Ask>>) -> Self {
+        Self { to, handed: Default::default(), open: Arc::default(), denied: Vec::new() }
+    }
+
+    fn waiting(&self) -> bool {
+        self.open.load(Ordering::SeqCst) > 0
+    }
+
+    /// Hands `asked` to the listener, and its answer, when it comes, to opencode.
+    /// `false` when nobody listens.
+    fn hand_over(&mut self, api: &Api, request: &str, asked: Asked) -> bool {
+        let Some(to) = &self.to else { return false };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let permission = matches!(asked, Asked::Permission { .. });
+        if to.send(super::Ask { asked, reply }).is_err() {
+            return false;
+        }
+        self.handed.insert(request.to_owned());
+        self.open.fetch_add(1, Ordering::SeqCst);
+        let (api, request, open) = (api.clone(), request.to_owned(), self.open.clone());
+        // Answered after the turn ended (stopped, timed out), opencode says 404: harmless.
+        tokio::spawn(async move {
+            let sent = match (answer.await, permission) {
+                (Ok(Reply::Allow), true) => api.reply_permission(&request, "once", None).await,
+                (Ok(Reply::Deny(why)), true) => api.reply_permission(&request, "reject", Some(&why)).await,
+                (Ok(Reply::Answers(answers)), false) => api.answer_question(&request, &answers).await,
+                (Ok(_) | Err(_), true) => api.reply_permission(&request, "reject", None).await,
+                (Ok(_) | Err(_), false) => api.reject_question(&request).await,
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, %request, "could not hand an answer to opencode");
+            }
+            open.fetch_sub(1, Ordering::SeqCst);
+        });
+        true
     }
 }
 
@@ -427,16 +496,6 @@ impl Drop for ActiveRun<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-fn describe_permission(rest: &std::collections::HashMap<String, Value>) -> String {
-    let kind = rest.get("permission").and_then(Value::as_str).unwrap_or("unknown");
-    let patterns: Vec<&str> = rest
-        .get("patterns")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if patterns.is_empty() { kind.to_owned() } else { format!("{kind} `{}`", patterns.join("`, `")) }
 }
 
 #[async_trait]

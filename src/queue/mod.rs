@@ -86,6 +86,9 @@ pub enum JobTrigger {
     Refused {
         reason: String,
     },
+    /// A comment while the issue's run waits for a person: the answer, if its
+    /// author may give one.
+    Answer,
 }
 
 impl JobTrigger {
@@ -97,7 +100,7 @@ impl JobTrigger {
             | Self::Review
             | Self::CiFix { .. }
             | Self::Control { command: Control::Reset } => "work",
-            Self::Control { .. } | Self::Refused { .. } => "control",
+            Self::Control { .. } | Self::Refused { .. } | Self::Answer => "control",
         }
     }
 }
@@ -180,6 +183,11 @@ impl Queue {
         Ok(stopped)
     }
 
+    /// Has the workers look at the queue now (a slot came free).
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
     /// Resolves when a job was added or finished.
     pub async fn changed(&self) {
         self.wake.notified().await;
@@ -198,6 +206,8 @@ impl Queue {
         fn waiting_reasons(&self, issue: &IssueRef) -> anyhow::Result<Vec<String>>;
         fn claim(&self, lane: &str, limit: usize) -> anyhow::Result<Vec<QueuedJob>>;
         fn claim_joiner(&self, issue: &IssueRef) -> anyhow::Result<Option<QueuedJob>>;
+        /// The issue's question that waits for an answer, if any.
+        fn open_wait(&self, issue: &IssueRef) -> anyhow::Result<Option<crate::store::Wait>>;
         fn requeue_interrupted(&self) -> anyhow::Result<u64>;
         fn claim_trigger(&self, key: &str, id: i64) -> anyhow::Result<bool>;
         fn trigger_handled(&self, key: &str) -> anyhow::Result<bool>;

@@ -5,6 +5,7 @@ mod checkpoint;
 mod jobs;
 mod spending;
 mod sqlite;
+mod waits;
 
 use std::path::PathBuf;
 
@@ -17,6 +18,7 @@ use crate::result::RunResult;
 pub use jobs::JobStore;
 pub use spending::SpendingStore;
 pub use sqlite::SqliteStore;
+pub use waits::{Answer, Wait, WaitStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,7 +93,7 @@ pub struct BaseSession {
 /// All of kugetsu's state: issue and base sessions here, jobs and what guards
 /// them in [`JobStore`].
 #[async_trait]
-pub trait Store: JobStore + SpendingStore + Send + Sync {
+pub trait Store: JobStore + SpendingStore + WaitStore + Send + Sync {
     async fn issue_session(&self, issue: &IssueRef) -> anyhow::Result<Option<IssueSession>>;
     /// Inserts or replaces the issue's record.
     async fn save_issue_session(&self, record: &IssueSession) -> anyhow::Result<()>;

@@ -1,5 +1,6 @@
 mod jobs;
 mod spending;
+mod waits;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use crate::comment::is_bot_comment;
 use crate::event::{ChecksFailed, EventKind, ForgeEvent};
 use crate::queue::{Enqueued, Job, JobTrigger, Queue};
-use crate::trigger::{Trigger, mentions, trigger_for};
+use crate::trigger::{Trigger, control_command, mentions, trigger_for};
 
 /// What admission needs besides the event.
 #[derive(Debug, Clone, Copy)]
@@ -55,10 +55,7 @@ pub fn admit(
     if event.kind == EventKind::IssueClosed {
         return Admission::Closed;
     }
-    let from_bot = event.author_is_bot
-        || event.author.eq_ignore_ascii_case(rules.bot_login)
-        || event.comment.as_ref().is_some_and(|c| is_bot_comment(&c.body));
-    if from_bot {
+    if written_by_bot(event, rules) {
         return Admission::Ignore("ignored: written by a bot".into());
     }
     let Some(trigger) = trigger_for(event, rules.handle, rules.trigger_labels, previous_labels) else {
@@ -72,6 +69,23 @@ pub fn admit(
     };
     let job = job_for(event, trigger);
     if limited { Admission::EnqueueIfRoom(job) } else { Admission::Enqueue(job) }
+}
+
+fn written_by_bot(event: &ForgeEvent, rules: &Rules<'_>) -> bool {
+    event.author_is_bot
+        || event.author.eq_ignore_ascii_case(rules.bot_login)
+        || event.comment.as_ref().is_some_and(|c| is_bot_comment(&c.body))
+}
+
+/// What a new comment would be if its issue's run waits for a person's answer:
+/// that answer, mention or not. A command for the bot stays one (`stop` must
+/// still stop a waiting run); bots' words answer nothing.
+pub fn answer_job(event: &ForgeEvent, rules: &Rules<'_>) -> Option<Job> {
+    let comment = event.comment.as_ref()?;
+    let is_reply = event.kind == EventKind::CommentCreated
+        && !written_by_bot(event, rules)
+        && control_command(&comment.body, rules.handle).is_none();
+    is_reply.then(|| job_for(event, JobTrigger::Answer))
 }
 
 /// `job`, or a refusal in its place when the issue already has
@@ -119,6 +133,15 @@ pub enum Accepted {
     Ignored(Cow<'static, str>),
 }
 
+impl From<Enqueued> for Accepted {
+    fn from(enqueued: Enqueued) -> Self {
+        match enqueued {
+            Enqueued::Queued(id) => Self::Queued(id),
+            Enqueued::Duplicate => Self::Duplicate,
+        }
+    }
+}
+
 /// Admits `event` against the queue's state and stores what it asks for.
 pub async fn accept(
     queue: &Queue,
@@ -136,6 +159,12 @@ pub async fn accept(
     } else {
         None
     };
+    if let Some(job) = answer_job(event, rules) {
+        let job = onto_its_issue(queue, job).await?;
+        if queue.open_wait(&job.issue).await?.is_some() {
+            return Ok(queue.enqueue(instance, Some(&event.identity), &job).await?.into());
+        }
+    }
     let (job, limited) = match admit(event, rules, previous.as_deref(), is_known_writer) {
         Admission::Ignore(why) => return Ok(Accepted::Ignored(why)),
         Admission::Closed => {
@@ -159,10 +188,7 @@ pub async fn accept(
     } else {
         job
     };
-    Ok(match queue.enqueue(instance, Some(&event.identity), &job).await? {
-        Enqueued::Queued(id) => Accepted::Queued(id),
-        Enqueued::Duplicate => Accepted::Duplicate,
-    })
+    Ok(queue.enqueue(instance, Some(&event.identity), &job).await?.into())
 }
 
 /// A failed CI run on a commit kugetsu pushed asks for a repair of that issue's
@@ -187,10 +213,7 @@ pub async fn accept_checks(queue: &Queue, instance: &str, checks: &ChecksFailed)
         on_pull_request: pull.map(|p| p.number),
         review: None,
     };
-    Ok(match queue.enqueue(instance, Some(&checks.identity), &job).await? {
-        Enqueued::Queued(id) => Accepted::Queued(id),
-        Enqueued::Duplicate => Accepted::Duplicate,
-    })
+    Ok(queue.enqueue(instance, Some(&checks.identity), &job).await?.into())
 }
 
 /// A job on a pull request that kugetsu opened for an issue continues that
@@ -241,6 +264,20 @@ mod tests {
 
     fn nobody_known(_: &str) -> bool {
         false
+    }
+
+    #[test]
+    fn a_comment_may_answer_a_waiting_run_unless_it_is_a_command_or_a_bots() {
+        let r = rules(LABELS);
+        let answer = answer_job(&comment("alice", "2", "a1"), &r).expect("plain words answer");
+        assert_eq!((answer.trigger, answer.author.as_str()), (JobTrigger::Answer, "alice"));
+        assert!(answer_job(&comment("alice", "@kugetsu teal", "a2"), &r).is_some(), "a mention answers too");
+        assert_eq!(JobTrigger::Answer.lane(), "control", "answered beside runs, not behind them");
+        assert_eq!(answer_job(&comment("alice", "@kugetsu stop", "a3"), &r), None, "stop stays a stop");
+        assert_eq!(answer_job(&comment("kugetsu-bot", "2", "a4"), &r), None, "the bot's own words");
+        let mut edited = comment("alice", "2", "a5");
+        edited.kind = EventKind::CommentEdited;
+        assert_eq!(answer_job(&edited, &r), None, "only a new comment");
     }
 
     #[test]
@@ -298,6 +335,24 @@ mod tests {
         // A stranger's own request is not limited here; the worker's permission check decides.
         let stranger = comment("mallory", "@kugetsu fix it", "d7");
         assert!(matches!(admit(&stranger, &r, None, writer), Admission::Enqueue(_)));
+    }
+
+    #[tokio::test]
+    async fn a_plain_comment_is_stored_as_an_answer_only_while_the_issue_waits_for_one() {
+        use crate::store::{Store, Wait};
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::in_memory().await.expect("a database"));
+        let queue = Queue::new(store.clone());
+        let r = rules(LABELS);
+        let accepted = accept(&queue, "tea", &comment("alice", "2", "w1"), &r, nobody_known).await.expect("read");
+        assert!(matches!(accepted, Accepted::Ignored(_)), "control: no question, plain talk: {accepted:?}");
+        let asked = crate::question::Asked::Permission { permission: "bash".into(), patterns: Vec::new() };
+        let issue: crate::issue_ref::IssueRef = "tea/acme/widget#7".parse().expect("a ref");
+        let wait = Wait { job_id: 1, issue, asked, asked_at: 1, deadline: 2, comment_id: None, answer: None };
+        store.begin_wait(&wait).await.expect("stored");
+        let accepted = accept(&queue, "tea", &comment("alice", "2", "w2"), &r, nobody_known).await.expect("stored");
+        assert!(matches!(accepted, Accepted::Queued(_)), "{accepted:?}");
+        let claimed = queue.claim("control", 5).await.expect("claimed");
+        assert_eq!(claimed.iter().map(|j| &j.job.trigger).collect::<Vec<_>>(), vec![&JobTrigger::Answer]);
     }
 
     #[tokio::test]

@@ -181,6 +181,22 @@ webhook_secret_env = "TEA_SECRET"
         }
     }
 
+    /// Waits until the jobs, as `(id, issue, status)`, satisfy `done`.
+    pub async fn wait_for_jobs_until(
+        &self,
+        done: impl Fn(&[(i64, String, String)]) -> bool,
+    ) -> Vec<(i64, String, String)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let jobs = self.jobs().await;
+            if done(&jobs) {
+                return jobs;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the jobs never got there: {jobs:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn wait_for_jobs_done(&self, count: usize) -> Vec<(i64, String, String)> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {

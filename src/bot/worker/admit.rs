@@ -15,7 +15,7 @@ use crate::store::{HOUR_MS, now_millis};
 use crate::trigger::Control;
 
 /// A permission answer, or why there is none yet.
-enum Decision {
+pub(super) enum Decision {
     Allowed,
     Denied,
     /// The forge will not show permissions to the bot (Gitea and Forgejo need
@@ -79,7 +79,7 @@ impl Worker {
     }
 
     /// The job as the forge has it, with the key that names its trigger.
-    async fn confirmed(&self, forge: &dyn Forge, id: i64, job: Job) -> Result<(Job, String), Outcome> {
+    pub(super) async fn confirmed(&self, forge: &dyn Forge, id: i64, job: Job) -> Result<(Job, String), Outcome> {
         match verify::confirm(forge, &self.config.bot.handle, job).await {
             Checked::Confirmed { job, key } => Ok((*job, key)),
             Checked::Refuted(why) => {
@@ -122,7 +122,7 @@ impl Worker {
     }
 
     /// Asks the forge (or the cache) whether the job's author may trigger runs here.
-    async fn decide(&self, forge: &dyn Forge, job: &Job) -> Decision {
+    pub(super) async fn decide(&self, forge: &dyn Forge, job: &Job) -> Decision {
         let repo = job.issue.repo();
         match self.permissions.permission(forge, repo, &job.author).await {
             Ok(p) if p.can_trigger() => Decision::Allowed,

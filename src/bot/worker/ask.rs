@@ -1,0 +1,220 @@
+//! Questions through the thread (issue 11): what the agent asks a person is
+//! posted on the issue, and its run waits, holding no agent slot, for the next
+//! comment by a writer there, or for `bot.question_timeout`. The wait is stored,
+//! so a run still waits after a restart.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::admit::Decision;
+use super::slot::WorkSlot;
+use super::{Outcome, Worker};
+use crate::comment;
+use crate::forge::{Forge, Reaction, ReactionTarget};
+use crate::opencode::Ask;
+use crate::question::{Asked, Reply};
+use crate::queue::Job;
+use crate::store::{Answer, Wait, now_millis};
+
+/// How often a waiting run looks at its question without a wake-up.
+const LOOK_AGAIN: Duration = Duration::from_secs(5);
+/// The most questions one run posts. Waiting stops the run's clock, so an agent
+/// steered to ask again and again would otherwise keep its run alive for ever,
+/// a comment every `question_timeout`; past this, it is answered at once.
+const MAX_QUESTIONS_PER_RUN: usize = 10;
+
+/// How a wait ended.
+pub(super) struct Answered {
+    pub reply: Reply,
+    /// Who answered; `None` when nobody did in time.
+    pub author: Option<String>,
+}
+
+impl Worker {
+    /// Takes each of the run's questions to the thread and its answer back to the
+    /// agent. `granted` is a permission a person allowed before a restart: asked
+    /// again, it is allowed without asking. Never ends; it goes with the run.
+    pub(super) async fn answer_asks(
+        &self,
+        forge: &dyn Forge,
+        id: i64,
+        job: &Job,
+        slot: &WorkSlot,
+        mut asks: mpsc::UnboundedReceiver<Ask>,
+        mut granted: Option<Asked>,
+    ) {
+        let mut posted = 0;
+        while let Some(Ask { asked, reply }) = asks.recv().await {
+            if granted.as_ref() == Some(&asked) {
+                granted = None;
+                let _ = reply.send(Reply::Allow);
+                continue;
+            }
+            if posted == MAX_QUESTIONS_PER_RUN {
+                tracing::warn!(asked = %asked.summary(), "the run asked too many questions; answering without asking");
+                let _ = reply.send(asked.unanswered());
+                continue;
+            }
+            posted += 1;
+            let now = now_millis();
+            let timeout = i64::try_from(self.config.bot.question_timeout.as_millis()).unwrap_or(i64::MAX);
+            let wait = Wait {
+                job_id: id,
+                issue: job.issue.clone(),
+                asked,
+                asked_at: now,
+                deadline: now.saturating_add(timeout),
+                comment_id: None,
+                answer: None,
+            };
+            let answered = match self.engine.store().begin_wait(&wait).await {
+                Ok(()) => self.wait_in_thread(forge, job, slot, wait).await,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot record a question; the agent gets no answer");
+                    Answered { reply: wait.asked.unanswered(), author: None }
+                }
+            };
+            let _ = reply.send(answered.reply);
+        }
+        std::future::pending().await
+    }
+
+    /// A recorded wait, asked now or before a restart: posted once, answered or
+    /// timed out, then ended. The slot is free meanwhile.
+    pub(super) async fn wait_in_thread(&self, forge: &dyn Forge, job: &Job, slot: &WorkSlot, wait: Wait) -> Answered {
+        let Some(comment_id) = self.post_question(forge, job, &wait).await else {
+            // Nobody can see it, so nobody can answer it.
+            self.end_wait(wait.job_id).await;
+            return Answered { reply: wait.asked.unanswered(), author: None };
+        };
+        tracing::info!(job = wait.job_id, asked = %wait.asked.summary(), "the run waits for an answer in the thread");
+        slot.give_back();
+        self.queue.nudge();
+        let answered = self.await_answer(&wait).await;
+        self.end_wait(wait.job_id).await;
+        let body = comment::question_comment(&wait.asked, self.config.bot.question_timeout, wait.job_id, wait.asked_at);
+        let line = comment::answered_line(answered.author.as_deref(), &answered.reply.said());
+        if let Err(e) = forge.edit_comment(job.issue.repo(), comment_id, &comment::with_line(&body, &line)).await {
+            tracing::warn!(error = %e, "could not mark the question answered");
+        }
+        slot.take_again().await;
+        answered
+    }
+
+    /// The question's comment, posted unless it is there already (a restart
+    /// between posting and recording it); `None` if it cannot be posted.
+    async fn post_question(&self, forge: &dyn Forge, job: &Job, wait: &Wait) -> Option<u64> {
+        if let Some(id) = wait.comment_id {
+            return Some(id);
+        }
+        let place = job.place();
+        let bot = self.config.instance(place.repo().instance()).map(|i| i.bot_login.clone()).unwrap_or_default();
+        let posted = forge.comments(&place).await.ok().and_then(|all| {
+            all.into_iter()
+                .find(|c| {
+                    c.author.eq_ignore_ascii_case(&bot)
+                        && comment::is_question_for_job(&c.body, wait.job_id, wait.asked_at)
+                })
+                .map(|c| c.id)
+        });
+        let id = match posted {
+            Some(id) => id,
+            None => {
+                let body = comment::question_comment(
+                    &wait.asked,
+                    self.config.bot.question_timeout,
+                    wait.job_id,
+                    wait.asked_at,
+                );
+                match forge.post_comment(&place, &body).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not post the agent's question; it goes unanswered");
+                        return None;
+                    }
+                }
+            }
+        };
+        if let Err(e) = self.engine.store().mark_wait_posted(wait.job_id, id).await {
+            tracing::error!(error = %format!("{e:#}"), "cannot record a posted question");
+        }
+        Some(id)
+    }
+
+    /// The wait's answer once a writer gives one, or nobody's at its deadline.
+    async fn await_answer(&self, wait: &Wait) -> Answered {
+        let left = Duration::from_millis(u64::try_from(wait.deadline.saturating_sub(now_millis())).unwrap_or(0));
+        let deadline = tokio::time::Instant::now() + left;
+        let mut over = false;
+        loop {
+            let notified = self.answered.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.engine.store().wait_of_job(wait.job_id).await {
+                Ok(Some(Wait { answer: Some(answer), .. })) => {
+                    let reply = wait.asked.reply_to(&answer.text, &self.config.bot.handle);
+                    return Answered { reply, author: Some(answer.author) };
+                }
+                // Ended elsewhere (`stop`): the run is going anyway.
+                Ok(None) => over = true,
+                Ok(Some(_)) => {}
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot read a question's answer"),
+            }
+            // The last look came after the deadline, so an answer just then counts.
+            if over {
+                return Answered { reply: wait.asked.unanswered(), author: None };
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(LOOK_AGAIN) => {}
+                () = tokio::time::sleep_until(deadline) => over = true,
+            }
+        }
+    }
+
+    pub(super) async fn end_wait(&self, job_id: i64) {
+        if let Err(e) = self.engine.store().end_wait(job_id).await {
+            tracing::error!(error = %format!("{e:#}"), "cannot end a question's wait");
+        }
+    }
+
+    /// A comment while the issue's run waits: the answer, if a writer wrote it.
+    /// Anyone else's is left alone, without a word.
+    pub(super) async fn take_answer(&self, forge: &dyn Forge, id: i64, job: Job) -> Outcome {
+        match self.decide(forge, &job).await {
+            Decision::Allowed => {}
+            Decision::Undecided(outcome) => return outcome,
+            Decision::Denied | Decision::NeedsAdmin => {
+                tracing::info!(user = job.author, "a comment by someone who may not answer the agent; ignored");
+                return Outcome::Done;
+            }
+        }
+        let (job, key) = match self.confirmed(forge, id, job).await {
+            Ok(confirmed) => confirmed,
+            Err(outcome) => return outcome,
+        };
+        match self.queue.claim_trigger(&key, id).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Failed(format!("a replay of an answer already taken ({key})")),
+            Err(e) => return Outcome::Failed(format!("cannot record a handled trigger: {e:#}")),
+        }
+        let Some(said) = job.comment.as_ref() else { return Outcome::Failed("an answer with no comment".into()) };
+        let answer =
+            Answer { text: said.body.clone(), author: job.author.clone(), comment_id: Some(said.id), at: now_millis() };
+        match self.engine.store().answer_wait(&job.issue, &answer).await {
+            Ok(Some(asker)) => {
+                tracing::info!(asker, user = job.author, "a writer answered the agent's question");
+                self.answered.notify_waiters();
+                let target = ReactionTarget::Comment(said.id);
+                if let Err(e) = forge.react(job.issue.repo(), target, Reaction::Eyes).await {
+                    tracing::debug!(error = %e, "could not react to an answer");
+                }
+                Outcome::Done
+            }
+            // Answered by someone else first, or the wait is over: a comment like any.
+            Ok(None) => Outcome::Done,
+            Err(e) => Outcome::Failed(format!("cannot record an answer: {e:#}")),
+        }
+    }
+}
