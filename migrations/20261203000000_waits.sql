@@ -11,6 +11,8 @@ CREATE TABLE waits (
     answer          TEXT,
     answered_by     TEXT,
     answer_comment  INTEGER,
-    answered_at     INTEGER
+    answered_at     INTEGER,
+    -- Nobody answered by the deadline: the wait takes no answer any more.
+    expired         INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX waits_by_issue ON waits (issue);

@@ -14,7 +14,7 @@ use crate::result::{PullRequestNote, RunResult};
 
 pub use budget::{budget_paused_comment, budget_stopped_comment, issue_total, resumed_comment};
 pub use progress::{BranchLink, is_progress_for_job, progress_comment, progress_summary};
-pub use question::{answered_line, is_question_for_job, question_comment, waiting_line};
+pub use question::{answered_line, closed_line, is_question_for_job, question_comment, waiting_line};
 pub use quiet::quiet;
 
 const MARKER_PREFIX: &str = "<!-- kugetsu:";

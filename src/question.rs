@@ -124,9 +124,10 @@ impl Asked {
             Self::Permission { .. } => {
                 let first = said.split_whitespace().next().unwrap_or_default();
                 let word = first.trim_matches(|c: char| !c.is_alphanumeric()).to_ascii_lowercase();
+                // Only a plain yes allows: "yes, but not rm -rf" is no yes.
                 let alone = said.split_whitespace().nth(1).is_none();
                 match word.as_str() {
-                    "1" | "allow" | "yes" | "y" | "ok" | "approve" => Reply::Allow,
+                    "1" | "allow" | "yes" | "y" | "ok" | "approve" if alone => Reply::Allow,
                     "2" | "deny" | "no" | "n" | "" if alone => {
                         Reply::Deny("a person on the issue denied this".to_owned())
                     }
@@ -242,7 +243,12 @@ mod tests {
         let asked = Asked::permission_from(&fields);
         assert_eq!(asked.summary(), "permission: bash `rm -rf build`");
         assert_eq!(asked.reply_to("1", "kugetsu"), Reply::Allow);
-        assert_eq!(asked.reply_to("@kugetsu yes, go ahead", "kugetsu"), Reply::Allow);
+        assert_eq!(asked.reply_to("@kugetsu yes!", "kugetsu"), Reply::Allow);
+        assert_eq!(
+            asked.reply_to("yes, but not rm -rf", "kugetsu"),
+            Reply::Deny("a person on the issue denied this and said: yes, but not rm -rf".into()),
+            "only a plain yes allows"
+        );
         assert_eq!(asked.reply_to("2", "kugetsu"), Reply::Deny("a person on the issue denied this".into()));
         assert_eq!(
             asked.reply_to("no, not that", "kugetsu"),

@@ -41,6 +41,9 @@ fn tool_results(request: &Value) -> Vec<String> {
 }
 
 /// Posts a comment's webhook; the status kugetsu answered.
+/// Comment ids are the forge's, in the order comments are made: a person's
+/// comment after the bot's has a higher id (the fake forge numbers the bot's
+/// from 100000), and only such a comment answers a question.
 async fn post(t: &BotEnv, issue: u64, comment: u64, body: &str, author: &str, delivery: &str) -> u16 {
     tea(&tea_comment(issue, comment, body, author), delivery).post(&t.url("tea")).await.0
 }
@@ -67,12 +70,12 @@ async fn a_writers_reply_answers_the_question_while_the_waiting_run_holds_no_slo
     assert!(question.body.contains("1. **Red** — warm") && question.body.contains("2. **Blue** — calm"));
 
     // Waiting, it holds no slot: another issue's run takes the only one and ends.
-    say(&t, 92, 7201, "@kugetsu MARK-OTHER", "alice", "q-2").await;
+    say(&t, 92, 900201, "@kugetsu MARK-OTHER", "alice", "q-2").await;
     let other = t.forge.wait_for_comments("acme/widget", 92, 1).await;
     assert!(other[0].body.contains("OTHER-DONE"), "{}", other[0].body);
 
     // `status` says what the run waits for.
-    say(&t, 91, 7102, "@kugetsu status", "alice", "q-3").await;
+    say(&t, 91, 900102, "@kugetsu status", "alice", "q-3").await;
     let status = t.forge.wait_for_comments("acme/widget", 91, 2).await;
     assert!(
         status[1].body.contains("**Waiting for an answer to:** Which colour should the button be?"),
@@ -81,14 +84,14 @@ async fn a_writers_reply_answers_the_question_while_the_waiting_run_holds_no_slo
     );
 
     // A reader's reply is no answer: nothing reaches the model, no reaction, no word.
-    say(&t, 91, 7103, "2", "mallory", "q-4").await;
+    say(&t, 91, 900103, "2", "mallory", "q-4").await;
     t.wait_for_jobs_until(|jobs| jobs.iter().filter(|j| j.2 == "done").count() >= 3).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(t.env.model.requests_for("MARK-ASK").len(), 1, "still waiting after the reader's reply");
-    assert!(t.forge.reactions_on("acme/widget", "comment 7103").is_empty());
+    assert!(t.forge.reactions_on("acme/widget", "comment 900103").is_empty());
 
     // A writer's "2", without a mention, is the answer.
-    say(&t, 91, 7104, "2", "alice", "q-5").await;
+    say(&t, 91, 900104, "2", "alice", "q-5").await;
     let answers = t.forge.wait_for_comments("acme/widget", 91, 3).await;
     assert!(answers[2].body.contains("ASK-DONE"), "the run completed: {}", answers[2].body);
     let requests = t.env.model.requests_for("MARK-ASK");
@@ -99,7 +102,7 @@ async fn a_writers_reply_answers_the_question_while_the_waiting_run_holds_no_slo
         "the answer reached the model as the question tool's result: {results:?}"
     );
     assert!(!transcript(&requests[1]).contains("Red\"="), "{results:?}");
-    assert_eq!(t.forge.reactions_on("acme/widget", "comment 7104").first().map(String::as_str), Some("+eyes"));
+    assert_eq!(t.forge.reactions_on("acme/widget", "comment 900104").first().map(String::as_str), Some("+eyes"));
     let edits = t.forge.edits_of(question.id);
     assert!(edits.last().is_some_and(|e| e.contains("**Answered** by @alice: Blue")), "{edits:?}");
     let jobs = t.wait_for_jobs_done(5).await;
@@ -130,13 +133,15 @@ async fn nobody_answers_in_time_so_the_run_goes_on_and_stop_ends_a_wait() {
     t.env.model.on("MARK-HALT", vec![colour_question(), Step::Answer("never, HALT-DONE".into())]);
     say(&t, 93, 7302, "@kugetsu MARK-HALT", "alice", "l-2").await;
     t.forge.wait_for_comments("acme/widget", 93, 3).await;
-    say(&t, 93, 7303, "@kugetsu stop", "alice", "l-3").await;
+    say(&t, 93, 900303, "@kugetsu stop", "alice", "l-3").await;
     let comments = t.forge.wait_for_comments("acme/widget", 93, 4).await;
     assert!(comments[3].body.contains("Stopped"), "{}", comments[3].body);
-    assert_eq!(post(&t, 93, 7304, "1", "alice", "l-4").await, 200, "a plain comment, ignored at intake");
+    let edits = t.forge.edits_of(comments[2].id);
+    assert!(edits.last().is_some_and(|e| e.contains("the run was stopped by @alice")), "{edits:?}");
+    assert_eq!(post(&t, 93, 900304, "1", "alice", "l-4").await, 200, "a plain comment, ignored at intake");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(t.env.model.requests_for("MARK-HALT").len(), 1, "the stopped run asked nothing more");
-    assert!(t.forge.reactions_on("acme/widget", "comment 7304").is_empty(), "a plain comment once the wait ended");
+    assert!(t.forge.reactions_on("acme/widget", "comment 900304").is_empty(), "a plain comment once the wait ended");
     assert_eq!(t.forge.comments("acme/widget", 93).len(), 4);
     t.stop().await;
 }
@@ -152,7 +157,7 @@ async fn a_run_waiting_when_kugetsu_restarts_still_waits_and_takes_the_answer() 
     t.stop().await;
     t.start().await;
     // The answer comes after the restart, in the person's own words.
-    say(&t, 94, 7402, "@kugetsu teal, like the logo", "alice", "r-2").await;
+    say(&t, 94, 900402, "@kugetsu teal, like the logo", "alice", "r-2").await;
     let comments = t.forge.wait_for_comments("acme/widget", 94, 2).await;
     assert!(comments[1].body.contains("RESTART-DONE"), "{}", comments[1].body);
     assert!(comments[0].body.contains("Which colour"), "the question was not posted again: {comments:?}");
@@ -187,16 +192,16 @@ async fn a_permission_left_to_ask_is_asked_in_the_thread_and_runs_only_when_allo
         "{}",
         asked[0].body
     );
-    say(&t, 95, 7502, "1", "alice", "p-2").await;
+    say(&t, 95, 900502, "1", "alice", "p-2").await;
     let done = t.forge.wait_for_comments("acme/widget", 95, 2).await;
     assert!(done[1].body.contains("ALLOW-DONE"), "{}", done[1].body);
     let results = tool_results(&t.env.model.requests_for("MARK-ALLOW")[1]);
     assert!(results.iter().any(|r| r.contains("ask-me RAN-OK")), "the command ran: {results:?}");
 
     // Control: the same request denied, with a reason the agent is told.
-    say(&t, 96, 7601, "@kugetsu MARK-DENY", "alice", "p-3").await;
+    say(&t, 96, 900601, "@kugetsu MARK-DENY", "alice", "p-3").await;
     t.forge.wait_for_comments("acme/widget", 96, 1).await;
-    say(&t, 96, 7602, "no, use printf instead", "alice", "p-4").await;
+    say(&t, 96, 900602, "no, use printf instead", "alice", "p-4").await;
     let done = t.forge.wait_for_comments("acme/widget", 96, 2).await;
     assert!(done[1].body.contains("DENY-DONE"), "{}", done[1].body);
     let results = tool_results(&t.env.model.requests_for("MARK-DENY")[1]);

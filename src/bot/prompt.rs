@@ -75,7 +75,7 @@ pub fn build(job: &Job, branch: &str) -> String {
             }
         }
         // Control, refused and answer jobs never reach the agent; say nothing more.
-        (JobTrigger::Control { .. } | JobTrigger::Refused { .. } | JobTrigger::Answer, _) => {}
+        (JobTrigger::Control { .. } | JobTrigger::Refused { .. } | JobTrigger::Answer { .. }, _) => {}
         (JobTrigger::Label { name }, _) => {
             out.push_str(&format!(
                 "\n@{} added the label `{name}`: work on the {kind} as described above.\n",

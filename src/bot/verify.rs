@@ -84,7 +84,7 @@ async fn confirm_comment(forge: &dyn Forge, handle: &str, job: &mut Job, id: u64
     let still_says = match &job.trigger {
         JobTrigger::Control { command } => trigger::control_command(&found.body, handle) == Some(*command),
         // Any words by its author answer; the comment need only exist.
-        JobTrigger::Refused { .. } | JobTrigger::Answer => true,
+        JobTrigger::Refused { .. } | JobTrigger::Answer { .. } => true,
         JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review => trigger::mentions(&found.body, handle),
         // Confirmed by its own checks (worker/ci_fix.rs), never by a comment.
         JobTrigger::CiFix { .. } => false,

@@ -24,7 +24,7 @@ use crate::budget::Spend;
 use crate::comment;
 use crate::config::Config;
 use crate::crash;
-use crate::engine::{Engine, EngineError, Mode, RunOptions};
+use crate::engine::{Engine, EngineError, RunOptions};
 use crate::forge::{Backoff, Forge, PermissionCache, branch_url, compare_url};
 use crate::issue_ref::{InstanceName, IssueRef};
 use crate::metrics::{Metrics, RunOutcome};
@@ -98,6 +98,8 @@ pub struct Worker {
     work_slots: Arc<Semaphore>,
     /// Told when a person answered a waiting run's question.
     answered: Arc<Notify>,
+    /// Runs waiting for a person's answer now.
+    waiting_runs: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Worker {
@@ -121,6 +123,7 @@ impl Worker {
             joining: Arc::default(),
             work_slots,
             answered: Arc::default(),
+            waiting_runs: Arc::default(),
         }
     }
 
@@ -214,6 +217,8 @@ impl Worker {
             }
         };
         crash::point("before-finish");
+        // A job that ends takes no more answers, whatever ended it.
+        self.end_wait(id).await;
         if let Err(e) = self.queue.finish(id, result).await {
             tracing::error!(job = id, error = %format!("{e:#}"), "cannot record a finished job");
         }
@@ -242,6 +247,10 @@ impl Worker {
             }
             return failed_if(posted, run_error);
         }
+        // An answer ends in silence whatever happens: it was no request.
+        if let JobTrigger::Answer { job: asker, asked_at } = job.trigger {
+            return self.take_answer(forge.as_ref(), id, job, asker, asked_at).await;
+        }
         if attempts > 0 && self.past_deadline(created_at) {
             // A repair nobody asked for just now ends without a word.
             if matches!(job.trigger, JobTrigger::CiFix { .. }) {
@@ -250,7 +259,6 @@ impl Worker {
             return self.give_up(forge.as_ref(), job, id, created_at).await;
         }
         let admitted = match job.trigger {
-            JobTrigger::Answer => return self.take_answer(forge.as_ref(), id, job).await,
             JobTrigger::CiFix { .. } => self.admit_repair(forge.as_ref(), id, job).await,
             _ => self.admit(forge.as_ref(), id, job).await,
         };
@@ -269,7 +277,7 @@ impl Worker {
             JobTrigger::Control { command } => Ran::said(self.control(*command, id, &job).await),
             JobTrigger::Refused { reason } => Ran::said(comment::refused_comment(reason, id)),
             // Taken before admission, above.
-            JobTrigger::Answer => return Outcome::Done,
+            JobTrigger::Answer { .. } => return Outcome::Done,
         };
         // Saved before posting: after a crash the comment is posted, the agent not rerun.
         if let Err(e) = self.queue.save_outcome(id, &body, failure.as_deref()).await {
@@ -345,10 +353,16 @@ impl Worker {
             tracing::error!(error = %format!("{e:#}"), "cannot read whether the run waited for an answer");
             None
         });
+        let asking = ask::Asking { forge: forge.as_ref(), id, job, slot };
         let (text, files, granted) = match waited {
             Some(wait) => {
                 let asked = wait.asked.clone();
-                let answered = self.wait_in_thread(forge.as_ref(), job, slot, wait).await;
+                let answered = self.wait_in_thread(&asking, wait).await;
+                // A person's answer is kept until the run has it; nobody's is
+                // the same after any restart.
+                if answered.author.is_none() {
+                    self.end_wait(id).await;
+                }
                 let text = prompt::answered_after_restart(&asked, &answered.reply, answered.author.as_deref());
                 let granted = (answered.reply == crate::question::Reply::Allow).then_some(asked);
                 (text, Vec::new(), granted)
@@ -360,37 +374,26 @@ impl Worker {
         };
         let started = std::time::Instant::now();
         let joining = self.open_to_follow_ups(&job.issue);
-        let (asks, asked) = tokio::sync::mpsc::unbounded_channel();
-        let questions = self.answer_asks(forge.as_ref(), id, job, slot, asked, granted);
-        let (events, stop) = (budget.events(), budget.stop());
-        let run = async {
+        let run = {
             // Dropped with this block: the budget's count ends with the run's events.
             let opts = RunOptions {
                 debug: false,
-                progress: Some(events),
-                stop: Some(stop),
+                progress: Some(budget.events()),
+                stop: Some(budget.stop()),
                 files,
                 door: Some(joining.door.clone()),
-                asks: Some(asks),
+                asks: None,
             };
-            let mut run = self.engine.run(&job.issue, &text, Mode::Auto, opts.clone()).await;
+            let mut run = self.run_with_questions(asking, &text, opts.clone(), granted).await;
             if let Err(EngineError::Interrupted(why)) = &run {
                 // opencode was killed or crashed under the agent: one more try, in the
                 // same session, telling the agent what happened. A second death fails.
                 tracing::warn!(%why, "opencode died during the run; retrying once in the same session");
                 let again = prompt::after_interruption(&text);
-                run = self.engine.run(&job.issue, &again, Mode::Auto, opts).await;
+                run = self.run_with_questions(asking, &again, opts, None).await;
             }
             run
         };
-        // The questions go with the run: a run that ends while one waits (a
-        // budget, the timeout) leaves it unanswered.
-        let run = tokio::select! {
-            run = run => run,
-            () = questions => unreachable!("answering questions ends only with the run"),
-        };
-        self.end_wait(id).await;
-        slot.take_again().await;
         let took_in = self.close_to_follow_ups(&job.issue, &joining).await;
         let (by_events, reached) = budget.finish().await;
         let outcome = match &run {
@@ -490,6 +493,8 @@ impl Worker {
                 }
             }
             Control::Stop => {
+                // Read first: once its job is stopped, a wait is no longer open.
+                let open = self.queue.open_wait(&job.issue).await.ok().flatten();
                 let running = self.running.lock().ok().and_then(|mut r| r.remove(&job.issue));
                 let mut stopped = false;
                 if let Some((running_id, handle)) = running {
@@ -505,9 +510,7 @@ impl Worker {
                     }
                     self.stop_follow_ups(&job.issue, &why).await;
                 }
-                if let Err(e) = self.engine.store().end_waits_on(&job.issue).await {
-                    tracing::error!(error = %format!("{e:#}"), "cannot end a stopped run's wait");
-                }
+                self.close_stopped_waits(job, open).await;
                 comment::stopped_comment(stopped, id)
             }
             Control::Reset => {

@@ -12,6 +12,10 @@ use serde_json::{Value, json};
 use super::{RunError, SessionInfo};
 use crate::result::Tokens;
 
+/// How long opencode may take to take an answer to a question or permission
+/// request: the turn's clock stands still until it does.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One server's API, for the one checkout that server serves.
 #[derive(Clone)]
 pub struct Api {
@@ -280,7 +284,7 @@ impl Api {
         if let Some(message) = message {
             body["message"] = json!(message);
         }
-        let req = self.request(Method::POST, &format!("/permission/{id}/reply")).json(&body);
+        let req = self.request(Method::POST, &format!("/permission/{id}/reply")).json(&body).timeout(REPLY_TIMEOUT);
         self.send_expecting_success(req, "permission reply").await
     }
 
@@ -293,13 +297,16 @@ impl Api {
     }
 
     pub async fn reject_question(&self, id: &str) -> Result<(), RunError> {
-        let req = self.request(Method::POST, &format!("/question/{id}/reject"));
+        let req = self.request(Method::POST, &format!("/question/{id}/reject")).timeout(REPLY_TIMEOUT);
         self.send_expecting_success(req, "question reply").await
     }
 
     /// Answers a question: per question asked, the chosen labels or free text.
     pub async fn answer_question(&self, id: &str, answers: &[Vec<String>]) -> Result<(), RunError> {
-        let req = self.request(Method::POST, &format!("/question/{id}/reply")).json(&json!({ "answers": answers }));
+        let req = self
+            .request(Method::POST, &format!("/question/{id}/reply"))
+            .json(&json!({ "answers": answers }))
+            .timeout(REPLY_TIMEOUT);
         self.send_expecting_success(req, "question reply").await
     }
 

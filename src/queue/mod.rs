@@ -86,9 +86,12 @@ pub enum JobTrigger {
     Refused {
         reason: String,
     },
-    /// A comment while the run waits for a person: the answer, if its
-    /// author may give one.
-    Answer,
+    /// A comment while the run waits for a person: the answer to job
+    /// `job`'s question asked at `asked_at`, if its author may give one.
+    Answer {
+        job: i64,
+        asked_at: i64,
+    },
 }
 
 impl JobTrigger {
@@ -100,7 +103,7 @@ impl JobTrigger {
             | Self::Review
             | Self::CiFix { .. }
             | Self::Control { command: Control::Reset } => "work",
-            Self::Control { .. } | Self::Refused { .. } | Self::Answer => "control",
+            Self::Control { .. } | Self::Refused { .. } | Self::Answer { .. } => "control",
         }
     }
 }

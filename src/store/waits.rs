@@ -36,11 +36,15 @@ pub trait WaitStore: Send + Sync {
     /// The question was posted on the issue, as comment `comment_id`.
     async fn mark_wait_posted(&self, job_id: i64, comment_id: u64) -> anyhow::Result<()>;
     async fn wait_of_job(&self, job_id: i64) -> anyhow::Result<Option<Wait>>;
-    /// The issue's question that has no answer yet, if any.
+    /// The issue's question that takes an answer now, if any: asked by a job
+    /// still pending or running, not answered, not expired.
     async fn open_wait(&self, issue: &IssueRef) -> anyhow::Result<Option<Wait>>;
-    /// Gives the issue's open question its answer; the first answer wins. The
-    /// job that asked, or `None` when no question was open.
-    async fn answer_wait(&self, issue: &IssueRef, answer: &Answer) -> anyhow::Result<Option<i64>>;
+    /// Answers job `job_id`'s question asked at `asked_at`, if it still takes an
+    /// answer; the first answer wins. Whether this one did.
+    async fn answer_wait(&self, job_id: i64, asked_at: i64, answer: &Answer) -> anyhow::Result<bool>;
+    /// The deadline passed: the question takes no answer from now on, unless
+    /// one came first. Whether it expired (`false`: it was answered).
+    async fn expire_wait(&self, job_id: i64, asked_at: i64) -> anyhow::Result<bool>;
     async fn end_wait(&self, job_id: i64) -> anyhow::Result<()>;
     /// Ends every wait on the issue (`stop`).
     async fn end_waits_on(&self, issue: &IssueRef) -> anyhow::Result<()>;

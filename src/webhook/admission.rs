@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use crate::comment::is_bot_comment;
 use crate::event::{ChecksFailed, EventKind, ForgeEvent};
 use crate::queue::{Enqueued, Job, JobTrigger, Queue};
+use crate::store::Wait;
 use crate::trigger::{Trigger, control_command, mentions, trigger_for};
 
 /// What admission needs besides the event.
@@ -77,15 +78,22 @@ fn written_by_bot(event: &ForgeEvent, rules: &Rules<'_>) -> bool {
         || event.comment.as_ref().is_some_and(|c| is_bot_comment(&c.body))
 }
 
-/// What a new comment would be if its issue's run waits for a person's answer:
-/// that answer, mention or not. A command for the bot stays one (`stop` must
-/// still stop a waiting run); bots' words answer nothing.
-pub fn answer_job(event: &ForgeEvent, rules: &Rules<'_>) -> Option<Job> {
-    let comment = event.comment.as_ref()?;
-    let is_reply = event.kind == EventKind::CommentCreated
+/// Whether a new comment may answer a waiting run's question: mention or not,
+/// but not a command for the bot (`stop` must still stop a waiting run), and
+/// not a bot's words.
+pub fn may_answer(event: &ForgeEvent, rules: &Rules<'_>) -> bool {
+    event.kind == EventKind::CommentCreated
         && !written_by_bot(event, rules)
-        && control_command(&comment.body, rules.handle).is_none();
-    is_reply.then(|| job_for(event, JobTrigger::Answer))
+        && event.comment.as_ref().is_some_and(|c| control_command(&c.body, rules.handle).is_none())
+}
+
+/// The answer job for a comment on an issue whose run waits: only a comment
+/// made after the question was posted answers it (forges number comments in
+/// the order they are made), and it answers that question and no later one.
+pub fn answer_job(event: &ForgeEvent, wait: &Wait) -> Option<Job> {
+    let comment = event.comment.as_ref()?;
+    let asked_in = wait.comment_id?;
+    (comment.id > asked_in).then(|| job_for(event, JobTrigger::Answer { job: wait.job_id, asked_at: wait.asked_at }))
 }
 
 /// `job`, or a refusal in its place when the issue already has
@@ -159,9 +167,13 @@ pub async fn accept(
     } else {
         None
     };
-    if let Some(job) = answer_job(event, rules) {
-        let job = onto_its_issue(queue, job).await?;
-        if queue.open_wait(&job.issue).await?.is_some() {
+    if may_answer(event, rules) {
+        let issue = match event.is_pull_request {
+            true => queue.issue_of_pull_request(&event.issue).await?.unwrap_or_else(|| event.issue.clone()),
+            false => event.issue.clone(),
+        };
+        if let Some(job) = queue.open_wait(&issue).await?.and_then(|wait| answer_job(event, &wait)) {
+            let job = onto_its_issue(queue, job).await?;
             return Ok(queue.enqueue(instance, Some(&event.identity), &job).await?.into());
         }
     }
@@ -266,18 +278,29 @@ mod tests {
         false
     }
 
+    fn waiting(comment_id: Option<u64>) -> Wait {
+        let asked = crate::question::Asked::Permission { permission: "bash".into(), patterns: Vec::new() };
+        let issue = "tea/acme/widget#7".parse().expect("a ref");
+        Wait { job_id: 1, issue, asked, asked_at: 5, deadline: 9, comment_id, answer: None }
+    }
+
     #[test]
-    fn a_comment_may_answer_a_waiting_run_unless_it_is_a_command_or_a_bots() {
+    fn a_later_comment_answers_the_question_it_follows_unless_it_is_a_command_or_a_bots() {
         let r = rules(LABELS);
-        let answer = answer_job(&comment("alice", "2", "a1"), &r).expect("plain words answer");
-        assert_eq!((answer.trigger, answer.author.as_str()), (JobTrigger::Answer, "alice"));
-        assert!(answer_job(&comment("alice", "@kugetsu teal", "a2"), &r).is_some(), "a mention answers too");
-        assert_eq!(JobTrigger::Answer.lane(), "control", "answered beside runs, not behind them");
-        assert_eq!(answer_job(&comment("alice", "@kugetsu stop", "a3"), &r), None, "stop stays a stop");
-        assert_eq!(answer_job(&comment("kugetsu-bot", "2", "a4"), &r), None, "the bot's own words");
+        let plain = comment("alice", "2", "a1");
+        assert!(may_answer(&plain, &r));
+        let answer = answer_job(&plain, &waiting(Some(10))).expect("plain words answer");
+        assert_eq!(answer.trigger, JobTrigger::Answer { job: 1, asked_at: 5 }, "that question, no later one");
+        assert_eq!(answer.author, "alice");
+        assert_eq!(answer.trigger.lane(), "control", "answered beside runs, not behind them");
+        assert!(answer_job(&plain, &waiting(Some(11))).is_none(), "comment 11 came before the question");
+        assert!(answer_job(&plain, &waiting(None)).is_none(), "nobody has seen the question yet");
+        assert!(may_answer(&comment("alice", "@kugetsu teal", "a2"), &r), "a mention answers too");
+        assert!(!may_answer(&comment("alice", "@kugetsu stop", "a3"), &r), "stop stays a stop");
+        assert!(!may_answer(&comment("kugetsu-bot", "2", "a4"), &r), "the bot's own words");
         let mut edited = comment("alice", "2", "a5");
         edited.kind = EventKind::CommentEdited;
-        assert_eq!(answer_job(&edited, &r), None, "only a new comment");
+        assert!(!may_answer(&edited, &r), "only a new comment");
     }
 
     #[test]
@@ -339,20 +362,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_plain_comment_is_stored_as_an_answer_only_while_the_issue_waits_for_one() {
-        use crate::store::{Store, Wait};
+        use crate::store::Store;
         let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::in_memory().await.expect("a database"));
         let queue = Queue::new(store.clone());
         let r = rules(LABELS);
         let accepted = accept(&queue, "tea", &comment("alice", "2", "w1"), &r, nobody_known).await.expect("read");
         assert!(matches!(accepted, Accepted::Ignored(_)), "control: no question, plain talk: {accepted:?}");
-        let asked = crate::question::Asked::Permission { permission: "bash".into(), patterns: Vec::new() };
-        let issue: crate::issue_ref::IssueRef = "tea/acme/widget#7".parse().expect("a ref");
-        let wait = Wait { job_id: 1, issue, asked, asked_at: 1, deadline: 2, comment_id: None, answer: None };
-        store.begin_wait(&wait).await.expect("stored");
+        let Accepted::Queued(asker) =
+            accept(&queue, "tea", &comment("alice", "@kugetsu go", "w0"), &r, nobody_known).await.expect("stored")
+        else {
+            panic!("a mention is a job")
+        };
+        store.begin_wait(&Wait { job_id: asker, ..waiting(Some(10)) }).await.expect("stored");
         let accepted = accept(&queue, "tea", &comment("alice", "2", "w2"), &r, nobody_known).await.expect("stored");
         assert!(matches!(accepted, Accepted::Queued(_)), "{accepted:?}");
         let claimed = queue.claim("control", 5).await.expect("claimed");
-        assert_eq!(claimed.iter().map(|j| &j.job.trigger).collect::<Vec<_>>(), vec![&JobTrigger::Answer]);
+        let triggers: Vec<_> = claimed.iter().map(|j| j.job.trigger.clone()).collect();
+        assert_eq!(triggers, vec![JobTrigger::Answer { job: asker, asked_at: 5 }]);
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! comment by a writer there, or for `bot.question_timeout`. The wait is stored,
 //! so a run still waits after a restart.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -11,10 +12,12 @@ use super::admit::Decision;
 use super::slot::WorkSlot;
 use super::{Outcome, Worker};
 use crate::comment;
+use crate::engine::{EngineError, Mode, RunOptions};
 use crate::forge::{Forge, Reaction, ReactionTarget};
 use crate::opencode::Ask;
 use crate::question::{Asked, Reply};
 use crate::queue::Job;
+use crate::result::RunResult;
 use crate::store::{Answer, Wait, now_millis};
 
 /// How often a waiting run looks at its question without a wake-up.
@@ -24,6 +27,36 @@ const LOOK_AGAIN: Duration = Duration::from_secs(5);
 /// a comment every `question_timeout`; past this, it is answered at once.
 const MAX_QUESTIONS_PER_RUN: usize = 10;
 
+/// The run that asks: where its questions go, and the slot it gives back while
+/// it waits.
+#[derive(Clone, Copy)]
+pub(super) struct Asking<'a> {
+    pub forge: &'a dyn Forge,
+    pub id: i64,
+    pub job: &'a Job,
+    pub slot: &'a WorkSlot,
+}
+
+/// Counts a run as waiting for a person until dropped.
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    /// Runs waiting, this one included.
+    now: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn count(count: &'a AtomicUsize) -> Self {
+        let now = count.fetch_add(1, Ordering::SeqCst) + 1;
+        Self { count, now }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// How a wait ended.
 pub(super) struct Answered {
     pub reply: Reply,
@@ -32,15 +65,40 @@ pub(super) struct Answered {
 }
 
 impl Worker {
-    /// Takes each of the run's questions to the thread and its answer back to the
-    /// agent. `granted` is a permission a person allowed before a restart: asked
-    /// again, it is allowed without asking. Never ends; it goes with the run.
-    pub(super) async fn answer_asks(
+    /// One attempt at the run, with its questions taken to the thread. A question
+    /// still open when the attempt ends (a budget stopped it, opencode died) is
+    /// closed, and the slot is held again whatever happened.
+    pub(super) async fn run_with_questions(
         &self,
-        forge: &dyn Forge,
-        id: i64,
-        job: &Job,
-        slot: &WorkSlot,
+        asking: Asking<'_>,
+        text: &str,
+        mut opts: RunOptions,
+        granted: Option<Asked>,
+    ) -> Result<RunResult, EngineError> {
+        let (asks, asked) = mpsc::unbounded_channel();
+        opts.asks = Some(asks);
+        let questions = self.answer_asks(&asking, asked, granted);
+        let run = tokio::select! {
+            run = self.engine.run(&asking.job.issue, text, Mode::Auto, opts) => run,
+            () = questions => unreachable!("answering questions ends only with the run"),
+        };
+        if let Ok(Some(wait)) = self.engine.store().wait_of_job(asking.id).await {
+            match wait.answer {
+                // Answered, and the run ended before the answer reached it.
+                Some(_) => self.end_wait(asking.id).await,
+                None => self.close_wait(asking.forge, wait, "the run ended before an answer came").await,
+            }
+        }
+        asking.slot.take_again().await;
+        run
+    }
+
+    /// Takes each of the attempt's questions to the thread and its answer back to
+    /// the agent. `granted` is a permission a person allowed before a restart:
+    /// asked again, it is allowed without asking. Never ends; it goes with the run.
+    async fn answer_asks(
+        &self,
+        asking: &Asking<'_>,
         mut asks: mpsc::UnboundedReceiver<Ask>,
         mut granted: Option<Asked>,
     ) {
@@ -60,8 +118,8 @@ impl Worker {
             let now = now_millis();
             let timeout = i64::try_from(self.config.bot.question_timeout.as_millis()).unwrap_or(i64::MAX);
             let wait = Wait {
-                job_id: id,
-                issue: job.issue.clone(),
+                job_id: asking.id,
+                issue: asking.job.issue.clone(),
                 asked,
                 asked_at: now,
                 deadline: now.saturating_add(timeout),
@@ -69,37 +127,69 @@ impl Worker {
                 answer: None,
             };
             let answered = match self.engine.store().begin_wait(&wait).await {
-                Ok(()) => self.wait_in_thread(forge, job, slot, wait).await,
+                Ok(()) => self.wait_in_thread(asking, wait).await,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot record a question; the agent gets no answer");
                     Answered { reply: wait.asked.unanswered(), author: None }
                 }
             };
             let _ = reply.send(answered.reply);
+            // Only now: a restart before the answer reached opencode still finds it.
+            self.end_wait(asking.id).await;
         }
         std::future::pending().await
     }
 
-    /// A recorded wait, asked now or before a restart: posted once, answered or
-    /// timed out, then ended. The slot is free meanwhile.
-    pub(super) async fn wait_in_thread(&self, forge: &dyn Forge, job: &Job, slot: &WorkSlot, wait: Wait) -> Answered {
-        let Some(comment_id) = self.post_question(forge, job, &wait).await else {
+    /// A recorded wait, asked now or before a restart: posted once, then answered
+    /// or timed out; the caller ends it once the answer is with the agent. The
+    /// slot is free meanwhile.
+    pub(super) async fn wait_in_thread(&self, asking: &Asking<'_>, wait: Wait) -> Answered {
+        let waiting = Waiting::count(&self.waiting_runs);
+        if waiting.now > self.config.opencode.max_servers {
+            // Each waiting run keeps its opencode server; they are bounded like servers.
+            tracing::warn!(asked = %wait.asked.summary(), "too many runs wait for answers; answering without asking");
+            return Answered { reply: wait.asked.unanswered(), author: None };
+        }
+        let Some(comment_id) = self.post_question(asking.forge, asking.job, &wait).await else {
             // Nobody can see it, so nobody can answer it.
-            self.end_wait(wait.job_id).await;
             return Answered { reply: wait.asked.unanswered(), author: None };
         };
         tracing::info!(job = wait.job_id, asked = %wait.asked.summary(), "the run waits for an answer in the thread");
-        slot.give_back();
+        asking.slot.give_back();
         self.queue.nudge();
         let answered = self.await_answer(&wait).await;
-        self.end_wait(wait.job_id).await;
-        let body = comment::question_comment(&wait.asked, self.config.bot.question_timeout, wait.job_id, wait.asked_at);
+        drop(waiting);
         let line = comment::answered_line(answered.author.as_deref(), &answered.reply.said());
-        if let Err(e) = forge.edit_comment(job.issue.repo(), comment_id, &comment::with_line(&body, &line)).await {
-            tracing::warn!(error = %e, "could not mark the question answered");
-        }
-        slot.take_again().await;
+        self.close_question(asking.forge, &Wait { comment_id: Some(comment_id), ..wait }, &line).await;
+        asking.slot.take_again().await;
         answered
+    }
+
+    /// Ends a wait that no answer will end (its run was stopped, or ended
+    /// first), and says so under its question.
+    pub(super) async fn close_wait(&self, forge: &dyn Forge, wait: Wait, why: &str) {
+        self.end_wait(wait.job_id).await;
+        self.close_question(forge, &wait, &comment::closed_line(why)).await;
+    }
+
+    /// `stop` ends the issue's waits, and closes its open question.
+    pub(super) async fn close_stopped_waits(&self, job: &Job, open: Option<Wait>) {
+        let forge = self.forges.get(job.issue.repo().instance());
+        if let (Some(forge), Some(wait)) = (forge, open) {
+            self.close_wait(forge.as_ref(), wait, &format!("the run was stopped by @{}", job.author)).await;
+        }
+        if let Err(e) = self.engine.store().end_waits_on(&job.issue).await {
+            tracing::error!(error = %format!("{e:#}"), "cannot end a stopped run's waits");
+        }
+    }
+
+    /// Adds the wait's last line to its question, if it was posted.
+    async fn close_question(&self, forge: &dyn Forge, wait: &Wait, line: &str) {
+        let Some(comment_id) = wait.comment_id else { return };
+        let body = comment::question_comment(&wait.asked, self.config.bot.question_timeout, wait.job_id, wait.asked_at);
+        if let Err(e) = forge.edit_comment(wait.issue.repo(), comment_id, &comment::with_line(&body, line)).await {
+            tracing::warn!(error = %e, "could not close the question");
+        }
     }
 
     /// The question's comment, posted unless it is there already (a restart
@@ -146,7 +236,7 @@ impl Worker {
     async fn await_answer(&self, wait: &Wait) -> Answered {
         let left = Duration::from_millis(u64::try_from(wait.deadline.saturating_sub(now_millis())).unwrap_or(0));
         let deadline = tokio::time::Instant::now() + left;
-        let mut over = false;
+        let nobody = || Answered { reply: wait.asked.unanswered(), author: None };
         loop {
             let notified = self.answered.notified();
             tokio::pin!(notified);
@@ -157,18 +247,24 @@ impl Worker {
                     return Answered { reply, author: Some(answer.author) };
                 }
                 // Ended elsewhere (`stop`): the run is going anyway.
-                Ok(None) => over = true,
+                Ok(None) => return nobody(),
                 Ok(Some(_)) => {}
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot read a question's answer"),
-            }
-            // The last look came after the deadline, so an answer just then counts.
-            if over {
-                return Answered { reply: wait.asked.unanswered(), author: None };
             }
             tokio::select! {
                 () = &mut notified => {}
                 () = tokio::time::sleep(LOOK_AGAIN) => {}
-                () = tokio::time::sleep_until(deadline) => over = true,
+                () = tokio::time::sleep_until(deadline) => {
+                    // The deadline and an answer at that moment: one of them wins, in the store.
+                    match self.engine.store().expire_wait(wait.job_id, wait.asked_at).await {
+                        Ok(false) => {}
+                        Ok(true) => return nobody(),
+                        Err(e) => {
+                            tracing::error!(error = %format!("{e:#}"), "cannot expire a question");
+                            return nobody();
+                        }
+                    }
+                }
             }
         }
     }
@@ -181,7 +277,7 @@ impl Worker {
 
     /// A comment while the issue's run waits: the answer, if a writer wrote it.
     /// Anyone else's is left alone, without a word.
-    pub(super) async fn take_answer(&self, forge: &dyn Forge, id: i64, job: Job) -> Outcome {
+    pub(super) async fn take_answer(&self, forge: &dyn Forge, id: i64, job: Job, asker: i64, asked_at: i64) -> Outcome {
         match self.decide(forge, &job).await {
             Decision::Allowed => {}
             Decision::Undecided(outcome) => return outcome,
@@ -202,8 +298,8 @@ impl Worker {
         let Some(said) = job.comment.as_ref() else { return Outcome::Failed("an answer with no comment".into()) };
         let answer =
             Answer { text: said.body.clone(), author: job.author.clone(), comment_id: Some(said.id), at: now_millis() };
-        match self.engine.store().answer_wait(&job.issue, &answer).await {
-            Ok(Some(asker)) => {
+        match self.engine.store().answer_wait(asker, asked_at, &answer).await {
+            Ok(true) => {
                 tracing::info!(asker, user = job.author, "a writer answered the agent's question");
                 self.answered.notify_waiters();
                 let target = ReactionTarget::Comment(said.id);
@@ -213,7 +309,7 @@ impl Worker {
                 Outcome::Done
             }
             // Answered by someone else first, or the wait is over: a comment like any.
-            Ok(None) => Outcome::Done,
+            Ok(false) => Outcome::Done,
             Err(e) => Outcome::Failed(format!("cannot record an answer: {e:#}")),
         }
     }

@@ -72,7 +72,8 @@ impl WaitStore for SqliteStore {
     async fn open_wait(&self, issue: &IssueRef) -> anyhow::Result<Option<Wait>> {
         let row: Option<Row> = sqlx::query_as(
             "SELECT job_id, issue, asked, asked_at, deadline, comment_id, answer, answered_by, answer_comment, \
-             answered_at FROM waits WHERE issue = ? AND answer IS NULL ORDER BY asked_at LIMIT 1",
+             answered_at FROM waits WHERE issue = ? AND answer IS NULL AND expired = 0 \
+             AND job_id IN (SELECT id FROM jobs WHERE status IN ('pending', 'running')) ORDER BY asked_at LIMIT 1",
         )
         .bind(issue.to_string())
         .fetch_optional(&self.pool)
@@ -80,21 +81,30 @@ impl WaitStore for SqliteStore {
         row.map(wait_from).transpose()
     }
 
-    async fn answer_wait(&self, issue: &IssueRef, answer: &Answer) -> anyhow::Result<Option<i64>> {
-        // One statement: two answers at once cannot both win.
-        let answered: Option<i64> = sqlx::query_scalar(
+    async fn answer_wait(&self, job_id: i64, asked_at: i64, answer: &Answer) -> anyhow::Result<bool> {
+        // One statement: of two answers, or an answer and the deadline, one wins.
+        let done = sqlx::query(
             "UPDATE waits SET answer = ?, answered_by = ?, answer_comment = ?, answered_at = ?
-             WHERE job_id = (SELECT job_id FROM waits WHERE issue = ? AND answer IS NULL ORDER BY asked_at LIMIT 1)
-             RETURNING job_id",
+             WHERE job_id = ? AND asked_at = ? AND answer IS NULL AND expired = 0",
         )
         .bind(&answer.text)
         .bind(&answer.author)
         .bind(answer.comment_id.and_then(|id| i64::try_from(id).ok()))
         .bind(answer.at)
-        .bind(issue.to_string())
-        .fetch_optional(&self.pool)
+        .bind(job_id)
+        .bind(asked_at)
+        .execute(&self.pool)
         .await?;
-        Ok(answered)
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn expire_wait(&self, job_id: i64, asked_at: i64) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE waits SET expired = 1 WHERE job_id = ? AND asked_at = ? AND answer IS NULL")
+            .bind(job_id)
+            .bind(asked_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn end_wait(&self, job_id: i64) -> anyhow::Result<()> {
@@ -112,6 +122,7 @@ impl WaitStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::question::{Asked, Choice, Question};
+    use crate::queue::Enqueued;
 
     fn asked() -> Asked {
         Asked::Question {
@@ -130,8 +141,24 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
         let issue: IssueRef = "tea/acme/widget#7".parse().unwrap();
         let other: IssueRef = "tea/acme/widget#8".parse().unwrap();
+        let job = |issue: &IssueRef| crate::queue::Job {
+            issue: issue.clone(),
+            delivery_id: format!("d-{issue}"),
+            trigger: crate::queue::JobTrigger::Mention,
+            author: "alice".into(),
+            title: String::new(),
+            issue_body: String::new(),
+            comment: None,
+            is_pull_request: false,
+            repo_html_url: None,
+            default_branch: None,
+            on_pull_request: None,
+            review: None,
+        };
+        use crate::store::JobStore;
+        let Enqueued::Queued(id) = store.enqueue("tea", None, &job(&issue)).await.unwrap() else { panic!() };
         let wait = Wait {
-            job_id: 3,
+            job_id: id,
             issue: issue.clone(),
             asked: asked(),
             asked_at: 10,
@@ -140,20 +167,32 @@ mod tests {
             answer: None,
         };
         store.begin_wait(&wait).await.unwrap();
-        store.mark_wait_posted(3, 77).await.unwrap();
+        store.mark_wait_posted(id, 77).await.unwrap();
         assert_eq!(store.open_wait(&issue).await.unwrap(), Some(Wait { comment_id: Some(77), ..wait.clone() }));
         assert_eq!(store.open_wait(&other).await.unwrap(), None);
         let answer = |text: &str| Answer { text: text.into(), author: "alice".into(), comment_id: Some(9), at: 15 };
-        assert_eq!(store.answer_wait(&other, &answer("x")).await.unwrap(), None, "no question there");
-        assert_eq!(store.answer_wait(&issue, &answer("2")).await.unwrap(), Some(3));
-        assert_eq!(store.answer_wait(&issue, &answer("late")).await.unwrap(), None, "answered already");
+        assert!(!store.answer_wait(id, 11, &answer("x")).await.unwrap(), "not the question asked at 11");
+        assert!(store.answer_wait(id, 10, &answer("2")).await.unwrap());
+        assert!(!store.answer_wait(id, 10, &answer("late")).await.unwrap(), "answered already");
+        assert!(!store.expire_wait(id, 10).await.unwrap(), "the answer came before the deadline");
         assert_eq!(store.open_wait(&issue).await.unwrap(), None);
-        let kept = store.wait_of_job(3).await.unwrap().expect("kept until it ends");
+        let kept = store.wait_of_job(id).await.unwrap().expect("kept until it ends");
         assert_eq!(kept.answer, Some(answer("2")));
-        store.end_wait(3).await.unwrap();
-        assert_eq!(store.wait_of_job(3).await.unwrap(), None);
+        store.end_wait(id).await.unwrap();
+        assert_eq!(store.wait_of_job(id).await.unwrap(), None);
+
+        // The deadline first: no answer after it.
         store.begin_wait(&wait).await.unwrap();
+        assert!(store.expire_wait(id, 10).await.unwrap());
+        assert!(!store.answer_wait(id, 10, &answer("too late")).await.unwrap());
+        assert_eq!(store.open_wait(&issue).await.unwrap(), None, "an expired wait takes no answer");
+
+        // A wait whose job ended takes no answer either.
+        store.begin_wait(&Wait { asked_at: 12, ..wait.clone() }).await.unwrap();
+        assert!(store.open_wait(&issue).await.unwrap().is_some(), "control: the job still runs");
+        store.finish(id, Ok(())).await.unwrap();
+        assert_eq!(store.open_wait(&issue).await.unwrap(), None, "the job is done");
         store.end_waits_on(&issue).await.unwrap();
-        assert_eq!(store.wait_of_job(3).await.unwrap(), None, "stop ends it");
+        assert_eq!(store.wait_of_job(id).await.unwrap(), None, "stop ends it");
     }
 }
