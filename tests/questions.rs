@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::bot_env::{BotEnv, tea, tea_comment};
+use support::bot_env::{BotEnv, bot_that_reconciles_every_second, made_now, tea, tea_comment};
 use support::{Step, transcript};
 
 fn colour_question() -> Step {
@@ -148,16 +148,17 @@ async fn nobody_answers_in_time_so_the_run_goes_on_and_stop_ends_a_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_waiting_when_kugetsu_restarts_still_waits_and_takes_the_answer() {
-    let mut t = BotEnv::new().await;
+    let mut t = bot_that_reconciles_every_second().await;
     t.env.model.on("MARK-RESTART", vec![colour_question(), Step::Answer("not reached".into())]);
     t.env.model.on("kugetsu restarted while you waited", vec![Step::Answer("went on, RESTART-DONE".into())]);
     say(&t, 94, 7401, "@kugetsu MARK-RESTART", "alice", "r-1").await;
     t.forge.wait_for_comments("acme/widget", 94, 1).await;
 
+    // Answered while kugetsu is down, in the person's own words, without a
+    // mention: no delivery ever brings it; the forge has it.
     t.stop().await;
+    t.forge.seed(&tea(&made_now(tea_comment(94, 900402, "teal, like the logo", "alice")), "r-2"));
     t.start().await;
-    // The answer comes after the restart, in the person's own words.
-    say(&t, 94, 900402, "@kugetsu teal, like the logo", "alice", "r-2").await;
     let comments = t.forge.wait_for_comments("acme/widget", 94, 2).await;
     assert!(comments[1].body.contains("RESTART-DONE"), "{}", comments[1].body);
     assert!(comments[0].body.contains("Which colour"), "the question was not posted again: {comments:?}");
@@ -166,6 +167,7 @@ async fn a_run_waiting_when_kugetsu_restarts_still_waits_and_takes_the_answer() 
     let seen = transcript(&resumed[0]);
     assert!(seen.contains("Which colour should the button be?") && seen.contains("teal, like the logo"), "{seen}");
     assert!(seen.contains("MARK-RESTART"), "the same session: {seen}");
+    assert_eq!(t.env.model.requests_for("MARK-RESTART").len(), 1, "not asked again");
     let jobs = t.wait_for_jobs_done(2).await;
     assert!(jobs.iter().all(|j| j.2 == "done"), "{jobs:?}");
     t.stop().await;

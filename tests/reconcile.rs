@@ -6,26 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use support::Step;
-use support::bot_env::{BotEnv, GH_SECRET, TEA_SECRET, gh, gh_comment, tea, tea_comment};
+use support::bot_env::{
+    GH_SECRET, TEA_SECRET, bot_that_reconciles_every_second, gh, gh_comment, made_now, tea, tea_comment,
+};
 use support::webhook::{self, fixture, retarget};
-
-/// A comment made now, as the forge would stamp it.
-fn made_now(mut payload: Value) -> Value {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    payload["comment"]["created_at"] = now.clone().into();
-    payload["comment"]["updated_at"] = now.into();
-    payload
-}
-
-async fn bot_that_reconciles_every_second() -> BotEnv {
-    let mut t = BotEnv::new().await;
-    t.stop().await;
-    t.edit_config(|c| c.replace("requeue_delay = \"200ms\"", "requeue_delay = \"200ms\"\nreconcile_interval = \"1s\""));
-    t.start().await;
-    t
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mentions_no_delivery_brought_run_exactly_once() {

@@ -115,10 +115,13 @@ impl Reconciler {
         look.tags.push((key, since.clone(), etag));
         look.newest_ms = comments.iter().filter_map(|c| c.updated_at.as_deref().and_then(parse_time)).max().map(millis);
         for comment in comments {
-            if !crate::trigger::mentions(&comment.body, &self.intake.bot.handle) {
+            let Some(issue) = issue_of(repo, &comment)? else { continue };
+            // Plain words count only as the answer to a question a run waits on.
+            if !crate::trigger::mentions(&comment.body, &self.intake.bot.handle)
+                && self.queue.open_wait(&issue).await?.is_none()
+            {
                 continue;
             }
-            let Some(issue) = issue_of(repo, &comment)? else { continue };
             let identity = comment_identity(&issue, &comment);
             // Most mentions came by webhook: their issue need not be read again.
             if self.queue.knows_event(&identity).await? {

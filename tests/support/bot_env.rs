@@ -210,6 +210,24 @@ webhook_secret_env = "TEA_SECRET"
     }
 }
 
+/// A comment made now, as the forge would stamp it.
+pub fn made_now(mut payload: Value) -> Value {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    payload["comment"]["created_at"] = now.clone().into();
+    payload["comment"]["updated_at"] = now.into();
+    payload
+}
+
+/// A bot that reads its repositories' recent comments every second, for what
+/// no delivery brought.
+pub async fn bot_that_reconciles_every_second() -> BotEnv {
+    let mut t = BotEnv::new().await;
+    t.stop().await;
+    t.edit_config(|c| c.replace("requeue_delay = \"200ms\"", "requeue_delay = \"200ms\"\nreconcile_interval = \"1s\""));
+    t.start().await;
+    t
+}
+
 pub fn gh_comment(number: u64, comment_id: u64, body: &str, author: &str) -> Value {
     let p = retarget(fixture("github/issue_comment.created.json"), "acme", "widget", number, author);
     with_comment(p, comment_id, body)
