@@ -347,26 +347,9 @@ impl Worker {
         let feedback = self.show_progress(forge, id, job);
         let budget = self.watch_budget(&job.issue, id, before, feedback.events());
         let branch = self.engine.branch_for(&job.issue);
-        // A run that waited for a person when kugetsu stopped waits again; its
-        // answer then comes as a message, opencode's request having gone.
-        let waited = self.engine.store().wait_of_job(id).await.unwrap_or_else(|e| {
-            tracing::error!(error = %format!("{e:#}"), "cannot read whether the run waited for an answer");
-            None
-        });
         let asking = ask::Asking { forge: forge.as_ref(), id, job, slot };
-        let (text, files, granted) = match waited {
-            Some(wait) => {
-                let asked = wait.asked.clone();
-                let answered = self.wait_in_thread(&asking, wait).await;
-                // A person's answer is kept until the run has it; nobody's is
-                // the same after any restart.
-                if answered.author.is_none() {
-                    self.end_wait(id).await;
-                }
-                let text = prompt::answered_after_restart(&asked, &answered.reply, answered.author.as_deref());
-                let granted = (answered.reply == crate::question::Reply::Allow).then_some(asked);
-                (text, Vec::new(), granted)
-            }
+        let (text, files, granted) = match self.answer_after_restart(&asking).await {
+            Some((text, granted)) => (text, Vec::new(), granted),
             None => {
                 let (files, note) = self.attachments(forge.as_ref(), job).await;
                 (prompt::build(job, &branch) + note.as_deref().unwrap_or_default(), files, None)

@@ -63,6 +63,27 @@ impl Job {
     }
 }
 
+#[cfg(test)]
+impl Job {
+    /// A job by alice with no text, for tests.
+    pub fn minimal(issue: &str, trigger: JobTrigger, delivery: &str) -> Job {
+        Job {
+            issue: issue.parse().expect("a ref"),
+            delivery_id: delivery.into(),
+            trigger,
+            author: "alice".into(),
+            title: String::new(),
+            issue_body: String::new(),
+            comment: None,
+            is_pull_request: false,
+            repo_html_url: None,
+            default_branch: None,
+            on_pull_request: None,
+            review: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobTrigger {
@@ -243,18 +264,9 @@ mod tests {
 
     fn job(delivery: &str) -> Job {
         Job {
-            issue: "g/o/r#1".parse().unwrap(),
-            delivery_id: delivery.to_owned(),
-            trigger: JobTrigger::Mention,
             author: "Alice".to_owned(),
             title: "t".to_owned(),
-            issue_body: String::new(),
-            comment: None,
-            is_pull_request: false,
-            repo_html_url: None,
-            default_branch: None,
-            on_pull_request: None,
-            review: None,
+            ..Job::minimal("g/o/r#1", JobTrigger::Mention, delivery)
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::admit::Decision;
+use super::prompt;
 use super::slot::WorkSlot;
 use super::{Outcome, Worker};
 use crate::comment;
@@ -91,6 +92,26 @@ impl Worker {
         }
         asking.slot.take_again().await;
         run
+    }
+
+    /// For a run that waited for a person when kugetsu stopped: it waits again,
+    /// and its answer is the message to send, since opencode's pending request
+    /// went with its server; with the permission it allows, if it does.
+    pub(super) async fn answer_after_restart(&self, asking: &Asking<'_>) -> Option<(String, Option<Asked>)> {
+        let wait = self.engine.store().wait_of_job(asking.id).await.unwrap_or_else(|e| {
+            tracing::error!(error = %format!("{e:#}"), "cannot read whether the run waited for an answer");
+            None
+        })?;
+        let asked = wait.asked.clone();
+        let answered = self.wait_in_thread(asking, wait).await;
+        // A person's answer is kept until the run has it; nobody's is the same
+        // after any restart.
+        if answered.author.is_none() {
+            self.end_wait(asking.id).await;
+        }
+        let text = prompt::answered_after_restart(&asked, &answered.reply, answered.author.as_deref());
+        let granted = (answered.reply == Reply::Allow).then_some(asked);
+        Some((text, granted))
     }
 
     /// Takes each of the attempt's questions to the thread and its answer back to

@@ -405,20 +405,7 @@ mod tests {
     use crate::queue::JobTrigger;
 
     fn job(issue: &str, trigger: JobTrigger, delivery: &str) -> Job {
-        Job {
-            issue: issue.parse().expect("a ref"),
-            delivery_id: delivery.into(),
-            trigger,
-            author: "alice".into(),
-            title: String::new(),
-            issue_body: String::new(),
-            comment: None,
-            is_pull_request: false,
-            repo_html_url: None,
-            default_branch: None,
-            on_pull_request: None,
-            review: None,
-        }
+        Job::minimal(issue, trigger, delivery)
     }
 
     #[tokio::test]

@@ -141,22 +141,9 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
         let issue: IssueRef = "tea/acme/widget#7".parse().unwrap();
         let other: IssueRef = "tea/acme/widget#8".parse().unwrap();
-        let job = |issue: &IssueRef| crate::queue::Job {
-            issue: issue.clone(),
-            delivery_id: format!("d-{issue}"),
-            trigger: crate::queue::JobTrigger::Mention,
-            author: "alice".into(),
-            title: String::new(),
-            issue_body: String::new(),
-            comment: None,
-            is_pull_request: false,
-            repo_html_url: None,
-            default_branch: None,
-            on_pull_request: None,
-            review: None,
-        };
         use crate::store::JobStore;
-        let Enqueued::Queued(id) = store.enqueue("tea", None, &job(&issue)).await.unwrap() else { panic!() };
+        let job = crate::queue::Job::minimal("tea/acme/widget#7", crate::queue::JobTrigger::Mention, "d");
+        let Enqueued::Queued(id) = store.enqueue("tea", None, &job).await.unwrap() else { panic!() };
         let wait = Wait {
             job_id: id,
             issue: issue.clone(),
