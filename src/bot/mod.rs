@@ -81,6 +81,7 @@ impl Bot {
             Arc::new(SqliteStore::open(&layout.database()).await?.with_background_checkpoints().await?);
         let queue = Queue::new(store.clone());
         let requeued = queue.requeue_interrupted().await?;
+        queue.load_waits().await?;
         if requeued > 0 {
             tracing::info!(jobs = requeued, "re-queued jobs interrupted by the last shutdown");
         }

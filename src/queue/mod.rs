@@ -165,6 +165,12 @@ pub enum Enqueued {
 pub struct Queue {
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
+    /// Issues that may have a run waiting for an answer: every comment on them
+    /// is looked at for one, and only on them, so intake reads no more for the
+    /// rest. Loaded at start-up ([`Queue::load_waits`]) and added to before a
+    /// question is posted; never shrunk while running (a look that finds no wait
+    /// costs one read).
+    may_wait: Arc<std::sync::Mutex<std::collections::HashSet<IssueRef>>>,
 }
 
 /// Methods that are the store's, unchanged.
@@ -181,7 +187,7 @@ macro_rules! from_the_store {
 
 impl Queue {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, wake: Arc::new(Notify::new()) }
+        Self { store, wake: Arc::new(Notify::new()), may_wait: Arc::default() }
     }
 
     /// Records the delivery (and the event's identity) and stores its job,
@@ -207,6 +213,36 @@ impl Queue {
         Ok(stopped)
     }
 
+    /// Learns which issues have waits on record, before intake starts.
+    pub async fn load_waits(&self) -> anyhow::Result<()> {
+        let issues = self.store.waiting_issues().await?;
+        self.waiting_issues().extend(issues);
+        Ok(())
+    }
+
+    fn waiting_issues(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<IssueRef>> {
+        self.may_wait.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a run's question; its issue's comments are looked at for the answer from now.
+    pub async fn begin_wait(&self, wait: &crate::store::Wait) -> anyhow::Result<()> {
+        self.waiting_issues().insert(wait.issue.clone());
+        self.store.begin_wait(wait).await
+    }
+
+    /// Whether any issue may have a run waiting for an answer.
+    pub fn any_waits(&self) -> bool {
+        !self.waiting_issues().is_empty()
+    }
+
+    /// The issue's question that waits for an answer, if any.
+    pub async fn open_wait(&self, issue: &IssueRef) -> anyhow::Result<Option<crate::store::Wait>> {
+        if !self.waiting_issues().contains(issue) {
+            return Ok(None);
+        }
+        self.store.open_wait(issue).await
+    }
+
     /// Has the workers look at the queue now (a slot came free).
     pub fn nudge(&self) {
         self.wake.notify_one();
@@ -230,8 +266,6 @@ impl Queue {
         fn waiting_reasons(&self, issue: &IssueRef) -> anyhow::Result<Vec<String>>;
         fn claim(&self, lane: &str, limit: usize) -> anyhow::Result<Vec<QueuedJob>>;
         fn claim_joiner(&self, issue: &IssueRef) -> anyhow::Result<Option<QueuedJob>>;
-        /// The issue's question that waits for an answer, if any.
-        fn open_wait(&self, issue: &IssueRef) -> anyhow::Result<Option<crate::store::Wait>>;
         fn requeue_interrupted(&self) -> anyhow::Result<u64>;
         fn claim_trigger(&self, key: &str, id: i64) -> anyhow::Result<bool>;
         fn trigger_handled(&self, key: &str) -> anyhow::Result<bool>;

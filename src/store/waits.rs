@@ -45,6 +45,8 @@ pub trait WaitStore: Send + Sync {
     /// The deadline passed: the question takes no answer from now on, unless
     /// one came first. Whether it expired (`false`: it was answered).
     async fn expire_wait(&self, job_id: i64, asked_at: i64) -> anyhow::Result<bool>;
+    /// Every issue with a wait on record.
+    async fn waiting_issues(&self) -> anyhow::Result<Vec<IssueRef>>;
     async fn end_wait(&self, job_id: i64) -> anyhow::Result<()>;
     /// Ends every wait on the issue (`stop`).
     async fn end_waits_on(&self, issue: &IssueRef) -> anyhow::Result<()>;

@@ -167,7 +167,7 @@ pub async fn accept(
     } else {
         None
     };
-    if may_answer(event, rules) {
+    if queue.any_waits() && may_answer(event, rules) {
         let issue = match event.is_pull_request {
             true => queue.issue_of_pull_request(&event.issue).await?.unwrap_or_else(|| event.issue.clone()),
             false => event.issue.clone(),
@@ -362,9 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_plain_comment_is_stored_as_an_answer_only_while_the_issue_waits_for_one() {
-        use crate::store::Store;
-        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::in_memory().await.expect("a database"));
-        let queue = Queue::new(store.clone());
+        let queue = Queue::new(std::sync::Arc::new(SqliteStore::in_memory().await.expect("a database")));
         let r = rules(LABELS);
         let accepted = accept(&queue, "tea", &comment("alice", "2", "w1"), &r, nobody_known).await.expect("read");
         assert!(matches!(accepted, Accepted::Ignored(_)), "control: no question, plain talk: {accepted:?}");
@@ -373,7 +371,7 @@ mod tests {
         else {
             panic!("a mention is a job")
         };
-        store.begin_wait(&Wait { job_id: asker, ..waiting(Some(10)) }).await.expect("stored");
+        queue.begin_wait(&Wait { job_id: asker, ..waiting(Some(10)) }).await.expect("stored");
         let accepted = accept(&queue, "tea", &comment("alice", "2", "w2"), &r, nobody_known).await.expect("stored");
         assert!(matches!(accepted, Accepted::Queued(_)), "{accepted:?}");
         let claimed = queue.claim("control", 5).await.expect("claimed");

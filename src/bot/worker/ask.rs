@@ -147,7 +147,7 @@ impl Worker {
                 comment_id: None,
                 answer: None,
             };
-            let answered = match self.engine.store().begin_wait(&wait).await {
+            let answered = match self.queue.begin_wait(&wait).await {
                 Ok(()) => self.wait_in_thread(asking, wait).await,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot record a question; the agent gets no answer");

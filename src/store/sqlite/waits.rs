@@ -107,6 +107,11 @@ impl WaitStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn waiting_issues(&self) -> anyhow::Result<Vec<IssueRef>> {
+        let issues: Vec<String> = sqlx::query_scalar("SELECT DISTINCT issue FROM waits").fetch_all(&self.pool).await?;
+        issues.iter().map(|i| i.parse().map_err(|e| anyhow::anyhow!("a wait names a bad issue `{i}`: {e}"))).collect()
+    }
+
     async fn end_wait(&self, job_id: i64) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM waits WHERE job_id = ?").bind(job_id).execute(&self.pool).await?;
         Ok(())
@@ -154,6 +159,7 @@ mod tests {
             answer: None,
         };
         store.begin_wait(&wait).await.unwrap();
+        assert_eq!(store.waiting_issues().await.unwrap(), vec![issue.clone()]);
         store.mark_wait_posted(id, 77).await.unwrap();
         assert_eq!(store.open_wait(&issue).await.unwrap(), Some(Wait { comment_id: Some(77), ..wait.clone() }));
         assert_eq!(store.open_wait(&other).await.unwrap(), None);
