@@ -211,3 +211,30 @@ async fn a_permission_left_to_ask_is_asked_in_the_thread_and_runs_only_when_allo
     assert!(results.iter().any(|r| r.contains("use printf instead")), "the reason reached the agent: {results:?}");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subagents_permission_request_is_asked_in_the_thread_too() {
+    let mut t = BotEnv::new().await;
+    let opencode_json = t.env.config_path.with_file_name("opencode.json");
+    let mut rules: Value = serde_json::from_str(&std::fs::read_to_string(&opencode_json).unwrap()).unwrap();
+    rules["permission"]["bash"] = json!({ "*": "allow", "echo ask-me*": "ask" });
+    std::fs::write(&opencode_json, rules.to_string()).unwrap();
+    t.stop().await;
+    t.start().await;
+    // The agent hands the work to a subagent (opencode's `task` tool), whose
+    // session is a child of the run's: its request is the run's question.
+    let task =
+        json!({ "description": "run the check", "prompt": "SUBTASK-ASK run the check", "subagent_type": "general" });
+    t.env.model.on("MARK-SUB", vec![Step::Tool("task", task), Step::Answer("parent done, SUB-DONE".into())]);
+    t.env.model.on("SUBTASK-ASK", vec![Step::Bash("echo ask-me SUBRAN".into()), Step::Answer("sub finished".into())]);
+    say(&t, 97, 7701, "@kugetsu MARK-SUB", "alice", "s-1").await;
+    let asked = t.forge.wait_for_comments("acme/widget", 97, 1).await;
+    assert!(asked[0].body.contains("`echo ask-me SUBRAN`"), "{}", asked[0].body);
+    say(&t, 97, 900702, "yes", "alice", "s-2").await;
+    let done = t.forge.wait_for_comments("acme/widget", 97, 2).await;
+    assert!(done[1].body.contains("SUB-DONE"), "{}", done[1].body);
+    let sub = t.env.model.requests_for("SUBTASK-ASK");
+    let results = sub.iter().flat_map(tool_results).collect::<Vec<_>>();
+    assert!(results.iter().any(|r| r.contains("ask-me SUBRAN")), "the subagent's command ran: {results:?}");
+    t.stop().await;
+}

@@ -32,12 +32,16 @@ impl std::fmt::Debug for Api {
     }
 }
 
+/// What kugetsu reads of a session: its counters, and who started it.
 #[derive(Debug, Deserialize, Default)]
 pub struct SessionCounters {
     #[serde(default)]
     pub cost: f64,
     #[serde(default)]
     pub tokens: WireTokens,
+    /// The session whose `task` tool started this one (a subagent's).
+    #[serde(default, rename = "parentID")]
+    pub parent_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

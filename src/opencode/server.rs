@@ -29,6 +29,8 @@ use crate::result::Tokens;
 /// a steady 250 ms, four runs waiting on their model kept a core a quarter busy.
 const WATCH_FIRST: Duration = Duration::from_millis(250);
 const WATCH_MAX: Duration = Duration::from_secs(2);
+/// How far up a pending request's session its parents are followed to the turn's.
+const MAX_SUBAGENT_DEPTH: usize = 4;
 /// How long an aborted prompt may take to return before we stop waiting for it.
 const ABORT_GRACE: Duration = Duration::from_secs(10);
 
@@ -267,7 +269,7 @@ impl ServerDriver {
         if let Some(progress) = &prompt.progress {
             let _ = progress.send(AgentEvent::Started);
         }
-        let mut asking = Asking::new(prompt.asks.clone());
+        let mut asking = Asking::new(id, prompt.asks.clone());
         // The counters before the turn are read beside the prompt, not before it:
         // they change only once the model has answered.
         let before = api.session(id);
@@ -397,7 +399,7 @@ impl ServerDriver {
             )));
         }
         for request in api.permissions().await.unwrap_or_default() {
-            if request.session_id != id || asking.handed.contains(&request.id) {
+            if asking.handed.contains(&request.id) || !asking.is_ours(api, &request.session_id).await {
                 continue;
             }
             let asked = Asked::permission_from(&request.rest);
@@ -410,7 +412,7 @@ impl ServerDriver {
             }
         }
         for question in api.questions().await.unwrap_or_default() {
-            if question.session_id != id || asking.handed.contains(&question.id) {
+            if asking.handed.contains(&question.id) || !asking.is_ours(api, &question.session_id).await {
                 continue;
             }
             if let Some(asked) = Asked::question_from(&question.rest)
@@ -435,6 +437,10 @@ impl ServerDriver {
 /// What a turn's agent asked a person, and what became of it.
 struct Asking {
     to: Option<tokio::sync::mpsc::UnboundedSender<super::Ask>>,
+    /// The turn's session and the subagents' sessions it started (their
+    /// requests are the run's too), and sessions found to be neither.
+    family: std::collections::HashSet<String>,
+    strangers: std::collections::HashSet<String>,
     /// Requests handed over, by opencode's id: each is handed over once.
     handed: std::collections::HashSet<String>,
     /// Handed over and not answered yet: while any is, the turn's clock stops.
@@ -444,8 +450,44 @@ struct Asking {
 }
 
 impl Asking {
-    fn new(to: Option<tokio::sync::mpsc::UnboundedSender<super::Ask>>) -> Self {
-        Self { to, handed: Default::default(), open: Arc::default(), denied: Vec::new() }
+    fn new(session: &str, to: Option<tokio::sync::mpsc::UnboundedSender<super::Ask>>) -> Self {
+        let family = std::iter::once(session.to_owned()).collect();
+        Self {
+            to,
+            family,
+            strangers: Default::default(),
+            handed: Default::default(),
+            open: Arc::default(),
+            denied: Vec::new(),
+        }
+    }
+
+    /// Whether `session` is the turn's, or a subagent's under it (looked up once).
+    async fn is_ours(&mut self, api: &Api, session: &str) -> bool {
+        if self.family.contains(session) {
+            return true;
+        }
+        if self.strangers.contains(session) {
+            return false;
+        }
+        // A subagent may start subagents: follow the parents a few levels up.
+        let mut chain = vec![session.to_owned()];
+        for _ in 0..MAX_SUBAGENT_DEPTH {
+            let parent = match api.session(chain.last().map_or("", String::as_str)).await {
+                Ok(Some(info)) => info.parent_id,
+                Ok(None) => None,
+                // Not known yet: asked again at the next look.
+                Err(_) => return false,
+            };
+            let Some(parent) = parent else { break };
+            if self.family.contains(&parent) {
+                self.family.extend(chain);
+                return true;
+            }
+            chain.push(parent);
+        }
+        self.strangers.insert(session.to_owned());
+        false
     }
 
     fn waiting(&self) -> bool {
