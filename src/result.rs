@@ -91,6 +91,8 @@ pub struct Progress {
     /// Each tool call once, in the order they began: its tool, title and state.
     pub tools: Vec<ToolCall>,
     pub todos: Vec<crate::opencode::Todo>,
+    /// What the run waits for a person's answer to, while it does.
+    pub waiting: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +113,11 @@ impl Progress {
         use crate::opencode::AgentEvent;
         match event {
             AgentEvent::Started | AgentEvent::Spent { .. } => false,
+            AgentEvent::Waiting(waiting) => {
+                let changed = self.waiting != waiting;
+                self.waiting = waiting;
+                changed
+            }
             AgentEvent::Todos(todos) => {
                 let changed = self.todos != todos;
                 self.todos = todos;

@@ -83,6 +83,15 @@ async fn a_writers_reply_answers_the_question_while_the_waiting_run_holds_no_slo
         status[1].body
     );
 
+    // So does the run's progress comment.
+    t.forge
+        .wait_until("the progress comment says the run waits", |f| {
+            f.progress_comments("acme/widget", 91).iter().any(|c| {
+                f.edits_of(c.id).iter().any(|e| e.contains("waiting for an answer in this thread: Which colour"))
+            })
+        })
+        .await;
+
     // A reader's reply is no answer: nothing reaches the model, no reaction, no word.
     say(&t, 91, 900103, "2", "mallory", "q-4").await;
     t.wait_for_jobs_until(|jobs| jobs.iter().filter(|j| j.2 == "done").count() >= 3).await;

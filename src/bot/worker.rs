@@ -347,7 +347,8 @@ impl Worker {
         let feedback = self.show_progress(forge, id, job);
         let budget = self.watch_budget(&job.issue, id, before, feedback.events());
         let branch = self.engine.branch_for(&job.issue);
-        let asking = ask::Asking { forge: forge.as_ref(), id, job, slot };
+        let progress = feedback.events();
+        let asking = ask::Asking { forge: forge.as_ref(), id, job, slot, progress: &progress };
         let (text, files, granted) = match self.answer_after_restart(&asking).await {
             Some((text, granted)) => (text, Vec::new(), granted),
             None => {

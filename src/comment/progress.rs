@@ -58,6 +58,10 @@ pub fn progress_comment(
 ) -> String {
     let mut out = format!("⏳ **Working on it** · {} so far · branch {}\n\n", seconds(elapsed), branch_line(branch));
     match progress.current() {
+        _ if progress.waiting.is_some() => {
+            let asked = progress.waiting.as_deref().unwrap_or_default();
+            let _ = writeln!(out, "**Now:** ⏸️ waiting for an answer in this thread: {}\n", quiet(asked));
+        }
         Some(now) if now.title.is_empty() => {
             let _ = writeln!(out, "**Now:** {}\n", code(&now.tool));
         }
@@ -168,6 +172,19 @@ mod tests {
         assert!(is_progress_for_job(&text, 7) && !is_progress_for_job(&text, 70));
         assert!(!super::super::is_comment_for_job(&text, 7), "never mistaken for the job's answer");
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn a_run_waiting_for_an_answer_says_so_until_it_has_one() {
+        let branch = BranchLink { name: "kugetsu/12", url: None };
+        let mut p = busy();
+        assert!(p.apply(AgentEvent::Waiting(Some("Which colour, @alice?".into()))));
+        let text = progress_comment(&p, Duration::from_secs(75), &branch, Duration::from_secs(10), 7);
+        let now = text.lines().find(|l| l.starts_with("**Now:**")).expect("a now line");
+        assert_eq!(now, "**Now:** ⏸️ waiting for an answer in this thread: Which colour, @\u{200d}alice?");
+        assert!(p.apply(AgentEvent::Waiting(None)));
+        let text = progress_comment(&p, Duration::from_secs(80), &branch, Duration::from_secs(10), 7);
+        assert!(text.contains("**Now:** `bash`"), "back at work: {text}");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum AgentEvent {
     Todos(Vec<Todo>),
     /// One step (a model call) is over, and this is what it cost.
     Spent { tokens: Tokens, cost: f64 },
+    /// The run waits for a person's answer to this (in one line), or, `None`, no longer.
+    Waiting(Option<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

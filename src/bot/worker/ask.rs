@@ -15,7 +15,7 @@ use super::{Outcome, Worker};
 use crate::comment;
 use crate::engine::{EngineError, Mode, RunOptions};
 use crate::forge::{Forge, Reaction, ReactionTarget};
-use crate::opencode::Ask;
+use crate::opencode::{AgentEvent, Ask};
 use crate::question::{Asked, Reply};
 use crate::queue::Job;
 use crate::result::RunResult;
@@ -36,6 +36,8 @@ pub(super) struct Asking<'a> {
     pub id: i64,
     pub job: &'a Job,
     pub slot: &'a WorkSlot,
+    /// The run's progress comment, told while it waits.
+    pub progress: &'a mpsc::UnboundedSender<AgentEvent>,
 }
 
 /// Counts a run as waiting for a person until dropped.
@@ -178,7 +180,9 @@ impl Worker {
         tracing::info!(job = wait.job_id, asked = %wait.asked.summary(), "the run waits for an answer in the thread");
         asking.slot.give_back();
         self.queue.nudge();
+        let _ = asking.progress.send(AgentEvent::Waiting(Some(wait.asked.summary())));
         let answered = self.await_answer(&wait).await;
+        let _ = asking.progress.send(AgentEvent::Waiting(None));
         drop(waiting);
         let line = comment::answered_line(answered.author.as_deref(), &answered.reply.said());
         self.close_question(asking.forge, &Wait { comment_id: Some(comment_id), ..wait }, &line).await;
