@@ -40,6 +40,18 @@ fn tool_results(request: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A bot whose opencode permission rules leave one command, `echo ask-me…`, to a person.
+async fn bot_whose_rules_ask_before_echo_ask_me() -> BotEnv {
+    let mut t = BotEnv::new().await;
+    let opencode_json = t.env.config_path.with_file_name("opencode.json");
+    let mut rules: Value = serde_json::from_str(&std::fs::read_to_string(&opencode_json).unwrap()).unwrap();
+    rules["permission"]["bash"] = json!({ "*": "allow", "echo ask-me*": "ask" });
+    std::fs::write(&opencode_json, rules.to_string()).unwrap();
+    t.stop().await;
+    t.start().await;
+    t
+}
+
 /// Posts a comment's webhook; the status kugetsu answered.
 /// Comment ids are the forge's, in the order comments are made: a person's
 /// comment after the bot's has a higher id (the fake forge numbers the bot's
@@ -184,14 +196,7 @@ async fn a_run_waiting_when_kugetsu_restarts_still_waits_and_takes_the_answer() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permission_left_to_ask_is_asked_in_the_thread_and_runs_only_when_allowed() {
-    let mut t = BotEnv::new().await;
-    // The operator's rules leave one command to a person.
-    let opencode_json = t.env.config_path.with_file_name("opencode.json");
-    let mut rules: Value = serde_json::from_str(&std::fs::read_to_string(&opencode_json).unwrap()).unwrap();
-    rules["permission"]["bash"] = json!({ "*": "allow", "echo ask-me*": "ask" });
-    std::fs::write(&opencode_json, rules.to_string()).unwrap();
-    t.stop().await;
-    t.start().await;
+    let mut t = bot_whose_rules_ask_before_echo_ask_me().await;
     let ask = || Step::Bash("echo ask-me RAN-OK".into());
     t.env.model.on("MARK-ALLOW", vec![ask(), Step::Answer("allowed, ALLOW-DONE".into())]);
     t.env.model.on("MARK-DENY", vec![ask(), Step::Answer("denied, DENY-DONE".into())]);
@@ -223,13 +228,7 @@ async fn a_permission_left_to_ask_is_asked_in_the_thread_and_runs_only_when_allo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subagents_permission_request_is_asked_in_the_thread_too() {
-    let mut t = BotEnv::new().await;
-    let opencode_json = t.env.config_path.with_file_name("opencode.json");
-    let mut rules: Value = serde_json::from_str(&std::fs::read_to_string(&opencode_json).unwrap()).unwrap();
-    rules["permission"]["bash"] = json!({ "*": "allow", "echo ask-me*": "ask" });
-    std::fs::write(&opencode_json, rules.to_string()).unwrap();
-    t.stop().await;
-    t.start().await;
+    let mut t = bot_whose_rules_ask_before_echo_ask_me().await;
     // The agent hands the work to a subagent (opencode's `task` tool), whose
     // session is a child of the run's: its request is the run's question.
     let task =
