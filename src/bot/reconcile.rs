@@ -118,7 +118,7 @@ impl Reconciler {
             let Some(issue) = issue_of(repo, &comment)? else { continue };
             // Plain words count only as the answer to a question a run waits on.
             if !crate::trigger::mentions(&comment.body, &self.intake.bot.handle)
-                && self.queue.open_wait(&issue).await?.is_none()
+                && !self.may_answer(&issue, &comment).await?
             {
                 continue;
             }
@@ -238,6 +238,16 @@ impl Reconciler {
     }
 
     /// The event a delivery of the comment's creation would have made.
+    /// Whether a comment without a mention may answer a run's question: it is
+    /// on an issue (or its kugetsu pull request) whose run waits, and no bot's.
+    async fn may_answer(&self, place: &IssueRef, comment: &ForgeComment) -> anyhow::Result<bool> {
+        if !self.queue.any_waits() || crate::comment::is_bot_comment(&comment.body) {
+            return Ok(false);
+        }
+        let issue = self.queue.issue_of_pull_request(place).await?.unwrap_or_else(|| place.clone());
+        Ok(self.queue.open_wait(&issue).await?.is_some())
+    }
+
     async fn event_of(
         &self,
         forge: &dyn Forge,

@@ -479,15 +479,20 @@ impl Asking {
                 // Not known yet: asked again at the next look.
                 Err(_) => return false,
             };
-            let Some(parent) = parent else { break };
+            let Some(parent) = parent else {
+                self.strangers.insert(session.to_owned());
+                return false;
+            };
             if self.family.contains(&parent) {
                 self.family.extend(chain);
                 return true;
             }
             chain.push(parent);
         }
-        self.strangers.insert(session.to_owned());
-        false
+        // Deeper than subagents go: still a session of this checkout's server,
+        // so the run's; left alone, its request would hang the run.
+        self.family.extend(chain);
+        true
     }
 
     fn waiting(&self) -> bool {

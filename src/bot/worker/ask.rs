@@ -85,7 +85,11 @@ impl Worker {
             run = self.engine.run(&asking.job.issue, text, Mode::Auto, opts) => run,
             () = questions => unreachable!("answering questions ends only with the run"),
         };
-        if let Ok(Some(wait)) = self.engine.store().wait_of_job(asking.id).await {
+        let _ = asking.progress.send(AgentEvent::Waiting(None));
+        // Another run held the issue, so this one never began: an answer given
+        // before a restart is kept for its next try.
+        let began = !matches!(run, Err(EngineError::Busy(_)));
+        if began && let Ok(Some(wait)) = self.engine.store().wait_of_job(asking.id).await {
             match wait.answer {
                 // Answered, and the run ended before the answer reached it.
                 Some(_) => self.end_wait(asking.id).await,
@@ -104,6 +108,11 @@ impl Worker {
             tracing::error!(error = %format!("{e:#}"), "cannot read whether the run waited for an answer");
             None
         })?;
+        // An answer written in time while kugetsu was down comes by the
+        // reconciler, after the start: the wait lasts until its next look.
+        let grace = self.config.bot.reconcile_interval.saturating_add(LOOK_AGAIN);
+        let at_least = now_millis().saturating_add(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+        let wait = Wait { deadline: wait.deadline.max(at_least), ..wait };
         let asked = wait.asked.clone();
         let answered = self.wait_in_thread(asking, wait).await;
         // A person's answer is kept until the run has it; nobody's is the same
@@ -168,7 +177,8 @@ impl Worker {
     /// slot is free meanwhile.
     pub(super) async fn wait_in_thread(&self, asking: &Asking<'_>, wait: Wait) -> Answered {
         let waiting = Waiting::count(&self.waiting_runs);
-        if waiting.now > self.config.opencode.max_servers {
+        // Only a new question is turned away: one posted before a restart may hold an answer.
+        if waiting.now > self.config.opencode.max_servers && wait.comment_id.is_none() {
             // Each waiting run keeps its opencode server; they are bounded like servers.
             tracing::warn!(asked = %wait.asked.summary(), "too many runs wait for answers; answering without asking");
             return Answered { reply: wait.asked.unanswered(), author: None };
@@ -315,7 +325,8 @@ impl Worker {
             Ok(confirmed) => confirmed,
             Err(outcome) => return outcome,
         };
-        match self.queue.claim_trigger(&key, id).await {
+        // A key of its own: the comment may yet become a request (below).
+        match self.queue.claim_trigger(&format!("answer:{key}"), id).await {
             Ok(true) => {}
             Ok(false) => return Outcome::Failed(format!("a replay of an answer already taken ({key})")),
             Err(e) => return Outcome::Failed(format!("cannot record a handled trigger: {e:#}")),
@@ -333,7 +344,16 @@ impl Worker {
                 }
                 Outcome::Done
             }
-            // Answered by someone else first, or the wait is over: a comment like any.
+            // Answered by someone else first, or the wait is over: a comment
+            // like any, and a mention in it a request like any.
+            Ok(false) if crate::trigger::mentions(&said.body, &self.config.bot.handle) => {
+                let identity = format!("{}:comment:{}:not-an-answer", job.place(), said.id);
+                let request = Job { trigger: crate::queue::JobTrigger::Mention, ..job.clone() };
+                match self.queue.enqueue(job.issue.repo().instance().as_str(), Some(&identity), &request).await {
+                    Ok(_) => Outcome::Done,
+                    Err(e) => Outcome::Failed(format!("cannot queue a mention that answered nothing: {e:#}")),
+                }
+            }
             Ok(false) => Outcome::Done,
             Err(e) => Outcome::Failed(format!("cannot record an answer: {e:#}")),
         }
