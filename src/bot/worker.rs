@@ -218,7 +218,9 @@ impl Worker {
         };
         crash::point("before-finish");
         // A job that ends takes no more answers, whatever ended it.
-        self.end_wait(id).await;
+        if self.queue.any_waits() {
+            self.end_wait(id).await;
+        }
         if let Err(e) = self.queue.finish(id, result).await {
             tracing::error!(job = id, error = %format!("{e:#}"), "cannot record a finished job");
         }

@@ -216,28 +216,33 @@ impl Queue {
     /// Learns which issues have waits on record, before intake starts.
     pub async fn load_waits(&self) -> anyhow::Result<()> {
         let issues = self.store.waiting_issues().await?;
-        self.waiting_issues().extend(issues);
+        self.lock_may_wait().extend(issues);
         Ok(())
     }
 
-    fn waiting_issues(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<IssueRef>> {
+    fn lock_may_wait(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<IssueRef>> {
         self.may_wait.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a run's question; its issue's comments are looked at for the answer from now.
     pub async fn begin_wait(&self, wait: &crate::store::Wait) -> anyhow::Result<()> {
-        self.waiting_issues().insert(wait.issue.clone());
+        self.lock_may_wait().insert(wait.issue.clone());
         self.store.begin_wait(wait).await
     }
 
     /// Whether any issue may have a run waiting for an answer.
     pub fn any_waits(&self) -> bool {
-        !self.waiting_issues().is_empty()
+        !self.lock_may_wait().is_empty()
+    }
+
+    /// Whether the issue may have a run waiting for an answer; if not, it has none.
+    pub fn may_wait_on(&self, issue: &IssueRef) -> bool {
+        self.lock_may_wait().contains(issue)
     }
 
     /// The issue's question that waits for an answer, if any.
     pub async fn open_wait(&self, issue: &IssueRef) -> anyhow::Result<Option<crate::store::Wait>> {
-        if !self.waiting_issues().contains(issue) {
+        if !self.may_wait_on(issue) {
             return Ok(None);
         }
         self.store.open_wait(issue).await

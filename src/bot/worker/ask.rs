@@ -89,7 +89,12 @@ impl Worker {
         // Another run held the issue, so this one never began: an answer given
         // before a restart is kept for its next try.
         let began = !matches!(run, Err(EngineError::Busy(_)));
-        if began && let Ok(Some(wait)) = self.engine.store().wait_of_job(asking.id).await {
+        // No question on the issue since start-up: nothing to look at.
+        let asked = self.queue.may_wait_on(&asking.job.issue);
+        if began
+            && asked
+            && let Ok(Some(wait)) = self.engine.store().wait_of_job(asking.id).await
+        {
             match wait.answer {
                 // Answered, and the run ended before the answer reached it.
                 Some(_) => self.end_wait(asking.id).await,
@@ -104,6 +109,9 @@ impl Worker {
     /// and its answer is the message to send, since opencode's pending request
     /// went with its server; with the permission it allows, if it does.
     pub(super) async fn answer_after_restart(&self, asking: &Asking<'_>) -> Option<(String, Option<Asked>)> {
+        if !self.queue.may_wait_on(&asking.job.issue) {
+            return None;
+        }
         let wait = self.engine.store().wait_of_job(asking.id).await.unwrap_or_else(|e| {
             tracing::error!(error = %format!("{e:#}"), "cannot read whether the run waited for an answer");
             None
