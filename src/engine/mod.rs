@@ -556,10 +556,6 @@ impl Engine {
             }
             other => other.into(),
         })?;
-        let imported = mirror.resolve(&self.git, &format!("refs/heads/{branch}")).await?;
-        if imported.as_deref() != Some(head.as_str()) {
-            return Err(EngineError::Infra(format!("the working copy's commits did not reach the mirror ({branch})")));
-        }
         Ok(head)
     }
 

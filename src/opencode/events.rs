@@ -3,11 +3,12 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::api::Api;
 use super::append_debug;
@@ -54,13 +55,78 @@ pub struct Watchers<'a> {
     pub progress: Option<UnboundedSender<AgentEvent>>,
 }
 
-/// Subscribes to opencode's events before the prompt is sent, so nothing of the
-/// turn is missed, and hands them on in the background until the session is idle.
-pub async fn subscribe(api: &Api, session: &str, watchers: Watchers<'_>) -> Option<tokio::task::JoinHandle<()>> {
+/// A server's event stream, read from the moment the server is up: a run
+/// listens before its prompt is sent, so it misses nothing of its turn, and
+/// pays nothing for connecting (opencode takes ~15 ms to open a stream).
+pub struct Feed {
+    /// `None` once the stream has ended.
+    listeners: Arc<Mutex<Option<Vec<Listener>>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    /// The server's stream, once opencode's first event (`server.connected`) says it is live.
+    pub async fn open(api: &Api) -> Option<Feed> {
+        let resp = api.events().await.ok()?;
+        let mut stream: EventStream = Box::pin(resp.bytes_stream().map(|chunk| chunk.map(|b| b.to_vec())));
+        let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
+        let listeners = Arc::new(Mutex::new(Some(Vec::new())));
+        let reader = tokio::spawn(read_feed(first, stream, listeners.clone()));
+        Some(Feed { listeners, reader })
+    }
+
+    /// Every event's data from now on, or `None` if the stream has ended.
+    pub fn listen(&self) -> Option<UnboundedReceiver<Arc<str>>> {
+        let mut listeners = self.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        listeners.as_mut()?.push(tx);
+        Some(rx)
+    }
+
+    pub fn ended(&self) -> bool {
+        self.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_none()
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The stream's chunks (SSE is UTF-8, but a chunk may end inside a character).
+type EventStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>;
+
+async fn read_feed(mut pending: Vec<u8>, mut stream: EventStream, listeners: Arc<Mutex<Option<Vec<Listener>>>>) {
+    loop {
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim_end().strip_prefix("data: ") else { continue };
+            let data: Arc<str> = data.into();
+            let mut guard = listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(all) = guard.as_mut() {
+                all.retain(|listener| listener.send(data.clone()).is_ok());
+            }
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    // Listeners then see their stream end.
+    listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+}
+
+type Listener = UnboundedSender<Arc<str>>;
+
+/// Follows `session`'s turn on the server's `feed`, in the background until the
+/// session is idle. Called before the prompt is sent, so nothing of the turn is missed.
+pub fn subscribe(feed: Option<&Feed>, session: &str, watchers: Watchers<'_>) -> Option<tokio::task::JoinHandle<()>> {
     if watchers.debug_dir.is_none() && watchers.progress.is_none() {
         return None;
     }
-    let Some((first, mut stream)) = connect(api).await else {
+    let Some(mut events) = feed.and_then(Feed::listen) else {
         // Nothing then shows the run's progress, and budgets see only its end.
         tracing::warn!(session, "no event stream for this run: its progress and spending are not followed");
         return None;
@@ -71,40 +137,19 @@ pub async fn subscribe(api: &Api, session: &str, watchers: Watchers<'_>) -> Opti
         // The run's session, and the subagent sessions it starts (the `task`
         // tool): what they spend is the run's too.
         let mut family: HashSet<String> = HashSet::from([session.clone()]);
-        let mut pending = first;
-        loop {
-            while let Some(end) = pending.find('\n') {
-                let line: String = pending.drain(..=end).collect();
-                let Some(data) = line.trim_end().strip_prefix("data: ") else { continue };
-                append_debug(debug_dir.as_deref(), &session, data);
-                let Ok(event) = serde_json::from_str::<Value>(data) else { continue };
-                adopt_child(&event, &mut family);
-                if let (Some(progress), Some(told)) = (&progress, agent_event(&event, &session, &family)) {
-                    // The progress side may be gone (a stopped run); the log goes on.
-                    let _ = progress.send(told);
-                }
-                if is_idle(&event, &session) {
-                    return;
-                }
+        while let Some(data) = events.recv().await {
+            append_debug(debug_dir.as_deref(), &session, &data);
+            let Ok(event) = serde_json::from_str::<Value>(&data) else { continue };
+            adopt_child(&event, &mut family);
+            if let (Some(progress), Some(told)) = (&progress, agent_event(&event, &session, &family)) {
+                // The progress side may be gone (a stopped run); the log goes on.
+                let _ = progress.send(told);
             }
-            match stream.next().await {
-                Some(Ok(chunk)) => pending.push_str(&chunk),
-                _ => return,
+            if is_idle(&event, &session) {
+                return;
             }
         }
     }))
-}
-
-/// The stream's chunks, as text (SSE is UTF-8).
-type EventStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<String>> + Send>>;
-
-/// The event stream, once opencode's first event (`server.connected`) says it is live.
-async fn connect(api: &Api) -> Option<(String, EventStream)> {
-    let resp = api.events().await.ok()?;
-    let mut stream: EventStream =
-        Box::pin(resp.bytes_stream().map(|chunk| chunk.map(|b| String::from_utf8_lossy(&b).into_owned())));
-    let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
-    Some((first, stream))
 }
 
 /// A session started by one of `family` (`session.created`, whose `info`
@@ -273,6 +318,29 @@ mod tests {
         let tool = json!({ "type": "message.part.updated", "properties": { "part": {
             "sessionID": "ses_c", "type": "tool", "callID": "c", "tool": "bash", "state": { "status": "running" } } } });
         assert_eq!(agent_event(&tool, "ses_a", &family), None, "the progress comment shows the run's own tools");
+    }
+
+    #[tokio::test]
+    async fn the_feed_hands_each_listener_whole_lines_and_ends_with_its_stream() {
+        let line = "data: {\"type\":\"todo.updated\",\"text\":\"café\"}\n\n".as_bytes();
+        // Cut inside the two bytes of `é`, as a network chunk may be.
+        let cut = line.iter().position(|b| *b == 0xc3).expect("é") + 1;
+        let chunks: Vec<reqwest::Result<Vec<u8>>> =
+            vec![Ok(line[..cut].to_vec()), Ok(line[cut..].to_vec()), Ok(b": heartbeat\n".to_vec())];
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (gone, gone_rx) = tokio::sync::mpsc::unbounded_channel();
+        drop(gone_rx);
+        let listeners = Arc::new(Mutex::new(Some(vec![tx, gone])));
+        read_feed(
+            b"data: {\"type\":\"server.connected\"}\n\n".to_vec(),
+            Box::pin(futures_util::stream::iter(chunks)),
+            listeners.clone(),
+        )
+        .await;
+        assert_eq!(rx.recv().await.as_deref(), Some("{\"type\":\"server.connected\"}"));
+        assert_eq!(rx.recv().await.as_deref(), Some("{\"type\":\"todo.updated\",\"text\":\"café\"}"));
+        assert_eq!(rx.recv().await, None, "the stream ended, and so did the listener's");
+        assert!(listeners.lock().unwrap().is_none(), "later listeners are told there is no stream");
     }
 
     #[test]

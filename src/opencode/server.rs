@@ -13,7 +13,7 @@ use tokio::process::Child;
 use tokio::sync::Mutex;
 
 use super::api::{Api, Message};
-use super::events::{AgentEvent, DEBUG_DRAIN, Watchers, subscribe};
+use super::events::{AgentEvent, DEBUG_DRAIN, Feed, Watchers, subscribe};
 use super::jail::Jails;
 use super::launch::{Listening, launch};
 use super::process::ProcessGroup;
@@ -38,6 +38,8 @@ struct Server {
     child: Child,
     group: ProcessGroup,
     api: Api,
+    /// Read from the start, so a run joins it without a connection of its own.
+    feed: Option<Arc<Feed>>,
 }
 
 /// One checkout's server and what is known of its use.
@@ -94,6 +96,11 @@ impl ServerDriver {
     /// The checkout's server API, starting (or restarting) its server if needed.
     /// The caller counts itself in `slot.active` first.
     async fn api(&self, dir: &Path, slot: &Slot, home: &Path) -> Result<Api, RunError> {
+        self.server(dir, slot, home).await.map(|(api, _)| api)
+    }
+
+    /// The checkout's server API and its event feed; see [`Self::api`].
+    async fn server(&self, dir: &Path, slot: &Slot, home: &Path) -> Result<(Api, Option<Arc<Feed>>), RunError> {
         *slot.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         let mut guard = slot.server.lock().await;
         if let Some(server) = guard.as_mut() {
@@ -101,7 +108,10 @@ impl ServerDriver {
             // is not reaped yet; its port is closed at once.
             let alive = matches!(server.child.try_wait(), Ok(None)) && server.api.accepts_connections().await;
             if alive {
-                return Ok(server.api.clone());
+                if server.feed.as_ref().is_none_or(|feed| feed.ended()) {
+                    server.feed = open_feed(&server.api).await;
+                }
+                return Ok((server.api.clone(), server.feed.clone()));
             }
             tracing::warn!(home = %home.display(), "opencode serve exited; restarting it");
             self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -118,9 +128,9 @@ impl ServerDriver {
             }
             started => started?,
         };
-        let api = server.api.clone();
+        let running = (server.api.clone(), server.feed.clone());
         *guard = Some(server);
-        Ok(api)
+        Ok(running)
     }
 
     /// Stops servers idle past `idle_timeout`, and the least recently used idle
@@ -198,7 +208,8 @@ impl ServerDriver {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tracing::info!(pid = child.id(), home = %home.display(), "opencode serve is up");
-        Ok(Server { child, group, api })
+        let feed = open_feed(&api).await;
+        Ok(Server { child, group, api, feed })
     }
 
     /// Stops the server of the checkout whose home is `home`, and forgets it.
@@ -262,10 +273,16 @@ impl ServerDriver {
         Ok(info.id)
     }
 
-    async fn prompt_in(&self, api: &Api, id: &str, prompt: &Prompt<'_>, text: &str) -> Result<AgentReply, RunError> {
+    async fn prompt_in(
+        &self,
+        (api, feed): &(Api, Option<Arc<Feed>>),
+        id: &str,
+        prompt: &Prompt<'_>,
+        text: &str,
+    ) -> Result<AgentReply, RunError> {
         let body = self.prompt_body(text, prompt.files);
         let watchers = Watchers { debug_dir: prompt.debug_dir, progress: prompt.progress.clone() };
-        let watching = subscribe(api, id, watchers).await;
+        let watching = subscribe(feed.as_deref(), id, watchers);
         if let Some(progress) = &prompt.progress {
             let _ = progress.send(AgentEvent::Started);
         }
@@ -555,14 +572,14 @@ impl Driver for ServerDriver {
             if matches!(prompt.target, SessionTarget::ForkOf { .. }) {
                 self.seed_from_base(prompt.dir, &home).await?;
             }
-            let api = self.api(prompt.dir, &slot, &home).await?;
-            let id = self.open_session(&api, &prompt).await?;
+            let server = self.server(prompt.dir, &slot, &home).await?;
+            let id = self.open_session(&server.0, &prompt).await?;
             if let Some(started) = &prompt.started {
                 let _ = started.send(id.clone());
             }
             match prompt.text {
                 None => Ok(AgentReply { session_id: id, ..AgentReply::default() }),
-                Some(text) => self.prompt_in(&api, &id, &prompt, text).await.map_err(|e| e.in_session(&id)),
+                Some(text) => self.prompt_in(&server, &id, &prompt, text).await.map_err(|e| e.in_session(&id)),
             }
         }
         .await;
@@ -692,6 +709,15 @@ impl ServerDriver {
         let api = self.api(dir, &slot, &home).await?;
         f(api).await
     }
+}
+
+/// The server's event feed; without one, runs go on unfollowed (see [`subscribe`]).
+async fn open_feed(api: &Api) -> Option<Arc<Feed>> {
+    let feed = Feed::open(api).await.map(Arc::new);
+    if feed.is_none() {
+        tracing::warn!("opencode serve gave no event stream; runs' progress and spending are not followed");
+    }
+    feed
 }
 
 /// Copies a directory tree of plain files and directories; links are skipped, so
