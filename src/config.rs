@@ -37,6 +37,12 @@ pub enum DriverKind {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state_dir: PathBuf,
+    /// `postgres://…`: several replicas share this database. Without it, SQLite in `state_dir`.
+    #[serde(default)]
+    database_url: Option<SecretString>,
+    /// The environment variable that holds `database_url`, to keep its password out of the file.
+    #[serde(default)]
+    database_url_env: Option<String>,
     #[serde(default)]
     sandbox: SandboxKind,
     #[serde(default)]
@@ -486,6 +492,8 @@ impl Default for PoolSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
+    /// PostgreSQL's URL, when the state is there rather than in SQLite in `state_dir`.
+    pub database_url: Option<SecretString>,
     /// How agent-steered processes are confined; `none` only by explicit choice.
     pub sandbox: SandboxKind,
     /// The file this was loaded from, hidden from the sandbox (it may name secrets).
@@ -571,8 +579,10 @@ impl Config {
                 Ok((name, instance))
             })
             .collect::<anyhow::Result<_>>()?;
+        let database_url = database_url(raw.database_url, raw.database_url_env.as_deref(), &env)?;
         Ok(Self {
             state_dir,
+            database_url,
             sandbox: raw.sandbox,
             source: None,
             opencode,
@@ -588,6 +598,29 @@ impl Config {
     pub fn instance(&self, name: &InstanceName) -> Option<&Instance> {
         self.instances.get(name)
     }
+}
+
+/// `database_url`, given in the file or through the variable `database_url_env` names.
+fn database_url(
+    given: Option<SecretString>,
+    var: Option<&str>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<SecretString>> {
+    use secrecy::ExposeSecret;
+    let url = match (given, var) {
+        (Some(_), Some(_)) => bail!("set database_url or database_url_env, not both"),
+        (Some(url), None) => url,
+        (None, Some(var)) => match env(var).filter(|v| !v.is_empty()) {
+            Some(url) => SecretString::from(url),
+            None => bail!("database_url_env names {var}, which is not set"),
+        },
+        (None, None) => return Ok(None),
+    };
+    // The URL is not echoed: it may hold a password.
+    if !["postgres://", "postgresql://"].iter().any(|scheme| url.expose_secret().starts_with(scheme)) {
+        bail!("database_url must be a PostgreSQL URL (postgres://…); without it, kugetsu keeps SQLite in state_dir");
+    }
+    Ok(Some(url))
 }
 
 fn resolve_instance(
@@ -680,6 +713,29 @@ mod tests {
         token_env = "T"
         webhook_secret_env = "S"
     "#;
+
+    #[test]
+    fn database_url_selects_postgres_and_its_password_stays_hidden() {
+        let with = |line: &str| format!("{line}\n{MINIMAL}");
+        let none = Config::parse(MINIMAL, Path::new("/k"), |_| None).unwrap();
+        assert!(none.database_url.is_none(), "SQLite unless a database_url is given");
+        let url = "postgres://kugetsu:pw-canary-789@db:5432/kugetsu";
+        let given = Config::parse(&with(&format!("database_url = \"{url}\"")), Path::new("/k"), |_| None).unwrap();
+        assert_eq!(given.database_url.as_ref().map(|u| u.expose_secret().to_owned()).as_deref(), Some(url));
+        assert!(!format!("{given:?}").contains("pw-canary-789"));
+        let env = |k: &str| (k == "DB").then(|| url.to_owned());
+        let from_env = Config::parse(&with("database_url_env = \"DB\""), Path::new("/k"), env).unwrap();
+        assert_eq!(from_env.database_url.map(|u| u.expose_secret().to_owned()).as_deref(), Some(url));
+        for (line, why) in [
+            ("database_url = \"mysql://u:pw-canary-789@db/k\"", "must be a PostgreSQL URL"),
+            ("database_url_env = \"MISSING\"", "MISSING, which is not set"),
+        ] {
+            let err = format!("{:#}", Config::parse(&with(line), Path::new("/k"), |_| None).unwrap_err());
+            assert!(err.contains(why) && !err.contains("pw-canary-789"), "{err}");
+        }
+        let both = with(&format!("database_url = \"{url}\"\ndatabase_url_env = \"DB\""));
+        assert!(format!("{:#}", Config::parse(&both, Path::new("/k"), env).unwrap_err()).contains("not both"));
+    }
 
     #[test]
     fn resolves_secrets_from_env_and_redacts_them() {

@@ -149,5 +149,5 @@ fn the_readme_documents_every_config_key_and_no_other() {
 
 /// Top-level keys that are values, not tables.
 fn accepted_keys_is_leaf(key: &str) -> bool {
-    ["state_dir", "sandbox"].contains(&key)
+    ["state_dir", "sandbox", "database_url", "database_url_env"].contains(&key)
 }

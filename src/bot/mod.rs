@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::forge::{Backoff, Forge, PermissionCache, RetryingForge, forge_for};
 use crate::queue::Queue;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use crate::webhook::{Bounds, Hook, Intake, router};
 
 pub use worker::Worker;
@@ -76,9 +76,7 @@ impl Bot {
                 Ok((i.name.clone(), forge))
             })
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
-        let layout = crate::engine::Layout::new(&config.state_dir);
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&layout.database()).await?.with_background_checkpoints().await?);
+        let store: Arc<dyn Store> = crate::store::open(&config, true).await?;
         let queue = Queue::new(store.clone());
         let requeued = queue.requeue_interrupted().await?;
         queue.load_waits().await?;

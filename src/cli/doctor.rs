@@ -13,7 +13,7 @@ use crate::forge::{Forge, ForgeError, Permission, forge_for};
 use crate::issue_ref::RepoRef;
 use crate::opencode::PINNED_VERSION as OPENCODE_VERSION;
 use crate::sandbox::Sandbox;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -69,7 +69,8 @@ pub async fn run(config_path: &Path) -> Result<(), EngineError> {
         Err(why) => report.add(Verdict::Fail, "sandbox", why),
     }
     check_disk(&config, &mut report);
-    let repos = repositories(&config).await;
+    let store = check_database(&config, &mut report).await;
+    let repos = repositories(&config, store.as_deref()).await;
     for instance in config.instances.values() {
         check_instance(&config, instance, &repos, &mut report).await;
     }
@@ -174,13 +175,49 @@ fn check_disk(config: &Config, report: &mut Report) {
     }
 }
 
+/// Opens the database as `serve` would (applying pending migrations), if
+/// there is one: a fresh host's SQLite file is made by the first start.
+async fn check_database(config: &Config, report: &mut Report) -> Option<std::sync::Arc<dyn Store>> {
+    let place = match &config.database_url {
+        Some(url) => format!("PostgreSQL at {}", crate::store::postgres::describe(url)),
+        None => {
+            let file = Layout::new(&config.state_dir).database();
+            if !file.exists() {
+                report.add(Verdict::Ok, "database", format!("SQLite at {}, made at the first start", file.display()));
+                return None;
+            }
+            format!("SQLite at {}", file.display())
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(15), crate::store::open(config, false)).await {
+        Ok(Ok(store)) => {
+            report.add(Verdict::Ok, "database", format!("{place}: reachable, schema up to date"));
+            Some(store)
+        }
+        Ok(Err(e)) => {
+            let fix = match config.database_url {
+                Some(_) => "check database_url, that the server runs, and that its role may log in and create tables",
+                None => "check that state_dir is writable by kugetsu's user",
+            };
+            report.add(Verdict::Fail, "database", format!("{place}: {e:#} → {fix}"));
+            None
+        }
+        Err(_) => {
+            report.add(
+                Verdict::Fail,
+                "database",
+                format!("{place}: no answer in 15 s → is the server up and reachable?"),
+            );
+            None
+        }
+    }
+}
+
 /// The repositories kugetsu is set to serve: `pool.repos`, and those it has
-/// issues of (read from the database only if there is one).
-async fn repositories(config: &Config) -> BTreeSet<RepoRef> {
+/// issues of (read from the database, if there is one).
+async fn repositories(config: &Config, store: Option<&dyn Store>) -> BTreeSet<RepoRef> {
     let mut repos: BTreeSet<RepoRef> = config.pool.repos.iter().cloned().collect();
-    let database = Layout::new(&config.state_dir).database();
-    if database.exists()
-        && let Ok(store) = SqliteStore::open(&database).await
+    if let Some(store) = store
         && let Ok(sessions) = store.issue_sessions().await
     {
         repos.extend(sessions.into_iter().map(|s| s.issue.repo().clone()));

@@ -11,9 +11,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, Layout, Mode, RunOptions};
+use crate::engine::{Engine, EngineError, Mode, RunOptions};
 use crate::issue_ref::{IssueRef, RepoRef};
-use crate::store::{SqliteStore, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -159,7 +158,7 @@ async fn run(cli: Cli) -> Result<(), EngineError> {
         }
         // A read of the database: no sandbox check, no opencode.
         Command::List { json } => {
-            let store = SqliteStore::open(&Layout::new(&config.state_dir).database()).await?;
+            let store = crate::store::open(&config, false).await?;
             output::print_list(&store.issue_sessions().await?, json);
             return Ok(());
         }

@@ -19,7 +19,7 @@ use crate::opencode::{Driver, Prompt, SESSION_TITLE_PREFIX, SessionTarget, drive
 use crate::result::RunResult;
 use crate::sandbox::{Jail, Sandbox};
 use crate::stage::{self, Stage};
-use crate::store::{BaseSession, IssueSession, SessionStatus, SqliteStore, Store, now_millis};
+use crate::store::{BaseSession, IssueSession, SessionStatus, Store, now_millis};
 
 pub use crate::layout::Layout;
 pub use error::EngineError;
@@ -76,10 +76,9 @@ impl Engine {
     /// Opens the state directory's database and sets up the configured driver.
     pub async fn open(config: Config) -> Result<Self, EngineError> {
         crate::sandbox::check(&Sandbox::for_config(&config)).await.map_err(EngineError::Infra)?;
-        let layout = Layout::new(&config.state_dir);
-        let store = SqliteStore::open(&layout.database()).await?;
+        let store = crate::store::open(&config, false).await?;
         let driver = driver_for(&config);
-        Ok(Self::new(Arc::new(config), Arc::new(store), driver))
+        Ok(Self::new(Arc::new(config), store, driver))
     }
 
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>, driver: Arc<dyn Driver>) -> Self {

@@ -3,6 +3,8 @@
 
 mod checkpoint;
 mod jobs;
+pub mod postgres;
+mod rows;
 mod spending;
 mod sqlite;
 mod waits;
@@ -16,6 +18,7 @@ use crate::issue_ref::{IssueRef, RepoRef};
 use crate::result::RunResult;
 
 pub use jobs::JobStore;
+pub use postgres::PostgresStore;
 pub use spending::SpendingStore;
 pub use sqlite::SqliteStore;
 pub use waits::{Answer, Wait, WaitStore};
@@ -128,6 +131,20 @@ pub trait Store: JobStore + SpendingStore + WaitStore + Send + Sync {
     async fn closed_issues(&self, before_ms: i64) -> anyhow::Result<Vec<IssueRef>>;
     /// Forgets that the issue was closed (its working copy is gone).
     async fn forget_closed(&self, issue: &IssueRef) -> anyhow::Result<()>;
+}
+
+/// The configured store: PostgreSQL when `database_url` is set, else SQLite
+/// in the state directory. A process that serves keeps SQLite's log short in
+/// the background ([`SqliteStore::with_background_checkpoints`]).
+pub async fn open(config: &crate::config::Config, serving: bool) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    if let Some(url) = &config.database_url {
+        return Ok(std::sync::Arc::new(PostgresStore::connect(url).await?));
+    }
+    let sqlite = SqliteStore::open(&crate::engine::Layout::new(&config.state_dir).database()).await?;
+    Ok(match serving {
+        true => std::sync::Arc::new(sqlite.with_background_checkpoints().await?),
+        false => std::sync::Arc::new(sqlite),
+    })
 }
 
 /// Rows of the job history, counted by [`Store::old_history`].

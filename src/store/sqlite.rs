@@ -2,7 +2,7 @@ mod jobs;
 mod spending;
 mod waits;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::checkpoint::Checkpointer;
-use super::{BaseSession, History, IssueSession, PullRequestRecord, SessionStatus, Store};
+use super::rows::{BaseRow, IssueRow};
+use super::{BaseSession, History, IssueSession, PullRequestRecord, Store};
 use crate::issue_ref::{IssueRef, RepoRef};
 
 /// SQLite in WAL mode: readers never block the single writer, and a crash loses
@@ -21,60 +22,6 @@ pub struct SqliteStore {
     pool: SqlitePool,
     options: SqliteConnectOptions,
     checkpoints: Option<std::sync::Arc<Checkpointer>>,
-}
-
-#[derive(sqlx::FromRow)]
-struct IssueRow {
-    issue: String,
-    session_id: Option<String>,
-    branch: String,
-    worktree: String,
-    status: String,
-    last_pushed_sha: Option<String>,
-    last_result: Option<String>,
-    last_error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    last_run_at: Option<i64>,
-}
-
-impl TryFrom<IssueRow> for IssueSession {
-    type Error = anyhow::Error;
-    fn try_from(row: IssueRow) -> anyhow::Result<Self> {
-        Ok(Self {
-            issue: IssueRef::from_str(&row.issue)?,
-            session_id: row.session_id,
-            branch: row.branch,
-            worktree: PathBuf::from(row.worktree),
-            status: SessionStatus::parse(&row.status)?,
-            last_pushed_sha: row.last_pushed_sha,
-            last_result: row.last_result.as_deref().map(serde_json::from_str).transpose()?,
-            last_error: row.last_error,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            last_run_at: row.last_run_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct BaseRow {
-    repo: String,
-    session_id: String,
-    worktree: String,
-    created_at: i64,
-}
-
-impl TryFrom<BaseRow> for BaseSession {
-    type Error = anyhow::Error;
-    fn try_from(row: BaseRow) -> anyhow::Result<Self> {
-        Ok(Self {
-            repo: RepoRef::from_str(&row.repo)?,
-            session_id: row.session_id,
-            worktree: PathBuf::from(row.worktree),
-            created_at: row.created_at,
-        })
-    }
 }
 
 impl SqliteStore {
@@ -105,7 +52,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;
-        sqlx::migrate!("./migrations").run(&pool).await.context("database migration failed")?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.context("database migration failed")?;
         Ok(Self { pool, options, checkpoints: None })
     }
 
@@ -121,7 +68,7 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await.context("database migration failed")?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.context("database migration failed")?;
         Ok(Self { pool, options, checkpoints: None })
     }
 
@@ -334,52 +281,11 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::now_millis;
+    use crate::store::{SessionStatus, now_millis};
 
+    // The behaviour both backends share is tested in tests/store.rs; here, SQLite's own.
     #[tokio::test]
-    async fn old_history_is_counted_then_removed_and_work_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
-        let (old, new) = (1_000, now_millis());
-        for (status, at) in [("done", old), ("failed", old), ("pending", old), ("running", old), ("done", new)] {
-            sqlx::query(
-                "INSERT INTO jobs (issue, job, status, created_at, updated_at, author, repo, lane) \
-                 VALUES ('g/o/r#1', '{}', ?, ?, ?, 'a', 'g/o/r', 'work')",
-            )
-            .bind(status)
-            .bind(at)
-            .bind(at)
-            .execute(store.pool())
-            .await
-            .unwrap();
-        }
-        for (id, at) in [("d-old", old), ("d-new", new)] {
-            sqlx::query("INSERT INTO deliveries (instance, delivery_id, received_at) VALUES ('g', ?, ?)")
-                .bind(id)
-                .bind(at)
-                .execute(store.pool())
-                .await
-                .unwrap();
-            sqlx::query("INSERT INTO event_identities (identity, received_at) VALUES (?, ?)")
-                .bind(id)
-                .bind(at)
-                .execute(store.pool())
-                .await
-                .unwrap();
-        }
-        let cutoff = new - 1;
-        let expected = History { jobs: 2, deliveries: 1, identities: 1 };
-        assert_eq!(store.old_history(cutoff, false).await.unwrap(), expected, "counted");
-        assert_eq!(store.old_history(cutoff, false).await.unwrap(), expected, "a count removes nothing");
-        assert_eq!(store.old_history(cutoff, true).await.unwrap(), expected, "removed");
-        assert!(store.old_history(cutoff, false).await.unwrap().is_empty());
-        let left: Vec<String> =
-            sqlx::query_scalar("SELECT status FROM jobs ORDER BY id").fetch_all(store.pool()).await.unwrap();
-        assert_eq!(left, ["pending", "running", "done"], "work in progress and recent history stay");
-    }
-
-    #[tokio::test]
-    async fn issue_sessions_round_trip_and_survive_reopen() {
+    async fn the_database_is_a_wal_file_that_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("k.db");
         let store = SqliteStore::open(&db).await.unwrap();
@@ -401,35 +307,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&db).await.unwrap();
         assert_eq!(store.issue_session(&issue).await.unwrap(), Some(record));
-        assert_eq!(store.issue_sessions().await.unwrap().len(), 1);
-        store.delete_issue_session(&issue).await.unwrap();
-        assert_eq!(store.issue_session(&issue).await.unwrap(), None);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
         assert_eq!(mode, "wal");
-    }
-
-    #[tokio::test]
-    async fn issue_sessions_come_in_issue_order_not_text_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
-        for issue in ["tea/acme/widget#1000", "gh/zeta/a#5", "tea/acme/widget#2", "tea/acme/gadget#30"] {
-            let issue: IssueRef = issue.parse().unwrap();
-            let record = IssueSession {
-                issue: issue.clone(),
-                session_id: None,
-                branch: format!("kugetsu/{}", issue.number()),
-                worktree: dir.path().join("wt"),
-                status: SessionStatus::Idle,
-                last_pushed_sha: None,
-                last_result: None,
-                last_error: None,
-                created_at: now_millis(),
-                updated_at: now_millis(),
-                last_run_at: None,
-            };
-            store.save_issue_session(&record).await.unwrap();
-        }
-        let order: Vec<String> = store.issue_sessions().await.unwrap().iter().map(|s| s.issue.to_string()).collect();
-        assert_eq!(order, ["gh/zeta/a#5", "tea/acme/gadget#30", "tea/acme/widget#2", "tea/acme/widget#1000"]);
     }
 }

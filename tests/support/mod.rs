@@ -11,6 +11,7 @@ pub mod fake_model;
 pub mod fake_pulls;
 pub mod fake_reactions;
 pub mod git_http;
+pub mod postgres;
 pub mod serve;
 pub mod webhook;
 

@@ -7,6 +7,7 @@ use super::SqliteStore;
 use crate::issue_ref::IssueRef;
 use crate::queue::{Enqueued, Job, JobLine, QueueDepth, QueuedJob};
 use crate::store::CiFixHistory;
+use crate::store::rows::{ClaimedRow, queued_job};
 use crate::store::{JobStore, now_millis};
 
 /// A [`JobLine`] query: the columns, then `$filter` (sqlx takes only literal SQL).
@@ -18,21 +19,6 @@ macro_rules! job_lines {
             $filter
         )
     };
-}
-
-/// A claimed job's columns: id, job, outcome, run_error, attempts, created_at.
-type ClaimedRow = (i64, String, Option<String>, Option<String>, i64, i64);
-
-fn queued_job((id, json, outcome, run_error, attempts, created_at): ClaimedRow) -> Option<QueuedJob> {
-    match serde_json::from_str(&json) {
-        Ok(job) => {
-            Some(QueuedJob { id, job, outcome, run_error, attempts: u32::try_from(attempts).unwrap_or(0), created_at })
-        }
-        Err(e) => {
-            tracing::error!(job = id, error = %e, "unreadable job left in the queue");
-            None
-        }
-    }
 }
 
 #[async_trait]
@@ -396,33 +382,5 @@ impl SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::JobTrigger;
-
-    fn job(issue: &str, trigger: JobTrigger, delivery: &str) -> Job {
-        Job::minimal(issue, trigger, delivery)
-    }
-
-    #[tokio::test]
-    async fn a_label_job_is_found_by_issue_label_and_time() {
-        let store = SqliteStore::in_memory().await.expect("a database");
-        let issue: IssueRef = "tea/acme/widget#7".parse().expect("a ref");
-        let before = now_millis() - 1_000;
-        let label = JobTrigger::Label { name: "Kugetsu".into() };
-        store.enqueue("tea", None, &job("tea/acme/widget#7", label, "d1")).await.expect("stored");
-        assert!(store.label_job_since(&issue, "kugetsu", before).await.expect("read"));
-        assert!(!store.label_job_since(&issue, "other", before).await.expect("read"), "another label");
-        assert!(!store.label_job_since(&issue, "kugetsu", now_millis() + 60_000).await.expect("read"), "later");
-        let elsewhere: IssueRef = "tea/acme/widget#8".parse().expect("a ref");
-        assert!(!store.label_job_since(&elsewhere, "kugetsu", before).await.expect("read"), "another issue");
-        // A request refused at the door counts: it was answered.
-        let refused = JobTrigger::Refused { reason: "full".into() };
-        store.enqueue("tea", None, &job("tea/acme/widget#8", refused, "d2")).await.expect("stored");
-        assert!(store.label_job_since(&elsewhere, "kugetsu", before).await.expect("read"));
     }
 }
