@@ -24,6 +24,11 @@ impl Layout {
         self.root.join("kugetsu.db")
     }
 
+    /// This state directory's replica id (see [`crate::store::ReplicaStore`]).
+    pub fn replica_id(&self) -> PathBuf {
+        self.root.join("replica-id")
+    }
+
     pub fn mirror(&self, repo: &RepoRef) -> PathBuf {
         with_suffix(self.root.join("mirrors").join(repo.rel_path()), ".git")
     }

@@ -15,7 +15,7 @@ use kugetsu::question::{Asked, Choice, Question};
 use kugetsu::queue::{Enqueued, Job, JobTrigger};
 use kugetsu::store::{
     Answer, BaseSession, IssueSession, PostgresStore, PullRequestRecord, SessionStatus, SqliteStore, Store, Wait,
-    now_millis,
+    issue_lease, now_millis, task_lease,
 };
 use kugetsu::trigger::Control;
 use secrecy::SecretString;
@@ -67,6 +67,7 @@ suite!(
     the_queue_overview_and_rate_counts,
     spending_counts_by_scope_and_resume,
     the_first_answer_wins_and_a_wait_lasts_until_it_ends,
+    replicas_keep_their_issues_and_a_dead_ones_work_is_taken_over,
 );
 
 fn job(issue: &str, trigger: JobTrigger, delivery: &str) -> Job {
@@ -266,7 +267,8 @@ async fn jobs_are_put_back_stopped_finished_and_requeued(r: Replicas) {
     assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [later]);
 
     r.a.save_outcome(later, "the answer", Some("the run failed")).await.expect("saved");
-    assert_eq!(r.b.requeue_interrupted().await.expect("requeued"), 1);
+    // As at a restart: the replica's own running jobs go back.
+    assert_eq!(r.a.requeue_interrupted().await.expect("requeued"), 1);
     let again = r.b.claim("work", 5).await.expect("claimed");
     assert_eq!(again.len(), 1);
     assert_eq!(
@@ -461,4 +463,72 @@ async fn the_first_answer_wins_and_a_wait_lasts_until_it_ends(r: Replicas) {
     assert_eq!(r.a.open_wait(&seven).await.expect("read"), None, "the job is done");
     r.a.end_waits_on(&seven).await.expect("ended");
     assert_eq!(r.b.wait_of_job(id).await.expect("read"), None, "stop ends it");
+}
+
+async fn replicas_keep_their_issues_and_a_dead_ones_work_is_taken_over(r: Replicas) {
+    const TTL: i64 = 200;
+    let x = issue("tea/acme/widget#1");
+    let lease = issue_lease(&x);
+    assert_ne!(r.a.replica(), r.b.replica());
+    r.a.heartbeat(now_millis(), TTL).await.expect("alive");
+    r.b.heartbeat(now_millis(), TTL).await.expect("alive");
+    let first = queued(&*r.a, "tea/acme/widget#1", JobTrigger::Mention, "d1").await;
+    assert_eq!(r.a.claim("work", 5).await.expect("claimed").len(), 1);
+    let token = r.a.take_lease(&lease, now_millis(), TTL).await.expect("taken").expect("free");
+    assert_eq!(
+        r.a.take_lease(&lease, now_millis(), TTL).await.expect("taken again"),
+        Some(token),
+        "its own: same token"
+    );
+    assert_eq!(r.b.take_lease(&lease, now_millis(), TTL).await.expect("read"), None, "held by a");
+    assert!(r.a.holds_lease(&lease, token, now_millis()).await.expect("read"));
+    assert!(!r.b.holds_lease(&lease, token, now_millis()).await.expect("read"), "not b's");
+
+    // While a lives, the issue's next job is a's, even with b idle.
+    let second = queued(&*r.b, "tea/acme/widget#1", JobTrigger::Mention, "d2").await;
+    queued(&*r.b, "tea/acme/widget#2", JobTrigger::Mention, "d3").await;
+    r.a.finish(first, Ok(())).await.expect("finished");
+    let b_took: Vec<String> =
+        r.b.claim("work", 5).await.expect("read").iter().map(|j| j.job.issue.to_string()).collect();
+    assert_eq!(b_took, ["tea/acme/widget#2"], "another issue, not a's");
+    assert_eq!(r.a.claim("work", 5).await.expect("claimed").iter().map(|j| j.id).collect::<Vec<_>>(), [second]);
+    assert!(r.b.running_work(&x).await.expect("read") == Some(second), "any replica finds the running job");
+
+    // a stops answering: b keeps beating, a's lease lapses, a's job goes back, b takes both.
+    tokio::time::sleep(std::time::Duration::from_millis(2 * TTL as u64)).await;
+    r.b.heartbeat(now_millis(), TTL).await.expect("alive");
+    assert_eq!(r.b.requeue_orphans(now_millis(), now_millis() - TTL).await.expect("requeued"), 1);
+    let taken: Vec<i64> = r.b.claim("work", 5).await.expect("claimed").iter().map(|j| j.id).collect();
+    assert_eq!(taken, [second]);
+    let new_token = r.b.take_lease(&lease, now_millis(), TTL).await.expect("taken").expect("expired");
+    assert!(new_token > token, "the fencing token grew: {new_token} > {token}");
+
+    // a wakes up: it holds nothing, and what it records of the job is ignored.
+    r.a.heartbeat(now_millis(), TTL).await.expect("alive again");
+    assert!(!r.a.holds_lease(&lease, token, now_millis()).await.expect("read"), "a lost its lease");
+    assert_eq!(r.a.jobs_taken_away(&[second]).await.expect("read"), [second]);
+    r.a.finish(second, Err("a's late word".into())).await.expect("no error");
+    r.a.save_outcome(second, "a's late comment", None).await.expect("no error");
+    assert!(r.b.jobs_taken_away(&[second]).await.expect("read").is_empty(), "still b's, running");
+    assert_eq!(r.b.requeue_orphans(now_millis(), now_millis() - TTL).await.expect("read"), 0, "b's own job stays");
+
+    // `stop` on a reaches b's job through its row.
+    assert!(r.a.stop(second, "stopped by @alice").await.expect("stopped"));
+    assert_eq!(r.b.jobs_taken_away(&[second]).await.expect("read"), [second]);
+    assert!(r.a.running_work(&x).await.expect("read").is_none());
+
+    // Checkpoints, and a task only one replica runs at a time.
+    assert_eq!(r.a.checkpoint(&x).await.expect("read"), None);
+    r.b.save_checkpoint(&x, "ses_1", r#"{"info":{},"messages":[]}"#).await.expect("saved");
+    r.b.save_checkpoint(&x, "ses_1", r#"{"info":{"id":"ses_1"},"messages":[]}"#).await.expect("replaced");
+    let saved = r.a.checkpoint(&x).await.expect("read").expect("saved");
+    assert_eq!(
+        (saved.session_id.as_str(), saved.export.as_str()),
+        ("ses_1", r#"{"info":{"id":"ses_1"},"messages":[]}"#)
+    );
+    let task = task_lease("reconcile");
+    assert!(r.a.take_lease(&task, now_millis(), 60_000).await.expect("taken").is_some());
+    assert!(r.b.take_lease(&task, now_millis(), 60_000).await.expect("read").is_none(), "one replica at a time");
+    r.a.release_leases().await.expect("released");
+    assert!(r.b.take_lease(&task, now_millis(), 60_000).await.expect("taken").is_some(), "free after a clean stop");
 }

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod jobs;
 pub mod postgres;
+mod replicas;
 mod rows;
 mod spending;
 mod sqlite;
@@ -19,6 +20,7 @@ use crate::result::RunResult;
 
 pub use jobs::JobStore;
 pub use postgres::PostgresStore;
+pub use replicas::{Checkpoint, ReplicaStore, issue_lease, task_lease};
 pub use spending::SpendingStore;
 pub use sqlite::SqliteStore;
 pub use waits::{Answer, Wait, WaitStore};
@@ -96,7 +98,7 @@ pub struct BaseSession {
 /// All of kugetsu's state: issue and base sessions here, jobs and what guards
 /// them in [`JobStore`].
 #[async_trait]
-pub trait Store: JobStore + SpendingStore + WaitStore + Send + Sync {
+pub trait Store: JobStore + SpendingStore + WaitStore + ReplicaStore + Send + Sync {
     async fn issue_session(&self, issue: &IssueRef) -> anyhow::Result<Option<IssueSession>>;
     /// Inserts or replaces the issue's record.
     async fn save_issue_session(&self, record: &IssueSession) -> anyhow::Result<()>;
@@ -135,16 +137,44 @@ pub trait Store: JobStore + SpendingStore + WaitStore + Send + Sync {
 
 /// The configured store: PostgreSQL when `database_url` is set, else SQLite
 /// in the state directory. A process that serves keeps SQLite's log short in
-/// the background ([`SqliteStore::with_background_checkpoints`]).
+/// the background ([`SqliteStore::with_background_checkpoints`]). Either acts as
+/// the state directory's replica (see [`ReplicaStore`]).
 pub async fn open(config: &crate::config::Config, serving: bool) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    let layout = crate::engine::Layout::new(&config.state_dir);
+    let replica = replica_id(&layout.replica_id())?;
     if let Some(url) = &config.database_url {
-        return Ok(std::sync::Arc::new(PostgresStore::connect(url).await?));
+        return Ok(std::sync::Arc::new(PostgresStore::connect(url).await?.with_replica(replica)));
     }
-    let sqlite = SqliteStore::open(&crate::engine::Layout::new(&config.state_dir).database()).await?;
+    let sqlite = SqliteStore::open(&layout.database()).await?.with_replica(replica);
     Ok(match serving {
         true => std::sync::Arc::new(sqlite.with_background_checkpoints().await?),
         false => std::sync::Arc::new(sqlite),
     })
+}
+
+/// The replica id kept in `file`, made on first use: a replica that restarts
+/// is the same replica, and takes up its own interrupted jobs at once.
+fn replica_id(file: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    if let Ok(id) = std::fs::read_to_string(file)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_owned());
+    }
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let id = new_replica_id();
+    std::fs::write(file, &id).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(id)
+}
+
+/// A replica id no other process has: the host, the process and the moment.
+fn new_replica_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{}-{:x}", if host.is_empty() { "kugetsu" } else { &host }, std::process::id(), nanos)
 }
 
 /// Rows of the job history, counted by [`Store::old_history`].

@@ -3,6 +3,7 @@
 //! types (`migrations/postgres`), so both answer the same store test suite.
 
 mod jobs;
+mod replicas;
 mod spending;
 mod waits;
 
@@ -25,6 +26,8 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// See [`crate::store::ReplicaStore::replica`].
+    replica: String,
 }
 
 impl PostgresStore {
@@ -42,7 +45,13 @@ impl PostgresStore {
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {place}"))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.context("database migration failed")?;
-        Ok(Self { pool })
+        Ok(Self { pool, replica: super::new_replica_id() })
+    }
+
+    /// Acts as replica `id` (see [`crate::store::ReplicaStore`]).
+    pub fn with_replica(mut self, id: String) -> Self {
+        self.replica = id;
+        self
     }
 
     /// The pool, for checks that read the database directly (doctor, tests).

@@ -1,4 +1,5 @@
 mod jobs;
+mod replicas;
 mod spending;
 mod waits;
 
@@ -22,6 +23,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     options: SqliteConnectOptions,
     checkpoints: Option<std::sync::Arc<Checkpointer>>,
+    /// See [`crate::store::ReplicaStore::replica`].
+    replica: String,
 }
 
 impl SqliteStore {
@@ -53,7 +56,7 @@ impl SqliteStore {
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.context("database migration failed")?;
-        Ok(Self { pool, options, checkpoints: None })
+        Ok(Self { pool, options, checkpoints: None, replica: super::new_replica_id() })
     }
 
     /// A database in memory, gone with the store: for tests that need the real
@@ -69,7 +72,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.context("database migration failed")?;
-        Ok(Self { pool, options, checkpoints: None })
+        Ok(Self { pool, options, checkpoints: None, replica: super::new_replica_id() })
     }
 
     /// Checkpoints in the background from now on (see [`Checkpointer`]). A
@@ -78,6 +81,12 @@ impl SqliteStore {
         let checkpoints = Checkpointer::start(self.options.clone()).await.context("cannot open a second connection")?;
         self.checkpoints = Some(std::sync::Arc::new(checkpoints));
         Ok(self)
+    }
+
+    /// Acts as replica `id` (see [`crate::store::ReplicaStore`]).
+    pub fn with_replica(mut self, id: String) -> Self {
+        self.replica = id;
+        self
     }
 
     /// The pool, for modules that keep their own tables in the same database.

@@ -115,11 +115,12 @@ impl JobStore for PostgresStore {
     }
 
     async fn save_outcome(&self, id: i64, comment: &str, run_error: Option<&str>) -> anyhow::Result<()> {
-        sqlx::query("UPDATE jobs SET outcome = $1, run_error = $2, updated_at = $3 WHERE id = $4")
+        sqlx::query("UPDATE jobs SET outcome = $1, run_error = $2, updated_at = $3 WHERE id = $4 AND claimed_by = $5")
             .bind(comment)
             .bind(run_error)
             .bind(now_millis())
             .bind(id)
+            .bind(&self.replica)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -150,13 +151,16 @@ impl JobStore for PostgresStore {
         // instead of waiting for them; a row it read as pending and finds claimed
         // by the time it locks it is checked again, and left.
         let rows: Vec<ClaimedRow> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', updated_at = $1 WHERE id IN (
+            "UPDATE jobs SET status = 'running', updated_at = $1, claimed_by = $4 WHERE id IN (
                 SELECT j.id FROM jobs j
                 WHERE j.status = 'pending' AND j.not_before <= $1 AND j.lane = $3
                   AND NOT EXISTS (SELECT 1 FROM jobs r
                                   WHERE r.issue = j.issue AND r.lane = j.lane AND r.status = 'running')
                   AND j.id = (SELECT MIN(p.id) FROM jobs p
                               WHERE p.issue = j.issue AND p.lane = j.lane AND p.status = 'pending')
+                  -- An issue another live replica holds is that replica's to work on.
+                  AND (j.lane <> 'work' OR NOT EXISTS (SELECT 1 FROM leases l
+                       WHERE l.key = 'issue:' || j.issue AND l.replica <> $4 AND l.expires_at > $1))
                 ORDER BY j.id LIMIT $2
                 FOR UPDATE SKIP LOCKED
             ) AND status = 'pending' RETURNING id, job, outcome, run_error, attempts, created_at",
@@ -164,6 +168,7 @@ impl JobStore for PostgresStore {
         .bind(now_millis())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(lane)
+        .bind(&self.replica)
         .fetch_all(&self.pool)
         .await?;
         let mut jobs: Vec<QueuedJob> = rows.into_iter().filter_map(queued_job).collect();
@@ -173,7 +178,7 @@ impl JobStore for PostgresStore {
 
     async fn claim_joiner(&self, issue: &IssueRef) -> anyhow::Result<Option<QueuedJob>> {
         let row: Option<ClaimedRow> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', updated_at = $1 WHERE id = (
+            "UPDATE jobs SET status = 'running', updated_at = $1, claimed_by = $3 WHERE id = (
                 SELECT j.id FROM jobs j
                 WHERE j.issue = $2 AND j.lane = 'work' AND j.status = 'pending' AND j.not_before <= $1
                   AND j.outcome IS NULL AND j.job::jsonb #>> '{trigger,kind}' = 'mention'
@@ -184,6 +189,7 @@ impl JobStore for PostgresStore {
         )
         .bind(now_millis())
         .bind(issue.to_string())
+        .bind(&self.replica)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.and_then(queued_job))
@@ -194,11 +200,13 @@ impl JobStore for PostgresStore {
             Ok(()) => ("done", None),
             Err(e) => ("failed", Some(e)),
         };
-        sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4")
+        // A job claimed by another replica since (this one was thought dead) is its to finish.
+        sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4 AND claimed_by = $5")
             .bind(status)
             .bind(error)
             .bind(now_millis())
             .bind(id)
+            .bind(&self.replica)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -217,10 +225,14 @@ impl JobStore for PostgresStore {
     }
 
     async fn requeue_interrupted(&self) -> anyhow::Result<u64> {
-        let done = sqlx::query("UPDATE jobs SET status = 'pending', updated_at = $1 WHERE status = 'running'")
-            .bind(now_millis())
-            .execute(&self.pool)
-            .await?;
+        // Only this replica's: another's running jobs are its own, until it is found dead.
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'pending', updated_at = $1 WHERE status = 'running' AND claimed_by = $2",
+        )
+        .bind(now_millis())
+        .bind(&self.replica)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -381,13 +393,14 @@ impl PostgresStore {
     async fn put_back(&self, id: i64, not_before_ms: i64, why: &str, attempt: i64) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE jobs SET status = 'pending', not_before = $1, error = $2, updated_at = $3, \
-             attempts = attempts + $4 WHERE id = $5 AND status = 'running'",
+             attempts = attempts + $4 WHERE id = $5 AND status = 'running' AND claimed_by = $6",
         )
         .bind(not_before_ms)
         .bind(why)
         .bind(now_millis())
         .bind(attempt)
         .bind(id)
+        .bind(&self.replica)
         .execute(&self.pool)
         .await?;
         Ok(())

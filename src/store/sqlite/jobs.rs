@@ -113,11 +113,12 @@ impl JobStore for SqliteStore {
     }
 
     async fn save_outcome(&self, id: i64, comment: &str, run_error: Option<&str>) -> anyhow::Result<()> {
-        sqlx::query("UPDATE jobs SET outcome = ?, run_error = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE jobs SET outcome = ?, run_error = ?, updated_at = ? WHERE id = ? AND claimed_by IS ?")
             .bind(comment)
             .bind(run_error)
             .bind(now_millis())
             .bind(id)
+            .bind(&self.replica)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -146,19 +147,23 @@ impl JobStore for SqliteStore {
         }
         let now = now_millis();
         let rows: Vec<ClaimedRow> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id IN (
+            "UPDATE jobs SET status = 'running', updated_at = ?1, claimed_by = ?4 WHERE id IN (
                 SELECT j.id FROM jobs j
                 WHERE j.status = 'pending' AND j.not_before <= ?1 AND j.lane = ?3
                   AND NOT EXISTS (SELECT 1 FROM jobs r
                                   WHERE r.issue = j.issue AND r.lane = j.lane AND r.status = 'running')
                   AND j.id = (SELECT MIN(p.id) FROM jobs p
                               WHERE p.issue = j.issue AND p.lane = j.lane AND p.status = 'pending')
+                  -- An issue another live replica holds is that replica's to work on.
+                  AND (j.lane <> 'work' OR NOT EXISTS (SELECT 1 FROM leases l
+                       WHERE l.key = 'issue:' || j.issue AND l.replica <> ?4 AND l.expires_at > ?1))
                 ORDER BY j.id LIMIT ?2
             ) RETURNING id, job, outcome, run_error, attempts, created_at",
         )
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(lane)
+        .bind(&self.replica)
         .fetch_all(&self.pool)
         .await?;
         let mut jobs: Vec<QueuedJob> = rows.into_iter().filter_map(queued_job).collect();
@@ -168,7 +173,7 @@ impl JobStore for SqliteStore {
 
     async fn claim_joiner(&self, issue: &IssueRef) -> anyhow::Result<Option<QueuedJob>> {
         let row: Option<ClaimedRow> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', updated_at = ?1 WHERE id = (
+            "UPDATE jobs SET status = 'running', updated_at = ?1, claimed_by = ?3 WHERE id = (
                 SELECT j.id FROM jobs j
                 WHERE j.issue = ?2 AND j.lane = 'work' AND j.status = 'pending' AND j.not_before <= ?1
                   AND j.outcome IS NULL AND json_extract(j.job, '$.trigger.kind') = 'mention'
@@ -178,6 +183,7 @@ impl JobStore for SqliteStore {
         )
         .bind(now_millis())
         .bind(issue.to_string())
+        .bind(&self.replica)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.and_then(queued_job))
@@ -188,11 +194,13 @@ impl JobStore for SqliteStore {
             Ok(()) => ("done", None),
             Err(e) => ("failed", Some(e)),
         };
-        sqlx::query("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?")
+        // A job claimed by another replica since (this one was thought dead) is its to finish.
+        sqlx::query("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ? AND claimed_by IS ?")
             .bind(status)
             .bind(error)
             .bind(now_millis())
             .bind(id)
+            .bind(&self.replica)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -372,13 +380,14 @@ impl SqliteStore {
     async fn put_back(&self, id: i64, not_before_ms: i64, why: &str, attempt: i64) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE jobs SET status = 'pending', not_before = ?, error = ?, updated_at = ?, \
-             attempts = attempts + ? WHERE id = ? AND status = 'running'",
+             attempts = attempts + ? WHERE id = ? AND status = 'running' AND claimed_by IS ?",
         )
         .bind(not_before_ms)
         .bind(why)
         .bind(now_millis())
         .bind(attempt)
         .bind(id)
+        .bind(&self.replica)
         .execute(&self.pool)
         .await?;
         Ok(())
