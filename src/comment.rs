@@ -170,6 +170,7 @@ pub fn failure_comment(error: &EngineError, job_id: i64) -> String {
         EngineError::Interrupted(_) => {
             "The agent's process died twice during this request; the session is kept, so mention me to go on."
         }
+        EngineError::LeaseLost(_) => "Another of the bot's replicas took this issue over; it answers here.",
     };
     format!("The run failed: {}.\n\n{advice}\n{}", what_failed(&error.to_string()), marker(job_id))
 }

@@ -427,6 +427,10 @@ pub struct BotSettings {
     /// permission request) before it goes on without one.
     #[serde(with = "humantime_serde")]
     pub question_timeout: Duration,
+    /// How long a replica's leases last without a heartbeat: a replica not heard
+    /// from for this long is taken for dead, and its issues and jobs taken over.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -463,6 +467,7 @@ impl Default for BotSettings {
             progress_interval: Duration::from_secs(10),
             attachment_max_mib: 10,
             question_timeout: Duration::from_secs(30 * 60),
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -541,6 +546,10 @@ impl Config {
         // Every edit is an API call; a run of hours must not spend a forge's rate limit.
         if raw.bot.progress_interval < Duration::from_secs(1) {
             bail!("bot.progress_interval must be at least 1s");
+        }
+        // Heartbeats come three times a lease; shorter, a busy database's pause is a death.
+        if raw.bot.lease < Duration::from_secs(1) {
+            bail!("bot.lease must be at least 1s");
         }
         if raw.bot.question_timeout.is_zero() {
             bail!("bot.question_timeout must be more than zero");

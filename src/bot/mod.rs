@@ -5,6 +5,7 @@ mod progress;
 pub mod prompt;
 mod pull_request;
 mod reconcile;
+mod replica;
 mod verify;
 mod worker;
 
@@ -33,6 +34,8 @@ pub struct Bot {
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
     reconciler: Option<JoinHandle<()>>,
+    /// This replica's heartbeats (see [`replica::keep_alive`]).
+    alive: JoinHandle<()>,
     engine: Arc<Engine>,
     /// Where the status page and `/metrics` are served, if anywhere (`bot.status_listen`).
     pub status_addr: Option<SocketAddr>,
@@ -78,6 +81,7 @@ impl Bot {
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
         let store: Arc<dyn Store> = crate::store::open(&config, true).await?;
         let queue = Queue::new(store.clone());
+        replica::announce(store.as_ref(), config.bot.lease).await?;
         let requeued = queue.requeue_interrupted().await?;
         queue.load_waits().await?;
         if requeued > 0 {
@@ -88,7 +92,7 @@ impl Bot {
         let driver = crate::opencode::driver_for(&config);
         let forges = Arc::new(forges);
         let tokens = Arc::new(crate::forge::ForgeTokens(forges.clone()));
-        let engine = Arc::new(Engine::new(config.clone(), store, driver).with_git_tokens(tokens).with_pool());
+        let engine = Arc::new(Engine::new(config.clone(), store.clone(), driver).with_git_tokens(tokens).with_pool());
         engine.remove_leftover_ready_checkouts().await;
         let warming = engine.clone();
         tokio::spawn(async move { warming.start_pool().await });
@@ -105,6 +109,8 @@ impl Bot {
         let (stop, stopped) = watch::channel(false);
         let reconciler = (!config.bot.reconcile_interval.is_zero()).then(|| {
             let reconciler = reconcile::Reconciler {
+                store: store.clone(),
+                lease: config.bot.lease,
                 intake: intake.clone(),
                 forges: forges.clone(),
                 queue: queue.clone(),
@@ -113,7 +119,8 @@ impl Bot {
             };
             tokio::spawn(reconciler.run(stopped.clone()))
         });
-        tokio::spawn(housekeeping(engine.clone(), config.bot.retention, stopped.clone()));
+        tokio::spawn(housekeeping(engine.clone(), config.bot.retention, config.bot.lease, stopped.clone()));
+        let alive = tokio::spawn(replica::keep_alive(store.clone(), queue.clone(), config.bot.lease, stopped.clone()));
         let bounds = Bounds {
             header_timeout: config.bot.header_timeout,
             connection_timeout: config.bot.connection_timeout,
@@ -144,7 +151,7 @@ impl Bot {
         let app = router(intake);
         let server = tokio::spawn(crate::webhook::serve(listener, app, bounds, stopped));
         tracing::info!(%addr, "kugetsu is listening");
-        Ok(Self { addr, stop, server, worker, reconciler, engine, status_addr, status })
+        Ok(Self { addr, stop, server, worker, reconciler, alive, engine, status_addr, status })
     }
 
     /// The engine runs go through, for looking at its state (ready checkouts).
@@ -158,6 +165,7 @@ impl Bot {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         let _ = self.worker.await;
+        let _ = self.alive.await;
         if let Some(reconciler) = self.reconciler {
             let _ = reconciler.await;
         }
@@ -170,9 +178,23 @@ impl Bot {
 
 /// At start-up and hourly: removes job history older than `retention`, and the
 /// working copies of issues closed longer than `bot.closed_issue_grace` ago.
-async fn housekeeping(engine: Arc<Engine>, retention: std::time::Duration, mut stopped: watch::Receiver<bool>) {
+async fn housekeeping(
+    engine: Arc<Engine>,
+    retention: std::time::Duration,
+    lease: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
     let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     loop {
+        // History is shared, so one replica prunes it; closed issues' working
+        // copies are each replica's own, but a replica that skips them now
+        // removes them once it holds the task.
+        if !replica::runs_task(engine.store().as_ref(), "housekeeping", lease).await {
+            tokio::select! {
+                _ = tokio::time::sleep(lease) => continue,
+                _ = stopped.changed() => return,
+            }
+        }
         let before = crate::store::now_millis().saturating_sub(retention);
         match engine.remove_old_history(before).await {
             Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "removed old job history"),

@@ -29,6 +29,9 @@ use crate::webhook::{Intake, take_event};
 const OVERLAP: Duration = Duration::from_secs(60);
 
 pub struct Reconciler {
+    /// Where the task's lease is: one replica reconciles at a time.
+    pub store: Arc<dyn crate::store::Store>,
+    pub lease: Duration,
     pub intake: Arc<Intake>,
     pub forges: Arc<HashMap<InstanceName, Arc<dyn Forge>>>,
     pub queue: Queue,
@@ -53,7 +56,9 @@ impl Reconciler {
     /// Looks now, then every interval, until `stopped` turns true.
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
         loop {
-            self.look().await;
+            if super::replica::runs_task(self.store.as_ref(), "reconcile", self.lease).await {
+                self.look().await;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = stopped.changed() => return,

@@ -14,6 +14,7 @@ mod attachments;
 mod budget;
 mod ci_fix;
 mod join;
+mod replica;
 mod review;
 mod slot;
 
@@ -31,11 +32,13 @@ use crate::metrics::{Metrics, RunOutcome};
 use crate::queue::{Job, JobTrigger, Queue, QueuedJob};
 use crate::result::{Ending, PullRequestNote, RunResult};
 use crate::stage::{self, Stage};
-use crate::store::now_millis;
+use crate::store::{Fence, now_millis};
 use crate::trigger::Control;
 
 /// How often the queue is looked at even without a wake-up.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How often runs are checked for a `stop` said on another replica, or a takeover.
+const ELSEWHERE_LOOK: Duration = Duration::from_secs(1);
 /// Control jobs answered at once, beside the agent runs.
 const CONTROL_SLOTS: usize = 2;
 /// How long a job waits before it is retried when the disk is nearly full.
@@ -134,6 +137,7 @@ impl Worker {
         // status…) have slots of their own, so they are answered while runs go on.
         let control_slots = Arc::new(Semaphore::new(CONTROL_SLOTS));
         let mut tasks = JoinSet::new();
+        let mut looked_elsewhere = std::time::Instant::now();
         while !*stopped.borrow() {
             for (lane, slots) in [("work", &self.work_slots), ("control", &control_slots)] {
                 // Slots first, then as many jobs: a waiting run taking its slot
@@ -147,6 +151,13 @@ impl Worker {
                     }
                 };
                 for job in jobs {
+                    let fence = match lane {
+                        "work" => match self.take_issue(job.id, &job.job.issue).await {
+                            Some(fence) => Some(fence),
+                            None => continue,
+                        },
+                        _ => None,
+                    };
                     let Some(permit) = free.pop() else { break };
                     let slot = slot::WorkSlot::new(slots.clone(), permit);
                     let (id, issue) = (job.id, job.job.issue.clone());
@@ -155,7 +166,7 @@ impl Worker {
                     let refill = lane == "work";
                     let handle = tasks.spawn(async move {
                         let (attempts, created_at) = (job.attempts, job.created_at);
-                        let outcome = worker.process(job, &slot).await;
+                        let outcome = worker.process(job, &slot, fence).await;
                         worker.record(id, attempts, created_at, outcome).await;
                         if let Ok(mut running) = worker.running.lock()
                             && running.get(&issue).is_some_and(|(running_id, _)| *running_id == id)
@@ -174,6 +185,11 @@ impl Worker {
                         running.insert(key, (id, handle));
                     }
                 }
+            }
+            // Not at every wake-up: under a burst of deliveries that is a read per delivery.
+            if looked_elsewhere.elapsed() >= ELSEWHERE_LOOK {
+                looked_elsewhere = std::time::Instant::now();
+                self.end_runs_taken_away().await;
             }
             for follow_up in self.claim_follow_ups().await {
                 let worker = self.clone();
@@ -227,7 +243,7 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(job = queued.id, issue = %queued.job.issue, delivery = %queued.job.delivery_id))]
-    async fn process(&self, queued: QueuedJob, slot: &slot::WorkSlot) -> Outcome {
+    async fn process(&self, queued: QueuedJob, slot: &slot::WorkSlot, fence: Option<Fence>) -> Outcome {
         crash::point("after-claim");
         let QueuedJob { id, job, outcome, run_error, attempts, created_at } = queued;
         stage::reached(&job.issue, Stage::Claimed);
@@ -242,6 +258,9 @@ impl Worker {
         // A run that finished before a crash or a forge fault: post its comment,
         // never run the agent again.
         if let Some(body) = outcome {
+            if self.lease_lost(fence.as_ref()).await {
+                return Outcome::Deferred;
+            }
             let posted = self.answer(forge.as_ref(), &job, id, &body).await;
             if matches!(posted, Outcome::Done) {
                 let ending = if run_error.is_some() { Ending::Failed } else { Ending::Succeeded };
@@ -271,7 +290,7 @@ impl Worker {
         stage::reached(&job.issue, Stage::Admitted);
         let Ran { body, failure, feedback, took_in } = match &job.trigger {
             JobTrigger::Mention | JobTrigger::Label { .. } | JobTrigger::Review | JobTrigger::CiFix { .. } => {
-                match self.run_agent(&forge, id, &job, slot).await {
+                match self.run_agent(&forge, id, &job, slot, fence.clone()).await {
                     Some(ran) => ran,
                     None => return Outcome::Deferred,
                 }
@@ -281,6 +300,12 @@ impl Worker {
             // Taken before admission, above.
             JobTrigger::Answer { .. } => return Outcome::Done,
         };
+        if self.lease_lost(fence.as_ref()).await {
+            if let Some(feedback) = feedback {
+                feedback.leave();
+            }
+            return Outcome::Deferred;
+        }
         // Saved before posting: after a crash the comment is posted, the agent not rerun.
         if let Err(e) = self.queue.save_outcome(id, &body, failure.as_deref()).await {
             tracing::error!(error = %format!("{e:#}"), "cannot save a job's outcome");
@@ -327,7 +352,14 @@ impl Worker {
     /// Runs the agent and returns the comment to post, and why the run failed if
     /// it did; `None` when the job was deferred, for lack of disk space or
     /// because another run holds the issue.
-    async fn run_agent(&self, forge: &Arc<dyn Forge>, id: i64, job: &Job, slot: &slot::WorkSlot) -> Option<Ran> {
+    async fn run_agent(
+        &self,
+        forge: &Arc<dyn Forge>,
+        id: i64,
+        job: &Job,
+        slot: &slot::WorkSlot,
+        fence: Option<Fence>,
+    ) -> Option<Ran> {
         if self.engine.free_disk_mib().is_some_and(|free| free < self.config.limits.min_free_disk_mib) {
             tracing::warn!("deferring a job: the disk is nearly full");
             let already_said = forge
@@ -369,6 +401,7 @@ impl Worker {
                 files,
                 door: Some(joining.door.clone()),
                 asks: None,
+                fence,
             };
             let mut run = self.run_with_questions(asking, &text, opts.clone(), granted).await;
             if let Err(EngineError::Interrupted(why)) = &run {
@@ -389,6 +422,12 @@ impl Worker {
         };
         let used = run.as_ref().ok().map(|r| (&r.tokens, r.cost));
         self.metrics.run_finished(outcome, started.elapsed(), used);
+        if let Err(EngineError::LeaseLost(why)) = &run {
+            // The job is the other replica's now; its run answers.
+            tracing::warn!(%why, "ending a run whose issue another replica took over");
+            feedback.leave();
+            return None;
+        }
         if let Err(EngineError::Busy(why)) = &run {
             // Another run (a CLI one) holds the issue: wait for it rather than fail.
             tracing::info!(%why, "deferring a job: the issue is busy");
@@ -482,20 +521,23 @@ impl Worker {
                 // Read first: once its job is stopped, a wait is no longer open.
                 let open = self.queue.open_wait(&job.issue).await.ok().flatten();
                 let running = self.running.lock().ok().and_then(|mut r| r.remove(&job.issue));
-                let mut stopped = false;
-                if let Some((running_id, handle)) = running {
-                    handle.abort();
-                    let why = format!("stopped by @{}", job.author);
-                    // Only a job still running counts: it may have just finished.
-                    stopped = self.queue.stop(running_id, &why).await.unwrap_or_else(|e| {
-                        tracing::error!(error = %format!("{e:#}"), "cannot record a stopped job");
-                        false
-                    });
-                    if stopped && let Err(e) = self.engine.stop(&job.issue, &why).await {
-                        tracing::warn!(error = %e, "could not mark the stopped run");
+                let stopped = match running {
+                    Some((running_id, handle)) => {
+                        handle.abort();
+                        let why = format!("stopped by @{}", job.author);
+                        // Only a job still running counts: it may have just finished.
+                        let stopped = self.queue.stop(running_id, &why).await.unwrap_or_else(|e| {
+                            tracing::error!(error = %format!("{e:#}"), "cannot record a stopped job");
+                            false
+                        });
+                        if stopped && let Err(e) = self.engine.stop(&job.issue, &why).await {
+                            tracing::warn!(error = %e, "could not mark the stopped run");
+                        }
+                        self.stop_follow_ups(&job.issue, &why).await;
+                        stopped
                     }
-                    self.stop_follow_ups(&job.issue, &why).await;
-                }
+                    None => self.stop_elsewhere(job).await,
+                };
                 self.close_stopped_waits(job, open).await;
                 comment::stopped_comment(stopped, id)
             }

@@ -18,6 +18,10 @@ pub enum EngineError {
     /// it had started; the session is kept and the run can go on in it.
     #[error("{0}")]
     Interrupted(String),
+    /// Another replica took the issue over (this one was thought dead): this
+    /// one must not push or comment for it.
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 impl EngineError {
@@ -26,7 +30,7 @@ impl EngineError {
         match self {
             Self::BadInput(_) | Self::Busy(_) => 2,
             Self::Agent(_) => 3,
-            Self::Infra(_) | Self::Interrupted(_) => 4,
+            Self::Infra(_) | Self::Interrupted(_) | Self::LeaseLost(_) => 4,
         }
     }
 
@@ -37,6 +41,7 @@ impl EngineError {
             Self::Infra(_) => "infrastructure",
             Self::Busy(_) => "busy",
             Self::Interrupted(_) => "interrupted",
+            Self::LeaseLost(_) => "lease_lost",
         }
     }
 }

@@ -67,14 +67,23 @@ impl Engine {
     /// Marks a run that was cancelled midway as stopped and aborts its session.
     pub async fn stop(&self, issue: &IssueRef, why: &str) -> Result<(), EngineError> {
         let Some(mut record) = self.store.issue_session(issue).await? else { return Ok(()) };
-        if let Some(id) = &record.session_id {
-            self.driver.abort(id, &record.worktree).await;
-        }
+        self.abort_agent(issue).await;
         record.status = crate::store::SessionStatus::Failed;
         record.last_error = Some(why.to_owned());
         record.updated_at = crate::store::now_millis();
         self.store.save_issue_session(&record).await?;
         Ok(())
+    }
+
+    /// Aborts the agent's turn on this replica, if one runs, and records nothing:
+    /// for a run whose issue another replica has taken over.
+    pub async fn abort_agent(&self, issue: &IssueRef) {
+        if let Ok(Some(record)) = self.store.issue_session(issue).await
+            && let Some(id) = &record.session_id
+        {
+            // This replica's checkout: the record's is whichever replica made it.
+            self.driver.abort(id, &self.layout.worktree(issue)).await;
+        }
     }
 
     /// The opencode servers running now, for `/metrics`.

@@ -6,6 +6,7 @@
 mod error;
 mod maintenance;
 mod pool;
+mod takeover;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct RunOptions {
     pub door: Option<Arc<crate::opencode::Door>>,
     /// Told what the agent asks a person; the run waits for each answer.
     pub asks: Option<tokio::sync::mpsc::UnboundedSender<crate::opencode::Ask>>,
+    /// The issue's lease, checked before the push: a replica that lost it pushes nothing.
+    pub fence: Option<crate::store::Fence>,
 }
 
 /// Where push and fetch tokens come from, when not straight from the config
@@ -237,6 +240,7 @@ impl Engine {
         record.last_run_at = Some(now);
         self.store.save_issue_session(&record).await?;
 
+        let fence = opts.fence.clone();
         let agent = self.run_agent(issue, &mut record, &worktree, message, opts);
         let outcome = match follow_up {
             true => {
@@ -266,6 +270,14 @@ impl Engine {
             Ok(reply) => reply,
             Err(e) => return Err(self.record_failure(&mut record, e).await),
         };
+        if let Some(fence) = &fence
+            && !fence.holds().await
+        {
+            tracing::warn!(lease = fence.key(), "the issue was taken over by another replica: not pushing");
+            return Err(EngineError::LeaseLost(format!(
+                "{issue} was taken over by another replica; this one pushes nothing"
+            )));
+        }
         let finished =
             self.finish_run(issue, &mirror, &worktree, &branch, start, remote_sha, creds.as_ref(), &mut record).await;
         let (commits, files_changed, pushed_to) = match finished {
@@ -290,6 +302,9 @@ impl Engine {
         record.last_result = Some(result.clone());
         record.updated_at = now_millis();
         self.store.save_issue_session(&record).await?;
+        if self.keeps_checkpoints() {
+            self.save_checkpoint(issue, &result.session_id, worktree.path()).await;
+        }
         Ok(result)
     }
 
@@ -376,6 +391,13 @@ impl Engine {
         opts: RunOptions,
     ) -> Result<crate::opencode::AgentReply, EngineError> {
         let title = format!("{SESSION_TITLE_PREFIX}{issue}");
+        // Another replica may have run the issue last: its session comes from the checkpoint.
+        if self.keeps_checkpoints()
+            && let Some(id) = record.session_id.clone()
+            && !self.restore_session(issue, &id, worktree.path()).await?
+        {
+            record.session_id = None;
+        }
         let base = match record.session_id {
             Some(_) => None,
             None => self.store.base_session(issue.repo()).await?,

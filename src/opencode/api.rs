@@ -314,6 +314,19 @@ impl Api {
         self.send_expecting_success(req, "question reply").await
     }
 
+    /// The session as `opencode export` writes it: `{info, messages: [{info, parts}]}`,
+    /// which `opencode import` reads back.
+    pub async fn export(&self, id: &str) -> Result<String, RunError> {
+        let info: Value =
+            self.send(self.request(Method::GET, &format!("/session/{id}")), "reading the session").await?;
+        let messages: Vec<Value> = self
+            .send(self.request(Method::GET, &format!("/session/{id}/message")), "reading the session's messages")
+            .await?;
+        let messages: Vec<Value> =
+            messages.into_iter().map(|m| serde_json::json!({ "info": m["info"], "parts": m["parts"] })).collect();
+        Ok(serde_json::json!({ "info": info, "messages": messages }).to_string())
+    }
+
     /// The server's event stream for the checkout, for debug logs.
     pub async fn events(&self) -> Result<reqwest::Response, RunError> {
         self.request(Method::GET, "/event")

@@ -244,6 +244,15 @@ pub trait Driver: Send + Sync {
     async fn inject(&self, _id: &str, _dir: &Path, _text: &str) -> Result<(), RunError> {
         Err(RunError::infra("this driver cannot add to a running turn"))
     }
+    /// The session as `opencode export` writes it, for a checkpoint another
+    /// replica can take the issue over from.
+    async fn export_session(&self, _id: &str, _dir: &Path) -> Result<String, RunError> {
+        Err(RunError::infra("this driver cannot export sessions"))
+    }
+    /// Brings an exported session into the opencode of the checkout at `dir`.
+    async fn import_session(&self, _dir: &Path, _export: &str) -> Result<(), RunError> {
+        Err(RunError::infra("this driver cannot import sessions"))
+    }
     /// Sessions of the repository checked out at `dir`.
     async fn list_sessions(&self, dir: &Path) -> Result<Vec<SessionInfo>, RunError>;
     /// Stops what runs for the checkout at `dir`, before its files are removed.

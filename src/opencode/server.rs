@@ -608,6 +608,50 @@ impl Driver for ServerDriver {
         api.prompt_async(id, &self.prompt_body(text, &[])).await
     }
 
+    async fn export_session(&self, id: &str, dir: &Path) -> Result<String, RunError> {
+        self.with_api(dir, |api| async move { api.export(id).await }).await
+    }
+
+    /// `opencode import`, in the checkout's jail with its home, so the session is
+    /// that checkout's (its directory and project), under its own id.
+    async fn import_session(&self, dir: &Path, export: &str) -> Result<(), RunError> {
+        use std::io::Write;
+        let home = self.jails.home(dir)?;
+        // The server reads sessions from the database the import writes.
+        self.stop(&home).await;
+        std::fs::create_dir_all(&home)
+            .map_err(|e| RunError::infra(format!("cannot create {}: {e}", home.display())))?;
+        let file = home.join("import.json");
+        // The home is the agent's to write: whatever it left at that name goes,
+        // and a link planted there is not followed.
+        if let Err(e) = std::fs::remove_file(&file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(RunError::infra(format!("cannot remove {}: {e}", file.display())));
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&file)
+            .and_then(|mut f| f.write_all(export.as_bytes()))
+            .map_err(|e| RunError::infra(format!("cannot write {}: {e}", file.display())))?;
+        self.jails.ensure_ready(&self.settings.binary, &self.env, self.settings.startup_timeout).await;
+        let mut cmd = self.jails.opencode(&self.settings.binary, &self.env, dir)?;
+        cmd.arg("import").arg(&file).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        let ran = tokio::time::timeout(self.settings.startup_timeout, cmd.output()).await;
+        let _ = std::fs::remove_file(&file);
+        let out = ran
+            .map_err(|_| RunError::infra("opencode import did not end in time"))?
+            .map_err(|e| super::spawn_error(&self.settings.binary, &e))?;
+        if !out.status.success() {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let tail: String = said.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(RunError::infra(format!("opencode import failed: {}", tail.trim())));
+        }
+        Ok(())
+    }
+
     async fn abort(&self, id: &str, dir: &Path) {
         let Some(slot) = self.jails.home(dir).ok().and_then(|home| self.existing_slot(&home)) else { return };
         let running = slot.server.lock().await.as_ref().map(|s| s.api.clone());

@@ -20,7 +20,7 @@ use crate::result::RunResult;
 
 pub use jobs::JobStore;
 pub use postgres::PostgresStore;
-pub use replicas::{Checkpoint, ReplicaStore, issue_lease, task_lease};
+pub use replicas::{Checkpoint, Fence, ReplicaStore, issue_lease, task_lease};
 pub use spending::SpendingStore;
 pub use sqlite::SqliteStore;
 pub use waits::{Answer, Wait, WaitStore};

@@ -61,3 +61,40 @@ pub trait ReplicaStore: Send + Sync {
 
     async fn checkpoint(&self, issue: &IssueRef) -> anyhow::Result<Option<Checkpoint>>;
 }
+
+/// What a replica checks before it acts for an issue (pushes, comments): that
+/// the issue's lease is still its own, as it was when it took the job.
+#[derive(Clone)]
+pub struct Fence {
+    store: std::sync::Arc<dyn super::Store>,
+    key: String,
+    token: i64,
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fence").field("key", &self.key).field("token", &self.token).finish()
+    }
+}
+
+impl Fence {
+    pub fn new(store: std::sync::Arc<dyn super::Store>, key: String, token: i64) -> Self {
+        Self { store, key, token }
+    }
+
+    /// Whether the lease is still held. A store that cannot say counts as a
+    /// lease lost: a push or comment put off is retried, one made twice is not undone.
+    pub async fn holds(&self) -> bool {
+        match self.store.holds_lease(&self.key, self.token, super::now_millis()).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(lease = %self.key, error = %format!("{e:#}"), "cannot read the lease; acting as if lost");
+                false
+            }
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}

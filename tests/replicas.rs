@@ -1,0 +1,301 @@
+//! Several `kugetsu serve` replicas on one PostgreSQL database (a throwaway
+//! cluster, tests/support/postgres.rs), each with its own state directory, as
+//! separate processes: any of them takes any delivery; an issue's jobs go to
+//! the replica that holds it; a replica killed or paused mid-run is taken over,
+//! session and all; `stop` reaches the run whichever replica got it.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sqlx::Connection;
+use support::Step;
+use support::bot_env::{BotEnv, gh, gh_comment};
+use support::serve::ServeProcess;
+
+const LEASE: &str = "2s";
+
+struct Replicas {
+    t: BotEnv,
+    url: String,
+    serves: Vec<Option<ServeProcess>>,
+}
+
+impl Replicas {
+    /// `count` replicas on a new database, the in-process bot of `BotEnv` stopped.
+    async fn start(count: usize) -> Replicas {
+        let mut t =
+            BotEnv::with_bot_settings(&format!("lease = \"{LEASE}\"\nreconcile_interval = \"0s\""), "", Vec::new())
+                .await;
+        t.stop().await;
+        let url = support::postgres::cluster().new_database().await;
+        let base = std::fs::read_to_string(&t.env.config_path).expect("the config");
+        let mut serves = Vec::new();
+        for n in 0..count {
+            let text = base.replacen(
+                "state_dir = \"state\"",
+                &format!("state_dir = \"replica-{n}\"\ndatabase_url = \"{url}\""),
+                1,
+            );
+            assert_ne!(text, base, "the config names its state dir");
+            let path = t.env.dir.path().join(format!("replica-{n}.toml"));
+            std::fs::write(&path, text).expect("a replica's config");
+            let log = t.env.dir.path().join(format!("replica-{n}.log"));
+            serves.push(Some(ServeProcess::spawn(&path, &t.secret_vars(), None, log)));
+        }
+        // One bot account for all: the fake forge tells replicas apart by nothing else.
+        t.forge.set_permission("alice", "write");
+        Replicas { t, url, serves }
+    }
+
+    fn serve(&self, n: usize) -> &ServeProcess {
+        self.serves[n].as_ref().expect("replica running")
+    }
+
+    fn replica_id(&self, n: usize) -> String {
+        let file = self.t.env.dir.path().join(format!("replica-{n}/replica-id"));
+        std::fs::read_to_string(file).expect("the replica's id").trim().to_owned()
+    }
+
+    async fn db(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.url).await.expect("the database")
+    }
+
+    /// The replica that runs the issue's work job now.
+    async fn runner(&self, issue: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let claimed: Option<String> = sqlx::query_scalar(
+                "SELECT claimed_by FROM jobs WHERE issue = $1 AND lane = 'work' AND status = 'running' LIMIT 1",
+            )
+            .bind(issue)
+            .fetch_optional(&mut self.db().await)
+            .await
+            .expect("a read");
+            if let Some(claimed) = claimed
+                && let Some(n) = (0..self.serves.len()).find(|n| self.replica_id(*n) == claimed)
+            {
+                return n;
+            }
+            assert!(Instant::now() < deadline, "no replica runs {issue}: {}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every job, once all are done or failed: (id, issue, status, claimed_by).
+    async fn jobs_settled(&self, count: usize) -> Vec<(i64, String, String, Option<String>)> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let jobs: Vec<(i64, String, String, Option<String>)> =
+                sqlx::query_as("SELECT id, issue, status, claimed_by FROM jobs ORDER BY id")
+                    .fetch_all(&mut self.db().await)
+                    .await
+                    .expect("a read");
+            if jobs.len() >= count && jobs.iter().all(|(_, _, s, _)| s == "done" || s == "failed") {
+                return jobs;
+            }
+            assert!(Instant::now() < deadline, "jobs never settled: {jobs:?}\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill(&mut self, n: usize, signal: Signal) {
+        kill(Pid::from_raw(self.serve(n).pid()), signal).expect("the signal is sent");
+    }
+
+    fn logs(&self) -> String {
+        self.serves.iter().flatten().map(|s| s.log_text()).collect::<Vec<_>>().join("\n----\n")
+    }
+}
+
+fn other_than(n: usize, count: usize) -> usize {
+    (n + 1) % count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_run_is_taken_over_with_its_working_copy_and_session() {
+    let mut r = Replicas::start(3).await;
+    let model = r.t.env.model.clone();
+    model.on(
+        "MARK-FIRST",
+        vec![
+            Step::Bash("echo one > first.txt && git add first.txt && git commit -q -m first".into()),
+            Step::Answer("FIRST-DONE".into()),
+        ],
+    );
+    let first = gh(&gh_comment(81, 8101, "@kugetsu MARK-FIRST", "alice"), "rep-1");
+    assert_eq!(first.post(&r.t.at(r.serve(0).url("gh"))).await.0, 202);
+    r.t.forge.wait_for_comments("acme/widget", 81, 1).await;
+    r.jobs_settled(1).await;
+
+    // The second request goes to another replica; the issue's holder takes it, and hangs.
+    model.on("MARK-SECOND", vec![Step::Hang]);
+    let second = gh(&gh_comment(81, 8102, "@kugetsu MARK-SECOND", "alice"), "rep-2");
+    assert_eq!(second.post(&r.t.at(r.serve(2).url("gh"))).await.0, 202);
+    model.wait_for_request("MARK-SECOND", Duration::from_secs(120)).await;
+    let holder = r.runner("gh/acme/widget#81").await;
+    model.on(
+        "MARK-SECOND",
+        vec![
+            Step::Bash("echo two > second.txt && git add second.txt && git commit -q -m second".into()),
+            Step::Answer("SECOND-DONE".into()),
+        ],
+    );
+    let killed_at = Instant::now();
+    r.kill(holder, Signal::SIGKILL);
+    r.serves[holder].take();
+
+    let jobs = r.jobs_settled(2).await;
+    let took = killed_at.elapsed();
+    assert!(jobs.iter().all(|(_, _, status, _)| status == "done"), "{jobs:?}");
+    let taker = jobs[1].3.clone().expect("claimed");
+    assert_ne!(taker, r.replica_id(holder), "another replica finished it");
+    let answers = r.t.forge.wait_for_comments("acme/widget", 81, 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let results: Vec<String> =
+        r.t.forge.comments("acme/widget", 81).into_iter().map(|c| c.body).filter(|b| b.contains("-DONE")).collect();
+    assert_eq!(results.len(), 2, "one answer each, none twice: {answers:?}");
+    assert!(results[1].contains("SECOND-DONE"));
+    // The work is on the remote, on top of the first run's.
+    let files = r.t.env.remote_files("kugetsu/81");
+    assert!(files.contains(&"first.txt".to_owned()) && files.contains(&"second.txt".to_owned()), "{files:?}");
+    // The agent's next request after the takeover carries the first turn.
+    let after = model.requests_for("MARK-SECOND");
+    let last = serde_json::to_string(after.last().expect("a request")).expect("json");
+    assert!(last.contains("MARK-FIRST") && last.contains("FIRST-DONE"), "the session's history came along: {last}");
+    let taker = (0..3).find(|n| r.replica_id(*n) == taker).expect("a replica");
+    let taker_log = r.serve(taker).log_text();
+    assert!(taker_log.contains("took the issue's session over from its checkpoint"), "{taker_log}");
+    eprintln!("takeover: the killed replica's issue was answered {} ms after the kill", took.as_millis());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_said_to_a_replica_that_does_not_run_the_job_stops_it() {
+    let r = Replicas::start(2).await;
+    let model = r.t.env.model.clone();
+    model.on("MARK-LONG", vec![Step::Hang]);
+    let ask = gh(&gh_comment(82, 8201, "@kugetsu MARK-LONG", "alice"), "stop-1");
+    assert_eq!(ask.post(&r.t.at(r.serve(0).url("gh"))).await.0, 202);
+    model.wait_for_request("MARK-LONG", Duration::from_secs(120)).await;
+    let runner = r.runner("gh/acme/widget#82").await;
+    let elsewhere = other_than(runner, 2);
+    let stop = gh(&gh_comment(82, 8202, "@kugetsu stop", "alice"), "stop-2");
+    assert_eq!(stop.post(&r.t.at(r.serve(elsewhere).url("gh"))).await.0, 202);
+    let jobs = r.jobs_settled(2).await;
+    assert_eq!(jobs[0].2, "failed", "the run was stopped: {jobs:?}");
+    let stopped =
+        r.t.forge
+            .comments("acme/widget", 82)
+            .into_iter()
+            .map(|c| c.body)
+            .any(|b| b.contains("Stopped") || b.contains("stopped"));
+    assert!(stopped, "the stop was answered: {:?}", r.t.forge.comments("acme/widget", 82));
+    // The runner sees the row within a look or two (it looks every second, at its next wake-up).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !r.serve(runner).log_text().contains("ending its run here") {
+        assert!(Instant::now() < deadline, "the runner never ended the run: {}", r.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let requests = model.requests_for("MARK-LONG").len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(model.requests_for("MARK-LONG").len(), requests, "nothing more was asked of the model");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_lease_neither_pushes_nor_comments() {
+    let mut r = Replicas::start(2).await;
+    let model = r.t.env.model.clone();
+    // The first replica's model call comes back after it was paused past its lease.
+    model.on(
+        "MARK-PAUSE",
+        vec![Step::After(
+            Duration::from_secs(6),
+            Box::new(Step::Bash("echo stale > stale.txt && git add stale.txt && git commit -q -m stale".into())),
+        )],
+    );
+    let ask = gh(&gh_comment(83, 8301, "@kugetsu MARK-PAUSE", "alice"), "lease-1");
+    assert_eq!(ask.post(&r.t.at(r.serve(0).url("gh"))).await.0, 202);
+    model.wait_for_request("MARK-PAUSE", Duration::from_secs(120)).await;
+    let paused = r.runner("gh/acme/widget#83").await;
+    r.kill(paused, Signal::SIGSTOP);
+    // From now on the model answers at once, with other work.
+    model.on(
+        "MARK-PAUSE",
+        vec![
+            Step::Bash("echo fresh > fresh.txt && git add fresh.txt && git commit -q -m fresh".into()),
+            Step::Answer("TAKEN-OVER".into()),
+        ],
+    );
+    let jobs = r.jobs_settled(1).await;
+    assert_eq!(jobs[0].2, "done", "{jobs:?}");
+    assert_ne!(jobs[0].3.as_deref(), Some(r.replica_id(paused).as_str()), "the other replica did it");
+    // The paused replica wakes after its agent finished the stale work.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    r.kill(paused, Signal::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = loop {
+        let log = r.serve(paused).log_text();
+        if log.contains("not pushing") || log.contains("not commenting") || log.contains("ending its run here") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "the paused replica never noticed its lease was gone: {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("the paused replica: {}", log.lines().filter(|l| l.contains("WARN")).collect::<Vec<_>>().join("\n"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let files = r.t.env.remote_files("kugetsu/83");
+    assert!(files.contains(&"fresh.txt".to_owned()), "{files:?}");
+    assert!(
+        !files.contains(&"stale.txt".to_owned()),
+        "the replica that lost the issue pushed nothing: {files:?}\n{log}"
+    );
+    let answers: Vec<String> =
+        r.t.forge
+            .comments("acme/widget", 83)
+            .into_iter()
+            .map(|c| c.body)
+            .filter(|b| b.contains("TAKEN-OVER"))
+            .collect();
+    assert_eq!(answers.len(), 1, "one answer, from the replica that holds the issue");
+    let jobs = r.jobs_settled(1).await;
+    assert_eq!(jobs[0].2, "done", "the paused replica's late word changed nothing: {jobs:?}");
+}
+
+/// The fence itself, in one process: a run whose issue's lease another replica
+/// took before the push pushes nothing, and says so; its control, with the
+/// lease held, pushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_pushes_only_while_its_replica_holds_the_issue() {
+    use kugetsu::engine::{EngineError, Mode, RunOptions};
+    use kugetsu::store::{Fence, ReplicaStore, SqliteStore, issue_lease, now_millis};
+    let env = support::TestEnv::new("server").await;
+    let engine = env.engine().await;
+    let store = engine.store().clone();
+    let step = |file: &str| Step::Bash(format!("echo x > {file} && git add {file} && git commit -q -m {file}"));
+    env.model.on("MARK-HELD", vec![step("held.txt"), Step::Answer("held".into())]);
+    env.model.on("MARK-LOST", vec![step("lost.txt"), Step::Answer("lost".into())]);
+    let (held, lost): (kugetsu::issue_ref::IssueRef, kugetsu::issue_ref::IssueRef) =
+        ("local/acme/widget#1".parse().expect("a ref"), "local/acme/widget#2".parse().expect("a ref"));
+
+    let token = store.take_lease(&issue_lease(&held), now_millis(), 60_000).await.expect("taken").expect("free");
+    let fence = Fence::new(store.clone(), issue_lease(&held), token);
+    let opts = RunOptions { fence: Some(fence), ..RunOptions::default() };
+    engine.run(&held, "MARK-HELD add a file", Mode::Auto, opts).await.expect("the control pushes");
+    assert!(env.remote_files("kugetsu/1").contains(&"held.txt".to_owned()));
+
+    let token = store.take_lease(&issue_lease(&lost), now_millis(), 50).await.expect("taken").expect("free");
+    let fence = Fence::new(store.clone(), issue_lease(&lost), token);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let other = SqliteStore::open(&env.state_dir().join("kugetsu.db"))
+        .await
+        .expect("a second replica")
+        .with_replica("other".into());
+    assert!(other.take_lease(&issue_lease(&lost), now_millis(), 60_000).await.expect("taken").is_some(), "taken over");
+    let opts = RunOptions { fence: Some(fence), ..RunOptions::default() };
+    let refused = engine.run(&lost, "MARK-LOST add a file", Mode::Auto, opts).await;
+    assert!(matches!(refused, Err(EngineError::LeaseLost(_))), "{refused:?}");
+    assert_eq!(env.model.requests_for("MARK-LOST").len(), 2, "the agent ran, and kugetsu went as far as the push");
+    assert!(!env.remote_has_branch("kugetsu/2"), "nothing was pushed for an issue another replica holds");
+}
