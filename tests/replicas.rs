@@ -299,3 +299,60 @@ async fn a_run_pushes_only_while_its_replica_holds_the_issue() {
     assert_eq!(env.model.requests_for("MARK-LOST").len(), 2, "the agent ran, and kugetsu went as far as the push");
     assert!(!env.remote_has_branch("kugetsu/2"), "nothing was pushed for an issue another replica holds");
 }
+
+/// 300 signed deliveries (and 30 redeliveries of them) spread over three
+/// replicas: every trigger answered once, each issue's in the order they came.
+/// The triggers are `status`, answered without the agent, so the test is about
+/// intake and claims across replicas, not opencode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_deliveries_over_three_replicas_each_answered_once_in_order() {
+    const ISSUES: u64 = 20;
+    const EACH: u64 = 15;
+    let r = Replicas::start(3).await;
+    let urls: Vec<String> = (0..3).map(|n| r.serve(n).url("gh")).collect();
+    let mut senders = Vec::new();
+    for issue in 1..=ISSUES {
+        let (urls, forge) = (urls.clone(), r.t.forge.clone());
+        senders.push(tokio::spawn(async move {
+            for k in 0..EACH {
+                let comment_id = 900_000 + issue * 100 + k;
+                let payload = gh_comment(100 + issue, comment_id, "@kugetsu status", "alice");
+                let delivery = gh(&payload, &format!("many-{issue}-{k}"));
+                let to = urls[usize::try_from((issue + k) % 3).expect("small")].clone();
+                let (status, text) = delivery.post(&support::webhook::Endpoint { url: to, forge: forge.clone() }).await;
+                assert_eq!(status, 202, "{text}");
+                // A forge that timed out redelivers: the same delivery, to another replica.
+                if k % 5 == 0 {
+                    let again = urls[usize::try_from((issue + k + 1) % 3).expect("small")].clone();
+                    let (status, _) =
+                        delivery.post(&support::webhook::Endpoint { url: again, forge: forge.clone() }).await;
+                    assert!(status == 200 || status == 202, "a redelivery is acknowledged: {status}");
+                }
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.expect("the deliveries went out");
+    }
+    let jobs = r.jobs_settled((ISSUES * EACH) as usize).await;
+    assert_eq!(jobs.len(), (ISSUES * EACH) as usize, "one job per delivery, redeliveries none");
+    assert!(jobs.iter().all(|(_, _, status, _)| status == "done"), "{jobs:?}");
+    let claimers: std::collections::BTreeSet<_> = jobs.iter().filter_map(|(_, _, _, by)| by.clone()).collect();
+    assert!(claimers.len() >= 2, "the work was spread over the replicas: {claimers:?}");
+    for issue in 1..=ISSUES {
+        let number = 100 + issue;
+        let comments = r.t.forge.wait_for_comments("acme/widget", number, EACH as usize).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let answered: Vec<i64> =
+            r.t.forge
+                .comments("acme/widget", number)
+                .iter()
+                .filter_map(|c| c.body.split("kugetsu:job:").nth(1)?.split(' ').next()?.parse().ok())
+                .collect();
+        assert_eq!(answered.len(), EACH as usize, "one answer per trigger on #{number}: {comments:?}");
+        let mut sorted = answered.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(answered, sorted, "answered once each, in the order asked, on #{number}");
+    }
+}

@@ -236,6 +236,7 @@ async fn claims_take_one_job_per_issue_in_order_and_never_one_job_twice(r: Repli
             let mut mine = Vec::new();
             loop {
                 let got = store.claim("work", 3).await.expect("no error under the race");
+                assert!(got.len() <= 3, "a claim takes at most its limit: {}", got.len());
                 if got.is_empty() {
                     return mine;
                 }

@@ -158,7 +158,11 @@ impl Worker {
                         },
                         _ => None,
                     };
-                    let Some(permit) = free.pop() else { break };
+                    let Some(permit) = free.pop() else {
+                        // Never left marked running with nobody to run it.
+                        self.defer(job.id, Duration::ZERO, "waits for a free worker").await;
+                        continue;
+                    };
                     let slot = slot::WorkSlot::new(slots.clone(), permit);
                     let (id, issue) = (job.id, job.job.issue.clone());
                     let key = issue.clone();

@@ -151,7 +151,10 @@ impl JobStore for PostgresStore {
         // instead of waiting for them; a row it read as pending and finds claimed
         // by the time it locks it is checked again, and left.
         let rows: Vec<ClaimedRow> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', updated_at = $1, claimed_by = $4 WHERE id IN (
+            // Materialised, so the pick runs once: as a subquery the planner may
+            // scan it again for each row it updates, and every scan skips other
+            // locks, so more than `limit` jobs could be marked running.
+            "WITH picked AS MATERIALIZED (
                 SELECT j.id FROM jobs j
                 WHERE j.status = 'pending' AND j.not_before <= $1 AND j.lane = $3
                   AND NOT EXISTS (SELECT 1 FROM jobs r
@@ -163,7 +166,10 @@ impl JobStore for PostgresStore {
                        WHERE l.key = 'issue:' || j.issue AND l.replica <> $4 AND l.expires_at > $1))
                 ORDER BY j.id LIMIT $2
                 FOR UPDATE SKIP LOCKED
-            ) AND status = 'pending' RETURNING id, job, outcome, run_error, attempts, created_at",
+            )
+            UPDATE jobs SET status = 'running', updated_at = $1, claimed_by = $4
+            FROM picked WHERE jobs.id = picked.id AND jobs.status = 'pending'
+            RETURNING jobs.id, jobs.job, jobs.outcome, jobs.run_error, jobs.attempts, jobs.created_at",
         )
         .bind(now_millis())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
