@@ -21,6 +21,16 @@ set -a
 . "$SECRETS"
 set +a
 
+# Replicas on PostgreSQL (docker-compose.replicas.yml): the URL, from the
+# bootstrap's password, for `database_url_env` in kugetsu-replicas.toml.
+if [ -n "${KUGETSU_DATABASE_HOST:-}" ]; then
+    if [ -z "${KUGETSU_DATABASE_PASSWORD:-}" ]; then
+        echo "start: no database password in $SECRETS; it was made before replicas were set up (remove the kugetsu-secrets volume to bootstrap again)" >&2
+        exit 1
+    fi
+    export KUGETSU_DATABASE_URL="postgres://kugetsu:${KUGETSU_DATABASE_PASSWORD}@${KUGETSU_DATABASE_HOST}:${KUGETSU_DATABASE_PORT:-5432}/${KUGETSU_DATABASE_NAME:-kugetsu}"
+fi
+
 if [ -n "${KUGETSU_DEMO_REPO:-}" ]; then
     tries=0
     until "$KUGETSU" hooks install "$KUGETSU_DEMO_REPO"; do

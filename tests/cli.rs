@@ -90,6 +90,14 @@ fn the_example_and_deploy_configs_load() {
     let deploy = kugetsu::config::Config::load(&root.join("deploy/kugetsu.toml")).expect("deploy config loads");
     let gitea = deploy.instance(&"gitea".parse().unwrap()).expect("the compose config serves gitea");
     assert_eq!(gitea.api_url, "http://gitea:3000/api/v1");
+    // The replicas' config: the same, with the state in PostgreSQL (deploy/start.sh sets the URL).
+    let text = std::fs::read_to_string(root.join("deploy/kugetsu-replicas.toml")).expect("the replicas' config");
+    let url = "postgres://kugetsu:pw@postgres:5432/kugetsu";
+    let env = |name: &str| (name == "KUGETSU_DATABASE_URL").then(|| url.to_owned());
+    let replicas =
+        kugetsu::config::Config::parse(&text, &root.join("deploy"), env).expect("the replicas' config loads");
+    assert!(replicas.database_url.is_some(), "the replicas share PostgreSQL");
+    assert_eq!(replicas.instances.len(), deploy.instances.len());
 }
 
 /// The keys the config structs accept in `section` (`""` for the top level), as

@@ -143,3 +143,76 @@ async fn the_container_start_reads_the_secrets_installs_the_webhook_and_serves()
     assert!(!seen.contains("bot-token-canary") && !seen.contains("secret-canary"), "no secret in the log:\n{seen}");
     let _ = start.kill().await;
 }
+
+/// A replica's start (docker-compose.replicas.yml): the database URL is made
+/// from the bootstrap's password and the compose's host, and `kugetsu serve`
+/// keeps its state in PostgreSQL (a throwaway cluster here); without the
+/// password it says what to do and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_start_serves_from_postgresql() {
+    let url = support::postgres::cluster().new_database().await;
+    let (port, name) = {
+        let rest = url.rsplit('@').next().expect("host part");
+        let (host, name) = rest.split_once('/').expect("a database");
+        (host.rsplit(':').next().expect("a port").to_owned(), name.to_owned())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kugetsu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"state\"\ndatabase_url_env = \"KUGETSU_DATABASE_URL\"\n[opencode]\nbinary = \"{opencode}\"\n\
+             [bot]\nlisten = \"127.0.0.1:0\"\nreconcile_interval = \"0s\"\n\
+             [instances.gitea]\nkind = \"gitea\"\napi_url = \"http://127.0.0.1:9/api/v1\"\ngit_url = \"http://127.0.0.1:9\"\n\
+             webhook_secret_env = \"KUGETSU_GITEA_WEBHOOK_SECRET\"\n",
+            opencode = support::opencode_bin().display(),
+        ),
+    )
+    .unwrap();
+    let start = |secrets: &str| {
+        let file = dir.path().join("kugetsu.env");
+        std::fs::write(&file, secrets).unwrap();
+        tokio::process::Command::new(root().join("deploy/start.sh"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SECRETS", &file)
+            .env("KUGETSU", env!("CARGO_BIN_EXE_kugetsu"))
+            .env("KUGETSU_CONFIG", &config)
+            .env("KUGETSU_DATABASE_HOST", "127.0.0.1")
+            .env("KUGETSU_DATABASE_PORT", &port)
+            .env("KUGETSU_DATABASE_NAME", &name)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start.sh runs")
+    };
+    // Secrets from before replicas were set up: no password.
+    let out = start("KUGETSU_GITEA_WEBHOOK_SECRET='s'\n").wait_with_output().await.unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("no database password"), "{said}");
+
+    let mut serve = start("KUGETSU_GITEA_WEBHOOK_SECRET='s'\nKUGETSU_DATABASE_PASSWORD='db-password-canary'\n");
+    let mut log = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let listening = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = log.next_line().await {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("kugetsu is listening") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(listening, Ok(true), "kugetsu serve never listened:\n{seen}");
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&url).await.expect("the database");
+    let replicas: Vec<String> = sqlx::query_scalar("SELECT id FROM replicas").fetch_all(&mut db).await.unwrap();
+    let id = std::fs::read_to_string(dir.path().join("state/replica-id")).expect("the replica's id");
+    assert_eq!(replicas, vec![id.trim().to_owned()], "the replica keeps its state in PostgreSQL");
+    assert!(!seen.contains("db-password-canary"), "no password in the log:\n{seen}");
+    let _ = serve.kill().await;
+}

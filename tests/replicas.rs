@@ -8,107 +8,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use sqlx::Connection;
+use nix::sys::signal::Signal;
 use support::Step;
-use support::bot_env::{BotEnv, gh, gh_comment};
-use support::serve::ServeProcess;
-
-const LEASE: &str = "2s";
-
-struct Replicas {
-    t: BotEnv,
-    url: String,
-    serves: Vec<Option<ServeProcess>>,
-}
-
-impl Replicas {
-    /// `count` replicas on a new database, the in-process bot of `BotEnv` stopped.
-    async fn start(count: usize) -> Replicas {
-        let mut t =
-            BotEnv::with_bot_settings(&format!("lease = \"{LEASE}\"\nreconcile_interval = \"0s\""), "", Vec::new())
-                .await;
-        t.stop().await;
-        let url = support::postgres::cluster().new_database().await;
-        let base = std::fs::read_to_string(&t.env.config_path).expect("the config");
-        let mut serves = Vec::new();
-        for n in 0..count {
-            let text = base.replacen(
-                "state_dir = \"state\"",
-                &format!("state_dir = \"replica-{n}\"\ndatabase_url = \"{url}\""),
-                1,
-            );
-            assert_ne!(text, base, "the config names its state dir");
-            let path = t.env.dir.path().join(format!("replica-{n}.toml"));
-            std::fs::write(&path, text).expect("a replica's config");
-            let log = t.env.dir.path().join(format!("replica-{n}.log"));
-            serves.push(Some(ServeProcess::spawn(&path, &t.secret_vars(), None, log)));
-        }
-        // One bot account for all: the fake forge tells replicas apart by nothing else.
-        t.forge.set_permission("alice", "write");
-        Replicas { t, url, serves }
-    }
-
-    fn serve(&self, n: usize) -> &ServeProcess {
-        self.serves[n].as_ref().expect("replica running")
-    }
-
-    fn replica_id(&self, n: usize) -> String {
-        let file = self.t.env.dir.path().join(format!("replica-{n}/replica-id"));
-        std::fs::read_to_string(file).expect("the replica's id").trim().to_owned()
-    }
-
-    async fn db(&self) -> sqlx::PgConnection {
-        sqlx::PgConnection::connect(&self.url).await.expect("the database")
-    }
-
-    /// The replica that runs the issue's work job now.
-    async fn runner(&self, issue: &str) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let claimed: Option<String> = sqlx::query_scalar(
-                "SELECT claimed_by FROM jobs WHERE issue = $1 AND lane = 'work' AND status = 'running' LIMIT 1",
-            )
-            .bind(issue)
-            .fetch_optional(&mut self.db().await)
-            .await
-            .expect("a read");
-            if let Some(claimed) = claimed
-                && let Some(n) = (0..self.serves.len()).find(|n| self.replica_id(*n) == claimed)
-            {
-                return n;
-            }
-            assert!(Instant::now() < deadline, "no replica runs {issue}: {}", self.logs());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Every job, once all are done or failed: (id, issue, status, claimed_by).
-    async fn jobs_settled(&self, count: usize) -> Vec<(i64, String, String, Option<String>)> {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let jobs: Vec<(i64, String, String, Option<String>)> =
-                sqlx::query_as("SELECT id, issue, status, claimed_by FROM jobs ORDER BY id")
-                    .fetch_all(&mut self.db().await)
-                    .await
-                    .expect("a read");
-            if jobs.len() >= count && jobs.iter().all(|(_, _, s, _)| s == "done" || s == "failed") {
-                return jobs;
-            }
-            assert!(Instant::now() < deadline, "jobs never settled: {jobs:?}\n{}", self.logs());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn kill(&mut self, n: usize, signal: Signal) {
-        kill(Pid::from_raw(self.serve(n).pid()), signal).expect("the signal is sent");
-    }
-
-    fn logs(&self) -> String {
-        self.serves.iter().flatten().map(|s| s.log_text()).collect::<Vec<_>>().join("\n----\n")
-    }
-}
+use support::bot_env::{gh, gh_comment};
+use support::replicas::Replicas;
 
 fn other_than(n: usize, count: usize) -> usize {
     (n + 1) % count
@@ -116,7 +19,7 @@ fn other_than(n: usize, count: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_run_is_taken_over_with_its_working_copy_and_session() {
-    let mut r = Replicas::start(3).await;
+    let mut r = Replicas::start(3, "2s").await;
     let model = r.t.env.model.clone();
     model.on(
         "MARK-FIRST",
@@ -173,7 +76,7 @@ async fn a_replica_killed_mid_run_is_taken_over_with_its_working_copy_and_sessio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_said_to_a_replica_that_does_not_run_the_job_stops_it() {
-    let r = Replicas::start(2).await;
+    let r = Replicas::start(2, "2s").await;
     let model = r.t.env.model.clone();
     model.on("MARK-LONG", vec![Step::Hang]);
     let ask = gh(&gh_comment(82, 8201, "@kugetsu MARK-LONG", "alice"), "stop-1");
@@ -205,7 +108,7 @@ async fn stop_said_to_a_replica_that_does_not_run_the_job_stops_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_lost_its_lease_neither_pushes_nor_comments() {
-    let mut r = Replicas::start(2).await;
+    let mut r = Replicas::start(2, "2s").await;
     let model = r.t.env.model.clone();
     // The first replica's model call comes back after it was paused past its lease.
     model.on(
@@ -300,7 +203,7 @@ async fn a_run_pushes_only_while_its_replica_holds_the_issue() {
     assert!(!env.remote_has_branch("kugetsu/2"), "nothing was pushed for an issue another replica holds");
 }
 
-/// 300 signed deliveries (and 30 redeliveries of them) spread over three
+/// 300 signed deliveries (and 60 redeliveries of them) spread over three
 /// replicas: every trigger answered once, each issue's in the order they came.
 /// The triggers are `status`, answered without the agent, so the test is about
 /// intake and claims across replicas, not opencode.
@@ -308,7 +211,7 @@ async fn a_run_pushes_only_while_its_replica_holds_the_issue() {
 async fn three_hundred_deliveries_over_three_replicas_each_answered_once_in_order() {
     const ISSUES: u64 = 20;
     const EACH: u64 = 15;
-    let r = Replicas::start(3).await;
+    let r = Replicas::start(3, "2s").await;
     let urls: Vec<String> = (0..3).map(|n| r.serve(n).url("gh")).collect();
     let mut senders = Vec::new();
     for issue in 1..=ISSUES {
@@ -355,4 +258,50 @@ async fn three_hundred_deliveries_over_three_replicas_each_answered_once_in_orde
         sorted.dedup();
         assert_eq!(answered, sorted, "answered once each, in the order asked, on #{number}");
     }
+}
+
+/// A replica that gets an issue back after another ran it meanwhile builds on
+/// the other's pushed work and session, not on its own old copy of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_gets_an_issue_back_builds_on_what_the_other_pushed() {
+    let mut r = Replicas::start(2, "2s").await;
+    let model = r.t.env.model.clone();
+    let turn = |file: &str, said: &str| {
+        vec![
+            Step::Bash(format!("echo {file} > {file}.txt && git add {file}.txt && git commit -q -m {file}")),
+            Step::Answer(said.into()),
+        ]
+    };
+    model.on("MARK-ONE", turn("one", "ONE-DONE"));
+    model.on("MARK-TWO", turn("two", "TWO-DONE"));
+    model.on("MARK-THREE", turn("three", "THREE-DONE"));
+    let ask = |n: u64, text: &str| gh(&gh_comment(84, 8400 + n, text, "alice"), &format!("back-{n}"));
+    assert_eq!(ask(1, "@kugetsu MARK-ONE").post(&r.t.at(r.serve(0).url("gh"))).await.0, 202);
+    r.jobs_settled(1).await;
+    let first: Option<String> = sqlx::query_scalar("SELECT claimed_by FROM jobs WHERE id = 1")
+        .fetch_one(&mut r.db().await)
+        .await
+        .expect("a read");
+    let a = (0..2).find(|n| Some(r.replica_id(*n)) == first).expect("a replica ran it");
+    let b = other_than(a, 2);
+    // a stalls past its lease: b takes the next turn.
+    r.kill(a, Signal::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ask(2, "@kugetsu MARK-TWO").post(&r.t.at(r.serve(b).url("gh"))).await.0, 202);
+    let jobs = r.jobs_settled(2).await;
+    assert_eq!(jobs[1].3.as_deref(), Some(r.replica_id(b).as_str()), "b ran the second turn");
+    // a wakes, b dies: the issue comes back to a.
+    r.kill(a, Signal::SIGCONT);
+    r.kill(b, Signal::SIGKILL);
+    r.serves[b].take();
+    assert_eq!(ask(3, "@kugetsu MARK-THREE").post(&r.t.at(r.serve(a).url("gh"))).await.0, 202);
+    let jobs = r.jobs_settled(3).await;
+    assert!(jobs.iter().all(|(_, _, status, _)| status == "done"), "{jobs:?}\n{}", r.logs());
+    let files = r.t.env.remote_files("kugetsu/84");
+    for file in ["one.txt", "two.txt", "three.txt"] {
+        assert!(files.contains(&file.to_owned()), "{file} on the remote: {files:?}");
+    }
+    let last = serde_json::to_string(model.requests_for("MARK-THREE").last().expect("a request")).expect("json");
+    assert!(last.contains("TWO-DONE"), "the third turn saw the second, run elsewhere: {last}");
+    assert!(r.serve(a).log_text().contains("another replica ran this issue since"), "{}", r.logs());
 }

@@ -67,6 +67,10 @@ GITEA_URL="$GITEA_URL" GITEA_TOKEN="$admin_token" "$here/demo.sh" "$ADMIN" demo 
 status_password=$(random_hex | cut -c1-24)
 echo "bootstrap: the status page (http://localhost:8081) asks for password $status_password"
 umask 077
+database_password=$(random_hex)
+# For docker-compose.replicas.yml: PostgreSQL's image reads its password from a
+# file (POSTGRES_PASSWORD_FILE) as its own user, so this one file is readable.
+(umask 022 && printf '%s' "$database_password" >"$(dirname "$SECRETS")/postgres-password")
 tmp="$SECRETS.tmp"
 # Sourced by deploy/start.sh: every value quoted. Tokens and hex never hold a quote.
 {
@@ -74,6 +78,7 @@ tmp="$SECRETS.tmp"
     printf "KUGETSU_GITEA_WEBHOOK_SECRET='%s'\n" "$(random_hex)"
     printf "KUGETSU_DEMO_REPO='%s'\n" "gitea/$ADMIN/demo"
     printf "KUGETSU_STATUS_PASSWORD='%s'\n" "$status_password"
+    printf "KUGETSU_DATABASE_PASSWORD='%s'\n" "$database_password"
 } >"$tmp"
 # kugetsu's container runs as uid 1000 (deploy/Containerfile), and reads it alone.
 if [ "$(id -u)" = 0 ]; then chown "${SECRETS_OWNER:-1000:1000}" "$tmp"; fi

@@ -80,7 +80,10 @@ impl Bot {
             })
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
         let store: Arc<dyn Store> = crate::store::open(&config, true).await?;
-        let queue = Queue::new(store.clone());
+        let queue = match config.database_url {
+            Some(_) => Queue::shared(store.clone()),
+            None => Queue::new(store.clone()),
+        };
         replica::announce(store.as_ref(), config.bot.lease).await?;
         let requeued = queue.requeue_interrupted().await?;
         queue.load_waits().await?;

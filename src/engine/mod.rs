@@ -213,6 +213,9 @@ impl Engine {
         let branch = self.branch_for(issue);
         // A follow-up's working copy is there already; the fetch, which only the
         // push's lease needs, then runs beside the agent instead of before it.
+        // Another replica may have run the issue since this one did.
+        let stale =
+            self.keeps_checkpoints() && self.drop_stale_copy(issue, &mirror, &branch, existing.as_ref()).await?;
         let ready = WorkingCopy::at(self.layout.worktree(issue));
         let follow_up = ready.exists() && mirror.exists();
         let Prepared { worktree, mut remote_sha, start } = match follow_up {
@@ -241,7 +244,7 @@ impl Engine {
         self.store.save_issue_session(&record).await?;
 
         let fence = opts.fence.clone();
-        let agent = self.run_agent(issue, &mut record, &worktree, message, opts);
+        let agent = self.run_agent(issue, &mut record, &worktree, message, opts, stale);
         let outcome = match follow_up {
             true => {
                 let fetch = self.fetch_remote_branch(issue, &mirror, &branch, creds.as_ref());
@@ -389,12 +392,13 @@ impl Engine {
         worktree: &WorkingCopy,
         message: &str,
         opts: RunOptions,
+        stale: bool,
     ) -> Result<crate::opencode::AgentReply, EngineError> {
         let title = format!("{SESSION_TITLE_PREFIX}{issue}");
         // Another replica may have run the issue last: its session comes from the checkpoint.
         if self.keeps_checkpoints()
             && let Some(id) = record.session_id.clone()
-            && !self.restore_session(issue, &id, worktree.path()).await?
+            && !self.restore_session(issue, &id, worktree.path(), stale).await?
         {
             record.session_id = None;
         }

@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use super::{Engine, EngineError};
+use crate::git::{Mirror, WorkingCopy};
 use crate::issue_ref::IssueRef;
+use crate::store::IssueSession;
 
 impl Engine {
     /// Whether issues' sessions are kept in the database for other replicas:
@@ -28,11 +30,55 @@ impl Engine {
         }
     }
 
+    /// Removes this replica's working copy of the issue, and the mirror's local
+    /// branch, when another replica has pushed the issue's branch since this one
+    /// last ran it: the copy would build on old work, and a push from it would
+    /// replace the other's. `true` when it did: the session is stale too.
+    pub(super) async fn drop_stale_copy(
+        &self,
+        issue: &IssueRef,
+        mirror: &Mirror,
+        branch: &str,
+        record: Option<&IssueSession>,
+    ) -> Result<bool, EngineError> {
+        let Some(pushed) = record.and_then(|r| r.last_pushed_sha.as_deref()) else { return Ok(false) };
+        let worktree = WorkingCopy::at(self.layout.worktree(issue));
+        if !worktree.exists() || !mirror.exists() {
+            return Ok(false);
+        }
+        // The mirror's local branch is where this replica's last run left the issue.
+        let local = mirror.resolve(&self.git, &format!("refs/heads/{branch}")).await?;
+        if let Some(local) = local
+            && mirror.has_commit(&self.git, pushed).await
+            && mirror.is_ancestor(&self.git, pushed, &local).await
+        {
+            return Ok(false);
+        }
+        tracing::info!(%issue, "another replica ran this issue since; its working copy is made again from the pushed branch");
+        let _lock = self.lock_mirror(issue.repo()).await?;
+        self.driver.release(worktree.path()).await;
+        worktree.remove(&self.git, mirror).await?;
+        mirror.delete_local_branch(&self.git, branch).await?;
+        Ok(true)
+    }
+
     /// Makes sure this replica's opencode has the issue's session `id`, from
-    /// its checkpoint if another replica ran it last. `false` when it has no
-    /// session and there is no checkpoint of it: the run starts a new one.
-    pub(super) async fn restore_session(&self, issue: &IssueRef, id: &str, dir: &Path) -> Result<bool, EngineError> {
-        if self.driver.session_exists(id, dir).await? {
+    /// its checkpoint if another replica ran it last (`stale`: this replica's
+    /// own copy of it misses the other's turns). `false` when it has no session
+    /// and there is no checkpoint of it: the run starts a new one.
+    pub(super) async fn restore_session(
+        &self,
+        issue: &IssueRef,
+        id: &str,
+        dir: &Path,
+        stale: bool,
+    ) -> Result<bool, EngineError> {
+        if stale {
+            // An import adds to a session that exists; the checkpoint is the whole of it.
+            if let Err(e) = self.driver.delete_session(id, dir).await {
+                tracing::warn!(%issue, error = %e, "cannot remove this replica's old copy of the session");
+            }
+        } else if self.driver.session_exists(id, dir).await? {
             return Ok(true);
         }
         let checkpoint = self.store.checkpoint(issue).await?;

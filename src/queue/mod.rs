@@ -171,6 +171,9 @@ pub struct Queue {
     /// question is posted; never shrunk while running (a look that finds no wait
     /// costs one read).
     may_wait: Arc<std::sync::Mutex<std::collections::HashSet<IssueRef>>>,
+    /// Other replicas share the store: a question one asked is unknown to the
+    /// others' set, so every comment is looked at in the store.
+    shared: bool,
 }
 
 /// Methods that are the store's, unchanged.
@@ -187,7 +190,12 @@ macro_rules! from_the_store {
 
 impl Queue {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, wake: Arc::new(Notify::new()), may_wait: Arc::default() }
+        Self { store, wake: Arc::new(Notify::new()), may_wait: Arc::default(), shared: false }
+    }
+
+    /// A queue whose store other replicas share (see `shared`).
+    pub fn shared(store: Arc<dyn Store>) -> Self {
+        Self { shared: true, ..Self::new(store) }
     }
 
     /// Records the delivery (and the event's identity) and stores its job,
@@ -232,12 +240,12 @@ impl Queue {
 
     /// Whether any issue may have a run waiting for an answer.
     pub fn any_waits(&self) -> bool {
-        !self.lock_may_wait().is_empty()
+        self.shared || !self.lock_may_wait().is_empty()
     }
 
     /// Whether the issue may have a run waiting for an answer; if not, it has none.
     pub fn may_wait_on(&self, issue: &IssueRef) -> bool {
-        self.lock_may_wait().contains(issue)
+        self.shared || self.lock_may_wait().contains(issue)
     }
 
     /// The issue's question that waits for an answer, if any.

@@ -12,6 +12,7 @@ pub mod fake_pulls;
 pub mod fake_reactions;
 pub mod git_http;
 pub mod postgres;
+pub mod replicas;
 pub mod serve;
 pub mod webhook;
 
