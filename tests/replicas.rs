@@ -106,8 +106,72 @@ async fn stop_said_to_a_replica_that_does_not_run_the_job_stops_it() {
     assert_eq!(model.requests_for("MARK-LONG").len(), requests, "nothing more was asked of the model");
 }
 
+/// A replica paused past its lease (a stalled VM) at `point`, while another
+/// takes the issue over: when it goes on, it finds the issue gone, says so, and
+/// neither pushes nor comments.
+async fn a_replica_paused_past_its_lease_at(point: &str, number: u64) {
+    let mut r = Replicas::start_on(0, Some(support::postgres::cluster().new_database().await), "2s", "").await;
+    let paused = r.add(&[("KUGETSU_PAUSE_AT", point)]);
+    let model = r.t.env.model.clone();
+    let marker = format!("MARK-PAUSE-{number}");
+    let work = |file: &str, said: &str| {
+        vec![
+            Step::Bash(format!("echo {file} > {file}.txt && git add {file}.txt && git commit -q -m {file}")),
+            Step::Answer(said.into()),
+        ]
+    };
+    model.on(&marker, work("stale", "STALE-ANSWER"));
+    let ask = gh(&gh_comment(number, number * 100, &format!("@kugetsu {marker}"), "alice"), &format!("pause-{number}"));
+    assert_eq!(ask.post(&r.t.at(r.serve(paused).url("gh"))).await.0, 202);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !r.serve(paused).log_text().contains("pausing on purpose") {
+        assert!(Instant::now() < deadline, "never paused at {point}: {}", r.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Another replica starts, finds the paused one silent, and takes the issue.
+    model.on(&marker, work("fresh", "FRESH-ANSWER"));
+    let taker = r.add(&[]);
+    let jobs = r.jobs_settled(1).await;
+    assert_eq!(jobs[0].2, "done", "{jobs:?}\n{}", r.logs());
+    assert_eq!(jobs[0].3.as_deref(), Some(r.replica_id(taker).as_str()), "the other replica did it");
+    r.kill(paused, Signal::SIGCONT);
+    let refusal = if point == "before-push" { "not pushing" } else { "not commenting" };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !r.serve(paused).log_text().contains(refusal) {
+        assert!(Instant::now() < deadline, "the paused replica never checked its lease: {}", r.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let files = r.t.env.remote_files(&format!("kugetsu/{number}"));
+    let comments: Vec<String> = r.t.forge.comments("acme/widget", number).into_iter().map(|c| c.body).collect();
+    let answers = comments.iter().filter(|b| b.contains("-ANSWER")).count();
+    assert_eq!(answers, 1, "one answer, none from the paused replica: {comments:?}");
+    match point {
+        // Paused before the push: the taker ran the agent again and pushed its own work.
+        "before-push" => {
+            assert!(files.contains(&"fresh.txt".to_owned()) && !files.contains(&"stale.txt".to_owned()), "{files:?}");
+        }
+        // Paused before the comment, its work pushed and its answer saved: the taker posted that answer.
+        _ => assert!(comments.iter().any(|b| b.contains("STALE-ANSWER")), "the saved answer was posted: {comments:?}"),
+    }
+    let jobs = r.jobs_settled(1).await;
+    assert_eq!(jobs[0].2, "done", "the paused replica's late word changed nothing: {jobs:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_that_lost_its_lease_neither_pushes_nor_comments() {
+async fn a_replica_that_lost_its_lease_before_the_push_pushes_nothing() {
+    a_replica_paused_past_its_lease_at("before-push", 85).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_lease_before_the_comment_posts_nothing() {
+    a_replica_paused_past_its_lease_at("before-comment", 86).await;
+}
+
+/// Paused in the middle of the agent's turn: the run ends as soon as the
+/// replica looks, and nothing of it reaches the remote or the issue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_paused_mid_run_ends_the_run_it_lost() {
     let mut r = Replicas::start(2, "2s").await;
     let model = r.t.env.model.clone();
     // The first replica's model call comes back after it was paused past its lease.
@@ -140,7 +204,7 @@ async fn a_replica_that_lost_its_lease_neither_pushes_nor_comments() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let log = loop {
         let log = r.serve(paused).log_text();
-        if log.contains("not pushing") || log.contains("not commenting") || log.contains("ending its run here") {
+        if log.contains("not pushing") || log.contains("not recording") || log.contains("not commenting") {
             break log;
         }
         assert!(Instant::now() < deadline, "the paused replica never noticed its lease was gone: {log}");

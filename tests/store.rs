@@ -280,8 +280,8 @@ async fn jobs_are_put_back_stopped_finished_and_requeued(r: Replicas) {
     assert!(!r.a.stop(later, "twice").await.expect("read"), "only a running job stops");
     let failures = r.b.recent_failures(5).await.expect("read");
     assert_eq!((failures[0].id, failures[0].error.as_deref()), (later, Some("stopped by @alice")));
-    r.b.finish(later, Ok(())).await.expect("finished");
-    assert!(r.a.recent_failures(5).await.expect("read").is_empty());
+    r.b.finish(later, Ok(())).await.expect("no error");
+    assert_eq!(r.a.recent_failures(5).await.expect("read").len(), 1, "a run ending after its stop leaves it stopped");
 }
 
 async fn triggers_deny_replies_labels_and_closed_issues(r: Replicas) {
@@ -499,15 +499,20 @@ async fn replicas_keep_their_issues_and_a_dead_ones_work_is_taken_over(r: Replic
     tokio::time::sleep(std::time::Duration::from_millis(2 * TTL as u64)).await;
     r.b.heartbeat(now_millis(), TTL).await.expect("alive");
     assert_eq!(r.b.requeue_orphans(now_millis(), now_millis() - TTL).await.expect("requeued"), 1);
-    let taken: Vec<i64> = r.b.claim("work", 5).await.expect("claimed").iter().map(|j| j.id).collect();
-    assert_eq!(taken, [second]);
+    // Before anyone takes it, a's late word about the job it was running changes nothing.
+    r.a.save_outcome(second, "a's early comment", None).await.expect("no error");
+    r.a.finish(second, Ok(())).await.expect("no error");
+    let claimed = r.b.claim("work", 5).await.expect("claimed");
+    let taken: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+    assert_eq!(taken, [second], "still pending for b to take");
+    assert_eq!(claimed[0].outcome, None, "no comment of a's saved for b to post");
     let new_token = r.b.take_lease(&lease, now_millis(), TTL).await.expect("taken").expect("expired");
     assert!(new_token > token, "the fencing token grew: {new_token} > {token}");
 
     // a wakes up: it holds nothing, and what it records of the job is ignored.
     r.a.heartbeat(now_millis(), TTL).await.expect("alive again");
     assert!(!r.a.holds_lease(&lease, token, now_millis()).await.expect("read"), "a lost its lease");
-    assert_eq!(r.a.jobs_taken_away(&[second]).await.expect("read"), [second]);
+    assert_eq!(r.a.jobs_taken_away(&[second]).await.expect("read"), [(second, true)], "taken over");
     r.a.finish(second, Err("a's late word".into())).await.expect("no error");
     r.a.save_outcome(second, "a's late comment", None).await.expect("no error");
     assert!(r.b.jobs_taken_away(&[second]).await.expect("read").is_empty(), "still b's, running");
@@ -515,7 +520,7 @@ async fn replicas_keep_their_issues_and_a_dead_ones_work_is_taken_over(r: Replic
 
     // `stop` on a reaches b's job through its row.
     assert!(r.a.stop(second, "stopped by @alice").await.expect("stopped"));
-    assert_eq!(r.b.jobs_taken_away(&[second]).await.expect("read"), [second]);
+    assert_eq!(r.b.jobs_taken_away(&[second]).await.expect("read"), [(second, false)], "stopped");
     assert!(r.a.running_work(&x).await.expect("read").is_none());
 
     // Checkpoints, and a task only one replica runs at a time.

@@ -24,5 +24,6 @@ CREATE TABLE checkpoints (
     issue       TEXT PRIMARY KEY NOT NULL,
     session_id  TEXT NOT NULL,
     export      TEXT NOT NULL,            -- JSON {info, messages}
+    replica     TEXT NOT NULL,            -- the replica whose run it follows
     at          INTEGER NOT NULL
 );

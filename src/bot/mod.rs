@@ -189,21 +189,16 @@ async fn housekeeping(
 ) {
     let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     loop {
-        // History is shared, so one replica prunes it; closed issues' working
-        // copies are each replica's own, but a replica that skips them now
-        // removes them once it holds the task.
-        if !replica::runs_task(engine.store().as_ref(), "housekeeping", lease).await {
-            tokio::select! {
-                _ = tokio::time::sleep(lease) => continue,
-                _ = stopped.changed() => return,
+        // History is shared: one replica at a time prunes it.
+        if replica::runs_task(engine.store().as_ref(), "housekeeping", lease).await {
+            let before = crate::store::now_millis().saturating_sub(retention);
+            match engine.remove_old_history(before).await {
+                Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "removed old job history"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not remove old job history"),
             }
         }
-        let before = crate::store::now_millis().saturating_sub(retention);
-        match engine.remove_old_history(before).await {
-            Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "removed old job history"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not remove old job history"),
-        }
+        // Working copies are each replica's own.
         match engine.closed_worktrees(true).await {
             Ok(closed) if !closed.is_empty() => tracing::info!(?closed, "removed closed issues' working copies"),
             Ok(_) => {}

@@ -151,12 +151,13 @@ impl Worker {
                     }
                 };
                 for job in jobs {
-                    let fence = match lane {
-                        "work" => match self.take_issue(job.id, &job.job.issue).await {
+                    // With SQLite this process is the only replica: there is nothing to fence off.
+                    let fence = match lane == "work" && self.config.database_url.is_some() {
+                        true => match self.take_issue(job.id, &job.job.issue).await {
                             Some(fence) => Some(fence),
                             None => continue,
                         },
-                        _ => None,
+                        false => None,
                     };
                     let Some(permit) = free.pop() else {
                         // Never left marked running with nobody to run it.
@@ -263,6 +264,7 @@ impl Worker {
         // never run the agent again.
         if let Some(body) = outcome {
             if self.lease_lost(fence.as_ref()).await {
+                self.defer(id, BUSY_RETRY, "the issue's lease could not be confirmed").await;
                 return Outcome::Deferred;
             }
             let posted = self.answer(forge.as_ref(), &job, id, &body).await;
@@ -304,18 +306,21 @@ impl Worker {
             // Taken before admission, above.
             JobTrigger::Answer { .. } => return Outcome::Done,
         };
-        if self.lease_lost(fence.as_ref()).await {
-            if let Some(feedback) = feedback {
-                feedback.leave();
-            }
-            return Outcome::Deferred;
-        }
         // Saved before posting: after a crash the comment is posted, the agent not rerun.
         if let Err(e) = self.queue.save_outcome(id, &body, failure.as_deref()).await {
             tracing::error!(error = %format!("{e:#}"), "cannot save a job's outcome");
         }
         self.follow_ups_answered(&took_in).await;
         crash::point("before-comment");
+        // Just before posting: a replica paused past its lease leaves the comment
+        // to the one that took over (or, if none did, posts the saved answer later).
+        if self.lease_lost(fence.as_ref()).await {
+            self.defer(id, BUSY_RETRY, "the issue's lease could not be confirmed").await;
+            if let Some(feedback) = feedback {
+                feedback.leave();
+            }
+            return Outcome::Deferred;
+        }
         let posted = self.answer(forge.as_ref(), &job, id, &body).await;
         stage::reached(&job.issue, Stage::Commented);
         if let Some(feedback) = feedback {
@@ -427,8 +432,11 @@ impl Worker {
         let used = run.as_ref().ok().map(|r| (&r.tokens, r.cost));
         self.metrics.run_finished(outcome, started.elapsed(), used);
         if let Err(EngineError::LeaseLost(why)) = &run {
-            // The job is the other replica's now; its run answers.
+            // The job is the other replica's now, and its run answers; if nobody
+            // took it after all (the lease could not be read), it runs again.
             tracing::warn!(%why, "ending a run whose issue another replica took over");
+            self.defer(id, BUSY_RETRY, "the issue's lease could not be confirmed").await;
+            self.follow_ups_wait(&took_in).await;
             feedback.leave();
             return None;
         }

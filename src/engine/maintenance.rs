@@ -186,13 +186,20 @@ impl Engine {
         let grace = i64::try_from(self.config.bot.closed_issue_grace.as_millis()).unwrap_or(i64::MAX);
         let mut closed = Vec::new();
         for issue in self.store.closed_issues(now_millis().saturating_sub(grace)).await? {
+            // With replicas the mark stays, so most have no copy here to remove.
+            if self.keeps_checkpoints() && !self.layout.worktree(&issue).exists() {
+                continue;
+            }
             if remove {
                 // A run holds it: it is no longer idle since its close; look again later.
                 let Ok(_lock) = self.lock_issue(&issue).await else { continue };
                 let path = self.layout.worktree(&issue);
                 self.driver.release(&path).await;
                 self.remove_checkout(issue.repo(), &path, None).await?;
-                self.store.forget_closed(&issue).await?;
+                // Other replicas may hold copies too: with them, the mark stays for theirs.
+                if !self.keeps_checkpoints() {
+                    self.store.forget_closed(&issue).await?;
+                }
             }
             closed.push(issue);
         }
@@ -208,7 +215,15 @@ impl Engine {
         report.closed = self.closed_worktrees(force).await?;
         let records = self.store.issue_sessions().await?;
         let bases = self.store.base_sessions().await?;
-        for record in &records {
+        // Records are shared: one replica's disk says nothing of the others' copies.
+        let judged: &[crate::store::IssueSession] = match self.keeps_checkpoints() {
+            true => {
+                report.warnings.push("the database is shared with other replicas: records are left alone".into());
+                &[]
+            }
+            false => &records,
+        };
+        for record in judged {
             let findings = self.check_record(record).await;
             if findings.is_empty() {
                 continue;
@@ -218,7 +233,9 @@ impl Engine {
             }
             report.findings.extend(findings);
         }
-        let mut known_paths: HashSet<PathBuf> = records.iter().map(|r| r.worktree.clone()).collect();
+        // A record names the copy of the replica that made it; this replica's is where its layout puts it.
+        let mut known_paths: HashSet<PathBuf> =
+            records.iter().flat_map(|r| [r.worktree.clone(), self.layout.worktree(&r.issue)]).collect();
         known_paths.extend(bases.iter().map(|b| b.worktree.clone()));
         for (repo, path) in self.worktree_dirs() {
             // Ready checkouts belong to `kugetsu serve`'s pool, which removes its own leftovers.

@@ -273,16 +273,26 @@ impl Engine {
             Ok(reply) => reply,
             Err(e) => return Err(self.record_failure(&mut record, e).await),
         };
+        // A turn that pushes nothing records its result all the same: that is the issue's holder's to do.
         if let Some(fence) = &fence
             && !fence.holds().await
         {
-            tracing::warn!(lease = fence.key(), "the issue was taken over by another replica: not pushing");
-            return Err(EngineError::LeaseLost(format!(
-                "{issue} was taken over by another replica; this one pushes nothing"
-            )));
+            tracing::warn!(lease = fence.key(), "the issue was taken over by another replica: not recording the run");
+            return Err(EngineError::LeaseLost(format!("{issue} was taken over by another replica")));
         }
-        let finished =
-            self.finish_run(issue, &mirror, &worktree, &branch, start, remote_sha, creds.as_ref(), &mut record).await;
+        let finished = self
+            .finish_run(
+                issue,
+                &mirror,
+                &worktree,
+                &branch,
+                start,
+                remote_sha,
+                creds.as_ref(),
+                fence.as_ref(),
+                &mut record,
+            )
+            .await;
         let (commits, files_changed, pushed_to) = match finished {
             Ok(done) => done,
             Err(e) => return Err(self.record_failure(&mut record, e).await),
@@ -404,6 +414,9 @@ impl Engine {
         }
         let base = match record.session_id {
             Some(_) => None,
+            // A base session lives in the home of the replica that made it; the
+            // others have nothing to fork.
+            None if self.keeps_checkpoints() => None,
             None => self.store.base_session(issue.repo()).await?,
         };
         let existing = record.session_id.clone();
@@ -470,6 +483,7 @@ impl Engine {
         start: Option<String>,
         remote_sha: Option<String>,
         creds: Option<&Credentials>,
+        fence: Option<&crate::store::Fence>,
         record: &mut IssueSession,
     ) -> Result<(Vec<crate::git::Commit>, Vec<String>, Option<String>), EngineError> {
         let message = format!("kugetsu: work on {issue}\n\nChanges the agent left uncommitted.");
@@ -522,6 +536,16 @@ impl Engine {
         let push = async {
             let _lock = self.lock_mirror(issue.repo()).await?;
             crate::crash::point("before-push");
+            // As close to the push as it can be: a replica paused past its lease
+            // finds the issue taken over here, and pushes nothing.
+            if let Some(fence) = fence
+                && !fence.holds().await
+            {
+                tracing::warn!(lease = fence.key(), "the issue was taken over by another replica: not pushing");
+                return Err(EngineError::LeaseLost(format!(
+                    "{issue} was taken over by another replica; this one pushes nothing"
+                )));
+            }
             mirror.restore_config()?;
             // A refused lease is an answer, not an outage: only other failures are retried.
             let retryable = |e: &GitError| e.may_pass() && !is_lease_refusal(&e.to_string());

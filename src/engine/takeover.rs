@@ -73,19 +73,23 @@ impl Engine {
         dir: &Path,
         stale: bool,
     ) -> Result<bool, EngineError> {
-        if stale {
-            // An import adds to a session that exists; the checkpoint is the whole of it.
-            if let Err(e) = self.driver.delete_session(id, dir).await {
-                tracing::warn!(%issue, error = %e, "cannot remove this replica's old copy of the session");
-            }
-        } else if self.driver.session_exists(id, dir).await? {
+        let checkpoint = self.store.checkpoint(issue).await?.filter(|c| c.session_id == id);
+        // Saved after another replica's run: this one's copy, if any, misses that run.
+        let elsewhere = checkpoint.as_ref().is_some_and(|c| c.replica != self.store.replica());
+        if !stale && !elsewhere && self.driver.session_exists(id, dir).await? {
             return Ok(true);
         }
-        let checkpoint = self.store.checkpoint(issue).await?;
-        let Some(checkpoint) = checkpoint.filter(|c| c.session_id == id) else {
+        let Some(checkpoint) = checkpoint else {
+            if self.driver.session_exists(id, dir).await? {
+                return Ok(true);
+            }
             tracing::warn!(%issue, session = id, "the issue's session is on no replica and has no checkpoint; starting anew");
             return Ok(false);
         };
+        // An import adds to a session that exists; the checkpoint is the whole of it.
+        if let Err(e) = self.driver.delete_session(id, dir).await {
+            tracing::warn!(%issue, error = %e, "cannot remove this replica's old copy of the session");
+        }
         self.driver.import_session(dir, &checkpoint.export).await?;
         tracing::info!(%issue, session = id, "took the issue's session over from its checkpoint");
         Ok(true)

@@ -67,7 +67,8 @@ pub struct Feed {
 impl Feed {
     /// The server's stream, once opencode's first event (`server.connected`) says it is live.
     pub async fn open(api: &Api) -> Option<Feed> {
-        let resp = api.events().await.ok()?;
+        // Opened under the server's lock: a server that does not answer must not hold its runs.
+        let resp = tokio::time::timeout(DEBUG_DRAIN, api.events()).await.ok()?.ok()?;
         let mut stream: EventStream = Box::pin(resp.bytes_stream().map(|chunk| chunk.map(|b| b.to_vec())));
         let first = tokio::time::timeout(DEBUG_DRAIN, stream.next()).await.ok().flatten()?.ok()?;
         let listeners = Arc::new(Mutex::new(Some(Vec::new())));

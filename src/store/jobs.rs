@@ -56,6 +56,9 @@ pub trait JobStore: Send + Sync {
     /// the issue's running turn (one with no saved outcome), marking it running.
     async fn claim_joiner(&self, issue: &IssueRef) -> anyhow::Result<Option<QueuedJob>>;
 
+    /// Records how a running job of this replica's ended. A job no longer
+    /// running as its own (stopped meanwhile, or taken over by another replica)
+    /// is left as it is; so is its saved outcome in [`Self::save_outcome`].
     async fn finish(&self, id: i64, outcome: Result<(), String>) -> anyhow::Result<()>;
 
     /// Records a running job as stopped; a job that already finished is left as it is.

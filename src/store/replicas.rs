@@ -24,6 +24,9 @@ pub struct Checkpoint {
     /// `{info, messages}` JSON.
     pub export: String,
     pub at: i64,
+    /// The replica whose run it was saved after: if not this one, this one's
+    /// own copy of the session (if it has one) misses that run.
+    pub replica: String,
 }
 
 #[async_trait]
@@ -31,9 +34,9 @@ pub trait ReplicaStore: Send + Sync {
     /// This process's replica id (kept in its state dir across restarts).
     fn replica(&self) -> &str;
 
-    /// Says this replica is alive at `now_ms`, and keeps the leases it still
-    /// holds until `now_ms + ttl_ms`. A lease that expired is not renewed: another
-    /// replica may have taken it.
+    /// Says this replica is alive at `now_ms`, and keeps the leases still in its
+    /// name until `now_ms + ttl_ms`; one another replica has taken is not its
+    /// any more, whatever this one thinks.
     async fn heartbeat(&self, now_ms: i64, ttl_ms: i64) -> anyhow::Result<()>;
 
     /// Takes `key` until `now_ms + ttl_ms` if it is free, expired or this
@@ -50,9 +53,10 @@ pub trait ReplicaStore: Send + Sync {
     /// Running jobs of replicas not seen alive since `dead_before_ms` go back to the queue.
     async fn requeue_orphans(&self, now_ms: i64, dead_before_ms: i64) -> anyhow::Result<u64>;
 
-    /// Of `ids`, jobs this replica runs, those no longer running as its own:
-    /// stopped from another replica, or taken over after this one was thought dead.
-    async fn jobs_taken_away(&self, ids: &[i64]) -> anyhow::Result<Vec<i64>>;
+    /// Of `ids`, jobs this replica runs, those no longer running as its own,
+    /// each with whether another replica took it (after this one was thought
+    /// dead; whatever became of it since) or, if not, it was stopped.
+    async fn jobs_taken_away(&self, ids: &[i64]) -> anyhow::Result<Vec<(i64, bool)>>;
 
     /// The work job running on the issue, on whichever replica.
     async fn running_work(&self, issue: &IssueRef) -> anyhow::Result<Option<i64>>;

@@ -16,6 +16,8 @@ pub struct Replicas {
     /// The database's URL; `None` for SQLite (one replica, in its state dir).
     pub url: Option<String>,
     pub serves: Vec<Option<ServeProcess>>,
+    /// The config every replica's is made from.
+    config: String,
 }
 
 impl Replicas {
@@ -33,18 +35,27 @@ impl Replicas {
         let mut t = BotEnv::with_bot_settings(&settings, "", Vec::new()).await;
         t.stop().await;
         let base = std::fs::read_to_string(&t.env.config_path).expect("the config");
-        let base = base.replacen("concurrency = 2", &format!("concurrency = 2\n{limits}"), 1);
-        let mut serves = Vec::new();
-        for n in 0..count {
-            let database = url.as_ref().map(|url| format!("\ndatabase_url = \"{url}\"")).unwrap_or_default();
-            let text = base.replacen("state_dir = \"state\"", &format!("state_dir = \"replica-{n}\"{database}"), 1);
-            assert_ne!(text, base, "the config names its state dir");
-            let path = t.env.dir.path().join(format!("replica-{n}.toml"));
-            std::fs::write(&path, text).expect("a replica's config");
-            let log = t.env.dir.path().join(format!("replica-{n}.log"));
-            serves.push(Some(ServeProcess::spawn(&path, &t.secret_vars(), None, log)));
+        let config = base.replacen("concurrency = 2", &format!("concurrency = 2\n{limits}"), 1);
+        let mut replicas = Replicas { t, url, serves: Vec::new(), config };
+        for _ in 0..count {
+            replicas.add(&[]);
         }
-        Replicas { t, url, serves }
+        replicas
+    }
+
+    /// One more replica, with `vars` added to its environment; its index.
+    pub fn add(&mut self, vars: &[(&str, &str)]) -> usize {
+        let n = self.serves.len();
+        let database = self.url.as_ref().map(|url| format!("\ndatabase_url = \"{url}\"")).unwrap_or_default();
+        let text = self.config.replacen("state_dir = \"state\"", &format!("state_dir = \"replica-{n}\"{database}"), 1);
+        assert_ne!(text, self.config, "the config names its state dir");
+        let path = self.t.env.dir.path().join(format!("replica-{n}.toml"));
+        std::fs::write(&path, text).expect("a replica's config");
+        let log = self.t.env.dir.path().join(format!("replica-{n}.log"));
+        let mut env = self.t.secret_vars();
+        env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self.serves.push(Some(ServeProcess::spawn(&path, &env, None, log)));
+        n
     }
 
     pub fn serve(&self, n: usize) -> &ServeProcess {

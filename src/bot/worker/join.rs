@@ -131,7 +131,7 @@ impl Worker {
         // Only those still this replica's: after a takeover they are the other's.
         let ids: Vec<i64> = taken.iter().map(|f| f.job).collect();
         let gone = self.engine.store().jobs_taken_away(&ids).await.unwrap_or_default();
-        for follow_up in taken.into_iter().filter(|f| !gone.contains(&f.job)) {
+        for follow_up in taken.into_iter().filter(|f| !gone.iter().any(|(job, _)| *job == f.job)) {
             if let Err(e) = self.queue.stop(follow_up.job, why).await {
                 tracing::error!(job = follow_up.job, error = %format!("{e:#}"), "cannot record a stopped follow-up");
             }

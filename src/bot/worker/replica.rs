@@ -52,13 +52,22 @@ impl Worker {
             Ok(gone) => gone,
             Err(e) => return tracing::warn!(error = %format!("{e:#}"), "cannot look for runs stopped elsewhere"),
         };
-        for (issue, id) in mine.into_iter().filter(|(_, id)| gone.contains(id)) {
+        for (issue, id) in mine {
+            let Some(&(_, taken_over)) = gone.iter().find(|(gone, _)| *gone == id) else { continue };
+            // Another replica's now (this one was thought dead). Its agent is
+            // stopped; the run goes on to its fences, which keep it from pushing,
+            // recording or commenting, and say so.
+            if taken_over {
+                tracing::warn!(job = id, %issue, "the issue was taken over by another replica; stopping the agent here");
+                self.engine.abort_agent(&issue).await;
+                continue;
+            }
             let ended = self.running.lock().ok().and_then(|mut running| match running.get(&issue) {
                 Some((running_id, _)) if *running_id == id => running.remove(&issue),
                 _ => None,
             });
             let Some((_, handle)) = ended else { continue };
-            tracing::warn!(job = id, %issue, "the job was stopped or taken over on another replica; ending its run here");
+            tracing::warn!(job = id, %issue, "the job was stopped on another replica; ending its run here");
             handle.abort();
             self.engine.abort_agent(&issue).await;
             self.stop_follow_ups(&issue, "the run was stopped").await;

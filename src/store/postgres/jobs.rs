@@ -115,7 +115,7 @@ impl JobStore for PostgresStore {
     }
 
     async fn save_outcome(&self, id: i64, comment: &str, run_error: Option<&str>) -> anyhow::Result<()> {
-        sqlx::query("UPDATE jobs SET outcome = $1, run_error = $2, updated_at = $3 WHERE id = $4 AND claimed_by = $5")
+        sqlx::query("UPDATE jobs SET outcome = $1, run_error = $2, updated_at = $3 WHERE id = $4 AND status = 'running' AND claimed_by = $5")
             .bind(comment)
             .bind(run_error)
             .bind(now_millis())
@@ -207,7 +207,9 @@ impl JobStore for PostgresStore {
             Err(e) => ("failed", Some(e)),
         };
         // A job claimed by another replica since (this one was thought dead) is its to finish.
-        sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4 AND claimed_by = $5")
+        sqlx::query(
+            "UPDATE jobs SET status = $1, error = $2, updated_at = $3 WHERE id = $4 AND status = 'running' AND claimed_by = $5",
+        )
             .bind(status)
             .bind(error)
             .bind(now_millis())

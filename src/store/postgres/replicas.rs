@@ -18,9 +18,10 @@ impl ReplicaStore for PostgresStore {
             .bind(now_ms)
             .execute(&self.pool)
             .await?;
-        sqlx::query("UPDATE leases SET expires_at = $3 WHERE replica = $1 AND expires_at > $2")
+        // A lease still in this replica's name was taken by nobody, even if it
+        // lapsed (a pause): renewing it keeps its token, and so its fence.
+        sqlx::query("UPDATE leases SET expires_at = $2 WHERE replica = $1")
             .bind(&self.replica)
-            .bind(now_ms)
             .bind(now_ms.saturating_add(ttl_ms))
             .execute(&self.pool)
             .await?;
@@ -64,7 +65,7 @@ impl ReplicaStore for PostgresStore {
 
     async fn requeue_orphans(&self, now_ms: i64, dead_before_ms: i64) -> anyhow::Result<u64> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'pending', updated_at = $1 \
+            "UPDATE jobs SET status = 'pending', updated_at = $1, claimed_by = NULL \
              WHERE status = 'running' AND claimed_by IS NOT NULL AND claimed_by <> $2 \
                AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = jobs.claimed_by AND r.seen_at >= $3)",
         )
@@ -76,12 +77,12 @@ impl ReplicaStore for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn jobs_taken_away(&self, ids: &[i64]) -> anyhow::Result<Vec<i64>> {
+    async fn jobs_taken_away(&self, ids: &[i64]) -> anyhow::Result<Vec<(i64, bool)>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE id = ANY($1) \
+        Ok(sqlx::query_as(
+            "SELECT id, claimed_by IS DISTINCT FROM $2 FROM jobs WHERE id = ANY($1) \
                AND (status <> 'running' OR claimed_by IS DISTINCT FROM $2) ORDER BY id",
         )
         .bind(ids)
@@ -99,24 +100,25 @@ impl ReplicaStore for PostgresStore {
 
     async fn save_checkpoint(&self, issue: &IssueRef, session_id: &str, export: &str) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO checkpoints (issue, session_id, export, at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (issue) DO UPDATE SET session_id = $2, export = $3, at = $4",
+            "INSERT INTO checkpoints (issue, session_id, export, at, replica) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (issue) DO UPDATE SET session_id = $2, export = $3, at = $4, replica = $5",
         )
         .bind(issue.to_string())
         .bind(session_id)
         .bind(export)
         .bind(now_millis())
+        .bind(&self.replica)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     async fn checkpoint(&self, issue: &IssueRef) -> anyhow::Result<Option<Checkpoint>> {
-        let row: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT session_id, export, at FROM checkpoints WHERE issue = $1")
+        let row: Option<(String, String, i64, String)> =
+            sqlx::query_as("SELECT session_id, export, at, replica FROM checkpoints WHERE issue = $1")
                 .bind(issue.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(session_id, export, at)| Checkpoint { session_id, export, at }))
+        Ok(row.map(|(session_id, export, at, replica)| Checkpoint { session_id, export, at, replica }))
     }
 }

@@ -113,7 +113,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn save_outcome(&self, id: i64, comment: &str, run_error: Option<&str>) -> anyhow::Result<()> {
-        sqlx::query("UPDATE jobs SET outcome = ?, run_error = ?, updated_at = ? WHERE id = ? AND claimed_by IS ?")
+        sqlx::query("UPDATE jobs SET outcome = ?, run_error = ?, updated_at = ? WHERE id = ? AND status = 'running' AND claimed_by IS ?")
             .bind(comment)
             .bind(run_error)
             .bind(now_millis())
@@ -195,7 +195,9 @@ impl JobStore for SqliteStore {
             Err(e) => ("failed", Some(e)),
         };
         // A job claimed by another replica since (this one was thought dead) is its to finish.
-        sqlx::query("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ? AND claimed_by IS ?")
+        sqlx::query(
+            "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ? AND status = 'running' AND claimed_by IS ?",
+        )
             .bind(status)
             .bind(error)
             .bind(now_millis())
