@@ -143,3 +143,45 @@ async fn each_mistake_fails_with_its_fix() {
     assert_ne!(code, 0, "{out}");
     fails(&out, "config", "not_a_key");
 }
+
+/// With `database_url_env`, doctor connects to PostgreSQL (a throwaway
+/// cluster), brings its schema up to date and says where it is, never with the
+/// URL's password; a database that does not answer fails with what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_shared_database() {
+    let forge = forge().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = support::opencode_bin();
+    let config = write_config(dir.path(), &forge, &Setup { opencode: &opencode, tea_token_var: "DOCTOR_TOKEN" });
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("database_url_env = \"DOCTOR_DATABASE\"\n{text}")).unwrap();
+    let url = support::postgres::cluster().new_database().await;
+    let with_password = url.replacen("postgres://kugetsu@", "postgres://kugetsu:pw-canary-314@", 1);
+    let vars = |db: &str| {
+        [("DOCTOR_TOKEN", TOKEN), ("DOCTOR_SECRET", "s"), ("DOCTOR_DATABASE", db)].map(|(k, v)| (k, v.to_owned()))
+    };
+    let owned = vars(&with_password);
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, out, err) = kugetsu(&config, &["doctor"], &env).await;
+    let line =
+        out.lines().find(|l| l.contains("database")).unwrap_or_else(|| panic!("no database line:\n{out}\n{err}"));
+    assert!(line.starts_with("ok") && line.contains("PostgreSQL at 127.0.0.1:"), "{line}");
+    assert!(!out.contains("pw-canary-314") && !err.contains("pw-canary-314"), "no password shown:\n{out}\n{err}");
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&url).await.expect("the database");
+    let tables: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_name IN ('jobs', 'leases')")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(tables, 2, "the schema is there");
+
+    // Nothing listens on port 9.
+    let owned = vars("postgres://kugetsu:pw-canary-314@127.0.0.1:9/kugetsu");
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, out, err) = kugetsu(&config, &["doctor"], &env).await;
+    assert_ne!(code, 0, "{out}");
+    let line = out.lines().find(|l| l.contains("database")).unwrap_or_else(|| panic!("no database line:\n{out}"));
+    assert!(line.starts_with("FAIL") && line.contains("check database_url"), "{line}");
+    assert!(!out.contains("pw-canary-314") && !err.contains("pw-canary-314"), "no password shown:\n{out}\n{err}");
+}
