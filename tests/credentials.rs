@@ -154,7 +154,16 @@ fn kugetsus_environment_is_closed_to_other_processes_of_its_user() {
     let mut sleeper = Command::new("sleep");
     sleeper.arg("60").env("TEA_TOKEN", "control-canary");
     let mut sleeper = as_one_unprivileged_user(&mut sleeper).spawn().expect("sleep starts");
-    let control = read_environ_as_same_user(sleeper.id());
+    // Read as soon as it is spawned, the new process's environment can still be
+    // empty (seen once under load in CI): the control reads until it settles.
+    let mut control = read_environ_as_same_user(sleeper.id());
+    for _ in 0..50 {
+        if String::from_utf8_lossy(&control.stdout).contains("control-canary") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        control = read_environ_as_same_user(sleeper.id());
+    }
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     assert!(String::from_utf8_lossy(&control.stdout).contains("control-canary"), "{control:?}");
